@@ -1,0 +1,691 @@
+//! Fault injector actions: parsed from the API, run against the emulated cluster,
+//! tracked through pending -> running -> success | failed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::database::{Announcement, Node, Route};
+use super::shard::wait_caught_up;
+use super::{Database, DatabaseSpec, Emulator};
+use crate::fault_injector::{ActionList, ActionStatus, ActionSummary};
+use crate::notification::{EndpointType, Notification};
+
+/// Why an action was refused or failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ActionError {
+    /// Well-formed but invalid (HTTP 422).
+    #[error("{0}")]
+    Invalid(String),
+    /// Another action runs on the same database (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// It ran and failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn failed(e: impl std::fmt::Display) -> ActionError {
+    ActionError::Failed(e.to_string())
+}
+
+/// A database id as callers send it: a number or a numeric string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BdbId(pub u64);
+
+impl<'de> Deserialize<'de> for BdbId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) if n.as_u64().is_some() => Ok(BdbId(n.as_u64().unwrap())),
+            Value::String(s) if s.trim().parse::<u64>().is_ok() => {
+                Ok(BdbId(s.trim().parse().unwrap()))
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "bdb_id must be a positive integer or a numeric string, got {other}"
+            ))),
+        }
+    }
+}
+
+/// One step of `sequence_of_actions` (note the inner key `params`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct SequenceStep {
+    /// Action type.
+    #[serde(rename = "type")]
+    pub action_type: String,
+    /// Its parameters; `bdb_id` defaults to the sequence's.
+    #[serde(default)]
+    pub params: Value,
+    /// Seconds to wait before it.
+    #[serde(default)]
+    pub delay: Option<f64>,
+}
+
+/// A typed action.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", content = "parameters", rename_all = "snake_case")]
+pub enum Action {
+    /// Promote the replica.
+    Failover {
+        /// Database.
+        bdb_id: BdbId,
+    },
+    /// Move the primary shard to a new process on another node.
+    Migrate {
+        /// Database.
+        bdb_id: BdbId,
+        /// Node to move to.
+        #[serde(default)]
+        target_node: Option<usize>,
+    },
+    /// Move the endpoint to another node.
+    Bind {
+        /// Database.
+        bdb_id: BdbId,
+        /// Force this MOVING address form for every connection.
+        #[serde(default)]
+        endpoint_type: Option<String>,
+        /// Node to move to.
+        #[serde(default)]
+        target_node: Option<usize>,
+        /// MOVING grace for this action, in seconds.
+        #[serde(default)]
+        grace_s: Option<f64>,
+    },
+    /// Several actions in order.
+    SequenceOfActions {
+        /// Database.
+        bdb_id: BdbId,
+        /// The steps.
+        actions: Vec<SequenceStep>,
+    },
+    /// Create a database.
+    CreateDatabase {
+        /// Its configuration.
+        database_config: DatabaseSpec,
+    },
+    /// Delete a database.
+    DeleteDatabase {
+        /// Database.
+        bdb_id: BdbId,
+    },
+    /// `rladmin status`.
+    ExecuteRladminCommand {
+        /// Only `status` is emulated.
+        rladmin_command: String,
+        /// Database (optional).
+        #[serde(default)]
+        bdb_id: Option<BdbId>,
+    },
+}
+
+/// Action types the emulator runs.
+pub const ACTION_TYPES: &[&str] = &[
+    "failover",
+    "migrate",
+    "bind",
+    "sequence_of_actions",
+    "create_database",
+    "delete_database",
+    "execute_rladmin_command",
+];
+
+impl Action {
+    /// Parses `{"type", "parameters"}`, with messages that say what to fix.
+    pub fn parse(body: &Value) -> Result<Action, ActionError> {
+        let Some(obj) = body.as_object() else {
+            return Err(ActionError::Invalid(
+                "the body must be a JSON object {\"type\": ..., \"parameters\": {...}}".into(),
+            ));
+        };
+        let ty = match obj.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            Some(_) => return Err(ActionError::Invalid("\"type\" must be a string".into())),
+            None => {
+                return Err(ActionError::Invalid(format!(
+                    "missing \"type\"; expected one of {}",
+                    ACTION_TYPES.join(", ")
+                )))
+            }
+        };
+        if !ACTION_TYPES.contains(&ty) {
+            return Err(ActionError::Invalid(format!(
+                "unknown action type {ty:?}; the emulator runs {}",
+                ACTION_TYPES.join(", ")
+            )));
+        }
+        let mut body = body.clone();
+        if body.get("parameters").is_none_or(Value::is_null) {
+            body["parameters"] = json!({});
+        }
+        serde_json::from_value(body)
+            .map_err(|e| ActionError::Invalid(format!("bad parameters for {ty}: {e}")))
+    }
+
+    /// The wire type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Action::Failover { .. } => "failover",
+            Action::Migrate { .. } => "migrate",
+            Action::Bind { .. } => "bind",
+            Action::SequenceOfActions { .. } => "sequence_of_actions",
+            Action::CreateDatabase { .. } => "create_database",
+            Action::DeleteDatabase { .. } => "delete_database",
+            Action::ExecuteRladminCommand { .. } => "execute_rladmin_command",
+        }
+    }
+
+    fn bdb_id(&self) -> Option<u64> {
+        match self {
+            Action::Failover { bdb_id }
+            | Action::Migrate { bdb_id, .. }
+            | Action::Bind { bdb_id, .. }
+            | Action::SequenceOfActions { bdb_id, .. }
+            | Action::DeleteDatabase { bdb_id } => Some(bdb_id.0),
+            Action::ExecuteRladminCommand { bdb_id, .. } => bdb_id.map(|b| b.0),
+            Action::CreateDatabase { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Record {
+    id: String,
+    action_type: String,
+    status: &'static str,
+    error: Option<String>,
+    output: Option<Value>,
+    submitted_at: f64,
+    start_time: Option<f64>,
+    end_time: Option<f64>,
+}
+
+/// Every action submitted, by id.
+#[derive(Default)]
+pub struct ActionStore {
+    records: Mutex<HashMap<String, Record>>,
+    order: Mutex<Vec<String>>,
+    next: AtomicU64,
+}
+
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl ActionStore {
+    fn update(&self, id: &str, f: impl FnOnce(&mut Record)) {
+        if let Some(r) = self.records.lock().unwrap().get_mut(id) {
+            f(r);
+        }
+    }
+
+    /// The status of one action.
+    pub fn status(&self, id: &str) -> Option<ActionStatus> {
+        self.records.lock().unwrap().get(id).map(|r| ActionStatus {
+            action_id: r.id.clone(),
+            status: r.status.to_string(),
+            error: r.error.clone().map(Value::from),
+            output: r.output.clone(),
+            start_time: r.start_time.or(Some(r.submitted_at)),
+            end_time: r.end_time,
+        })
+    }
+
+    /// Every action, oldest first.
+    pub fn list(&self) -> ActionList {
+        let records = self.records.lock().unwrap();
+        ActionList {
+            actions: self
+                .order
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|id| records.get(id))
+                .map(|r| ActionSummary {
+                    job_id: r.id.clone(),
+                    action_type: r.action_type.clone(),
+                    status: r.status.to_string(),
+                    submitted_at: r.submitted_at,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Validates and starts `action` in the background; returns its id.
+pub fn submit(emu: &Arc<Emulator>, store: &Arc<ActionStore>, action: Action) -> Result<String, ActionError> {
+    let db = match action.bdb_id() {
+        Some(id) => Some(emu.database(id).ok_or_else(|| {
+            ActionError::Invalid(format!(
+                "no database with bdb_id {id}; existing: {:?}",
+                emu.databases().iter().map(|d| d.shared.id).collect::<Vec<_>>()
+            ))
+        })?),
+        None => None,
+    };
+    if let Some(db) = &db {
+        if !db.try_begin() {
+            return Err(ActionError::Conflict(format!(
+                "another action is running on database {}; wait for it to finish",
+                db.shared.id
+            )));
+        }
+    }
+    let n = store.next.fetch_add(1, Ordering::SeqCst) + 1;
+    let id = format!("{:08x}-{n:04}", (now_epoch() * 1000.0) as u64 & 0xffff_ffff);
+    store.records.lock().unwrap().insert(
+        id.clone(),
+        Record {
+            id: id.clone(),
+            action_type: action.type_name().into(),
+            status: "pending",
+            error: None,
+            output: None,
+            submitted_at: now_epoch(),
+            start_time: None,
+            end_time: None,
+        },
+    );
+    store.order.lock().unwrap().push(id.clone());
+    let (emu, store, task_id) = (emu.clone(), store.clone(), id.clone());
+    tokio::spawn(async move {
+        store.update(&task_id, |r| {
+            r.status = "running";
+            r.start_time = Some(now_epoch());
+        });
+        let result = run(&emu, &action).await;
+        if let Some(db) = db {
+            db.end();
+        }
+        store.update(&task_id, |r| {
+            r.end_time = Some(now_epoch());
+            match result {
+                Ok(output) => {
+                    r.status = "success";
+                    r.output = Some(output);
+                }
+                Err(e) => {
+                    tracing::warn!(action = r.action_type, "action failed: {e}");
+                    r.status = "failed";
+                    r.error = Some(e.to_string());
+                }
+            }
+        });
+    });
+    Ok(id)
+}
+
+/// Runs an action to its end.
+pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionError> {
+    let db = |id: &BdbId| -> Result<Arc<Database>, ActionError> {
+        emu.database(id.0)
+            .ok_or_else(|| ActionError::Invalid(format!("no database with bdb_id {}", id.0)))
+    };
+    match action {
+        Action::Failover { bdb_id } => {
+            let d = db(bdb_id)?;
+            failover(emu, &d).await
+        }
+        Action::Migrate {
+            bdb_id,
+            target_node,
+        } => {
+            let d = db(bdb_id)?;
+            migrate(emu, &d, *target_node).await
+        }
+        Action::Bind {
+            bdb_id,
+            endpoint_type,
+            target_node,
+            grace_s,
+        } => {
+            let forced = endpoint_type
+                .as_deref()
+                .map(EndpointType::parse)
+                .transpose()
+                .map_err(ActionError::Invalid)?;
+            let grace = match grace_s {
+                Some(g) if (0.0..=3600.0).contains(g) => Some(Duration::from_secs_f64(*g)),
+                Some(g) => {
+                    return Err(ActionError::Invalid(format!(
+                        "grace_s must be between 0 and 3600, got {g}"
+                    )))
+                }
+                None => None,
+            };
+            let d = db(bdb_id)?;
+            bind(emu, &d, forced, *target_node, grace).await
+        }
+        Action::SequenceOfActions { bdb_id, actions } => {
+            let mut outputs = Vec::new();
+            for (i, step) in actions.iter().enumerate() {
+                if let Some(d) = step.delay.filter(|d| *d > 0.0) {
+                    tokio::time::sleep(Duration::from_secs_f64(d.min(3600.0))).await;
+                }
+                let mut params = if step.params.is_null() {
+                    json!({})
+                } else {
+                    step.params.clone()
+                };
+                if params.get("bdb_id").is_none() {
+                    params["bdb_id"] = json!(bdb_id.0);
+                }
+                let inner = Action::parse(&json!({"type": step.action_type, "parameters": params}))
+                    .map_err(|e| ActionError::Invalid(format!("step {i}: {e}")))?;
+                if matches!(inner, Action::SequenceOfActions { .. }) {
+                    return Err(ActionError::Invalid(format!(
+                        "step {i}: sequences do not nest"
+                    )));
+                }
+                let out = Box::pin(run(emu, &inner))
+                    .await
+                    .map_err(|e| failed(format!("step {i} ({}): {e}", step.action_type)))?;
+                outputs.push(out);
+            }
+            Ok(json!({ "steps": outputs }))
+        }
+        Action::CreateDatabase { database_config } => {
+            let d = emu.create_database(database_config.clone()).await?;
+            let c = d.config();
+            Ok(json!({
+                "bdb_id": d.shared.id,
+                "name": d.shared.name,
+                "endpoints": c.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                "username": c.username,
+                "password": c.password,
+                "tls": c.tls,
+                "raw_endpoints": c.raw_endpoints,
+            }))
+        }
+        Action::DeleteDatabase { bdb_id } => {
+            emu.delete_database(bdb_id.0).await?;
+            Ok(json!({ "bdb_id": bdb_id.0, "deleted": true }))
+        }
+        Action::ExecuteRladminCommand {
+            rladmin_command,
+            ..
+        } => {
+            if rladmin_command.split_whitespace().next() != Some("status") {
+                return Err(ActionError::Invalid(format!(
+                    "rladmin command {rladmin_command:?} is not emulated; only \"status\" is"
+                )));
+            }
+            Ok(json!({ "output": rladmin_status(emu).await }))
+        }
+    }
+}
+
+async fn rladmin_status(emu: &Emulator) -> String {
+    let mut out = String::from("CLUSTER NODES:\nNODE:ID ROLE ADDRESS EXTERNAL_ADDRESS\n");
+    for n in emu.nodes() {
+        out += &format!(
+            "node:{} {} {} {}\n",
+            n.index,
+            if n.index == 1 { "master" } else { "slave" },
+            n.internal_ip(),
+            n.external_ip()
+        );
+    }
+    out += "\nDATABASES:\nDB:ID NAME TYPE STATUS SHARDS PLACEMENT REPLICATION PERSISTENCE ENDPOINT\n";
+    for d in emu.databases() {
+        let s = d.shards.lock().await;
+        out += &format!(
+            "db:{} {} redis active 1 dense {} disabled {}:{}\n",
+            d.shared.id,
+            d.shared.name,
+            if s.replica.is_some() { "enabled" } else { "disabled" },
+            d.shared.active_node().internal_ip(),
+            d.shared.port
+        );
+    }
+    out
+}
+
+/// Holds traffic of `db`, waits for in-flight replies, runs `switch`, then points
+/// the proxies at what it returns.
+async fn switch_over<F, Fut>(emu: &Emulator, db: &Database, switch: F) -> Result<(), ActionError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<std::net::SocketAddr, ActionError>>,
+{
+    let timeout = emu.config.timings.drain_timeout;
+    let mut gate = tokio::time::timeout(timeout, db.shared.route.clone().write_owned())
+        .await
+        .map_err(|_| {
+            failed(format!(
+                "requests on database {} did not finish within {timeout:?} (a blocking command?); nothing was switched",
+                db.shared.id
+            ))
+        })?;
+    let upstream = switch().await?;
+    *gate = Route { upstream };
+    Ok(())
+}
+
+fn window_deadline(emu: &Emulator) -> Instant {
+    Instant::now() + emu.config.timings.notice_lead + emu.config.timings.window_estimate
+}
+
+fn window_secs(emu: &Emulator) -> u64 {
+    (emu.config.timings.notice_lead + emu.config.timings.window_estimate)
+        .as_secs_f64()
+        .ceil() as u64
+}
+
+async fn failover(emu: &Emulator, db: &Database) -> Result<Value, ActionError> {
+    let mut shards = db.shards.lock().await;
+    if shards.replica.is_none() {
+        return Err(ActionError::Invalid(format!(
+            "database {} has no replica to fail over to; create it with replication: true",
+            db.shared.id
+        )));
+    }
+    let old_id = shards.primary.as_ref().map(|p| p.id).unwrap_or(0);
+    let ids = vec![old_id.to_string()];
+    let seq = db.shared.take_seq();
+    db.shared.announce(
+        Announcement::Start {
+            notification: Notification::FailingOver {
+                seq,
+                time_s: Some(window_secs(emu)),
+                shards: ids.clone(),
+            },
+            deadline: window_deadline(emu),
+        },
+        None,
+    );
+    tokio::time::sleep(emu.config.timings.notice_lead).await;
+    let result = {
+        let sh = &mut *shards;
+        let (primary, replica) = (sh.primary.as_ref().unwrap(), sh.replica.as_ref().unwrap());
+        switch_over(emu, db, || async {
+            wait_caught_up(primary, replica, emu.config.timings.sync_timeout)
+                .await
+                .map_err(failed)?;
+            replica.replicate(None).await.map_err(failed)?;
+            Ok(replica.addr)
+        })
+        .await
+    };
+    if result.is_ok() {
+        let sh = &mut *shards;
+        std::mem::swap(&mut sh.primary, &mut sh.replica);
+        let (p, r) = (sh.primary.as_ref().unwrap(), sh.replica.as_ref().unwrap());
+        if let Err(e) = r.replicate(Some(p.addr)).await {
+            tracing::warn!("old primary could not become a replica: {e:#}");
+        }
+    }
+    db.shared.close_window(seq);
+    db.shared.announce(
+        Announcement::Done(Notification::FailedOver {
+            seq: seq + 1,
+            shards: ids,
+        }),
+        None,
+    );
+    result?;
+    let p = shards.primary.as_ref().unwrap();
+    Ok(json!({ "seq": seq, "primary_shard": p.id, "primary": p.addr.to_string() }))
+}
+
+async fn migrate(emu: &Emulator, db: &Database, target: Option<usize>) -> Result<Value, ActionError> {
+    let mut shards = db.shards.lock().await;
+    let (old_id, old_node, old_addr) = {
+        let p = shards.primary.as_ref().ok_or_else(|| failed("database has no primary"))?;
+        (p.id, p.node, p.addr)
+    };
+    let replica_node = shards.replica.as_ref().map(|r| r.node);
+    let nodes = emu.nodes();
+    let target = match target {
+        Some(t) if t == 0 || t > nodes.len() => {
+            return Err(ActionError::Invalid(format!(
+                "target_node {t} does not exist; nodes are 1..={}",
+                nodes.len()
+            )))
+        }
+        Some(t) if t == old_node && nodes.len() > 1 => {
+            return Err(ActionError::Invalid(format!(
+                "the primary shard already lives on node {t}; pick another target_node"
+            )))
+        }
+        Some(t) => Node { index: t },
+        None => *nodes
+            .iter()
+            .find(|n| n.index != old_node && Some(n.index) != replica_node)
+            .or_else(|| nodes.iter().find(|n| n.index != old_node))
+            .unwrap_or(&nodes[0]),
+    };
+    let ids = vec![old_id.to_string()];
+    let seq = db.shared.take_seq();
+    let started = Instant::now();
+    db.shared.announce(
+        Announcement::Start {
+            notification: Notification::Migrating {
+                seq,
+                time_s: Some(window_secs(emu)),
+                shards: ids.clone(),
+            },
+            deadline: window_deadline(emu),
+        },
+        None,
+    );
+    let result: Result<(), ActionError> = async {
+        let new = emu
+            .start_shard(target, Some(old_addr), db.password.clone())
+            .await
+            .map_err(failed)?;
+        if let Err(e) = new.wait_link_up(emu.config.timings.sync_timeout).await {
+            new.stop().await;
+            return Err(failed(e));
+        }
+        tokio::time::sleep_until(started + emu.config.timings.notice_lead).await;
+        let new_addr = new.addr;
+        let switched = {
+            let old = shards.primary.as_ref().unwrap();
+            switch_over(emu, db, || async {
+                wait_caught_up(old, &new, emu.config.timings.sync_timeout)
+                    .await
+                    .map_err(failed)?;
+                new.replicate(None).await.map_err(failed)?;
+                Ok(new_addr)
+            })
+            .await
+        };
+        if let Err(e) = switched {
+            new.stop().await;
+            return Err(e);
+        }
+        let old = shards.primary.replace(new).unwrap();
+        old.stop().await;
+        if let Some(r) = &shards.replica {
+            r.replicate(Some(new_addr)).await.map_err(failed)?;
+        }
+        Ok(())
+    }
+    .await;
+    db.shared.close_window(seq);
+    db.shared.announce(
+        Announcement::Done(Notification::Migrated {
+            seq: seq + 1,
+            shards: ids,
+        }),
+        None,
+    );
+    result?;
+    let p = shards.primary.as_ref().unwrap();
+    Ok(json!({ "seq": seq, "primary_shard": p.id, "node": p.node, "primary": p.addr.to_string() }))
+}
+
+async fn bind(
+    emu: &Emulator,
+    db: &Database,
+    forced: Option<EndpointType>,
+    target: Option<usize>,
+    grace: Option<Duration>,
+) -> Result<Value, ActionError> {
+    let nodes = emu.nodes();
+    let from = db.shared.active_node();
+    let to = match target {
+        Some(t) if t == 0 || t > nodes.len() => {
+            return Err(ActionError::Invalid(format!(
+                "target_node {t} does not exist; nodes are 1..={}",
+                nodes.len()
+            )))
+        }
+        Some(t) if t == from.index => {
+            return Err(ActionError::Invalid(format!(
+                "the endpoint already lives on node {t}; pick another target_node"
+            )))
+        }
+        Some(t) => Node { index: t },
+        None if nodes.len() == 1 => {
+            return Err(ActionError::Invalid(
+                "bind needs a second node to move the endpoint to; start the emulator with --nodes 2 or more".into(),
+            ))
+        }
+        None => nodes[from.index % nodes.len()],
+    };
+    db.listen_on(to).await.map_err(failed)?;
+    let grace = grace.unwrap_or(db.grace);
+    let seq = db.shared.take_seq();
+    let deadline = Instant::now() + grace;
+    db.shared.set_active_node(to);
+    let announcement = Announcement::Moving {
+        seq,
+        deadline,
+        target: to,
+    };
+    match forced {
+        // A forced form is rendered once and sent as is.
+        Some(ty) => db.shared.announce(
+            Announcement::Start {
+                notification: announcement.render(ty, db.shared.port, Instant::now()),
+                deadline,
+            },
+            Some(from),
+        ),
+        None => db.shared.announce(announcement, Some(from)),
+    }
+    tokio::time::sleep_until(deadline).await;
+    db.stop_on(from);
+    db.shared.close_window(seq);
+    Ok(json!({
+        "seq": seq,
+        "from_node": from.index,
+        "to_node": to.index,
+        "endpoint": format!("{}:{}", to.internal_ip(), db.shared.port),
+    }))
+}
+
+/// Parses a body for the API: 400 for non-JSON is the caller's job; this is 422.
+pub fn parse_request(body: &Value) -> Result<Action, ActionError> {
+    Action::parse(body)
+}

@@ -1,0 +1,108 @@
+//! The fault injector HTTP API, served by the emulator. Handlers only translate
+//! HTTP into calls on [`Emulator`] and [`ActionStore`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::actions::{self, Action, ActionError, ActionStore};
+use super::Emulator;
+use crate::fault_injector::ApiError;
+
+#[derive(Clone)]
+struct AppState {
+    emulator: Arc<Emulator>,
+    actions: Arc<ActionStore>,
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(ApiError { error: msg.into() })).into_response()
+}
+
+impl IntoResponse for ActionError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ActionError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ActionError::Conflict(_) => StatusCode::CONFLICT,
+            ActionError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error(status, self.to_string())
+    }
+}
+
+/// The router, for tests and for [`serve`].
+pub fn router(emulator: Arc<Emulator>) -> Router {
+    let state = AppState {
+        emulator,
+        actions: Arc::new(ActionStore::default()),
+    };
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/action", post(post_action).get(list_actions))
+        .route("/action/{id}", get(get_action))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such route; the API has POST /action, GET /action, GET /action/{id}, GET /health",
+            )
+        })
+        .with_state(state)
+}
+
+/// Binds `addr` and serves until `cancel`; returns the bound address.
+pub async fn serve(emulator: Arc<Emulator>, addr: SocketAddr, cancel: CancellationToken) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the fault injector API on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let app = router(emulator);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await;
+    });
+    Ok(bound)
+}
+
+async fn post_action(State(s): State<AppState>, body: Bytes) -> Response {
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON ({e}); send {{\"type\": \"failover\", \"parameters\": {{\"bdb_id\": 1}}}}"),
+            )
+        }
+    };
+    let action = match Action::parse(&value) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    match actions::submit(&s.emulator, &s.actions, action) {
+        Ok(id) => Json(json!({"action_id": id, "status": "pending"})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn get_action(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match s.actions.status(&id) {
+        Some(st) => Json(st).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no action with id {id:?}; GET /action lists them"),
+        ),
+    }
+}
+
+async fn list_actions(State(s): State<AppState>) -> Response {
+    Json(s.actions.list()).into_response()
+}

@@ -1,0 +1,263 @@
+//! What the proxies of one database share: the route to the primary shard (and the
+//! gate that holds traffic during a switch-over), the registry of client
+//! connections, the open maintenance windows and the sequence counter.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, RwLock};
+use tokio::time::Instant;
+
+use crate::notification::{Endpoint, EndpointType, Notification};
+
+/// The addresses of one emulated node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// 1-based index.
+    pub index: usize,
+}
+
+impl Node {
+    /// `127.0.n.1`.
+    pub fn internal_ip(self) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.index as u8, 1)
+    }
+
+    /// `127.0.n.2`.
+    pub fn external_ip(self) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.index as u8, 2)
+    }
+
+    /// The endpoint of database port `port` on this node, in the form `ty` asks for.
+    /// Host names resolve only as `localhost` here, which is the database's public
+    /// address and follows the endpoint.
+    pub fn endpoint(self, ty: EndpointType, port: u16) -> Option<Endpoint> {
+        match ty {
+            EndpointType::InternalIp => Some(Endpoint::new(self.internal_ip().to_string(), port)),
+            EndpointType::ExternalIp => Some(Endpoint::new(self.external_ip().to_string(), port)),
+            EndpointType::InternalFqdn | EndpointType::ExternalFqdn => {
+                Some(Endpoint::new("localhost", port))
+            }
+            EndpointType::None => None,
+        }
+    }
+}
+
+/// Where the proxies send traffic. Held for reading by every in-flight command;
+/// a switch-over takes it for writing, which waits for in-flight replies and holds
+/// new commands until the new route is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The primary shard.
+    pub upstream: SocketAddr,
+}
+
+/// A notification to deliver, rendered per connection.
+#[derive(Clone, Debug)]
+pub enum Announcement {
+    /// MOVING to `target`; time left is computed from `deadline`.
+    Moving {
+        /// Event seq.
+        seq: i64,
+        /// When the old endpoint closes.
+        deadline: Instant,
+        /// Node the endpoint moves to.
+        target: Node,
+    },
+    /// A start notification whose time left is computed from `deadline`.
+    Start {
+        /// The notification as first sent.
+        notification: Notification,
+        /// When the window is expected to end.
+        deadline: Instant,
+    },
+    /// A completion.
+    Done(Notification),
+}
+
+impl Announcement {
+    /// The notification for a connection that asked for `ty`, at `now`.
+    pub fn render(&self, ty: EndpointType, port: u16, now: Instant) -> Notification {
+        let left = |deadline: Instant| deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64;
+        match self {
+            Announcement::Moving {
+                seq,
+                deadline,
+                target,
+            } => Notification::Moving {
+                seq: *seq,
+                time_s: left(*deadline),
+                endpoint: target.endpoint(ty, port),
+            },
+            Announcement::Start {
+                notification,
+                deadline,
+            } => notification.with_time_s(left(*deadline)),
+            Announcement::Done(n) => n.clone(),
+        }
+    }
+
+    fn seq(&self) -> i64 {
+        match self {
+            Announcement::Moving { seq, .. } => *seq,
+            Announcement::Start { notification, .. } => notification.seq(),
+            Announcement::Done(n) => n.seq(),
+        }
+    }
+}
+
+/// A message to one proxied connection.
+#[derive(Debug)]
+pub enum Control {
+    /// Deliver this if the connection opted in.
+    Announce(Arc<Announcement>),
+    /// Close the connection now.
+    Close,
+}
+
+struct Registered {
+    node: Node,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+struct Window {
+    announcement: Arc<Announcement>,
+    /// `None`: every node.
+    node: Option<Node>,
+}
+
+/// State shared by all proxies of one database.
+pub struct DbShared {
+    /// Database id.
+    pub id: u64,
+    /// Database name.
+    pub name: String,
+    /// Port on every node and on the public address.
+    pub port: u16,
+    /// Route to the primary shard, and the switch-over gate.
+    pub route: Arc<RwLock<Route>>,
+    active_node: AtomicUsize,
+    next_conn: AtomicU64,
+    next_seq: Mutex<i64>,
+    conns: Mutex<HashMap<u64, Registered>>,
+    windows: Mutex<Vec<Window>>,
+}
+
+impl DbShared {
+    /// State for a new database whose endpoint lives on `node`.
+    pub fn new(id: u64, name: String, port: u16, primary: SocketAddr, node: Node) -> Self {
+        DbShared {
+            id,
+            name,
+            port,
+            route: Arc::new(RwLock::new(Route { upstream: primary })),
+            active_node: AtomicUsize::new(node.index),
+            next_conn: AtomicU64::new(1),
+            next_seq: Mutex::new(1),
+            conns: Mutex::new(HashMap::new()),
+            windows: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The node that holds the endpoint now (where the public address routes).
+    pub fn active_node(&self) -> Node {
+        Node {
+            index: self.active_node.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Routes the public address to `node`.
+    pub fn set_active_node(&self, node: Node) {
+        self.active_node.store(node.index, Ordering::SeqCst);
+    }
+
+    /// Takes the seq for a new event: N for its start, N+1 reserved for its completion.
+    pub fn take_seq(&self) -> i64 {
+        let mut next = self.next_seq.lock().unwrap();
+        let seq = *next;
+        *next += 2;
+        seq
+    }
+
+    /// Registers a connection served on `node`; returns its id.
+    pub fn register(&self, node: Node, control: mpsc::UnboundedSender<Control>) -> u64 {
+        let id = self.next_conn.fetch_add(1, Ordering::SeqCst);
+        self.conns
+            .lock()
+            .unwrap()
+            .insert(id, Registered { node, control });
+        id
+    }
+
+    /// Forgets a connection.
+    pub fn deregister(&self, id: u64) {
+        self.conns.lock().unwrap().remove(&id);
+    }
+
+    /// Number of client connections served on `node`.
+    pub fn connections_on(&self, node: Node) -> usize {
+        self.conns
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|c| c.node == node)
+            .count()
+    }
+
+    /// Sends `a` to every connection (on `node` only, when given). Start
+    /// announcements stay open for connections that opt in later.
+    pub fn announce(&self, a: Announcement, node: Option<Node>) {
+        let a = Arc::new(a);
+        if !matches!(*a, Announcement::Done(_)) {
+            self.windows.lock().unwrap().push(Window {
+                announcement: a.clone(),
+                node,
+            });
+        }
+        for c in self.conns.lock().unwrap().values() {
+            if node.is_none_or(|n| n == c.node) {
+                let _ = c.control.send(Control::Announce(a.clone()));
+            }
+        }
+    }
+
+    /// Closes the window opened by the start with `seq`.
+    pub fn close_window(&self, seq: i64) {
+        self.windows
+            .lock()
+            .unwrap()
+            .retain(|w| w.announcement.seq() != seq);
+    }
+
+    /// Start announcements still open for a connection on `node`.
+    pub fn open_windows(&self, node: Node, now: Instant) -> Vec<Arc<Announcement>> {
+        let mut windows = self.windows.lock().unwrap();
+        windows.retain(|w| match &*w.announcement {
+            Announcement::Moving { deadline, .. } => *deadline > now,
+            _ => true,
+        });
+        windows
+            .iter()
+            .filter(|w| w.node.is_none_or(|n| n == node))
+            .map(|w| w.announcement.clone())
+            .collect()
+    }
+
+    /// Closes every connection served on `node`.
+    pub fn close_node(&self, node: Node) {
+        for c in self.conns.lock().unwrap().values() {
+            if c.node == node {
+                let _ = c.control.send(Control::Close);
+            }
+        }
+    }
+
+    /// Closes every connection.
+    pub fn close_all(&self) {
+        for c in self.conns.lock().unwrap().values() {
+            let _ = c.control.send(Control::Close);
+        }
+    }
+}

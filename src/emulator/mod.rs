@@ -1,0 +1,423 @@
+//! The emulator: a local stand-in for a Redis Enterprise cluster and its fault
+//! injector.
+//!
+//! * [`shard`]: real `redis-server` processes;
+//! * [`database`]: state the proxies of one database share;
+//! * [`proxy`]: the RESP-aware endpoint proxy that emits notifications;
+//! * [`actions`]: failover, migrate, bind, as they really happen;
+//! * [`api`]: the fault injector's HTTP API over all of it.
+//!
+//! Topology: node `n` owns `127.0.n.1` (internal) and `127.0.n.2` (external); a
+//! database listens on port P on the node that holds its endpoint, and on its
+//! public address `127.0.0.1:P`, which routes to that node.
+
+pub mod actions;
+pub mod api;
+pub mod database;
+pub mod proxy;
+pub mod shard;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DatabaseConfig, DatabaseEndpoint, EndpointsFile};
+use database::{DbShared, Node};
+use shard::{Shard, ShardSpec};
+
+/// Every timing knob of the emulator, in one place.
+#[derive(Clone, Debug)]
+pub struct Timings {
+    /// MOVING grace (time_s) unless a database or action says otherwise.
+    pub moving_grace: Duration,
+    /// How long a start notification precedes the disruption.
+    pub notice_lead: Duration,
+    /// Seconds a MIGRATING / FAILING_OVER window announces beyond the lead.
+    pub window_estimate: Duration,
+    /// Longest wait for in-flight commands before a switch-over.
+    pub drain_timeout: Duration,
+    /// Longest wait for a replica to sync or catch up.
+    pub sync_timeout: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            moving_grace: Duration::from_secs(15),
+            notice_lead: Duration::from_secs(1),
+            window_estimate: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(5),
+            sync_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Timings {
+    /// Short timings for fast acceptance scenarios.
+    pub fn fast(grace: Duration) -> Self {
+        Timings {
+            moving_grace: grace,
+            notice_lead: Duration::from_millis(300),
+            window_estimate: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(3),
+            sync_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How the emulator is built.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Number of nodes (1..=250).
+    pub nodes: usize,
+    /// Timings.
+    pub timings: Timings,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            nodes: 3,
+            timings: Timings::default(),
+        }
+    }
+}
+
+/// `database_config` of `create_database`.
+/// Other fields real callers send (memory_size, shards_placement, ...) are accepted and ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct DatabaseSpec {
+    /// Name (defaults to `db<id>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Port (defaults to a free one).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// A replica shard on another node (default true).
+    #[serde(default)]
+    pub replication: Option<bool>,
+    /// Primary shards; only 1 is emulated for standalone databases.
+    #[serde(default)]
+    pub shards_count: Option<u32>,
+    /// OSS Cluster API.
+    #[serde(default)]
+    pub oss_cluster: Option<bool>,
+    /// TLS on the endpoint.
+    #[serde(default)]
+    pub tls: Option<bool>,
+    /// Password of the default user.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// MOVING grace for this database, in seconds.
+    #[serde(default)]
+    pub grace_s: Option<f64>,
+}
+
+/// The shards of a database.
+#[derive(Default)]
+pub struct Shards {
+    /// The primary.
+    pub primary: Option<Shard>,
+    /// The replica, with replication.
+    pub replica: Option<Shard>,
+}
+
+/// One emulated database.
+pub struct Database {
+    /// What the proxies share.
+    pub shared: Arc<DbShared>,
+    /// MOVING grace.
+    pub grace: Duration,
+    /// Password of the default user.
+    pub password: Option<String>,
+    /// The shard processes.
+    pub shards: tokio::sync::Mutex<Shards>,
+    listeners: Mutex<HashMap<usize, CancellationToken>>,
+    cancel: CancellationToken,
+    busy: AtomicBool,
+}
+
+impl Database {
+    /// The endpoints-file entry a client of this database needs.
+    pub fn config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            name: self.shared.name.clone(),
+            bdb_id: Some(self.shared.id),
+            username: self.password.as_ref().map(|_| "default".to_string()),
+            password: self.password.clone(),
+            tls: false,
+            certificates_location: None,
+            endpoints: vec![DatabaseEndpoint {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: self.shared.port,
+            }],
+            raw_endpoints: Some(json!([{
+                "addr": [self.shared.active_node().internal_ip().to_string()],
+                "addr_type": "internal",
+                "dns_address_list": ["localhost"],
+                "port": self.shared.port,
+                "proxy_policy": "single",
+                "uid": format!("{}:1", self.shared.id),
+            }])),
+        }
+    }
+
+    /// Marks the database busy with an action; false when it already was.
+    pub fn try_begin(&self) -> bool {
+        !self.busy.swap(true, Ordering::SeqCst)
+    }
+
+    /// Clears the busy mark.
+    pub fn end(&self) {
+        self.busy.store(false, Ordering::SeqCst);
+    }
+
+    /// Starts the endpoint proxy of this database on `node`.
+    pub async fn listen_on(&self, node: Node) -> Result<()> {
+        if self.listeners.lock().unwrap().contains_key(&node.index) {
+            return Ok(());
+        }
+        let token = self.cancel.child_token();
+        let port = self.shared.port;
+        let addrs: Vec<SocketAddr> = vec![
+            (node.internal_ip(), port).into(),
+            (node.external_ip(), port).into(),
+        ];
+        proxy::listen_node(self.shared.clone(), node, &addrs, token.clone()).await?;
+        self.listeners.lock().unwrap().insert(node.index, token);
+        Ok(())
+    }
+
+    /// Stops listening on `node` and closes its connections.
+    pub fn stop_on(&self, node: Node) {
+        if let Some(t) = self.listeners.lock().unwrap().remove(&node.index) {
+            t.cancel();
+        }
+        self.shared.close_node(node);
+    }
+
+    /// Nodes whose proxy listens now.
+    pub fn listening_nodes(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.listeners.lock().unwrap().keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.shared.close_all();
+        let mut s = self.shards.lock().await;
+        if let Some(p) = s.primary.take() {
+            p.stop().await;
+        }
+        if let Some(r) = s.replica.take() {
+            r.stop().await;
+        }
+    }
+}
+
+/// What `create_database` reports.
+pub type DatabaseInfo = Value;
+
+/// The emulated cluster.
+pub struct Emulator {
+    /// Configuration.
+    pub config: EmulatorConfig,
+    bin: PathBuf,
+    workdir: tempfile::TempDir,
+    databases: Mutex<BTreeMap<u64, Arc<Database>>>,
+    next_db: AtomicU64,
+    next_shard: AtomicU32,
+    cancel: CancellationToken,
+}
+
+impl Emulator {
+    /// Checks the configuration and finds `redis-server`; starts nothing yet.
+    pub fn new(config: EmulatorConfig) -> Result<Arc<Self>> {
+        if config.nodes == 0 || config.nodes > 250 {
+            anyhow::bail!("--nodes must be between 1 and 250, got {}", config.nodes);
+        }
+        let bin = shard::redis_server_bin()?;
+        let workdir = tempfile::Builder::new()
+            .prefix("maint-e2e-emulator-")
+            .tempdir()
+            .context("creating the emulator's working directory")?;
+        Ok(Arc::new(Emulator {
+            config,
+            bin,
+            workdir,
+            databases: Mutex::new(BTreeMap::new()),
+            next_db: AtomicU64::new(1),
+            next_shard: AtomicU32::new(1),
+            cancel: CancellationToken::new(),
+        }))
+    }
+
+    /// The cluster's nodes.
+    pub fn nodes(&self) -> Vec<Node> {
+        (1..=self.config.nodes).map(|index| Node { index }).collect()
+    }
+
+    /// A database by id.
+    pub fn database(&self, id: u64) -> Option<Arc<Database>> {
+        self.databases.lock().unwrap().get(&id).cloned()
+    }
+
+    /// All databases.
+    pub fn databases(&self) -> Vec<Arc<Database>> {
+        self.databases.lock().unwrap().values().cloned().collect()
+    }
+
+    /// The endpoints file describing every database.
+    pub fn endpoints_file(&self) -> EndpointsFile {
+        EndpointsFile {
+            source: "emulator".into(),
+            databases: self
+                .databases()
+                .iter()
+                .map(|d| (d.shared.name.clone(), d.config()))
+                .collect(),
+        }
+    }
+
+    pub(crate) async fn start_shard(&self, node: Node, replica_of: Option<SocketAddr>, password: Option<String>) -> Result<Shard> {
+        let id = self.next_shard.fetch_add(1, Ordering::SeqCst);
+        Shard::start(
+            &self.bin,
+            self.workdir.path(),
+            ShardSpec {
+                id,
+                node: node.index,
+                replica_of,
+                password,
+            },
+        )
+        .await
+    }
+
+    /// Creates a standalone database: a primary shard, a replica on another node
+    /// (with replication), the endpoint proxy and the public address.
+    pub async fn create_database(&self, spec: DatabaseSpec) -> Result<Arc<Database>, actions::ActionError> {
+        use actions::ActionError::Invalid;
+        if spec.oss_cluster.unwrap_or(false) {
+            return Err(Invalid("oss_cluster databases are not emulated yet; create a standalone database (oss_cluster: false)".into()));
+        }
+        if spec.tls.unwrap_or(false) {
+            return Err(Invalid("TLS databases are not emulated yet; create the database with tls: false".into()));
+        }
+        if spec.shards_count.unwrap_or(1) != 1 {
+            return Err(Invalid("a standalone database has exactly one primary shard; set shards_count to 1".into()));
+        }
+        if let Some(g) = spec.grace_s {
+            if !(0.0..=3600.0).contains(&g) {
+                return Err(Invalid(format!("grace_s must be between 0 and 3600, got {g}")));
+            }
+        }
+        let id = self.next_db.fetch_add(1, Ordering::SeqCst);
+        let name = spec.name.clone().unwrap_or_else(|| format!("db{id}"));
+        if self.databases().iter().any(|d| d.shared.name == name) {
+            return Err(Invalid(format!("a database named {name:?} exists already; choose another name")));
+        }
+        let nodes = self.nodes();
+        let first = nodes[(id as usize - 1) % nodes.len()];
+        let second = nodes[id as usize % nodes.len()];
+        let failed = |e: anyhow::Error| actions::ActionError::Failed(format!("{e:#}"));
+        let primary = self.start_shard(first, None, spec.password.clone()).await.map_err(failed)?;
+        let replica = if spec.replication.unwrap_or(true) {
+            match self.start_shard(second, Some(primary.addr), spec.password.clone()).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    primary.stop().await;
+                    return Err(failed(e));
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(r) = &replica {
+            if let Err(e) = r.wait_link_up(self.config.timings.sync_timeout).await {
+                primary.stop().await;
+                if let Some(r) = replica {
+                    r.stop().await;
+                }
+                return Err(failed(e));
+            }
+        }
+        let port = match spec.port {
+            Some(p) => p,
+            None => shard::free_port().map_err(failed)?,
+        };
+        let shared = Arc::new(DbShared::new(id, name, port, primary.addr, first));
+        let db = Arc::new(Database {
+            shared: shared.clone(),
+            grace: spec
+                .grace_s
+                .map(Duration::from_secs_f64)
+                .unwrap_or(self.config.timings.moving_grace),
+            password: spec.password.clone(),
+            shards: tokio::sync::Mutex::new(Shards {
+                primary: Some(primary),
+                replica,
+            }),
+            listeners: Mutex::new(HashMap::new()),
+            cancel: self.cancel.child_token(),
+            busy: AtomicBool::new(false),
+        });
+        let started = async {
+            proxy::listen_public(shared.clone(), db.cancel.clone()).await?;
+            db.listen_on(first).await
+        }
+        .await;
+        if let Err(e) = started {
+            db.shutdown().await;
+            return Err(actions::ActionError::Invalid(format!(
+                "{e:#}; choose another port"
+            )));
+        }
+        self.databases.lock().unwrap().insert(id, db.clone());
+        tracing::info!(bdb_id = id, port, "database created");
+        Ok(db)
+    }
+
+    /// Deletes a database: proxies closed, shard processes stopped.
+    pub async fn delete_database(&self, id: u64) -> Result<(), actions::ActionError> {
+        let db = self
+            .databases
+            .lock()
+            .unwrap()
+            .remove(&id)
+            .ok_or_else(|| actions::ActionError::Invalid(format!("no database with bdb_id {id}")))?;
+        db.shutdown().await;
+        Ok(())
+    }
+
+    /// Process ids of every shard (for tests that prove nothing is left behind).
+    pub async fn shard_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for db in self.databases() {
+            let s = db.shards.lock().await;
+            pids.extend(s.primary.iter().chain(s.replica.iter()).filter_map(Shard::pid));
+        }
+        pids
+    }
+
+    /// Stops every database and process.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        let dbs: Vec<Arc<Database>> = std::mem::take(&mut *self.databases.lock().unwrap())
+            .into_values()
+            .collect();
+        for db in dbs {
+            db.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! A shard: one real `redis-server` process on 127.0.0.1 and an ephemeral port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::process::{Child, Command};
+
+/// Environment variable naming the `redis-server` binary.
+pub const REDIS_SERVER_BIN_ENV: &str = "REDIS_SERVER_BIN";
+
+/// Finds `redis-server`: [`REDIS_SERVER_BIN_ENV`] first, then PATH.
+pub fn redis_server_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(REDIS_SERVER_BIN_ENV).filter(|v| !v.is_empty()) {
+        let bin = PathBuf::from(bin);
+        if bin.is_file() {
+            return Ok(bin);
+        }
+        bail!(
+            "{REDIS_SERVER_BIN_ENV}={} does not name a file; point it at a redis-server binary or unset it to search PATH",
+            bin.display()
+        );
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("redis-server"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "redis-server was not found on PATH; install it (Debian/Ubuntu: apt-get install redis-server) or set {REDIS_SERVER_BIN_ENV} to its path"
+            )
+        })
+}
+
+/// How a shard process is started.
+#[derive(Clone, Debug)]
+pub struct ShardSpec {
+    /// Cluster-wide shard id (as carried by notifications).
+    pub id: u32,
+    /// Node it is placed on (1-based).
+    pub node: usize,
+    /// Primary to replicate from, if this is a replica.
+    pub replica_of: Option<SocketAddr>,
+    /// `requirepass`/`masterauth`, when the database has a password.
+    pub password: Option<String>,
+}
+
+/// A running `redis-server`. Killed when stopped or dropped.
+#[derive(Debug)]
+pub struct Shard {
+    /// Cluster-wide id.
+    pub id: u32,
+    /// Node it lives on.
+    pub node: usize,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    password: Option<String>,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Shard {
+    /// Starts the process and waits until it answers PING.
+    pub async fn start(bin: &Path, workdir: &Path, spec: ShardSpec) -> Result<Shard> {
+        let mut last_err = None;
+        // Another process may grab the port between our probe and redis-server's bind.
+        for _ in 0..5 {
+            let port = free_port()?;
+            match Self::start_on(bin, workdir, &spec, port).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow!("no attempt made")))
+    }
+
+    async fn start_on(bin: &Path, workdir: &Path, spec: &ShardSpec, port: u16) -> Result<Shard> {
+        let log = workdir.join(format!("shard-{}-{port}.log", spec.id));
+        let mut cmd = Command::new(bin);
+        cmd.arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg(port.to_string())
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--repl-diskless-sync", "yes"])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(["--protected-mode", "no"])
+            .arg("--dir")
+            .arg(workdir)
+            .arg("--dbfilename")
+            .arg(format!("shard-{}-{port}.rdb", spec.id))
+            .arg("--logfile")
+            .arg(&log);
+        if let Some(pw) = &spec.password {
+            cmd.args(["--requirepass", pw, "--masterauth", pw]);
+        }
+        if let Some(primary) = spec.replica_of {
+            cmd.arg("--replicaof")
+                .arg(primary.ip().to_string())
+                .arg(primary.port().to_string());
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {} for shard {}", bin.display(), spec.id))?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut shard = Shard {
+            id: spec.id,
+            node: spec.node,
+            addr,
+            password: spec.password.clone(),
+            child,
+            log,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = shard.child.try_wait()? {
+                let mut stderr = String::new();
+                if let Some(mut e) = shard.child.stderr.take() {
+                    use tokio::io::AsyncReadExt;
+                    let _ = e.read_to_string(&mut stderr).await;
+                }
+                bail!(
+                    "redis-server for shard {} on port {port} exited with {status}: {} {}",
+                    spec.id,
+                    stderr.trim(),
+                    shard.log_tail()
+                );
+            }
+            if let Ok(mut c) = shard.connect().await {
+                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
+                if pong.is_ok() {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "redis-server for shard {} on port {port} did not answer PING within 10 s; {}",
+                    spec.id,
+                    shard.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(shard)
+    }
+
+    fn log_tail(&self) -> String {
+        match std::fs::read_to_string(&self.log) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().collect();
+                format!(
+                    "last log lines: {}",
+                    lines[lines.len().saturating_sub(5)..].join(" | ")
+                )
+            }
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// An admin connection (RESP2) straight to the process.
+    pub async fn connect(&self) -> Result<redis::aio::MultiplexedConnection> {
+        use redis::IntoConnectionInfo;
+        let mut info = redis::ConnectionAddr::Tcp(self.addr.ip().to_string(), self.addr.port())
+            .into_connection_info()?;
+        if let Some(pw) = &self.password {
+            info = info.set_redis_settings(
+                redis::RedisConnectionInfo::default().set_password(pw.clone()),
+            );
+        }
+        let client = redis::Client::open(info)?;
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        Ok(client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await?)
+    }
+
+    /// Runs one admin command and returns its reply as text.
+    pub async fn admin(&self, args: &[&str]) -> Result<String> {
+        let mut c = self
+            .connect()
+            .await
+            .with_context(|| format!("connecting to shard {} at {}", self.id, self.addr))?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        let v: redis::Value = cmd
+            .query_async(&mut c)
+            .await
+            .with_context(|| format!("{} on shard {} at {}", args.join(" "), self.id, self.addr))?;
+        Ok(match v {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::SimpleString(s) => s,
+            redis::Value::Okay => "OK".into(),
+            other => format!("{other:?}"),
+        })
+    }
+
+    /// A field of `INFO replication`.
+    pub async fn replication_field(&self, field: &str) -> Result<Option<String>> {
+        let info = self.admin(&["INFO", "replication"]).await?;
+        Ok(info_field(&info, field))
+    }
+
+    /// Waits until this replica's link to its primary is up.
+    pub async fn wait_link_up(&self, within: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.replication_field("master_link_status").await?.as_deref() == Some("up")
+                && self.replication_field("master_sync_in_progress").await?.as_deref() == Some("0")
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "shard {} at {} did not finish syncing from its primary within {within:?}",
+                    self.id,
+                    self.addr
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Makes this shard replicate `primary` (or become a primary with `None`).
+    pub async fn replicate(&self, primary: Option<SocketAddr>) -> Result<()> {
+        match primary {
+            Some(p) => {
+                let port = p.port().to_string();
+                self.admin(&["REPLICAOF", &p.ip().to_string(), &port]).await?
+            }
+            None => self.admin(&["REPLICAOF", "NO", "ONE"]).await?,
+        };
+        Ok(())
+    }
+
+    /// Stops the process and waits for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Reads `field:value` out of an INFO section.
+pub fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == field).then(|| v.trim().to_string())
+    })
+}
+
+/// Waits until `replica` has applied everything `primary` has written.
+pub async fn wait_caught_up(primary: &Shard, replica: &Shard, within: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let want: u64 = primary
+            .replication_field("master_repl_offset")
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let have: u64 = replica
+            .replication_field("slave_repl_offset")
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if have >= want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "replica shard {} reached offset {have} of {want} within {within:?}; refusing to promote it and lose writes",
+                replica.id
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An ephemeral port free on 127.0.0.1 right now.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("probing for a free port")?;
+    Ok(l.local_addr()?.port())
+}

@@ -1,0 +1,201 @@
+//! The fault injector HTTP API: its JSON types and a client for it.
+//!
+//! The same client drives the emulator and a real fault injector next to a Redis
+//! Enterprise cluster.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /action` body.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ActionRequest {
+    /// Action type, such as `failover`.
+    #[serde(rename = "type")]
+    pub action_type: String,
+    /// Its parameters.
+    #[serde(default)]
+    pub parameters: Value,
+}
+
+/// `POST /action` answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ActionAccepted {
+    /// Id to poll.
+    pub action_id: String,
+    /// Always `pending` at first.
+    #[serde(default)]
+    pub status: String,
+}
+
+/// `GET /action/{id}` answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ActionStatus {
+    /// The id.
+    pub action_id: String,
+    /// pending, running, success, failed (real services also say finished, cancelled).
+    pub status: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// What it produced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    pub start_time: Option<f64>,
+    /// Seconds since the epoch, once terminal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<f64>,
+}
+
+impl ActionStatus {
+    /// True once the action will not change any more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "success" | "finished" | "failed" | "cancelled"
+        )
+    }
+}
+
+/// One row of `GET /action`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ActionSummary {
+    /// The id.
+    pub job_id: String,
+    /// The type.
+    pub action_type: String,
+    /// Its status.
+    pub status: String,
+    /// Seconds since the epoch.
+    pub submitted_at: f64,
+}
+
+/// `GET /action` answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ActionList {
+    /// Every action, oldest first.
+    pub actions: Vec<ActionSummary>,
+}
+
+/// Error body of every non-2xx answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ApiError {
+    /// What is wrong and how to fix it.
+    pub error: String,
+}
+
+/// An HTTP client of the fault injector.
+#[derive(Clone, Debug)]
+pub struct FaultInjectorClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl FaultInjectorClient {
+    /// A client of the service at `base` (`http://host:port`).
+    pub fn new(base: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .context("building the HTTP client")?;
+        Ok(FaultInjectorClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /health`.
+    pub async fn health(&self) -> Result<()> {
+        let r = self
+            .http
+            .get(format!("{}/health", self.base))
+            .send()
+            .await
+            .with_context(|| format!("fault injector at {} is not reachable", self.base))?;
+        if !r.status().is_success() {
+            bail!("fault injector at {} answered {} to /health", self.base, r.status());
+        }
+        Ok(())
+    }
+
+    /// `POST /action`; returns the action id.
+    pub async fn trigger(&self, action_type: &str, parameters: Value) -> Result<String> {
+        let req = ActionRequest {
+            action_type: action_type.to_string(),
+            parameters,
+        };
+        let r = self
+            .http
+            .post(format!("{}/action", self.base))
+            .json(&req)
+            .send()
+            .await
+            .with_context(|| format!("posting {action_type} to {}", self.base))?;
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("fault injector refused {action_type}: {status} {body}");
+        }
+        let accepted: ActionAccepted = serde_json::from_str(&body)
+            .with_context(|| format!("fault injector answered {action_type} with {body}"))?;
+        Ok(accepted.action_id)
+    }
+
+    /// `GET /action/{id}`.
+    pub async fn status(&self, id: &str) -> Result<ActionStatus> {
+        let r = self
+            .http
+            .get(format!("{}/action/{id}", self.base))
+            .send()
+            .await
+            .with_context(|| format!("polling action {id}"))?;
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("polling action {id}: {status} {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("action {id} status is {body}"))
+    }
+
+    /// Polls until the action is terminal or `within` passes.
+    pub async fn wait(&self, id: &str, within: Duration) -> Result<ActionStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let s = self.status(id).await?;
+            if s.is_terminal() {
+                return Ok(s);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(anyhow!(
+                    "action {id} still {} after {within:?}",
+                    s.status
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Triggers and waits for success; any other end is an error.
+    pub async fn run(&self, action_type: &str, parameters: Value, within: Duration) -> Result<ActionStatus> {
+        let id = self.trigger(action_type, parameters).await?;
+        let s = self.wait(&id, within).await?;
+        if s.status != "success" && s.status != "finished" {
+            bail!(
+                "{action_type} action {id} ended {}: {}",
+                s.status,
+                s.error.map(|e| e.to_string()).unwrap_or_default()
+            );
+        }
+        Ok(s)
+    }
+}
