@@ -17,3 +17,7 @@ pub mod config;
 pub mod emulator;
 pub mod fault_injector;
 pub mod notification;
+pub mod client;
+pub mod probe;
+pub mod tracker;
+pub mod workload;

@@ -1,1 +1,138 @@
-fn main() {}
+//! `maint-e2e`: command line of the emulator.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use maint_e2e::emulator::{api, DatabaseSpec, Emulator, EmulatorConfig, Timings};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "maint-e2e", version, about = "Redis maintenance-notification end-to-end tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Redis Enterprise emulator and its fault injector in the foreground.
+    ///
+    /// When ready, writes an endpoints file and prints one line of JSON:
+    /// {"fault_injector_url": ..., "endpoints_config": ...}. Stops on SIGINT or SIGTERM.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct EmulatorArgs {
+    /// Number of cluster nodes (node n owns 127.0.n.1 and 127.0.n.2).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// MOVING grace period in seconds.
+    #[arg(long, default_value_t = 15.0)]
+    grace_s: f64,
+    /// Seconds a start notification precedes the disruption.
+    #[arg(long, default_value_t = 1.0)]
+    lead_s: f64,
+    /// Address of the fault injector API (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    api: SocketAddr,
+    /// Port of the `standalone` database (default: a free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Password of the `standalone` database's default user.
+    #[arg(long)]
+    password: Option<String>,
+    /// Where to write the endpoints file (default: a file in the temp directory).
+    #[arg(long)]
+    endpoints_out: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "maint_e2e=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Emulator(args) => run_emulator(args).await,
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run_emulator(args: EmulatorArgs) -> Result<()> {
+    if !(0.0..=3600.0).contains(&args.grace_s) {
+        anyhow::bail!("--grace-s must be between 0 and 3600, got {}", args.grace_s);
+    }
+    if !(0.0..=60.0).contains(&args.lead_s) {
+        anyhow::bail!("--lead-s must be between 0 and 60, got {}", args.lead_s);
+    }
+    let timings = Timings {
+        moving_grace: Duration::from_secs_f64(args.grace_s),
+        notice_lead: Duration::from_secs_f64(args.lead_s),
+        ..Timings::default()
+    };
+    let emu = Emulator::new(EmulatorConfig {
+        nodes: args.nodes,
+        timings,
+    })?;
+    let cancel = CancellationToken::new();
+    let outcome = async {
+        let db = emu
+            .create_database(DatabaseSpec {
+                name: Some("standalone".into()),
+                port: args.port,
+                password: args.password.clone(),
+                ..DatabaseSpec::default()
+            })
+            .await
+            .context("creating the standalone database")?;
+        let api_addr = api::serve(emu.clone(), args.api, cancel.clone()).await?;
+        let path = args.endpoints_out.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("maint-e2e-endpoints-{}.json", std::process::id()))
+        });
+        let text = serde_json::to_string_pretty(&emu.endpoints_file().to_json())?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("writing the endpoints file {}", path.display()))?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "fault_injector_url": format!("http://{api_addr}"),
+                "endpoints_config": path.display().to_string(),
+            })
+        );
+        tracing::info!(
+            bdb_id = db.shared.id,
+            port = db.shared.port,
+            "emulator ready; stop it with Ctrl-C or SIGTERM"
+        );
+        wait_for_signal().await;
+        if args.endpoints_out.is_none() {
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    cancel.cancel();
+    emu.shutdown().await;
+    outcome
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -201,8 +201,23 @@ async fn serve(
                     Some(Control::Close) | None => return Ok(()),
                 },
                 n = read_upstream(&mut up) => {
-                    if n? == 0 {
-                        bail!("shard closed the connection");
+                    let closed = match n {
+                        Ok(0) => true,
+                        Ok(_) => false,
+                        Err(e) => {
+                            tracing::debug!("shard connection failed: {e}");
+                            true
+                        }
+                    };
+                    if closed {
+                        // A shard that stopped after a switch-over: reconnect on
+                        // the next command. With replies owed, the client must
+                        // learn that they are lost.
+                        if conn.fifo.iter().any(|e| matches!(e, Entry::Upstream { .. })) {
+                            bail!("shard closed the connection with replies outstanding");
+                        }
+                        up = None;
+                        continue;
                     }
                     conn.on_upstream(up.as_mut().unwrap())?;
                 }

@@ -1,0 +1,483 @@
+//! One maintenance-aware connection: a redis-rs `MultiplexedConnection` that can
+//! be swapped for another, with its relax state and its handoffs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{IntoConnectionInfo, PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{
+    auto_endpoint_type, ClientError, ClientShared, EndpointTypeSetting, EventKind, MaintState,
+    Mode, Protocol, Redirect,
+};
+use crate::notification::{Endpoint, Notification};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Clone)]
+struct Active {
+    conn: MultiplexedConnection,
+    generation: u64,
+    endpoint: Endpoint,
+    maint: MaintState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum WindowKey {
+    /// MIGRATING / FAILING_OVER / SMIGRATING with this seq.
+    Event(i64),
+    /// The handoff for MOVING with this seq.
+    Handoff(i64),
+}
+
+#[derive(Default)]
+struct Relax {
+    /// Open windows and their backstops.
+    windows: HashMap<WindowKey, Instant>,
+    tail_until: Option<Instant>,
+    relaxed: bool,
+}
+
+impl Relax {
+    fn active(&mut self, now: Instant) -> bool {
+        self.windows.retain(|_, backstop| *backstop > now);
+        !self.windows.is_empty() || self.tail_until.is_some_and(|t| t > now)
+    }
+}
+
+/// A connection of a [`super::Client`].
+pub struct ManagedConnection {
+    /// Unique id, carried by every event.
+    pub id: u64,
+    shared: Arc<ClientShared>,
+    me: Weak<ManagedConnection>,
+    current: Mutex<Option<Active>>,
+    generation: AtomicU64,
+    relax: Mutex<Relax>,
+    handled_moving: Mutex<HashSet<i64>>,
+    reconnecting: tokio::sync::Mutex<()>,
+    closed: AtomicBool,
+}
+
+impl ManagedConnection {
+    pub(crate) async fn open(shared: Arc<ClientShared>) -> Result<Arc<Self>, ClientError> {
+        let c = Arc::new_cyclic(|me| ManagedConnection {
+            id: NEXT_ID.fetch_add(1, Ordering::SeqCst),
+            shared: shared.clone(),
+            me: me.clone(),
+            current: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            relax: Mutex::new(Relax::default()),
+            handled_moving: Mutex::new(HashSet::new()),
+            reconnecting: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
+        });
+        let active = c.dial(&shared.dial_target()).await?;
+        *c.current.lock().unwrap() = Some(active);
+        Ok(c)
+    }
+
+    /// The endpoint the connection in use was dialled at.
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.current.lock().unwrap().as_ref().map(|a| a.endpoint.clone())
+    }
+
+    /// Its notification state.
+    pub fn maint_state(&self) -> Option<MaintState> {
+        self.current.lock().unwrap().as_ref().map(|a| a.maint.clone())
+    }
+
+    /// True while a window (or the tail after one) is open.
+    pub fn is_relaxed(&self) -> bool {
+        self.relax.lock().unwrap().active(Instant::now())
+    }
+
+    /// The response timeout a request sent now gets (`None`: unbounded).
+    pub fn effective_timeout(&self) -> Option<Duration> {
+        let o = &self.shared.options;
+        if self.is_relaxed() {
+            o.relaxed_effective()
+        } else {
+            o.response_timeout
+        }
+    }
+
+    /// Sends one command with the effective timeout.
+    pub async fn query(&self, cmd: &redis::Cmd) -> Result<Value, ClientError> {
+        let active = self.active().await?;
+        let in_window = self.is_relaxed();
+        let timeout = self.effective_timeout();
+        let mut conn = active.conn.clone();
+        let fut = conn.send_packed_command(cmd);
+        let result = match timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(ClientError::Timeout {
+                        after: t,
+                        in_window,
+                    })
+                }
+            },
+            None => fut.await,
+        };
+        result.map_err(|e| {
+            let err = ClientError::from_redis(e);
+            if let ClientError::Connection(_) = err {
+                self.forget(active.generation);
+            }
+            err
+        })
+    }
+
+    /// Closes it for good.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.current.lock().unwrap().take();
+    }
+
+    async fn active(&self) -> Result<Active, ClientError> {
+        if let Some(a) = self.current.lock().unwrap().clone() {
+            return Ok(a);
+        }
+        let _one = self.reconnecting.lock().await;
+        if let Some(a) = self.current.lock().unwrap().clone() {
+            return Ok(a);
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(ClientError::Connection("the client was closed".into()));
+        }
+        let a = self.dial(&self.shared.dial_target()).await?;
+        *self.current.lock().unwrap() = Some(a.clone());
+        Ok(a)
+    }
+
+    /// Drops the connection of `generation` if it is still the one in use.
+    fn forget(&self, generation: u64) {
+        let mut cur = self.current.lock().unwrap();
+        if cur.as_ref().is_some_and(|a| a.generation == generation) {
+            *cur = None;
+        }
+    }
+
+    /// Opens a connection to `target` and does the handshake.
+    async fn dial(&self, target: &Endpoint) -> Result<Active, ClientError> {
+        let o = &self.shared.options;
+        let db = &self.shared.db;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut settings = redis::RedisConnectionInfo::default().set_protocol(match o.protocol {
+            Protocol::Resp2 => redis::ProtocolVersion::RESP2,
+            Protocol::Resp3 => redis::ProtocolVersion::RESP3,
+        });
+        if let Some(u) = &db.username {
+            settings = settings.set_username(u);
+        }
+        if let Some(p) = &db.password {
+            settings = settings.set_password(p);
+        }
+        let info = redis::ConnectionAddr::Tcp(target.host.clone(), target.port)
+            .into_connection_info()
+            .map_err(|e| ClientError::Connection(e.to_string()))?
+            .set_redis_settings(settings);
+        let client =
+            redis::Client::open(info).map_err(|e| ClientError::Connection(e.to_string()))?;
+        let mut cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(o.connect_timeout))
+            .set_response_timeout(None);
+        let (tx, rx) = mpsc::unbounded_channel::<PushInfo>();
+        if o.protocol == Protocol::Resp3 {
+            cfg = cfg.set_push_sender(tx);
+        }
+        let setup = tokio::time::timeout(
+            o.connect_timeout + o.relaxed_timeout,
+            client.get_multiplexed_async_connection_with_config(&cfg),
+        )
+        .await
+        .map_err(|_| ClientError::Connection(format!("connecting to {target} timed out")))?;
+        let mut conn = setup.map_err(|e| {
+            if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
+                ClientError::Connection(format!("connecting to {target}: {e}"))
+            } else {
+                ClientError::Handshake(format!("connecting to {target}: {e}"))
+            }
+        })?;
+        if o.protocol == Protocol::Resp3 {
+            self.listen(generation, rx);
+        }
+        let maint = self.handshake(&mut conn, target).await?;
+        self.shared.emit(
+            self.id,
+            EventKind::Connected {
+                endpoint: target.to_string(),
+                maint: maint.clone(),
+            },
+        );
+        Ok(Active {
+            conn,
+            generation,
+            endpoint: target.clone(),
+            maint,
+        })
+    }
+
+    async fn handshake(
+        &self,
+        conn: &mut MultiplexedConnection,
+        target: &Endpoint,
+    ) -> Result<MaintState, ClientError> {
+        let o = &self.shared.options;
+        if o.mode == Mode::Disabled || o.protocol == Protocol::Resp2 {
+            return Ok(MaintState::Off);
+        }
+        let ty = match o.endpoint_type {
+            EndpointTypeSetting::Fixed(t) => t,
+            EndpointTypeSetting::Auto => {
+                auto_endpoint_type(&target.host, target.port, self.shared.db.tls).await
+            }
+        };
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("MAINT_NOTIFICATIONS")
+            .arg("ON")
+            .arg("moving-endpoint-type")
+            .arg(ty.as_str());
+        let reply = tokio::time::timeout(o.relaxed_timeout, conn.send_packed_command(&cmd)).await;
+        let refusal = match reply {
+            Ok(Ok(_)) => return Ok(MaintState::On(Some(ty))),
+            Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() => {
+                return Err(ClientError::Connection(format!(
+                    "{target} closed the connection during the handshake: {e}"
+                )))
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", o.relaxed_timeout),
+        };
+        match o.mode {
+            Mode::Enabled => Err(ClientError::Handshake(format!(
+                "{target} refused CLIENT MAINT_NOTIFICATIONS ON ({refusal}); the server does not support maintenance notifications: use mode auto or disabled"
+            ))),
+            _ => {
+                tracing::debug!(conn = self.id, "maintenance notifications off: {refusal}");
+                Ok(MaintState::Refused(refusal))
+            }
+        }
+    }
+
+    fn listen(&self, generation: u64, mut rx: mpsc::UnboundedReceiver<PushInfo>) {
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            while let Some(push) = rx.recv().await {
+                let Some(me) = me.upgrade() else { return };
+                me.on_push(generation, push);
+            }
+        });
+    }
+
+    fn on_push(&self, generation: u64, push: PushInfo) {
+        match push.kind {
+            PushKind::Disconnection => {
+                let current = self
+                    .current
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .map(|a| (a.generation, a.endpoint.clone()));
+                if let Some((g, endpoint)) = current {
+                    if g == generation {
+                        self.shared.emit(
+                            self.id,
+                            EventKind::Disconnected {
+                                endpoint: endpoint.to_string(),
+                            },
+                        );
+                        self.forget(generation);
+                    }
+                }
+            }
+            PushKind::Other(name) => match Notification::from_push(&name, &push.data) {
+                Ok(Some(n)) => self.on_notification(n),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(conn = self.id, "dropped a malformed {name} push: {e}");
+                    self.shared.emit(
+                        self.id,
+                        EventKind::MalformedPush {
+                            name,
+                            error: e.to_string(),
+                        },
+                    );
+                }
+            },
+            _ => {}
+        }
+    }
+
+    fn on_notification(&self, n: Notification) {
+        self.shared
+            .emit(self.id, EventKind::Notification(n.clone()));
+        let o = &self.shared.options;
+        let now = Instant::now();
+        match n {
+            Notification::Migrating { seq, .. }
+            | Notification::FailingOver { seq, .. }
+            | Notification::SMigrating { seq, .. } => {
+                self.open_window(WindowKey::Event(seq), now + o.window_max());
+            }
+            Notification::Migrated { seq, .. }
+            | Notification::FailedOver { seq, .. }
+            | Notification::SMigrated { seq, .. } => {
+                self.close_window(WindowKey::Event(seq - 1));
+            }
+            Notification::Moving {
+                seq,
+                time_s,
+                endpoint,
+            } => {
+                if !self.handled_moving.lock().unwrap().insert(seq) {
+                    self.shared.emit(self.id, EventKind::MovingIgnored { seq });
+                    return;
+                }
+                let window = Duration::from_secs(time_s);
+                self.open_window(WindowKey::Handoff(seq), now + o.window_max().max(window));
+                let Some(me) = self.me.upgrade() else { return };
+                match endpoint {
+                    Some(endpoint) => {
+                        *self.shared.redirect.lock().unwrap() = Some(Redirect {
+                            endpoint: endpoint.clone(),
+                            until: now + window,
+                        });
+                        tokio::spawn(async move { me.handoff(seq, endpoint).await });
+                    }
+                    None => {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(window / 2).await;
+                            let e = me.shared.db.primary_endpoint();
+                            let target = Endpoint::new(e.host.clone(), e.port);
+                            me.handoff(seq, target).await
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handoff(&self, seq: i64, target: Endpoint) {
+        let o = self.shared.options.clone();
+        let endpoint = target.to_string();
+        self.shared.emit(
+            self.id,
+            EventKind::HandoffStarted {
+                seq,
+                endpoint: endpoint.clone(),
+            },
+        );
+        let mut reason = String::new();
+        for attempt in 0..=o.max_handoff_retries {
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            match tokio::time::timeout(o.handoff_timeout, self.dial(&target)).await {
+                Ok(Ok(active)) => {
+                    let old = self.current.lock().unwrap().replace(active);
+                    // Requests in flight hold clones of the old connection and
+                    // finish there; it closes when the last of them is done.
+                    drop(old);
+                    self.shared.emit(
+                        self.id,
+                        EventKind::HandoffSucceeded {
+                            seq,
+                            endpoint: endpoint.clone(),
+                        },
+                    );
+                    self.close_window(WindowKey::Handoff(seq));
+                    return;
+                }
+                Ok(Err(e)) => reason = e.to_string(),
+                Err(_) => reason = format!("no connection within {:?}", o.handoff_timeout),
+            }
+            self.shared.emit(
+                self.id,
+                EventKind::HandoffAttemptFailed {
+                    seq,
+                    endpoint: endpoint.clone(),
+                    reason: reason.clone(),
+                },
+            );
+            if attempt < o.max_handoff_retries {
+                let backoff = Duration::from_millis(100 << attempt.min(4));
+                tokio::time::sleep(backoff).await;
+            }
+        }
+        self.shared.emit(
+            self.id,
+            EventKind::HandoffFailed {
+                seq,
+                endpoint,
+                reason,
+            },
+        );
+        self.close_window(WindowKey::Handoff(seq));
+    }
+
+    fn open_window(&self, key: WindowKey, backstop: Instant) {
+        self.relax.lock().unwrap().windows.entry(key).or_insert(backstop);
+        self.schedule(backstop);
+        self.reevaluate();
+    }
+
+    fn close_window(&self, key: WindowKey) {
+        let tail = Instant::now() + self.shared.options.post_relaxed();
+        let removed = {
+            let mut r = self.relax.lock().unwrap();
+            let removed = r.windows.remove(&key).is_some();
+            if removed {
+                r.tail_until = Some(r.tail_until.map_or(tail, |t| t.max(tail)));
+            }
+            removed
+        };
+        if removed {
+            self.schedule(tail);
+            self.reevaluate();
+        }
+    }
+
+    fn schedule(&self, at: Instant) {
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(me) = me.upgrade() {
+                me.reevaluate();
+            }
+        });
+    }
+
+    /// Emits Relaxed / Unrelaxed when the relax state changed.
+    fn reevaluate(&self) {
+        let changed = {
+            let mut r = self.relax.lock().unwrap();
+            let now_relaxed = r.active(Instant::now());
+            let changed = now_relaxed != r.relaxed;
+            r.relaxed = now_relaxed;
+            changed.then_some(now_relaxed)
+        };
+        match changed {
+            Some(true) => self.shared.emit(
+                self.id,
+                EventKind::Relaxed {
+                    timeout: self.shared.options.relaxed_effective(),
+                },
+            ),
+            Some(false) => self.shared.emit(
+                self.id,
+                EventKind::Unrelaxed {
+                    timeout: self.shared.options.response_timeout,
+                },
+            ),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! What the client reports: one event per notification, relax, un-relax, handoff
+//! step and reconnect, with the connection id, seq, endpoint and time.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::notification::{EndpointType, Notification};
+
+/// Whether a connection receives maintenance notifications.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaintState {
+    /// Opted in, MOVING in this form (`None`: the server chose).
+    On(Option<EndpointType>),
+    /// Not asked (mode disabled, or RESP2 in auto mode).
+    Off,
+    /// Asked and refused (auto mode keeps the connection).
+    Refused(String),
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventKind {
+    /// A connection is ready (first connect, reconnect or handoff target).
+    Connected {
+        /// `host:port` dialled.
+        endpoint: String,
+        /// Notification state.
+        maint: MaintState,
+    },
+    /// A maintenance notification arrived.
+    Notification(Notification),
+    /// A push named like a notification could not be parsed; it was dropped.
+    MalformedPush {
+        /// Push name.
+        name: String,
+        /// Why.
+        error: String,
+    },
+    /// Timeouts were relaxed.
+    Relaxed {
+        /// The effective response timeout now (`None`: unbounded).
+        timeout: Option<Duration>,
+    },
+    /// Timeouts came back to the configured ones.
+    Unrelaxed {
+        /// The effective response timeout now.
+        timeout: Option<Duration>,
+    },
+    /// A handoff began.
+    HandoffStarted {
+        /// MOVING seq.
+        seq: i64,
+        /// Target.
+        endpoint: String,
+    },
+    /// One attempt failed; more may follow.
+    HandoffAttemptFailed {
+        /// MOVING seq.
+        seq: i64,
+        /// Target.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+    /// The new connection is in use.
+    HandoffSucceeded {
+        /// MOVING seq.
+        seq: i64,
+        /// Target.
+        endpoint: String,
+    },
+    /// Every attempt failed; the old connection keeps serving.
+    HandoffFailed {
+        /// MOVING seq.
+        seq: i64,
+        /// Target.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+    /// A MOVING that changes nothing (already handled for this connection).
+    MovingIgnored {
+        /// MOVING seq.
+        seq: i64,
+    },
+    /// The server closed the connection in use.
+    Disconnected {
+        /// `host:port`.
+        endpoint: String,
+    },
+}
+
+/// One event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientEvent {
+    /// When it happened.
+    pub at: Instant,
+    /// Client name given to the factory.
+    pub client: String,
+    /// Connection id (unique in the process).
+    pub conn: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl fmt::Display for ClientEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{} ", self.client, self.conn)?;
+        match &self.kind {
+            EventKind::Notification(n) => write!(f, "received {n}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+/// Where events go.
+pub trait EventSink: Send + Sync + 'static {
+    /// Records one event; must not block.
+    fn record(&self, event: ClientEvent);
+}
+
+/// Discards events.
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn record(&self, _event: ClientEvent) {}
+}

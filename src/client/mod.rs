@@ -1,0 +1,370 @@
+//! The client under test: smart client handoffs on top of redis-rs.
+//!
+//! redis-rs delivers maintenance pushes it does not know through the push sender
+//! of a `MultiplexedConnection`; this layer reads them, relaxes timeouts while a
+//! window is open, and hands connections off to the endpoint MOVING names. See
+//! `CLIENT.md` for the behaviour and [`ClientOptions`] for the knobs.
+
+pub mod connection;
+pub mod events;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::FromRedisValue;
+use tokio::time::Instant;
+
+use crate::config::DatabaseConfig;
+use crate::notification::{Endpoint, EndpointType};
+use connection::ManagedConnection;
+pub use events::{ClientEvent, EventKind, EventSink, MaintState, NoEvents};
+
+/// Whether the client asks for maintenance notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Never asked.
+    Disabled,
+    /// Asked; a refusal or a RESP2 connection fails the connection.
+    Enabled,
+    /// Asked; a refusal turns the feature off quietly.
+    Auto,
+}
+
+impl Mode {
+    /// Parses `disabled`, `enabled` or `auto`.
+    pub fn parse(s: &str) -> Result<Mode, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "disabled" => Ok(Mode::Disabled),
+            "enabled" => Ok(Mode::Enabled),
+            "auto" => Ok(Mode::Auto),
+            other => Err(format!(
+                "unknown mode {other:?}; expected disabled, enabled or auto"
+            )),
+        }
+    }
+}
+
+/// Which MOVING address form the client asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointTypeSetting {
+    /// Pick from TLS and the address class (see `WIRE.md`).
+    Auto,
+    /// Always this form.
+    Fixed(EndpointType),
+}
+
+/// RESP protocol version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// RESP2: no pushes.
+    Resp2,
+    /// RESP3.
+    Resp3,
+}
+
+/// Options of one client (defaults as `CLIENT.md` gives them).
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// disabled / enabled / auto.
+    pub mode: Mode,
+    /// MOVING address form.
+    pub endpoint_type: EndpointTypeSetting,
+    /// Timeout floor while a window is open.
+    pub relaxed_timeout: Duration,
+    /// A window closes after this even without its completion (default 3 x relaxed).
+    pub relaxed_window_max: Option<Duration>,
+    /// Relaxation kept after a completion or a handoff (default 2 x relaxed).
+    pub post_handoff_relaxed: Option<Duration>,
+    /// One handoff attempt: dial + handshake.
+    pub handoff_timeout: Duration,
+    /// Attempts after the first before giving up.
+    pub max_handoff_retries: u32,
+    /// Connections per client.
+    pub pool_size: usize,
+    /// Normal response timeout; `None` waits forever.
+    pub response_timeout: Option<Duration>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// RESP version.
+    pub protocol: Protocol,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            mode: Mode::Auto,
+            endpoint_type: EndpointTypeSetting::Auto,
+            relaxed_timeout: Duration::from_secs(10),
+            relaxed_window_max: None,
+            post_handoff_relaxed: None,
+            handoff_timeout: Duration::from_secs(15),
+            max_handoff_retries: 3,
+            pool_size: 1,
+            response_timeout: Some(Duration::from_millis(500)),
+            connect_timeout: Duration::from_secs(1),
+            protocol: Protocol::Resp3,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The backstop of a window.
+    pub fn window_max(&self) -> Duration {
+        self.relaxed_window_max
+            .unwrap_or(self.relaxed_timeout * 3)
+    }
+
+    /// The relaxed tail after a completion or handoff.
+    pub fn post_relaxed(&self) -> Duration {
+        self.post_handoff_relaxed
+            .unwrap_or(self.relaxed_timeout * 2)
+    }
+
+    /// Effective timeout while relaxed: max(normal, relaxed); never shortened.
+    pub fn relaxed_effective(&self) -> Option<Duration> {
+        self.response_timeout
+            .map(|t| t.max(self.relaxed_timeout))
+    }
+}
+
+/// How a request failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    /// No reply in time.
+    #[error("timed out after {after:?}{}", if *in_window { " inside a maintenance window" } else { "" })]
+    Timeout {
+        /// The timeout that expired.
+        after: Duration,
+        /// A window was open.
+        in_window: bool,
+    },
+    /// The connection closed or could not be made.
+    #[error("connection error: {0}")]
+    Connection(String),
+    /// The server answered with an error.
+    #[error("server error: {0}")]
+    Server(String),
+    /// The handshake failed (auth, notifications refused in enabled mode, RESP2 + enabled).
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+}
+
+impl ClientError {
+    /// A short class name: timeout, connection, server, handshake.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ClientError::Timeout { .. } => "timeout",
+            ClientError::Connection(_) => "connection",
+            ClientError::Server(_) => "server",
+            ClientError::Handshake(_) => "handshake",
+        }
+    }
+
+    pub(crate) fn from_redis(e: redis::RedisError) -> ClientError {
+        if e.is_timeout() {
+            ClientError::Timeout {
+                after: Duration::ZERO,
+                in_window: false,
+            }
+        } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+            ClientError::Connection(e.to_string())
+        } else {
+            ClientError::Server(e.to_string())
+        }
+    }
+}
+
+/// Resolves the `auto` endpoint type: TLS -> fqdn, plain -> ip; a private,
+/// loopback, link-local or CGNAT address -> internal, otherwise external. Names
+/// are resolved with a 2 s cap; a name that does not resolve counts as external.
+pub async fn auto_endpoint_type(host: &str, port: u16, tls: bool) -> EndpointType {
+    let ip = match host.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::lookup_host((host, port)),
+        )
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|mut it| it.next())
+        .map(|a| a.ip()),
+    };
+    let internal = ip.is_some_and(is_internal);
+    match (tls, internal) {
+        (true, true) => EndpointType::InternalFqdn,
+        (true, false) => EndpointType::ExternalFqdn,
+        (false, true) => EndpointType::InternalIp,
+        (false, false) => EndpointType::ExternalIp,
+    }
+}
+
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// An open MOVING window of a client: new connections go to its endpoint.
+#[derive(Clone, Debug)]
+pub(crate) struct Redirect {
+    pub endpoint: Endpoint,
+    pub until: Instant,
+}
+
+/// Shared by the connections of one client.
+pub(crate) struct ClientShared {
+    pub name: String,
+    pub db: DatabaseConfig,
+    pub options: ClientOptions,
+    pub sink: Arc<dyn EventSink>,
+    pub redirect: Mutex<Option<Redirect>>,
+}
+
+impl ClientShared {
+    pub fn emit(&self, conn: u64, kind: EventKind) {
+        tracing::debug!(client = %self.name, conn, ?kind, "client event");
+        self.sink.record(ClientEvent {
+            at: Instant::now(),
+            client: self.name.clone(),
+            conn,
+            kind,
+        });
+    }
+
+    /// Where a new connection should go now.
+    pub fn dial_target(&self) -> Endpoint {
+        if let Some(r) = self.redirect.lock().unwrap().as_ref() {
+            if r.until > Instant::now() {
+                return r.endpoint.clone();
+            }
+        }
+        let e = self.db.primary_endpoint();
+        Endpoint::new(e.host.clone(), e.port)
+    }
+}
+
+/// A client: a pool of maintenance-aware connections.
+pub struct Client {
+    shared: Arc<ClientShared>,
+    conns: Mutex<Vec<Arc<ManagedConnection>>>,
+    next: AtomicUsize,
+}
+
+impl Client {
+    /// The name given to the factory.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The options it was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.shared.options
+    }
+
+    /// Its connections.
+    pub fn connections(&self) -> Vec<Arc<ManagedConnection>> {
+        self.conns.lock().unwrap().clone()
+    }
+
+    /// Opens one more connection (to the MOVING target while a window is open).
+    pub async fn add_connection(&self) -> Result<Arc<ManagedConnection>, ClientError> {
+        let c = ManagedConnection::open(self.shared.clone()).await?;
+        self.conns.lock().unwrap().push(c.clone());
+        Ok(c)
+    }
+
+    /// Runs a command on the next connection of the pool.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ClientError> {
+        let conn = {
+            let conns = self.conns.lock().unwrap();
+            conns[self.next.fetch_add(1, Ordering::Relaxed) % conns.len()].clone()
+        };
+        let v = conn.query(cmd).await?;
+        T::from_redis_value(v).map_err(|e| ClientError::Server(e.to_string()))
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        let conns = std::mem::take(&mut *self.conns.lock().unwrap());
+        for c in conns {
+            c.close().await;
+        }
+    }
+}
+
+/// Builds clients for one database and tears them all down.
+pub struct ClientFactory {
+    db: DatabaseConfig,
+    sink: Arc<dyn EventSink>,
+    clients: Mutex<Vec<Arc<Client>>>,
+}
+
+impl ClientFactory {
+    /// A factory for `db` whose clients report to `sink`.
+    pub fn new(db: DatabaseConfig, sink: Arc<dyn EventSink>) -> Self {
+        ClientFactory {
+            db,
+            sink,
+            clients: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The database it connects to.
+    pub fn database(&self) -> &DatabaseConfig {
+        &self.db
+    }
+
+    /// Creates a client with `pool_size` connections, all ready.
+    pub async fn create(&self, name: &str, options: ClientOptions) -> Result<Arc<Client>, ClientError> {
+        if options.pool_size == 0 {
+            return Err(ClientError::Handshake("pool_size must be at least 1".into()));
+        }
+        if options.mode == Mode::Enabled && options.protocol == Protocol::Resp2 {
+            return Err(ClientError::Handshake(
+                "maintenance notifications need RESP3; use protocol 3 or mode auto/disabled".into(),
+            ));
+        }
+        let shared = Arc::new(ClientShared {
+            name: name.to_string(),
+            db: self.db.clone(),
+            options: options.clone(),
+            sink: self.sink.clone(),
+            redirect: Mutex::new(None),
+        });
+        let client = Arc::new(Client {
+            shared,
+            conns: Mutex::new(Vec::new()),
+            next: AtomicUsize::new(0),
+        });
+        for _ in 0..options.pool_size {
+            if let Err(e) = client.add_connection().await {
+                client.close().await;
+                return Err(e);
+            }
+        }
+        self.clients.lock().unwrap().push(client.clone());
+        Ok(client)
+    }
+
+    /// Closes every client it created.
+    pub async fn destroy_all(&self) {
+        let clients = std::mem::take(&mut *self.clients.lock().unwrap());
+        for c in clients {
+            c.close().await;
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Background traffic through a client: writes and reads in a loop, every error
+//! classified, every acknowledged write kept in a ledger to read back at the end.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, ClientError};
+
+/// One failed operation.
+#[derive(Clone, Debug)]
+pub struct OpError {
+    /// When it failed.
+    pub at: Instant,
+    /// `SET key` or `GET key`.
+    pub op: String,
+    /// Why.
+    pub error: ClientError,
+}
+
+/// What a workload did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Operations that succeeded.
+    pub ok: u64,
+    /// Operations that failed.
+    pub errors: Vec<OpError>,
+    /// Reads that returned something other than the acknowledged value.
+    pub mismatches: Vec<String>,
+}
+
+impl Report {
+    /// Errors by class (timeout, connection, server, handshake).
+    pub fn by_class(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for e in &self.errors {
+            *m.entry(e.error.class()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    ok: AtomicU64,
+    errors: Mutex<Vec<OpError>>,
+    mismatches: Mutex<Vec<String>>,
+    /// Acknowledged writes: key -> value.
+    ledger: Mutex<BTreeMap<String, String>>,
+}
+
+/// Background traffic of one client.
+pub struct Workload {
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workload {
+    /// Starts `tasks` loops writing `prefix:*` keys through `client`, pausing
+    /// `pace` between operations.
+    pub fn start(client: Arc<Client>, prefix: &str, tasks: usize, pace: Duration) -> Workload {
+        let shared = Arc::new(Shared::default());
+        let stop = CancellationToken::new();
+        let handles = (0..tasks)
+            .map(|t| {
+                let (client, shared, stop) = (client.clone(), shared.clone(), stop.clone());
+                let prefix = format!("{prefix}:{t}");
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while !stop.is_cancelled() {
+                        i += 1;
+                        let key = format!("{prefix}:{i}");
+                        let value = format!("v{i}");
+                        let set = redis::cmd("SET").arg(&key).arg(&value).clone();
+                        match client.query::<()>(&set).await {
+                            Ok(()) => {
+                                shared.ok.fetch_add(1, Ordering::Relaxed);
+                                shared.ledger.lock().unwrap().insert(key.clone(), value.clone());
+                            }
+                            Err(error) => shared.errors.lock().unwrap().push(OpError {
+                                at: Instant::now(),
+                                op: format!("SET {key}"),
+                                error,
+                            }),
+                        }
+                        let get = redis::cmd("GET").arg(&key).clone();
+                        match client.query::<Option<String>>(&get).await {
+                            Ok(v) => {
+                                shared.ok.fetch_add(1, Ordering::Relaxed);
+                                let acked = shared.ledger.lock().unwrap().get(&key).cloned();
+                                if acked.is_some() && v != acked {
+                                    shared.mismatches.lock().unwrap().push(format!(
+                                        "GET {key} returned {v:?} right after SET acknowledged {acked:?}"
+                                    ));
+                                }
+                            }
+                            Err(error) => shared.errors.lock().unwrap().push(OpError {
+                                at: Instant::now(),
+                                op: format!("GET {key}"),
+                                error,
+                            }),
+                        }
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = tokio::time::sleep(pace) => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        Workload {
+            shared,
+            stop,
+            tasks: handles,
+        }
+    }
+
+    /// Successful operations so far.
+    pub fn ok_count(&self) -> u64 {
+        self.shared.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the loops and reports.
+    pub async fn stop(&mut self) -> Report {
+        self.stop.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        Report {
+            ok: self.shared.ok.load(Ordering::Relaxed),
+            errors: self.shared.errors.lock().unwrap().clone(),
+            mismatches: self.shared.mismatches.lock().unwrap().clone(),
+        }
+    }
+
+    /// Number of acknowledged writes.
+    pub fn acknowledged(&self) -> usize {
+        self.shared.ledger.lock().unwrap().len()
+    }
+
+    /// Reads every acknowledged write back through `client`; returns what is
+    /// missing or different.
+    pub async fn verify(&self, client: &Client) -> Vec<String> {
+        let ledger = self.shared.ledger.lock().unwrap().clone();
+        let mut problems = Vec::new();
+        for chunk in ledger.iter().collect::<Vec<_>>().chunks(500) {
+            let mut mget = redis::cmd("MGET");
+            for (k, _) in chunk {
+                mget.arg(k.as_str());
+            }
+            match client.query::<Vec<Option<String>>>(&mget).await {
+                Ok(values) => {
+                    for ((k, want), got) in chunk.iter().zip(values) {
+                        if got.as_ref() != Some(*want) {
+                            problems.push(format!("{k}: acknowledged {want:?}, read {got:?}"));
+                        }
+                    }
+                }
+                Err(e) => problems.push(format!("reading back {} keys: {e}", chunk.len())),
+            }
+        }
+        problems
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
