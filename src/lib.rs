@@ -21,3 +21,4 @@ pub mod client;
 pub mod probe;
 pub mod tracker;
 pub mod workload;
+pub mod steps;

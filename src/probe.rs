@@ -217,6 +217,17 @@ impl Probe {
         }
     }
 
+    /// Sends a command and returns its raw reply.
+    pub async fn command(&self, args: &[&str]) -> Result<Vec<u8>> {
+        let before = self.replies().len();
+        self.send(&encode(args)).await?;
+        self.wait_replies(before + 1, Duration::from_secs(5)).await?;
+        match self.replies().into_iter().nth(before) {
+            Some(Frame::Reply { raw, .. }) => Ok(raw),
+            _ => bail!("no reply to {}", args.join(" ")),
+        }
+    }
+
     /// Every push received, parsed or not.
     pub fn pushes(&self) -> Vec<(Instant, Result<Option<Notification>, String>)> {
         self.state

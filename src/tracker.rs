@@ -107,11 +107,12 @@ impl Tracker {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(v) = ready(&self.events.lock().unwrap()) {
+            // A snapshot, so that `ready` may call back into the tracker.
+            if let Some(v) = ready(&self.events()) {
                 return Ok(v);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                if let Some(v) = ready(&self.events.lock().unwrap()) {
+                if let Some(v) = ready(&self.events()) {
                     return Ok(v);
                 }
                 bail!("waited {within:?} for {what}");

@@ -1,1 +1,43 @@
-fn main() {}
+//! The acceptance suite: `cargo test --test acceptance [-- <cucumber options>]`.
+//!
+//! Runs `features/` against the embedded emulator, or against the cluster that
+//! `REDIS_ENDPOINTS_CONFIG_PATH` and `FAULT_INJECTION_API_URL` name (then
+//! scenarios tagged `@emulator` are skipped). Writes a JUnit report to
+//! `target/acceptance-junit.xml`.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+
+use cucumber::{writer, World as _, WriterExt as _};
+use futures::FutureExt as _;
+use maint_e2e::config::Target;
+use maint_e2e::steps::MaintWorld;
+
+#[tokio::main]
+async fn main() {
+    let external = !matches!(Target::from_env(), Ok(Target::Emulator));
+    let junit_path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/acceptance-junit.xml");
+    let junit = File::create(junit_path).expect("creating target/acceptance-junit.xml");
+    MaintWorld::cucumber()
+        .max_concurrent_scenarios(2)
+        .with_writer(
+            writer::Basic::raw(std::io::stdout(), writer::Coloring::Auto, 0)
+                .summarized()
+                .tee::<MaintWorld, _>(writer::JUnit::for_tee(junit, 0))
+                .normalized(),
+        )
+        .fail_on_skipped()
+        .with_default_cli()
+        .after(|_feature, _rule, _scenario, _finished, world| {
+            async move {
+                if let Some(w) = world {
+                    w.teardown().await;
+                }
+            }
+            .boxed_local()
+        })
+        .filter_run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/features"), move |_, _, sc| {
+            !(external && sc.tags.iter().any(|t| t == "emulator"))
+        })
+        .await;
+}

@@ -96,6 +96,9 @@ pub enum Action {
         /// MOVING grace for this action, in seconds.
         #[serde(default)]
         grace_s: Option<f64>,
+        /// Send each MOVING this many times, as several proxies may (default 1).
+        #[serde(default)]
+        repeat: Option<u32>,
     },
     /// Several actions in order.
     SequenceOfActions {
@@ -346,7 +349,16 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             endpoint_type,
             target_node,
             grace_s,
+            repeat,
         } => {
+            let repeat = match repeat.unwrap_or(1) {
+                r @ 1..=10 => r,
+                r => {
+                    return Err(ActionError::Invalid(format!(
+                        "repeat must be between 1 and 10, got {r}"
+                    )))
+                }
+            };
             let forced = endpoint_type
                 .as_deref()
                 .map(EndpointType::parse)
@@ -362,7 +374,7 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
                 None => None,
             };
             let d = db(bdb_id)?;
-            bind(emu, &d, forced, *target_node, grace).await
+            bind(emu, &d, forced, *target_node, grace, repeat).await
         }
         Action::SequenceOfActions { bdb_id, actions } => {
             let mut outputs = Vec::new();
@@ -630,6 +642,7 @@ async fn bind(
     forced: Option<EndpointType>,
     target: Option<usize>,
     grace: Option<Duration>,
+    repeat: u32,
 ) -> Result<Value, ActionError> {
     let nodes = emu.nodes();
     let from = db.shared.active_node();
@@ -663,16 +676,18 @@ async fn bind(
         deadline,
         target: to,
     };
-    match forced {
-        // A forced form is rendered once and sent as is.
-        Some(ty) => db.shared.announce(
-            Announcement::Start {
-                notification: announcement.render(ty, db.shared.port, Instant::now()),
-                deadline,
-            },
-            Some(from),
-        ),
-        None => db.shared.announce(announcement, Some(from)),
+    for _ in 0..repeat {
+        match forced {
+            // A forced form is rendered once and sent as is.
+            Some(ty) => db.shared.announce(
+                Announcement::Start {
+                    notification: announcement.render(ty, db.shared.port, Instant::now()),
+                    deadline,
+                },
+                Some(from),
+            ),
+            None => db.shared.announce(announcement.clone(), Some(from)),
+        }
     }
     tokio::time::sleep_until(deadline).await;
     db.stop_on(from);

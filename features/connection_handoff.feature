@@ -1,0 +1,64 @@
+Feature: Connection handoff
+  When Redis Enterprise moves a database endpoint to another node, it sends
+  MOVING to every connection of the old node with the new address and a grace
+  period. A smart client opens a connection to the new address, swaps it in, and
+  lets the requests already sent on the old one finish there, before the old
+  node closes it.
+
+  Background:
+    Given a standalone database
+
+  Scenario: CH1 traffic continues through a rebind under steady load
+    Given a client "app" with 4 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the database endpoint is rebound to another node
+    Then every connection of "app" hands off exactly once
+    And every connection of "app" now uses the endpoint MOVING named
+    And the traffic saw no errors
+    And every acknowledged write is readable
+    And the timeouts of "app" are back to their configured values
+
+  Scenario: CH2 a connection opened during the window goes to the new endpoint
+    Given a client "app" with maintenance notifications enabled and endpoint type internal-ip
+    And steady traffic from "app"
+    When a rebind of the database endpoint starts
+    And "app" receives MOVING
+    And "app" opens a new connection
+    Then the new connection of "app" uses the endpoint MOVING named
+    When the rebind completes
+    Then every connection of "app" now uses the endpoint MOVING named
+    And the traffic saw no errors
+    And every acknowledged write is readable
+    And the timeouts of "app" are back to their configured values
+
+  Scenario: CH3 a request in flight on the old connection completes there
+    Given a client "app" with maintenance notifications enabled
+    And steady traffic from "app"
+    When "app" sends a BLPOP that blocks for 1 seconds
+    And the database endpoint is rebound to another node
+    Then the request in flight completed without error after the handoff
+    And every connection of "app" hands off exactly once
+    And the traffic saw no errors
+    And every acknowledged write is readable
+
+  @emulator
+  Scenario: CH4 exactly one handoff per connection, even when MOVING is repeated
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the database endpoint is rebound to another node with MOVING sent twice
+    Then every connection of "app" hands off exactly once
+    And "app" ignored every repeated MOVING
+    And the traffic saw no errors
+    And every acknowledged write is readable
+    And the timeouts of "app" are back to their configured values
+
+  Scenario: CH5 MOVING without an address: reconnect to the configured address at half the grace
+    Given a client "app" with maintenance notifications enabled and endpoint type none
+    And steady traffic from "app"
+    When the database endpoint is rebound to another node
+    Then "app" receives MOVING with no address
+    And "app" reconnects to its configured address half the grace period after MOVING
+    And every connection of "app" hands off exactly once
+    And the traffic saw no errors
+    And every acknowledged write is readable
+    And the timeouts of "app" are back to their configured values

@@ -1,0 +1,312 @@
+//! The cucumber World and the step definitions, grouped by subject:
+//! [`database`] (the target), [`clients`], [`maintenance`] (fault injector
+//! actions), [`notifications`], [`handoff`], [`traffic`] and [`probes`].
+//!
+//! Steps stay thin: they parse their line and call World methods that return
+//! `Result`; a failure message says what was expected and what happened,
+//! with the client's event log.
+
+/// Returns an error from a step or a World method, whatever its error type.
+macro_rules! fail {
+    ($($arg:tt)*) => {
+        return Err(anyhow::anyhow!($($arg)*).into())
+    };
+}
+
+pub mod clients;
+pub mod database;
+pub mod handoff;
+pub mod maintenance;
+pub mod notifications;
+pub mod params;
+pub mod probes;
+pub mod traffic;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::connection::ManagedConnection;
+use crate::client::{Client, ClientFactory, ClientOptions};
+use crate::config::{DatabaseConfig, EndpointsFile, Target};
+use crate::emulator::{api, Emulator, EmulatorConfig, Timings};
+use crate::fault_injector::{ActionStatus, FaultInjectorClient};
+use crate::probe::Probe;
+use crate::tracker::Tracker;
+use crate::workload::{Report, Workload};
+
+/// Names the database of the endpoints file the suite uses against an external
+/// target (default `standalone`).
+pub const DATABASE_ENV: &str = "MAINT_E2E_DATABASE";
+/// MOVING grace, in seconds, the suite expects from an external target (default 15).
+pub const GRACE_ENV: &str = "MAINT_E2E_GRACE_S";
+
+/// MOVING grace of the embedded emulator: short, so scenarios take seconds.
+pub const EMULATOR_GRACE: Duration = Duration::from_secs(2);
+
+/// A step failure: prints the whole error chain.
+pub struct Failure(anyhow::Error);
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.into())
+    }
+}
+
+/// What every step returns.
+pub type StepResult = std::result::Result<(), Failure>;
+
+/// The database under test, its fault injector and its client factory.
+pub struct Env {
+    emulator: Option<Arc<Emulator>>,
+    api_cancel: CancellationToken,
+    /// The fault injector (the emulator's or a real one).
+    pub fault_injector: FaultInjectorClient,
+    /// The database.
+    pub db: DatabaseConfig,
+    /// Its id.
+    pub bdb_id: u64,
+    /// MOVING grace to expect.
+    pub grace: Duration,
+    /// Builds the clients.
+    pub factory: ClientFactory,
+}
+
+/// A fault injector action the scenario ran.
+#[derive(Clone, Debug)]
+pub struct ActionRun {
+    /// Type.
+    pub action_type: String,
+    /// Id.
+    pub id: String,
+    /// When it was posted.
+    pub started: Instant,
+    /// Terminal status, once known.
+    pub status: Option<ActionStatus>,
+}
+
+/// A request started in the background by a step.
+pub struct InFlight {
+    /// Client it runs on.
+    pub client: String,
+    /// The request's outcome and when it came.
+    pub handle: tokio::task::JoinHandle<(std::result::Result<redis::Value, crate::client::ClientError>, Instant)>,
+    /// Endpoint of the connection it was sent on.
+    pub endpoint: Option<String>,
+}
+
+/// Per-scenario state: everything a scenario creates is its own.
+#[derive(cucumber::World)]
+#[world(init = Self::new)]
+pub struct MaintWorld {
+    target: std::result::Result<Target, String>,
+    /// The database under test, once a step asked for it.
+    pub env: Option<Env>,
+    /// Every client event.
+    pub tracker: Arc<Tracker>,
+    /// Clients by name.
+    pub clients: BTreeMap<String, Arc<Client>>,
+    /// Connections opened by steps, by client.
+    pub extra_connections: BTreeMap<String, Vec<Arc<ManagedConnection>>>,
+    /// Background traffic by client.
+    pub workloads: BTreeMap<String, Workload>,
+    /// Stopped workloads, kept for their ledgers.
+    pub workloads_done: BTreeMap<String, Workload>,
+    /// Reports of stopped traffic.
+    pub reports: BTreeMap<String, Report>,
+    /// Raw probes by name.
+    pub probes: BTreeMap<String, Probe>,
+    /// Actions run, in order.
+    pub actions: Vec<ActionRun>,
+    /// A request started in the background.
+    pub in_flight: Option<InFlight>,
+    /// Unique key prefix of this scenario.
+    pub prefix: String,
+}
+
+impl fmt::Debug for MaintWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaintWorld")
+            .field("target", &self.target)
+            .field("clients", &self.clients.keys().collect::<Vec<_>>())
+            .field("actions", &self.actions)
+            .finish()
+    }
+}
+
+static SCENARIO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl MaintWorld {
+    /// A fresh World; the target comes from the environment.
+    pub async fn new() -> Result<Self> {
+        let n = SCENARIO.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(MaintWorld {
+            target: Target::from_env().map_err(|e| e.to_string()),
+            env: None,
+            tracker: Arc::new(Tracker::new()),
+            clients: BTreeMap::new(),
+            extra_connections: BTreeMap::new(),
+            workloads: BTreeMap::new(),
+            workloads_done: BTreeMap::new(),
+            reports: BTreeMap::new(),
+            probes: BTreeMap::new(),
+            actions: Vec::new(),
+            in_flight: None,
+            prefix: format!("maint-e2e:{}:{n}", std::process::id()),
+        })
+    }
+
+    /// True when the suite runs against the embedded emulator.
+    pub fn on_emulator(&self) -> bool {
+        matches!(self.target, Ok(Target::Emulator))
+    }
+
+    /// The environment, or an error saying which step sets it up.
+    pub fn env(&self) -> Result<&Env> {
+        self.env
+            .as_ref()
+            .ok_or_else(|| anyhow!("no database yet: start the scenario with `Given a standalone database`"))
+    }
+
+    /// Sets up the database under test: a fresh emulator, or the one the
+    /// endpoints file names.
+    pub async fn setup_database(&mut self) -> Result<()> {
+        let target = self.target.clone().map_err(|e| anyhow!(e))?;
+        let env = match target {
+            Target::Emulator => {
+                let emulator = Emulator::new(EmulatorConfig {
+                    nodes: 3,
+                    timings: Timings::fast(EMULATOR_GRACE),
+                })?;
+                let cancel = CancellationToken::new();
+                let addr = api::serve(emulator.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone()).await?;
+                let fi = FaultInjectorClient::new(&format!("http://{addr}"))?;
+                let created = fi
+                    .run(
+                        "create_database",
+                        serde_json::json!({"database_config": {"name": "standalone", "replication": true}}),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .context("creating the database on the emulator")?;
+                let bdb_id = created
+                    .output
+                    .as_ref()
+                    .and_then(|o| o.get("bdb_id"))
+                    .and_then(|v| v.as_u64())
+                    .ok_or_else(|| anyhow!("create_database output lacks bdb_id: {created:?}"))?;
+                let db = emulator.endpoints_file().database("standalone")?.clone();
+                Env {
+                    emulator: Some(emulator),
+                    api_cancel: cancel,
+                    fault_injector: fi,
+                    bdb_id,
+                    grace: EMULATOR_GRACE,
+                    factory: ClientFactory::new(db.clone(), self.tracker.clone()),
+                    db,
+                }
+            }
+            Target::External {
+                endpoints,
+                fault_injector,
+            } => {
+                let file = EndpointsFile::load(&endpoints)?;
+                let name = std::env::var(DATABASE_ENV).unwrap_or_else(|_| "standalone".into());
+                let db = file.database(&name)?.clone();
+                let bdb_id = db.bdb_id.ok_or_else(|| {
+                    anyhow!("database {name:?} in {} has no bdb_id; the fault injector needs it", endpoints.display())
+                })?;
+                let grace = match std::env::var(GRACE_ENV) {
+                    Ok(v) => Duration::from_secs_f64(v.parse().with_context(|| {
+                        format!("{GRACE_ENV}={v:?} is not a number of seconds")
+                    })?),
+                    Err(_) => Duration::from_secs(15),
+                };
+                let fi = FaultInjectorClient::new(&fault_injector)?;
+                fi.health().await?;
+                Env {
+                    emulator: None,
+                    api_cancel: CancellationToken::new(),
+                    fault_injector: fi,
+                    bdb_id,
+                    grace,
+                    factory: ClientFactory::new(db.clone(), self.tracker.clone()),
+                    db,
+                }
+            }
+        };
+        self.env = Some(env);
+        Ok(())
+    }
+
+    /// The emulator, for steps that need control only it gives.
+    pub fn emulator(&self) -> Result<Arc<Emulator>> {
+        self.env()?
+            .emulator
+            .clone()
+            .ok_or_else(|| anyhow!("this step needs the embedded emulator; tag the scenario @emulator"))
+    }
+
+    /// A client by name.
+    pub fn client(&self, name: &str) -> Result<Arc<Client>> {
+        self.clients
+            .get(name)
+            .cloned()
+            .ok_or_else(|| anyhow!("no client named {name:?}; create it with `Given a client \"{name}\" ...`"))
+    }
+
+    /// Client options the suite uses: the defaults of `CLIENT.md` scaled to
+    /// the target's grace so that scenarios take seconds.
+    pub fn suite_options(&self) -> ClientOptions {
+        ClientOptions {
+            relaxed_timeout: Duration::from_secs(3),
+            relaxed_window_max: Some(Duration::from_secs(20)),
+            post_handoff_relaxed: Some(Duration::from_millis(300)),
+            handoff_timeout: Duration::from_secs(3),
+            response_timeout: Some(Duration::from_secs(1)),
+            ..ClientOptions::default()
+        }
+    }
+
+    /// How long to wait for anything an action causes.
+    pub fn patience(&self) -> Duration {
+        self.env
+            .as_ref()
+            .map(|e| e.grace * 3 + Duration::from_secs(10))
+            .unwrap_or(Duration::from_secs(30))
+    }
+
+    /// Stops everything the scenario started.
+    pub async fn teardown(&mut self) {
+        for w in self.workloads.values_mut() {
+            w.stop().await;
+        }
+        self.workloads.clear();
+        self.probes.clear();
+        if let Some(f) = self.in_flight.take() {
+            f.handle.abort();
+        }
+        for c in self.clients.values() {
+            c.close().await;
+        }
+        self.clients.clear();
+        if let Some(env) = self.env.take() {
+            env.factory.destroy_all().await;
+            env.api_cancel.cancel();
+            if let Some(emu) = env.emulator {
+                emu.shutdown().await;
+            }
+        }
+    }
+}
