@@ -33,10 +33,12 @@ Feature: Connection handoff
 
   Scenario: CH3 a request in flight on the old connection completes there
     Given a client "app" with maintenance notifications enabled
+    And a client "worker" with maintenance notifications enabled
     And steady traffic from "app"
-    When "app" sends a BLPOP that blocks for 1 seconds
+    When "worker" sends a BLPOP that blocks for 1 seconds
     And the database endpoint is rebound to another node
     Then the request in flight completed without error after the handoff
+    And every connection of "worker" hands off exactly once
     And every connection of "app" hands off exactly once
     And the traffic saw no errors
     And every acknowledged write is readable

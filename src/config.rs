@@ -21,7 +21,9 @@ pub const FAULT_INJECTOR_ENV: &str = "FAULT_INJECTION_API_URL";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read endpoints file {file}: {source}; set {ENDPOINTS_ENV} to a readable JSON file")]
+    #[error(
+        "cannot read endpoints file {file}: {source}; set {ENDPOINTS_ENV} to a readable JSON file"
+    )]
     Read {
         /// The file.
         file: PathBuf,
@@ -235,7 +237,11 @@ impl EndpointsFile {
             let bdb_id = match db.get("bdb_id") {
                 None | Some(Value::Null) => None,
                 Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-                    field(name, "bdb_id", format!("expected a positive integer, found {n}"))
+                    field(
+                        name,
+                        "bdb_id",
+                        format!("expected a positive integer, found {n}"),
+                    )
                 })?),
                 Some(Value::String(s)) => Some(s.trim().parse().map_err(|_| {
                     field(
@@ -248,7 +254,10 @@ impl EndpointsFile {
                     return Err(field(
                         name,
                         "bdb_id",
-                        format!("expected a number or a numeric string, found {}", kind_of(other)),
+                        format!(
+                            "expected a number or a numeric string, found {}",
+                            kind_of(other)
+                        ),
                     ))
                 }
             };
@@ -386,7 +395,11 @@ impl Target {
     /// Reads [`ENDPOINTS_ENV`] and [`FAULT_INJECTOR_ENV`]: both set means external,
     /// neither means the emulator, one alone is an error.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let get = |k| std::env::var(k).ok().filter(|v: &String| !v.trim().is_empty());
+        let get = |k| {
+            std::env::var(k)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
         match (get(ENDPOINTS_ENV), get(FAULT_INJECTOR_ENV)) {
             (None, None) => Ok(Target::Emulator),
             (Some(endpoints), Some(url)) => {
@@ -456,15 +469,26 @@ mod tests {
     #[test]
     fn errors_name_file_database_field_and_expectation() {
         let cases = [
-            (json!({"db": {"endpoints": []}}), "field \"endpoints\": is empty"),
-            (json!({"db": {"bdb_id": "one", "endpoints": ["redis://a:1"]}}), "bdb_id"),
+            (
+                json!({"db": {"endpoints": []}}),
+                "field \"endpoints\": is empty",
+            ),
+            (
+                json!({"db": {"bdb_id": "one", "endpoints": ["redis://a:1"]}}),
+                "bdb_id",
+            ),
             (json!({"db": {"endpoints": ["http://a:1"]}}), "endpoints[0]"),
-            (json!({"db": {"tls": "yes", "endpoints": ["redis://a:1"]}}), "expected true or false"),
+            (
+                json!({"db": {"tls": "yes", "endpoints": ["redis://a:1"]}}),
+                "expected true or false",
+            ),
             (json!({"db": {}}), "is missing"),
             (json!([1]), "JSON object of named databases"),
         ];
         for (v, want) in cases {
-            let err = EndpointsFile::from_value("f.json", &v).unwrap_err().to_string();
+            let err = EndpointsFile::from_value("f.json", &v)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("f.json") && err.contains(want), "{err}");
         }
     }
@@ -474,7 +498,10 @@ mod tests {
         let v = json!({"a": {"endpoints": ["redis://h:1"]}});
         let f = EndpointsFile::from_value("f.json", &v).unwrap();
         let err = f.database("b").unwrap_err().to_string();
-        assert!(err.contains("no database named \"b\"") && err.contains("a"), "{err}");
+        assert!(
+            err.contains("no database named \"b\"") && err.contains("a"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -483,7 +510,10 @@ mod tests {
         let p = dir.path().join("e.json");
         std::fs::write(&p, "{ not json").unwrap();
         let err = EndpointsFile::load(&p).unwrap_err().to_string();
-        assert!(err.contains("e.json") && err.contains("not valid JSON"), "{err}");
+        assert!(
+            err.contains("e.json") && err.contains("not valid JSON"),
+            "{err}"
+        );
         let err = EndpointsFile::load(&dir.path().join("missing.json"))
             .unwrap_err()
             .to_string();

@@ -13,12 +13,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod emulator;
 pub mod fault_injector;
 pub mod notification;
-pub mod client;
 pub mod probe;
+pub mod steps;
 pub mod tracker;
 pub mod workload;
-pub mod steps;

@@ -11,7 +11,11 @@ use maint_e2e::emulator::{api, DatabaseSpec, Emulator, EmulatorConfig, Timings};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "maint-e2e", version, about = "Redis maintenance-notification end-to-end tools")]
+#[command(
+    name = "maint-e2e",
+    version,
+    about = "Redis maintenance-notification end-to-end tools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -62,7 +62,10 @@ impl EndpointType {
 
     /// True for the host-name forms.
     pub fn is_fqdn(self) -> bool {
-        matches!(self, EndpointType::InternalFqdn | EndpointType::ExternalFqdn)
+        matches!(
+            self,
+            EndpointType::InternalFqdn | EndpointType::ExternalFqdn
+        )
     }
 }
 
@@ -71,7 +74,6 @@ impl fmt::Display for EndpointType {
         f.write_str(self.as_str())
     }
 }
-
 
 /// The seven maintenance notification kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -382,7 +384,9 @@ impl From<&BytesFrame> for Element {
             BytesFrame::Array { data, .. } | BytesFrame::Push { data, .. } => {
                 Element::Array(data.iter().map(Element::from).collect())
             }
-            BytesFrame::Set { data, .. } => Element::Array(data.iter().map(Element::from).collect()),
+            BytesFrame::Set { data, .. } => {
+                Element::Array(data.iter().map(Element::from).collect())
+            }
             other => Element::Other(format!("{:?}", other.kind())),
         }
     }
@@ -453,9 +457,10 @@ impl Notification {
     pub fn from_resp3_frame(frame: &BytesFrame) -> Result<Option<Self>, NotificationError> {
         match Element::from(frame) {
             Element::Array(items) if !items.is_empty() => {
-                let name = items[0]
-                    .as_text()
-                    .ok_or_else(|| NotificationError::NotAPush(items[0].describe()))?;
+                let Element::Str(name) = &items[0] else {
+                    return Err(NotificationError::NotAPush(items[0].describe()));
+                };
+                let name = String::from_utf8_lossy(name);
                 match Kind::parse(&name) {
                     Some(kind) => Self::from_elements(kind, &items[1..]).map(Some),
                     None => Ok(None),
@@ -477,10 +482,8 @@ impl Notification {
 
     /// Parses the elements after the name.
     pub fn from_elements(kind: Kind, items: &[Element]) -> Result<Self, NotificationError> {
-        let seq = int_at(kind, items, 0, "seq")?.ok_or(NotificationError::Missing {
-            kind,
-            field: "seq",
-        })?;
+        let seq = int_at(kind, items, 0, "seq")?
+            .ok_or(NotificationError::Missing { kind, field: "seq" })?;
         let rest = items.get(1..).unwrap_or(&[]);
         Ok(match kind {
             Kind::Moving => {
@@ -871,7 +874,10 @@ mod tests {
         ];
         for n in all {
             let bytes = n.to_resp3();
-            assert_eq!(Notification::from_resp3_bytes(&bytes).unwrap(), Some(n.clone()));
+            assert_eq!(
+                Notification::from_resp3_bytes(&bytes).unwrap(),
+                Some(n.clone())
+            );
             let BytesFrame::Push { data, .. } = n.to_frame() else {
                 panic!("not a push")
             };
@@ -909,7 +915,8 @@ mod tests {
     #[test]
     fn placeholder_endpoints_mean_null() {
         for text in ["?:7002", ":7002", "host:0", "null"] {
-            let n = Notification::from_push("MOVING", &[V::Int(3), V::Int(15), bulk(text)]).unwrap();
+            let n =
+                Notification::from_push("MOVING", &[V::Int(3), V::Int(15), bulk(text)]).unwrap();
             assert!(
                 matches!(n, Some(Notification::Moving { endpoint: None, .. })),
                 "{text}: {n:?}"
@@ -921,7 +928,13 @@ mod tests {
     fn numeric_strings_lowercase_names_and_extra_elements_are_accepted() {
         let n = Notification::from_push(
             "moving",
-            &[bulk("12"), V::SimpleString("30".into()), bulk("10.0.0.1:6379"), bulk("extra"), V::Int(9)],
+            &[
+                bulk("12"),
+                V::SimpleString("30".into()),
+                bulk("10.0.0.1:6379"),
+                bulk("extra"),
+                V::Int(9),
+            ],
         )
         .unwrap();
         assert_eq!(
@@ -933,7 +946,13 @@ mod tests {
             })
         );
         let n = Notification::from_push("Failed_Over", &[V::Int(8)]).unwrap();
-        assert_eq!(n, Some(Notification::FailedOver { seq: 8, shards: vec![] }));
+        assert_eq!(
+            n,
+            Some(Notification::FailedOver {
+                seq: 8,
+                shards: vec![]
+            })
+        );
     }
 
     #[test]
@@ -979,7 +998,8 @@ mod tests {
 
     #[test]
     fn smigrating_accepts_several_slot_elements() {
-        let n = Notification::from_push("SMIGRATING", &[V::Int(4), bulk("0,5-10"), bulk("20")]).unwrap();
+        let n = Notification::from_push("SMIGRATING", &[V::Int(4), bulk("0,5-10"), bulk("20")])
+            .unwrap();
         assert_eq!(
             n,
             Some(Notification::SMigrating {
@@ -987,7 +1007,10 @@ mod tests {
                 slots: "0,5-10,20".into()
             })
         );
-        assert_eq!(parse_slots("0,5-10,20").unwrap(), vec![(0, 0), (5, 10), (20, 20)]);
+        assert_eq!(
+            parse_slots("0,5-10,20").unwrap(),
+            vec![(0, 0), (5, 10), (20, 20)]
+        );
         assert!(parse_slots("10-5").is_err());
     }
 
@@ -995,7 +1018,10 @@ mod tests {
     fn smigrated_pairs_are_rejected_not_dropped() {
         let err = Notification::from_push(
             "SMIGRATED",
-            &[V::Int(4), V::Array(vec![V::Array(vec![bulk("a:1"), bulk("b:2")])])],
+            &[
+                V::Int(4),
+                V::Array(vec![V::Array(vec![bulk("a:1"), bulk("b:2")])]),
+            ],
         )
         .unwrap_err();
         assert!(err.to_string().contains("expected 3"), "{err}");
@@ -1020,7 +1046,8 @@ mod tests {
     fn other_pushes_are_not_notifications() {
         assert_eq!(Notification::from_push("invalidate", &[]).unwrap(), None);
         assert_eq!(
-            Notification::from_resp3_bytes(b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n").unwrap(),
+            Notification::from_resp3_bytes(b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n")
+                .unwrap(),
             None
         );
     }

@@ -59,7 +59,11 @@ impl Probe {
     /// Connects to `addr`. With `resp3`, sends `HELLO 3`; with `opt_in`, then
     /// `CLIENT MAINT_NOTIFICATIONS ON` (with the type, when given). Returns once
     /// every reply of that set-up arrived.
-    pub async fn connect(addr: &str, resp3: bool, opt_in: Option<Option<EndpointType>>) -> Result<Probe> {
+    pub async fn connect(
+        addr: &str,
+        resp3: bool,
+        opt_in: Option<Option<EndpointType>>,
+    ) -> Result<Probe> {
         let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
             .await
             .with_context(|| format!("probe connecting to {addr} timed out"))?
@@ -180,7 +184,12 @@ impl Probe {
             .collect()
     }
 
-    async fn wait_until<T>(&self, within: Duration, what: &str, mut f: impl FnMut(&State) -> Option<T>) -> Result<T> {
+    async fn wait_until<T>(
+        &self,
+        within: Duration,
+        what: &str,
+        mut f: impl FnMut(&State) -> Option<T>,
+    ) -> Result<T> {
         let deadline = Instant::now() + within;
         loop {
             let n = self.changed.notified();
@@ -200,7 +209,11 @@ impl Probe {
 
     async fn wait_replies(&self, count: usize, within: Duration) -> Result<()> {
         self.wait_until(within, &format!("{count} replies"), |s| {
-            (s.frames.iter().filter(|f| matches!(f, Frame::Reply { .. })).count() >= count)
+            (s.frames
+                .iter()
+                .filter(|f| matches!(f, Frame::Reply { .. }))
+                .count()
+                >= count)
                 .then_some(())
         })
         .await
@@ -210,7 +223,8 @@ impl Probe {
     pub async fn ping(&self) -> Result<()> {
         let before = self.replies().len();
         self.send(&encode(&["PING"])).await?;
-        self.wait_replies(before + 1, Duration::from_secs(5)).await?;
+        self.wait_replies(before + 1, Duration::from_secs(5))
+            .await?;
         match self.replies().last() {
             Some(Frame::Reply { raw, .. }) if raw == b"+PONG\r\n" => Ok(()),
             other => bail!("PING answered with {other:?}"),
@@ -221,7 +235,8 @@ impl Probe {
     pub async fn command(&self, args: &[&str]) -> Result<Vec<u8>> {
         let before = self.replies().len();
         self.send(&encode(args)).await?;
-        self.wait_replies(before + 1, Duration::from_secs(5)).await?;
+        self.wait_replies(before + 1, Duration::from_secs(5))
+            .await?;
         match self.replies().into_iter().nth(before) {
             Some(Frame::Reply { raw, .. }) => Ok(raw),
             _ => bail!("no reply to {}", args.join(" ")),
@@ -243,7 +258,12 @@ impl Probe {
     }
 
     /// Waits for a notification matching `f`.
-    pub async fn wait_notification(&self, within: Duration, what: &str, f: impl Fn(&Notification) -> bool) -> Result<(Instant, Notification)> {
+    pub async fn wait_notification(
+        &self,
+        within: Duration,
+        what: &str,
+        f: impl Fn(&Notification) -> bool,
+    ) -> Result<(Instant, Notification)> {
         self.wait_until(within, what, |s| {
             s.frames.iter().find_map(|fr| match fr {
                 Frame::Push {
@@ -258,8 +278,10 @@ impl Probe {
 
     /// Waits until the server closes the connection; returns when.
     pub async fn wait_closed(&self, within: Duration) -> Result<Instant> {
-        self.wait_until(within, "the server to close the connection", |s| s.closed_at)
-            .await
+        self.wait_until(within, "the server to close the connection", |s| {
+            s.closed_at
+        })
+        .await
     }
 
     /// When the server closed it, if it did.

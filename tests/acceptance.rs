@@ -19,7 +19,8 @@ async fn main() {
     let junit_path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/acceptance-junit.xml");
     let junit = File::create(junit_path).expect("creating target/acceptance-junit.xml");
     MaintWorld::cucumber()
-        .max_concurrent_scenarios(2)
+        // One shared external database: scenarios must not see each other's events.
+        .max_concurrent_scenarios(if external { 1 } else { 2 })
         .with_writer(
             writer::Basic::raw(std::io::stdout(), writer::Coloring::Auto, 0)
                 .summarized()
@@ -36,8 +37,9 @@ async fn main() {
             }
             .boxed_local()
         })
-        .filter_run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/features"), move |_, _, sc| {
-            !(external && sc.tags.iter().any(|t| t == "emulator"))
-        })
+        .filter_run_and_exit(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/features"),
+            move |_, _, sc| !(external && sc.tags.iter().any(|t| t == "emulator")),
+        )
         .await;
 }

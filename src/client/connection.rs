@@ -84,12 +84,20 @@ impl ManagedConnection {
 
     /// The endpoint the connection in use was dialled at.
     pub fn endpoint(&self) -> Option<Endpoint> {
-        self.current.lock().unwrap().as_ref().map(|a| a.endpoint.clone())
+        self.current
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|a| a.endpoint.clone())
     }
 
     /// Its notification state.
     pub fn maint_state(&self) -> Option<MaintState> {
-        self.current.lock().unwrap().as_ref().map(|a| a.maint.clone())
+        self.current
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|a| a.maint.clone())
     }
 
     /// True while a window (or the tail after one) is open.
@@ -107,24 +115,41 @@ impl ManagedConnection {
         }
     }
 
-    /// Sends one command with the effective timeout.
+    /// Sends one command with the effective timeout. The deadline follows the
+    /// relax state: a request sent just before a window opens gets the relaxed
+    /// timeout too. Blocking commands get their block time on top.
     pub async fn query(&self, cmd: &redis::Cmd) -> Result<Value, ClientError> {
         let active = self.active().await?;
-        let in_window = self.is_relaxed();
-        let timeout = self.effective_timeout();
+        let started = Instant::now();
+        let block = blocking_time(cmd);
         let mut conn = active.conn.clone();
         let fut = conn.send_packed_command(cmd);
-        let result = match timeout {
-            Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(r) => r,
+        tokio::pin!(fut);
+        let result = loop {
+            let timeout = match (self.effective_timeout(), block) {
+                (None, _) | (_, Some(None)) => None,
+                (Some(t), Some(Some(b))) => Some(t + b),
+                (Some(t), None) => Some(t),
+            };
+            let Some(t) = timeout else {
+                break fut.await;
+            };
+            match tokio::time::timeout_at(started + t, &mut fut).await {
+                Ok(r) => break r,
                 Err(_) => {
+                    // Relaxed meanwhile: the deadline moved on.
+                    let now_allowed = self
+                        .effective_timeout()
+                        .map(|n| n + block.flatten().unwrap_or_default());
+                    if now_allowed.is_none_or(|n| started + n > Instant::now()) {
+                        continue;
+                    }
                     return Err(ClientError::Timeout {
                         after: t,
-                        in_window,
-                    })
+                        in_window: self.is_relaxed(),
+                    });
                 }
-            },
-            None => fut.await,
+            }
         };
         result.map_err(|e| {
             let err = ClientError::from_redis(e);
@@ -424,7 +449,12 @@ impl ManagedConnection {
     }
 
     fn open_window(&self, key: WindowKey, backstop: Instant) {
-        self.relax.lock().unwrap().windows.entry(key).or_insert(backstop);
+        self.relax
+            .lock()
+            .unwrap()
+            .windows
+            .entry(key)
+            .or_insert(backstop);
         self.schedule(backstop);
         self.reevaluate();
     }
@@ -479,5 +509,66 @@ impl ManagedConnection {
             ),
             None => {}
         }
+    }
+}
+
+/// How long a blocking command may block: `None` for other commands,
+/// `Some(None)` for "forever" (timeout 0).
+fn blocking_time(cmd: &redis::Cmd) -> Option<Option<Duration>> {
+    let args: Vec<String> = cmd
+        .args_iter()
+        .filter_map(|a| match a {
+            redis::Arg::Simple(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        })
+        .collect();
+    let name = args.first()?.to_ascii_uppercase();
+    let secs = |s: &String| s.parse::<f64>().ok().filter(|v| *v >= 0.0);
+    let as_block = |v: f64, unit: f64| (v > 0.0).then(|| Duration::from_secs_f64(v * unit));
+    match name.as_str() {
+        "BLPOP" | "BRPOP" | "BLMOVE" | "BRPOPLPUSH" | "BZPOPMIN" | "BZPOPMAX" => {
+            Some(as_block(secs(args.last()?)?, 1.0))
+        }
+        "BLMPOP" | "BZMPOP" => Some(as_block(secs(args.get(1)?)?, 1.0)),
+        "XREAD" | "XREADGROUP" | "WAIT" | "WAITAOF" => {
+            let at = if name.starts_with('W') {
+                args.len().checked_sub(1)?
+            } else {
+                args.iter().position(|a| a.eq_ignore_ascii_case("BLOCK"))? + 1
+            };
+            Some(as_block(secs(args.get(at)?)?, 0.001))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_commands_carry_their_block_time() {
+        let c = |args: &[&str]| {
+            let mut cmd = redis::cmd(args[0]);
+            for a in &args[1..] {
+                cmd.arg(*a);
+            }
+            blocking_time(&cmd)
+        };
+        assert_eq!(c(&["GET", "k"]), None);
+        assert_eq!(
+            c(&["BLPOP", "a", "b", "2"]),
+            Some(Some(Duration::from_secs(2)))
+        );
+        assert_eq!(c(&["BLPOP", "a", "0"]), Some(None));
+        assert_eq!(
+            c(&["BLMPOP", "1.5", "1", "k", "LEFT"]),
+            Some(Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            c(&["XREAD", "BLOCK", "250", "STREAMS", "s", "$"]),
+            Some(Some(Duration::from_millis(250)))
+        );
+        assert_eq!(c(&["XREAD", "STREAMS", "s", "$"]), None);
     }
 }

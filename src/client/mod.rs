@@ -112,8 +112,7 @@ impl Default for ClientOptions {
 impl ClientOptions {
     /// The backstop of a window.
     pub fn window_max(&self) -> Duration {
-        self.relaxed_window_max
-            .unwrap_or(self.relaxed_timeout * 3)
+        self.relaxed_window_max.unwrap_or(self.relaxed_timeout * 3)
     }
 
     /// The relaxed tail after a completion or handoff.
@@ -124,8 +123,7 @@ impl ClientOptions {
 
     /// Effective timeout while relaxed: max(normal, relaxed); never shortened.
     pub fn relaxed_effective(&self) -> Option<Duration> {
-        self.response_timeout
-            .map(|t| t.max(self.relaxed_timeout))
+        self.response_timeout.map(|t| t.max(self.relaxed_timeout))
     }
 }
 
@@ -329,9 +327,15 @@ impl ClientFactory {
     }
 
     /// Creates a client with `pool_size` connections, all ready.
-    pub async fn create(&self, name: &str, options: ClientOptions) -> Result<Arc<Client>, ClientError> {
+    pub async fn create(
+        &self,
+        name: &str,
+        options: ClientOptions,
+    ) -> Result<Arc<Client>, ClientError> {
         if options.pool_size == 0 {
-            return Err(ClientError::Handshake("pool_size must be at least 1".into()));
+            return Err(ClientError::Handshake(
+                "pool_size must be at least 1".into(),
+            ));
         }
         if options.mode == Mode::Enabled && options.protocol == Protocol::Resp2 {
             return Err(ClientError::Handshake(

@@ -264,12 +264,19 @@ impl ActionStore {
 }
 
 /// Validates and starts `action` in the background; returns its id.
-pub fn submit(emu: &Arc<Emulator>, store: &Arc<ActionStore>, action: Action) -> Result<String, ActionError> {
+pub fn submit(
+    emu: &Arc<Emulator>,
+    store: &Arc<ActionStore>,
+    action: Action,
+) -> Result<String, ActionError> {
     let db = match action.bdb_id() {
         Some(id) => Some(emu.database(id).ok_or_else(|| {
             ActionError::Invalid(format!(
                 "no database with bdb_id {id}; existing: {:?}",
-                emu.databases().iter().map(|d| d.shared.id).collect::<Vec<_>>()
+                emu.databases()
+                    .iter()
+                    .map(|d| d.shared.id)
+                    .collect::<Vec<_>>()
             ))
         })?),
         None => None,
@@ -422,8 +429,7 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             Ok(json!({ "bdb_id": bdb_id.0, "deleted": true }))
         }
         Action::ExecuteRladminCommand {
-            rladmin_command,
-            ..
+            rladmin_command, ..
         } => {
             if rladmin_command.split_whitespace().next() != Some("status") {
                 return Err(ActionError::Invalid(format!(
@@ -446,14 +452,19 @@ async fn rladmin_status(emu: &Emulator) -> String {
             n.external_ip()
         );
     }
-    out += "\nDATABASES:\nDB:ID NAME TYPE STATUS SHARDS PLACEMENT REPLICATION PERSISTENCE ENDPOINT\n";
+    out +=
+        "\nDATABASES:\nDB:ID NAME TYPE STATUS SHARDS PLACEMENT REPLICATION PERSISTENCE ENDPOINT\n";
     for d in emu.databases() {
         let s = d.shards.lock().await;
         out += &format!(
             "db:{} {} redis active 1 dense {} disabled {}:{}\n",
             d.shared.id,
             d.shared.name,
-            if s.replica.is_some() { "enabled" } else { "disabled" },
+            if s.replica.is_some() {
+                "enabled"
+            } else {
+                "disabled"
+            },
             d.shared.active_node().internal_ip(),
             d.shared.port
         );
@@ -548,10 +559,17 @@ async fn failover(emu: &Emulator, db: &Database) -> Result<Value, ActionError> {
     Ok(json!({ "seq": seq, "primary_shard": p.id, "primary": p.addr.to_string() }))
 }
 
-async fn migrate(emu: &Emulator, db: &Database, target: Option<usize>) -> Result<Value, ActionError> {
+async fn migrate(
+    emu: &Emulator,
+    db: &Database,
+    target: Option<usize>,
+) -> Result<Value, ActionError> {
     let mut shards = db.shards.lock().await;
     let (old_id, old_node, old_addr) = {
-        let p = shards.primary.as_ref().ok_or_else(|| failed("database has no primary"))?;
+        let p = shards
+            .primary
+            .as_ref()
+            .ok_or_else(|| failed("database has no primary"))?;
         (p.id, p.node, p.addr)
     };
     let replica_node = shards.replica.as_ref().map(|r| r.node);

@@ -59,7 +59,11 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
 }
 
 /// Binds `addr` and serves until `cancel`; returns the bound address.
-pub async fn serve(emulator: Arc<Emulator>, addr: SocketAddr, cancel: CancellationToken) -> anyhow::Result<SocketAddr> {
+pub async fn serve(
+    emulator: Arc<Emulator>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding the fault injector API on {addr}: {e}"))?;

@@ -80,7 +80,8 @@ pub enum Announcement {
 impl Announcement {
     /// The notification for a connection that asked for `ty`, at `now`.
     pub fn render(&self, ty: EndpointType, port: u16, now: Instant) -> Notification {
-        let left = |deadline: Instant| deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64;
+        let left =
+            |deadline: Instant| deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64;
         match self {
             Announcement::Moving {
                 seq,

@@ -264,7 +264,9 @@ impl Emulator {
 
     /// The cluster's nodes.
     pub fn nodes(&self) -> Vec<Node> {
-        (1..=self.config.nodes).map(|index| Node { index }).collect()
+        (1..=self.config.nodes)
+            .map(|index| Node { index })
+            .collect()
     }
 
     /// A database by id.
@@ -289,7 +291,12 @@ impl Emulator {
         }
     }
 
-    pub(crate) async fn start_shard(&self, node: Node, replica_of: Option<SocketAddr>, password: Option<String>) -> Result<Shard> {
+    pub(crate) async fn start_shard(
+        &self,
+        node: Node,
+        replica_of: Option<SocketAddr>,
+        password: Option<String>,
+    ) -> Result<Shard> {
         let id = self.next_shard.fetch_add(1, Ordering::SeqCst);
         Shard::start(
             &self.bin,
@@ -306,34 +313,51 @@ impl Emulator {
 
     /// Creates a standalone database: a primary shard, a replica on another node
     /// (with replication), the endpoint proxy and the public address.
-    pub async fn create_database(&self, spec: DatabaseSpec) -> Result<Arc<Database>, actions::ActionError> {
+    pub async fn create_database(
+        &self,
+        spec: DatabaseSpec,
+    ) -> Result<Arc<Database>, actions::ActionError> {
         use actions::ActionError::Invalid;
         if spec.oss_cluster.unwrap_or(false) {
             return Err(Invalid("oss_cluster databases are not emulated yet; create a standalone database (oss_cluster: false)".into()));
         }
         if spec.tls.unwrap_or(false) {
-            return Err(Invalid("TLS databases are not emulated yet; create the database with tls: false".into()));
+            return Err(Invalid(
+                "TLS databases are not emulated yet; create the database with tls: false".into(),
+            ));
         }
         if spec.shards_count.unwrap_or(1) != 1 {
-            return Err(Invalid("a standalone database has exactly one primary shard; set shards_count to 1".into()));
+            return Err(Invalid(
+                "a standalone database has exactly one primary shard; set shards_count to 1".into(),
+            ));
         }
         if let Some(g) = spec.grace_s {
             if !(0.0..=3600.0).contains(&g) {
-                return Err(Invalid(format!("grace_s must be between 0 and 3600, got {g}")));
+                return Err(Invalid(format!(
+                    "grace_s must be between 0 and 3600, got {g}"
+                )));
             }
         }
         let id = self.next_db.fetch_add(1, Ordering::SeqCst);
         let name = spec.name.clone().unwrap_or_else(|| format!("db{id}"));
         if self.databases().iter().any(|d| d.shared.name == name) {
-            return Err(Invalid(format!("a database named {name:?} exists already; choose another name")));
+            return Err(Invalid(format!(
+                "a database named {name:?} exists already; choose another name"
+            )));
         }
         let nodes = self.nodes();
         let first = nodes[(id as usize - 1) % nodes.len()];
         let second = nodes[id as usize % nodes.len()];
         let failed = |e: anyhow::Error| actions::ActionError::Failed(format!("{e:#}"));
-        let primary = self.start_shard(first, None, spec.password.clone()).await.map_err(failed)?;
+        let primary = self
+            .start_shard(first, None, spec.password.clone())
+            .await
+            .map_err(failed)?;
         let replica = if spec.replication.unwrap_or(true) {
-            match self.start_shard(second, Some(primary.addr), spec.password.clone()).await {
+            match self
+                .start_shard(second, Some(primary.addr), spec.password.clone())
+                .await
+            {
                 Ok(r) => Some(r),
                 Err(e) => {
                     primary.stop().await;
@@ -390,12 +414,9 @@ impl Emulator {
 
     /// Deletes a database: proxies closed, shard processes stopped.
     pub async fn delete_database(&self, id: u64) -> Result<(), actions::ActionError> {
-        let db = self
-            .databases
-            .lock()
-            .unwrap()
-            .remove(&id)
-            .ok_or_else(|| actions::ActionError::Invalid(format!("no database with bdb_id {id}")))?;
+        let db = self.databases.lock().unwrap().remove(&id).ok_or_else(|| {
+            actions::ActionError::Invalid(format!("no database with bdb_id {id}"))
+        })?;
         db.shutdown().await;
         Ok(())
     }
@@ -405,7 +426,12 @@ impl Emulator {
         let mut pids = Vec::new();
         for db in self.databases() {
             let s = db.shards.lock().await;
-            pids.extend(s.primary.iter().chain(s.replica.iter()).filter_map(Shard::pid));
+            pids.extend(
+                s.primary
+                    .iter()
+                    .chain(s.replica.iter())
+                    .filter_map(Shard::pid),
+            );
         }
         pids
     }

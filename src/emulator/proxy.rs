@@ -157,7 +157,8 @@ async fn serve(
     cancel: CancellationToken,
 ) -> Result<()> {
     stream.set_nodelay(true)?;
-    let local_external = matches!(stream.local_addr()?.ip(), std::net::IpAddr::V4(ip) if ip == node.external_ip());
+    let local_external =
+        matches!(stream.local_addr()?.ip(), std::net::IpAddr::V4(ip) if ip == node.external_ip());
     let (tx, mut control) = mpsc::unbounded_channel();
     let id = db.register(node, tx);
     let guard = Deregister(db.clone(), id);
@@ -277,14 +278,20 @@ async fn read_upstream(up: &mut Option<Upstream>) -> std::io::Result<usize> {
 
 fn command(frame: Resp2Frame, raw: Bytes) -> Result<Command> {
     let Resp2Frame::Array(items) = frame else {
-        bail!("client sent a {:?} frame; commands are arrays of bulk strings", frame.kind());
+        bail!(
+            "client sent a {:?} frame; commands are arrays of bulk strings",
+            frame.kind()
+        );
     };
     let mut args = Vec::with_capacity(items.len());
     for i in items {
         match i {
             Resp2Frame::BulkString(b) | Resp2Frame::SimpleString(b) => args.push(b),
             Resp2Frame::Integer(n) => args.push(Bytes::from(n.to_string())),
-            other => bail!("command argument is a {:?}; expected a bulk string", other.kind()),
+            other => bail!(
+                "command argument is a {:?}; expected a bulk string",
+                other.kind()
+            ),
         }
     }
     if args.is_empty() {
@@ -300,22 +307,26 @@ enum Decoded {
 
 fn decode(buf: &mut BytesMut, proto: u8) -> Result<Option<Decoded>> {
     if proto == 3 {
-        Ok(redis_protocol::resp3::decode::complete::decode_bytes_mut(buf)?.map(
-            |(f, _, raw)| match f {
-                Resp3Frame::Push { .. } => Decoded::Push(raw),
-                Resp3Frame::SimpleError { .. } | Resp3Frame::BlobError { .. } => {
-                    Decoded::Reply { raw, error: true }
+        Ok(
+            redis_protocol::resp3::decode::complete::decode_bytes_mut(buf)?.map(|(f, _, raw)| {
+                match f {
+                    Resp3Frame::Push { .. } => Decoded::Push(raw),
+                    Resp3Frame::SimpleError { .. } | Resp3Frame::BlobError { .. } => {
+                        Decoded::Reply { raw, error: true }
+                    }
+                    _ => Decoded::Reply { raw, error: false },
                 }
-                _ => Decoded::Reply { raw, error: false },
-            },
-        ))
+            }),
+        )
     } else {
-        Ok(redis_protocol::resp2::decode::decode_bytes_mut(buf)?.map(|(f, _, raw)| {
-            Decoded::Reply {
-                error: matches!(f, Resp2Frame::Error(_)),
-                raw,
-            }
-        }))
+        Ok(
+            redis_protocol::resp2::decode::decode_bytes_mut(buf)?.map(|(f, _, raw)| {
+                Decoded::Reply {
+                    error: matches!(f, Resp2Frame::Error(_)),
+                    raw,
+                }
+            }),
+        )
     }
 }
 

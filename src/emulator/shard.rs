@@ -174,9 +174,8 @@ impl Shard {
         let mut info = redis::ConnectionAddr::Tcp(self.addr.ip().to_string(), self.addr.port())
             .into_connection_info()?;
         if let Some(pw) = &self.password {
-            info = info.set_redis_settings(
-                redis::RedisConnectionInfo::default().set_password(pw.clone()),
-            );
+            info = info
+                .set_redis_settings(redis::RedisConnectionInfo::default().set_password(pw.clone()));
         }
         let client = redis::Client::open(info)?;
         let cfg = redis::AsyncConnectionConfig::new()
@@ -219,8 +218,16 @@ impl Shard {
     pub async fn wait_link_up(&self, within: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if self.replication_field("master_link_status").await?.as_deref() == Some("up")
-                && self.replication_field("master_sync_in_progress").await?.as_deref() == Some("0")
+            if self
+                .replication_field("master_link_status")
+                .await?
+                .as_deref()
+                == Some("up")
+                && self
+                    .replication_field("master_sync_in_progress")
+                    .await?
+                    .as_deref()
+                    == Some("0")
             {
                 return Ok(());
             }
@@ -240,7 +247,8 @@ impl Shard {
         match primary {
             Some(p) => {
                 let port = p.port().to_string();
-                self.admin(&["REPLICAOF", &p.ip().to_string(), &port]).await?
+                self.admin(&["REPLICAOF", &p.ip().to_string(), &port])
+                    .await?
             }
             None => self.admin(&["REPLICAOF", "NO", "ONE"]).await?,
         };

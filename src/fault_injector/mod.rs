@@ -123,7 +123,11 @@ impl FaultInjectorClient {
             .await
             .with_context(|| format!("fault injector at {} is not reachable", self.base))?;
         if !r.status().is_success() {
-            bail!("fault injector at {} answered {} to /health", self.base, r.status());
+            bail!(
+                "fault injector at {} answered {} to /health",
+                self.base,
+                r.status()
+            );
         }
         Ok(())
     }
@@ -176,17 +180,19 @@ impl FaultInjectorClient {
                 return Ok(s);
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(anyhow!(
-                    "action {id} still {} after {within:?}",
-                    s.status
-                ));
+                return Err(anyhow!("action {id} still {} after {within:?}", s.status));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Triggers and waits for success; any other end is an error.
-    pub async fn run(&self, action_type: &str, parameters: Value, within: Duration) -> Result<ActionStatus> {
+    pub async fn run(
+        &self,
+        action_type: &str,
+        parameters: Value,
+        within: Duration,
+    ) -> Result<ActionStatus> {
         let id = self.trigger(action_type, parameters).await?;
         let s = self.wait(&id, within).await?;
         if s.status != "success" && s.status != "finished" {

@@ -9,9 +9,15 @@ use crate::client::{ClientOptions, EndpointTypeSetting, Protocol};
 
 impl MaintWorld {
     /// Creates a client named `name` with the suite's options changed by `tweak`.
-    pub async fn create_client(&mut self, name: &str, tweak: impl FnOnce(&mut ClientOptions)) -> anyhow::Result<()> {
+    pub async fn create_client(
+        &mut self,
+        name: &str,
+        tweak: impl FnOnce(&mut ClientOptions),
+    ) -> anyhow::Result<()> {
         if self.clients.contains_key(name) {
-            return Err(anyhow!("a client named {name:?} exists already in this scenario"));
+            return Err(anyhow!(
+                "a client named {name:?} exists already in this scenario"
+            ));
         }
         let mut options = self.suite_options();
         tweak(&mut options);
@@ -35,7 +41,12 @@ async fn given_client(w: &mut MaintWorld, name: String, mode: ModeParam) -> Step
 
 /// Several connections in the pool.
 #[given(expr = "a client {string} with {int} connections and maintenance notifications {mode}")]
-async fn given_client_pool(w: &mut MaintWorld, name: String, n: usize, mode: ModeParam) -> StepResult {
+async fn given_client_pool(
+    w: &mut MaintWorld,
+    name: String,
+    n: usize,
+    mode: ModeParam,
+) -> StepResult {
     w.create_client(&name, |o| {
         o.mode = mode.0;
         o.pool_size = n;
@@ -45,8 +56,15 @@ async fn given_client_pool(w: &mut MaintWorld, name: String, n: usize, mode: Mod
 }
 
 /// A fixed MOVING endpoint type.
-#[given(expr = "a client {string} with maintenance notifications {mode} and endpoint type {endpoint_type}")]
-async fn given_client_endpoint_type(w: &mut MaintWorld, name: String, mode: ModeParam, ty: EndpointTypeParam) -> StepResult {
+#[given(
+    expr = "a client {string} with maintenance notifications {mode} and endpoint type {endpoint_type}"
+)]
+async fn given_client_endpoint_type(
+    w: &mut MaintWorld,
+    name: String,
+    mode: ModeParam,
+    ty: EndpointTypeParam,
+) -> StepResult {
     w.create_client(&name, |o| {
         o.mode = mode.0;
         o.endpoint_type = EndpointTypeSetting::Fixed(ty.0);

@@ -18,7 +18,10 @@ impl MaintWorld {
         let tracker = self.tracker.clone();
         tracker
             .wait_for(self.patience(), &format!("MOVING on {client:?}"), |_| {
-                tracker.notifications_of(client, Kind::Moving).into_iter().next()
+                tracker
+                    .notifications_of(client, Kind::Moving)
+                    .into_iter()
+                    .next()
             })
             .await
             .map_err(|e| anyhow!("{e}; {client:?} saw:\n{}", self.tracker.describe(client)))
@@ -44,15 +47,25 @@ async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult
     let tracker = w.tracker.clone();
     let name = client.clone();
     let waited = tracker
-        .wait_for(w.patience(), &format!("a handoff on every connection of {client:?}"), |events| {
-            ids.iter()
-                .all(|id| {
-                    events.iter().any(|e| {
-                        e.client == name && e.conn == *id && matches!(e.kind, EventKind::HandoffSucceeded { .. } | EventKind::HandoffFailed { .. })
+        .wait_for(
+            w.patience(),
+            &format!("a handoff on every connection of {client:?}"),
+            |events| {
+                ids.iter()
+                    .all(|id| {
+                        events.iter().any(|e| {
+                            e.client == name
+                                && e.conn == *id
+                                && matches!(
+                                    e.kind,
+                                    EventKind::HandoffSucceeded { .. }
+                                        | EventKind::HandoffFailed { .. }
+                                )
+                        })
                     })
-                })
-                .then_some(())
-        })
+                    .then_some(())
+            },
+        )
         .await;
     if let Err(e) = waited {
         fail!("{e}:\n{}", w.tracker.describe(&client));
@@ -66,9 +79,15 @@ async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult
             .filter(|e| e.conn == *id && matches!(e.kind, EventKind::HandoffFailed { .. }))
             .collect();
         if !failed.is_empty() {
-            fail!("connection {id} of {client:?} failed a handoff:\n{}", w.tracker.describe(&client));
+            fail!(
+                "connection {id} of {client:?} failed a handoff:\n{}",
+                w.tracker.describe(&client)
+            );
         }
-        let mut seqs: Vec<i64> = handoffs.get(id).map(|v| v.iter().map(|h| h.0).collect()).unwrap_or_default();
+        let mut seqs: Vec<i64> = handoffs
+            .get(id)
+            .map(|v| v.iter().map(|h| h.0).collect())
+            .unwrap_or_default();
         let n = seqs.len();
         seqs.dedup();
         if n != 1 || seqs.len() != 1 {
@@ -85,12 +104,23 @@ async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult
 #[then(expr = "every connection of {string} now uses the endpoint MOVING named")]
 async fn then_uses_moving_endpoint(w: &mut MaintWorld, client: String) -> StepResult {
     let moving = w.wait_moving(&client).await?;
-    let Notification::Moving { endpoint: Some(target), .. } = moving.notification else {
-        fail!("{client:?} received {} without an endpoint", moving.notification);
+    let Notification::Moving {
+        endpoint: Some(target),
+        ..
+    } = moving.notification
+    else {
+        fail!(
+            "{client:?} received {} without an endpoint",
+            moving.notification
+        );
     };
     for c in w.client(&client)?.connections() {
         if c.endpoint().as_ref() != Some(&target) {
-            fail!("connection {} of {client:?} uses {:?}, MOVING named {target}", c.id, c.endpoint());
+            fail!(
+                "connection {} of {client:?} uses {:?}, MOVING named {target}",
+                c.id,
+                c.endpoint()
+            );
         }
     }
     Ok(())
@@ -107,7 +137,10 @@ async fn when_receives_moving(w: &mut MaintWorld, client: String) -> StepResult 
 #[when(expr = "{string} opens a new connection")]
 async fn when_opens_connection(w: &mut MaintWorld, client: String) -> StepResult {
     let c = w.client(&client)?;
-    let conn = c.add_connection().await.map_err(|e| anyhow!("opening a connection for {client:?}: {e}"))?;
+    let conn = c
+        .add_connection()
+        .await
+        .map_err(|e| anyhow!("opening a connection for {client:?}: {e}"))?;
     w.extra_connections.entry(client).or_default().push(conn);
     Ok(())
 }
@@ -116,8 +149,15 @@ async fn when_opens_connection(w: &mut MaintWorld, client: String) -> StepResult
 #[then(expr = "the new connection of {string} uses the endpoint MOVING named")]
 async fn then_new_connection_target(w: &mut MaintWorld, client: String) -> StepResult {
     let moving = w.wait_moving(&client).await?;
-    let Notification::Moving { endpoint: Some(target), .. } = moving.notification else {
-        fail!("{client:?} received {} without an endpoint", moving.notification);
+    let Notification::Moving {
+        endpoint: Some(target),
+        ..
+    } = moving.notification
+    else {
+        fail!(
+            "{client:?} received {} without an endpoint",
+            moving.notification
+        );
     };
     let conn = w
         .extra_connections
@@ -133,7 +173,10 @@ async fn then_new_connection_target(w: &mut MaintWorld, client: String) -> StepR
             _ => None,
         });
     if first.as_deref() != Some(target.to_string().as_str()) {
-        fail!("the new connection {} of {client:?} dialled {first:?}, MOVING named {target}", conn.id);
+        fail!(
+            "the new connection {} of {client:?} dialled {first:?}, MOVING named {target}",
+            conn.id
+        );
     }
     Ok(())
 }
@@ -142,7 +185,11 @@ async fn then_new_connection_target(w: &mut MaintWorld, client: String) -> StepR
 #[when(expr = "{string} sends a BLPOP that blocks for {int} seconds")]
 async fn when_blpop(w: &mut MaintWorld, client: String, secs: u64) -> StepResult {
     let c = w.client(&client)?;
-    let conn = c.connections().first().cloned().ok_or_else(|| anyhow!("{client:?} has no connection"))?;
+    let conn = c
+        .connections()
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow!("{client:?} has no connection"))?;
     let endpoint = conn.endpoint().map(|e| e.to_string());
     let key = format!("{}:empty-list", w.prefix);
     let handle = tokio::spawn(async move {
@@ -156,7 +203,8 @@ async fn when_blpop(w: &mut MaintWorld, client: String, secs: u64) -> StepResult
     let probe = crate::probe::Probe::connect(&addr, false, None).await?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let info = String::from_utf8_lossy(&probe.command(&["INFO", "clients"]).await?).into_owned();
+        let info =
+            String::from_utf8_lossy(&probe.command(&["INFO", "clients"]).await?).into_owned();
         let blocked = info
             .lines()
             .find_map(|l| l.trim().strip_prefix("blocked_clients:"))
@@ -170,14 +218,21 @@ async fn when_blpop(w: &mut MaintWorld, client: String, secs: u64) -> StepResult
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    w.in_flight = Some(InFlight { client, handle, endpoint });
+    w.in_flight = Some(InFlight {
+        client,
+        handle,
+        endpoint,
+    });
     Ok(())
 }
 
 /// The blocking request finished on the old connection, after the handoff, without error.
 #[then("the request in flight completed without error after the handoff")]
 async fn then_in_flight_ok(w: &mut MaintWorld) -> StepResult {
-    let f = w.in_flight.take().ok_or_else(|| anyhow!("no request in flight; use `When \"app\" sends a BLPOP ...`"))?;
+    let f = w
+        .in_flight
+        .take()
+        .ok_or_else(|| anyhow!("no request in flight; use `When \"app\" sends a BLPOP ...`"))?;
     let (result, done_at) = tokio::time::timeout(w.patience(), f.handle)
         .await
         .map_err(|_| anyhow!("the request in flight never finished"))??;
@@ -190,7 +245,13 @@ async fn then_in_flight_ok(w: &mut MaintWorld) -> StepResult {
         .flatten()
         .map(|h| h.2)
         .min()
-        .ok_or_else(|| anyhow!("{:?} never handed off:\n{}", f.client, w.tracker.describe(&f.client)))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "{:?} never handed off:\n{}",
+                f.client,
+                w.tracker.describe(&f.client)
+            )
+        })?;
     if done_at < handed_off_at {
         fail!("the request finished before the handoff; make it block longer");
     }
@@ -201,8 +262,16 @@ async fn then_in_flight_ok(w: &mut MaintWorld) -> StepResult {
 #[then(expr = "{string} reconnects to its configured address half the grace period after MOVING")]
 async fn then_reconnect_half_grace(w: &mut MaintWorld, client: String) -> StepResult {
     let moving = w.wait_moving(&client).await?;
-    let Notification::Moving { time_s, endpoint: None, .. } = moving.notification else {
-        fail!("{client:?} received {}, expected MOVING without an endpoint", moving.notification);
+    let Notification::Moving {
+        time_s,
+        endpoint: None,
+        ..
+    } = moving.notification
+    else {
+        fail!(
+            "{client:?} received {}, expected MOVING without an endpoint",
+            moving.notification
+        );
     };
     let configured = w.env()?.db.primary_endpoint().address();
     let tracker = w.tracker.clone();
@@ -210,7 +279,9 @@ async fn then_reconnect_half_grace(w: &mut MaintWorld, client: String) -> StepRe
     let (at, endpoint) = tracker
         .wait_for(w.patience(), "a handoff after MOVING null", |events| {
             events.iter().find_map(|e| match &e.kind {
-                EventKind::HandoffSucceeded { endpoint, .. } if e.client == name && e.conn == moving.conn => {
+                EventKind::HandoffSucceeded { endpoint, .. }
+                    if e.client == name && e.conn == moving.conn =>
+                {
                     Some((e.at, endpoint.clone()))
                 }
                 _ => None,

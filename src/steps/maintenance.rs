@@ -26,12 +26,12 @@ impl MaintWorld {
     /// Waits for the action at `index` to end; anything but success fails.
     pub async fn finish_action(&mut self, index: usize) -> Result<()> {
         let patience = self.patience();
-        let run = self.actions.get(index).ok_or_else(|| anyhow!("no action {index}"))?.clone();
-        let status = self
-            .env()?
-            .fault_injector
-            .wait(&run.id, patience)
-            .await?;
+        let run = self
+            .actions
+            .get(index)
+            .ok_or_else(|| anyhow!("no action {index}"))?
+            .clone();
+        let status = self.env()?.fault_injector.wait(&run.id, patience).await?;
         self.actions[index].status = Some(status.clone());
         if status.status != "success" && status.status != "finished" {
             fail!(
@@ -104,7 +104,9 @@ async fn when_bind_completes(w: &mut MaintWorld) -> StepResult {
         .actions
         .iter()
         .rposition(|a| a.action_type == "bind")
-        .ok_or_else(|| anyhow!("no rebind started; use `When a rebind of the database endpoint starts`"))?;
+        .ok_or_else(|| {
+            anyhow!("no rebind started; use `When a rebind of the database endpoint starts`")
+        })?;
     w.finish_action(i).await?;
     Ok(())
 }

@@ -101,7 +101,10 @@ pub struct InFlight {
     /// Client it runs on.
     pub client: String,
     /// The request's outcome and when it came.
-    pub handle: tokio::task::JoinHandle<(std::result::Result<redis::Value, crate::client::ClientError>, Instant)>,
+    pub handle: tokio::task::JoinHandle<(
+        std::result::Result<redis::Value, crate::client::ClientError>,
+        Instant,
+    )>,
     /// Endpoint of the connection it was sent on.
     pub endpoint: Option<String>,
 }
@@ -174,9 +177,9 @@ impl MaintWorld {
 
     /// The environment, or an error saying which step sets it up.
     pub fn env(&self) -> Result<&Env> {
-        self.env
-            .as_ref()
-            .ok_or_else(|| anyhow!("no database yet: start the scenario with `Given a standalone database`"))
+        self.env.as_ref().ok_or_else(|| {
+            anyhow!("no database yet: start the scenario with `Given a standalone database`")
+        })
     }
 
     /// Sets up the database under test: a fresh emulator, or the one the
@@ -190,7 +193,8 @@ impl MaintWorld {
                     timings: Timings::fast(EMULATOR_GRACE),
                 })?;
                 let cancel = CancellationToken::new();
-                let addr = api::serve(emulator.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone()).await?;
+                let addr = api::serve(emulator.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
+                    .await?;
                 let fi = FaultInjectorClient::new(&format!("http://{addr}"))?;
                 let created = fi
                     .run(
@@ -225,7 +229,10 @@ impl MaintWorld {
                 let name = std::env::var(DATABASE_ENV).unwrap_or_else(|_| "standalone".into());
                 let db = file.database(&name)?.clone();
                 let bdb_id = db.bdb_id.ok_or_else(|| {
-                    anyhow!("database {name:?} in {} has no bdb_id; the fault injector needs it", endpoints.display())
+                    anyhow!(
+                        "database {name:?} in {} has no bdb_id; the fault injector needs it",
+                        endpoints.display()
+                    )
                 })?;
                 let grace = match std::env::var(GRACE_ENV) {
                     Ok(v) => Duration::from_secs_f64(v.parse().with_context(|| {
@@ -252,18 +259,16 @@ impl MaintWorld {
 
     /// The emulator, for steps that need control only it gives.
     pub fn emulator(&self) -> Result<Arc<Emulator>> {
-        self.env()?
-            .emulator
-            .clone()
-            .ok_or_else(|| anyhow!("this step needs the embedded emulator; tag the scenario @emulator"))
+        self.env()?.emulator.clone().ok_or_else(|| {
+            anyhow!("this step needs the embedded emulator; tag the scenario @emulator")
+        })
     }
 
     /// A client by name.
     pub fn client(&self, name: &str) -> Result<Arc<Client>> {
-        self.clients
-            .get(name)
-            .cloned()
-            .ok_or_else(|| anyhow!("no client named {name:?}; create it with `Given a client \"{name}\" ...`"))
+        self.clients.get(name).cloned().ok_or_else(|| {
+            anyhow!("no client named {name:?}; create it with `Given a client \"{name}\" ...`")
+        })
     }
 
     /// Client options the suite uses: the defaults of `CLIENT.md` scaled to

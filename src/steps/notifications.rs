@@ -15,37 +15,60 @@ use crate::tracker::Received;
 impl MaintWorld {
     /// Waits until some connection of `client` received `first` (seq N) and then
     /// `second` (seq N+1); returns both.
-    pub async fn wait_pair(&self, client: &str, first: Kind, second: Kind) -> Result<(Received, Received)> {
+    pub async fn wait_pair(
+        &self,
+        client: &str,
+        first: Kind,
+        second: Kind,
+    ) -> Result<(Received, Received)> {
         let tracker = self.tracker.clone();
         let found = tracker
-            .wait_for(self.patience(), &format!("{first} then {second} on one connection of {client:?}"), |_| {
-                let got = tracker.notifications(client);
-                got.iter().filter(|a| a.notification.kind() == first).find_map(|a| {
+            .wait_for(
+                self.patience(),
+                &format!("{first} then {second} on one connection of {client:?}"),
+                |_| {
+                    let got = tracker.notifications(client);
                     got.iter()
-                        .find(|b| {
-                            b.conn == a.conn
-                                && b.notification.kind() == second
-                                && b.notification.seq() == a.notification.seq() + 1
-                                && b.at >= a.at
+                        .filter(|a| a.notification.kind() == first)
+                        .find_map(|a| {
+                            got.iter()
+                                .find(|b| {
+                                    b.conn == a.conn
+                                        && b.notification.kind() == second
+                                        && b.notification.seq() == a.notification.seq() + 1
+                                        && b.at >= a.at
+                                })
+                                .map(|b| (a.clone(), b.clone()))
                         })
-                        .map(|b| (a.clone(), b.clone()))
-                })
-            })
+                },
+            )
             .await;
         found.map_err(|e| anyhow!("{e}; {client:?} saw:\n{}", self.tracker.describe(client)))
     }
 }
 
 /// A start and its completion, seq N and N+1, on the same connection.
-#[then(expr = "{string} receives {kind} then {kind} with consecutive sequence numbers on the same connection")]
-async fn then_pair(w: &mut MaintWorld, client: String, first: KindParam, second: KindParam) -> StepResult {
+#[then(
+    expr = "{string} receives {kind} then {kind} with consecutive sequence numbers on the same connection"
+)]
+async fn then_pair(
+    w: &mut MaintWorld,
+    client: String,
+    first: KindParam,
+    second: KindParam,
+) -> StepResult {
     w.wait_pair(&client, first.0, second.0).await?;
     Ok(())
 }
 
 /// The connection was relaxed while the window was open.
 #[then(expr = "{string} was relaxed between {kind} and {kind}")]
-async fn then_relaxed_between(w: &mut MaintWorld, client: String, first: KindParam, second: KindParam) -> StepResult {
+async fn then_relaxed_between(
+    w: &mut MaintWorld,
+    client: String,
+    first: KindParam,
+    second: KindParam,
+) -> StepResult {
     let (a, b) = w.wait_pair(&client, first.0, second.0).await?;
     let events = w.tracker.of_client(&client);
     let on_conn: Vec<_> = events.iter().filter(|e| e.conn == a.conn).collect();
@@ -89,7 +112,10 @@ async fn then_moving_form(w: &mut MaintWorld, client: String, form: EndpointForm
         unreachable!()
     };
     if !form.matches(endpoint.as_ref()) {
-        fail!("{client:?} received {} but expected {form:?}", moving.notification);
+        fail!(
+            "{client:?} received {} but expected {form:?}",
+            moving.notification
+        );
     }
     Ok(())
 }
@@ -107,17 +133,32 @@ async fn then_counts(w: &mut MaintWorld, step: &Step, client: String) -> StepRes
             fail!("each row needs two cells: | NOTIFICATION | count |, got {row:?}");
         };
         let kind = Kind::parse(name).ok_or_else(|| anyhow!("unknown notification {name:?}"))?;
-        want.insert(kind.as_str(), count.trim().parse().map_err(|_| anyhow!("{count:?} is not a count"))?);
+        want.insert(
+            kind.as_str(),
+            count
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("{count:?} is not a count"))?,
+        );
     }
     let c = w.client(&client)?;
     let mut conns: Vec<u64> = c.connections().iter().map(|c| c.id).collect();
     conns.sort();
     for conn in conns {
         let mut got: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for r in w.tracker.notifications(&client).iter().filter(|r| r.conn == conn) {
+        for r in w
+            .tracker
+            .notifications(&client)
+            .iter()
+            .filter(|r| r.conn == conn)
+        {
             *got.entry(r.notification.kind().as_str()).or_insert(0) += 1;
         }
-        let want_nonzero: BTreeMap<_, _> = want.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (*k, *n)).collect();
+        let want_nonzero: BTreeMap<_, _> = want
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (*k, *n))
+            .collect();
         if got != want_nonzero {
             fail!(
                 "connection {conn} of {client:?} received {got:?}, expected exactly {want_nonzero:?}:\n{}",
@@ -133,7 +174,11 @@ async fn then_counts(w: &mut MaintWorld, step: &Step, client: String) -> StepRes
 async fn then_none(w: &mut MaintWorld, client: String) -> StepResult {
     let got = w.tracker.notifications(&client);
     if !got.is_empty() {
-        fail!("{client:?} received {} notifications:\n{}", got.len(), w.tracker.describe(&client));
+        fail!(
+            "{client:?} received {} notifications:\n{}",
+            got.len(),
+            w.tracker.describe(&client)
+        );
     }
     Ok(())
 }

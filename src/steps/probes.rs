@@ -32,7 +32,10 @@ async fn given_resp2_probe(w: &mut MaintWorld) -> StepResult {
 #[then("the probe is closed by the server when the grace period of its MOVING ends")]
 async fn then_probe_closed(w: &mut MaintWorld) -> StepResult {
     let patience = w.patience();
-    let p = w.probes.get("probe").ok_or_else(|| anyhow!("no probe; use `Given an idle probe connection ...`"))?;
+    let p = w
+        .probes
+        .get("probe")
+        .ok_or_else(|| anyhow!("no probe; use `Given an idle probe connection ...`"))?;
     let (at, moving) = p
         .wait_notification(patience, "MOVING", |n| n.kind() == Kind::Moving)
         .await?;
@@ -48,10 +51,17 @@ async fn then_probe_closed(w: &mut MaintWorld) -> StepResult {
 /// No push reached the RESP2 connection, and it is still in sync.
 #[then("the RESP2 probe received no push and still answers PING")]
 async fn then_resp2_probe_clean(w: &mut MaintWorld) -> StepResult {
-    let p = w.probes.get("resp2").ok_or_else(|| anyhow!("no RESP2 probe; use `Given a RESP2 probe connection`"))?;
+    let p = w
+        .probes
+        .get("resp2")
+        .ok_or_else(|| anyhow!("no RESP2 probe; use `Given a RESP2 probe connection`"))?;
     let pushes = p.pushes();
     if !pushes.is_empty() {
-        fail!("the RESP2 probe received {} pushes: {:?}", pushes.len(), pushes);
+        fail!(
+            "the RESP2 probe received {} pushes: {:?}",
+            pushes.len(),
+            pushes
+        );
     }
     p.ping().await?;
     Ok(())

@@ -50,7 +50,12 @@ async fn then_no_errors(w: &mut MaintWorld) -> StepResult {
             fail!("traffic from {name:?} completed no operation");
         }
         if !r.errors.is_empty() || !r.mismatches.is_empty() {
-            let first: Vec<String> = r.errors.iter().take(5).map(|e| format!("{}: {}", e.op, e.error)).collect();
+            let first: Vec<String> = r
+                .errors
+                .iter()
+                .take(5)
+                .map(|e| format!("{}: {}", e.op, e.error))
+                .collect();
             fail!(
                 "traffic from {name:?}: {} ok, {} errors {:?}, {} wrong reads; first: {first:?} {:?}:\n{}",
                 r.ok,
