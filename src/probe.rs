@@ -243,6 +243,11 @@ impl Probe {
         }
     }
 
+    /// Every frame received, in order.
+    pub fn frames(&self) -> Vec<Frame> {
+        self.state.lock().unwrap().frames.clone()
+    }
+
     /// Every push received, parsed or not.
     pub fn pushes(&self) -> Vec<(Instant, Result<Option<Notification>, String>)> {
         self.state

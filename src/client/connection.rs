@@ -151,6 +151,9 @@ impl ManagedConnection {
                 }
             }
         };
+        if let Ok(Value::ServerError(e)) = result {
+            return Err(ClientError::Server(e.to_string()));
+        }
         result.map_err(|e| {
             let err = ClientError::from_redis(e);
             if let ClientError::Connection(_) = err {
@@ -272,6 +275,7 @@ impl ManagedConnection {
             .arg(ty.as_str());
         let reply = tokio::time::timeout(o.relaxed_timeout, conn.send_packed_command(&cmd)).await;
         let refusal = match reply {
+            Ok(Ok(Value::ServerError(e))) => e.to_string(),
             Ok(Ok(_)) => return Ok(MaintState::On(Some(ty))),
             Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() => {
                 return Err(ClientError::Connection(format!(

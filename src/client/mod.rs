@@ -372,3 +372,63 @@ impl ClientFactory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relaxation_is_a_floor_and_never_shortens() {
+        let o = |normal: Option<u64>, relaxed: u64| ClientOptions {
+            response_timeout: normal.map(Duration::from_secs),
+            relaxed_timeout: Duration::from_secs(relaxed),
+            ..ClientOptions::default()
+        };
+        assert_eq!(
+            o(Some(1), 3).relaxed_effective(),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            o(Some(30), 3).relaxed_effective(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(o(None, 3).relaxed_effective(), None);
+    }
+
+    #[test]
+    fn backstop_and_tail_default_to_multiples_of_relaxed() {
+        let o = ClientOptions::default();
+        assert_eq!(o.window_max(), Duration::from_secs(30));
+        assert_eq!(o.post_relaxed(), Duration::from_secs(20));
+    }
+
+    #[tokio::test]
+    async fn auto_endpoint_type_follows_tls_and_address_class() {
+        use EndpointType::*;
+        let cases = [
+            ("127.0.0.1", false, InternalIp),
+            ("10.1.2.3", true, InternalFqdn),
+            ("100.64.0.9", false, InternalIp),
+            ("169.254.1.1", false, InternalIp),
+            ("::1", false, InternalIp),
+            ("8.8.8.8", false, ExternalIp),
+            ("203.0.113.7", true, ExternalFqdn),
+            ("localhost", false, InternalIp),
+        ];
+        for (host, tls, want) in cases {
+            assert_eq!(
+                auto_endpoint_type(host, 6379, tls).await,
+                want,
+                "{host} tls={tls}"
+            );
+        }
+    }
+
+    #[test]
+    fn modes_parse_with_a_helpful_error() {
+        assert_eq!(Mode::parse("Enabled"), Ok(Mode::Enabled));
+        assert!(Mode::parse("on")
+            .unwrap_err()
+            .contains("disabled, enabled or auto"));
+    }
+}

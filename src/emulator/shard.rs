@@ -1,5 +1,6 @@
 //! A shard: one real `redis-server` process on 127.0.0.1 and an ephemeral port.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,7 +14,15 @@ pub const REDIS_SERVER_BIN_ENV: &str = "REDIS_SERVER_BIN";
 
 /// Finds `redis-server`: [`REDIS_SERVER_BIN_ENV`] first, then PATH.
 pub fn redis_server_bin() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os(REDIS_SERVER_BIN_ENV).filter(|v| !v.is_empty()) {
+    find_redis_server(
+        std::env::var_os(REDIS_SERVER_BIN_ENV),
+        std::env::var_os("PATH"),
+    )
+}
+
+/// [`redis_server_bin`] on explicit values of the two variables.
+pub fn find_redis_server(bin: Option<OsString>, path: Option<OsString>) -> Result<PathBuf> {
+    if let Some(bin) = bin.filter(|v| !v.is_empty()) {
         let bin = PathBuf::from(bin);
         if bin.is_file() {
             return Ok(bin);
@@ -23,8 +32,7 @@ pub fn redis_server_bin() -> Result<PathBuf> {
             bin.display()
         );
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    std::env::split_paths(&path.unwrap_or_default())
         .map(|dir| dir.join("redis-server"))
         .find(|p| p.is_file())
         .ok_or_else(|| {
@@ -302,4 +310,35 @@ pub async fn wait_caught_up(primary: &Shard, replica: &Shard, within: Duration) 
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("probing for a free port")?;
     Ok(l.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_redis_server_says_how_to_install_it() {
+        let err = find_redis_server(None, Some("/nonexistent:/also-not".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("apt-get install redis-server"), "{err}");
+        assert!(err.contains(REDIS_SERVER_BIN_ENV), "{err}");
+        let err = find_redis_server(Some("/no/such/redis".into()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/no/such/redis") && err.contains("does not name a file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn info_fields_are_read_by_name() {
+        let info = "# Replication\r\nrole:master\r\nmaster_repl_offset:42\r\n";
+        assert_eq!(
+            info_field(info, "master_repl_offset").as_deref(),
+            Some("42")
+        );
+        assert_eq!(info_field(info, "missing"), None);
+    }
 }

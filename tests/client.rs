@@ -1,0 +1,149 @@
+//! The client under test against a server without maintenance notifications
+//! (a bare redis-server, as open-source Redis answers them).
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use maint_e2e::client::{
+    ClientError, ClientFactory, ClientOptions, MaintState, Mode, NoEvents, Protocol,
+};
+use maint_e2e::config::{DatabaseConfig, DatabaseEndpoint};
+use maint_e2e::emulator::shard::{redis_server_bin, Shard, ShardSpec};
+
+async fn bare_server(dir: &std::path::Path) -> Shard {
+    let bin = redis_server_bin().expect("redis-server must be installed for these tests");
+    Shard::start(
+        &bin,
+        dir,
+        ShardSpec {
+            id: 1,
+            node: 1,
+            replica_of: None,
+            password: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn factory(shard: &Shard) -> ClientFactory {
+    ClientFactory::new(
+        DatabaseConfig {
+            name: "bare".into(),
+            bdb_id: None,
+            username: None,
+            password: None,
+            tls: false,
+            certificates_location: None,
+            endpoints: vec![DatabaseEndpoint {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: shard.addr.port(),
+            }],
+            raw_endpoints: None,
+        },
+        Arc::new(NoEvents),
+    )
+}
+
+#[tokio::test]
+async fn enabled_mode_fails_clearly_against_a_server_without_notifications() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = bare_server(dir.path()).await;
+    let f = factory(&shard);
+    let err = f
+        .create(
+            "strict",
+            ClientOptions {
+                mode: Mode::Enabled,
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .err()
+        .expect("enabled mode must refuse a server without maintenance notifications");
+    let ClientError::Handshake(msg) = &err else {
+        panic!("expected a handshake error, got {err}")
+    };
+    assert!(
+        msg.contains("does not support maintenance notifications"),
+        "{msg}"
+    );
+    assert!(msg.contains("use mode auto or disabled"), "{msg}");
+    shard.stop().await;
+}
+
+#[tokio::test]
+async fn auto_mode_turns_the_feature_off_and_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = bare_server(dir.path()).await;
+    let f = factory(&shard);
+    let c = f.create("lenient", ClientOptions::default()).await.unwrap();
+    assert!(matches!(
+        c.connections()[0].maint_state(),
+        Some(MaintState::Refused(ref why)) if why.contains("unknown subcommand")
+    ));
+    let pong: String = c.query(&redis::cmd("PING")).await.unwrap();
+    assert_eq!(pong, "PONG");
+    f.destroy_all().await;
+    shard.stop().await;
+}
+
+#[tokio::test]
+async fn resp2_with_enabled_mode_is_refused_and_auto_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = bare_server(dir.path()).await;
+    let f = factory(&shard);
+    let err = f
+        .create(
+            "resp2-strict",
+            ClientOptions {
+                mode: Mode::Enabled,
+                protocol: Protocol::Resp2,
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("need RESP3"), "{err}");
+    let c = f
+        .create(
+            "resp2-auto",
+            ClientOptions {
+                protocol: Protocol::Resp2,
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.connections()[0].maint_state(), Some(MaintState::Off));
+    let pong: String = c.query(&redis::cmd("PING")).await.unwrap();
+    assert_eq!(pong, "PONG");
+    f.destroy_all().await;
+    shard.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_connection_error() {
+    let port = maint_e2e::emulator::shard::free_port().unwrap();
+    let f = ClientFactory::new(
+        DatabaseConfig {
+            name: "nowhere".into(),
+            bdb_id: None,
+            username: None,
+            password: None,
+            tls: false,
+            certificates_location: None,
+            endpoints: vec![DatabaseEndpoint {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port,
+            }],
+            raw_endpoints: None,
+        },
+        Arc::new(NoEvents),
+    );
+    let err = f.create("c", ClientOptions::default()).await.err().unwrap();
+    assert_eq!(err.class(), "connection", "{err}");
+}

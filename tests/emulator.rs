@@ -1,0 +1,485 @@
+//! The emulator over real sockets: the endpoint proxy byte for byte, maintenance
+//! windows, the fault injector API, and process clean-up.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maint_e2e::emulator::actions::{self, Action};
+use maint_e2e::emulator::{api, DatabaseSpec, Emulator, EmulatorConfig, Timings};
+use maint_e2e::notification::{EndpointType, Kind, Notification};
+use maint_e2e::probe::{Frame, Probe};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+fn emulator(lead: Duration) -> Arc<Emulator> {
+    Emulator::new(EmulatorConfig {
+        nodes: 3,
+        timings: Timings {
+            notice_lead: lead,
+            ..Timings::fast(Duration::from_secs(3))
+        },
+    })
+    .expect("redis-server must be installed for these tests")
+}
+
+async fn database(emu: &Emulator, replication: bool) -> (u64, String) {
+    let db = emu
+        .create_database(DatabaseSpec {
+            replication: Some(replication),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    (db.shared.id, format!("127.0.0.1:{}", db.shared.port))
+}
+
+/// Writes `request`, then reads until exactly `expected` arrived.
+async fn exchange(s: &mut TcpStream, request: &[u8], expected: &[u8]) {
+    s.write_all(request).await.unwrap();
+    let mut got = vec![0u8; expected.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+        .await
+        .expect("reply in time")
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp2_and_resp3_connections_get_byte_exact_replies() {
+    let emu = emulator(Duration::from_millis(100));
+    let (_, addr) = database(&emu, false).await;
+    let mut resp2 = TcpStream::connect(&addr).await.unwrap();
+    exchange(&mut resp2, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n").await;
+    exchange(
+        &mut resp2,
+        b"*2\r\n$3\r\nGET\r\n$7\r\nmissing\r\n",
+        b"$-1\r\n",
+    )
+    .await;
+
+    let p = Probe::connect(&addr, true, None).await.unwrap();
+    assert_eq!(p.command(&["GET", "missing"]).await.unwrap(), b"_\r\n");
+    assert_eq!(p.command(&["SET", "k", "v"]).await.unwrap(), b"+OK\r\n");
+    exchange(
+        &mut resp2,
+        b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+        b"$1\r\nv\r\n",
+    )
+    .await;
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maint_notifications_are_answered_by_the_proxy_in_reply_order() {
+    let emu = emulator(Duration::from_millis(100));
+    let (_, addr) = database(&emu, false).await;
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    // RESP2: refused, and the connection stays usable.
+    exchange(
+        &mut s,
+        b"*3\r\n$6\r\nCLIENT\r\n$19\r\nMAINT_NOTIFICATIONS\r\n$2\r\nON\r\n*1\r\n$4\r\nPING\r\n",
+        b"-ERR CLIENT MAINT_NOTIFICATIONS needs RESP3: send HELLO 3 first\r\n+PONG\r\n",
+    )
+    .await;
+    let p = Probe::connect(&addr, true, None).await.unwrap();
+    let reply = |args: &'static [&'static str]| {
+        let p = &p;
+        async move { String::from_utf8(p.command(args).await.unwrap()).unwrap() }
+    };
+    assert_eq!(
+        reply(&["CLIENT", "MAINT_NOTIFICATIONS", "ON"]).await,
+        "+OK\r\n"
+    );
+    assert_eq!(
+        reply(&[
+            "CLIENT",
+            "MAINT_NOTIFICATIONS",
+            "ON",
+            "moving-endpoint-type",
+            "internal-ip"
+        ])
+        .await,
+        "+OK\r\n"
+    );
+    let bad = reply(&[
+        "CLIENT",
+        "MAINT_NOTIFICATIONS",
+        "ON",
+        "moving-endpoint-type",
+        "bogus",
+    ])
+    .await;
+    assert!(
+        bad.starts_with("-ERR unknown endpoint type \"bogus\""),
+        "{bad}"
+    );
+    let bad = reply(&["CLIENT", "MAINT_NOTIFICATIONS", "MAYBE"]).await;
+    assert!(bad.starts_with("-ERR syntax"), "{bad}");
+    assert_eq!(
+        reply(&["CLIENT", "MAINT_NOTIFICATIONS", "OFF"]).await,
+        "+OK\r\n"
+    );
+
+    // Pipelined: the local answer keeps its place between the shard's replies.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    exchange(
+        &mut s,
+        b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n",
+        b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n",
+    )
+    .await;
+    let mut rest = vec![0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(300), s.read(&mut rest)).await;
+    exchange(
+        &mut s,
+        b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n*3\r\n$6\r\nCLIENT\r\n$19\r\nMAINT_NOTIFICATIONS\r\n$2\r\nON\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n",
+        b"+OK\r\n+OK\r\n$1\r\n1\r\n",
+    )
+    .await;
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_client_input_closes_only_that_connection() {
+    let emu = emulator(Duration::from_millis(100));
+    let (_, addr) = database(&emu, false).await;
+    let healthy = Probe::connect(&addr, true, None).await.unwrap();
+    let mut bad = TcpStream::connect(&addr).await.unwrap();
+    bad.write_all(b"*1\r\n:notanumber\r\n").await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("-ERR Protocol error"), "{got}");
+    healthy.ping().await.unwrap();
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opting_in_mid_window_gets_the_start_before_ok() {
+    let emu = emulator(Duration::from_millis(1500));
+    let (id, addr) = database(&emu, true).await;
+    let before = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let task = {
+        let emu = emu.clone();
+        tokio::spawn(async move {
+            actions::run(
+                &emu,
+                &Action::parse(&json!({"type": "failover", "parameters": {"bdb_id": id}})).unwrap(),
+            )
+            .await
+        })
+    };
+    before
+        .wait_notification(Duration::from_secs(5), "FAILING_OVER", |n| {
+            n.kind() == Kind::FailingOver
+        })
+        .await
+        .unwrap();
+    // The window is open for about 1.5 s: join it now.
+    let late = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let frames = late.frames();
+    assert!(
+        matches!(
+            &frames[1],
+            Frame::Push {
+                notification: Ok(Some(Notification::FailingOver { .. })),
+                ..
+            }
+        ),
+        "{frames:?}"
+    );
+    assert!(
+        matches!(&frames[2], Frame::Reply { raw, .. } if raw == b"+OK\r\n"),
+        "{frames:?}"
+    );
+    let Frame::Push {
+        notification: Ok(Some(n)),
+        ..
+    } = &frames[1]
+    else {
+        unreachable!()
+    };
+    assert!(n.time_s().unwrap() <= 3, "{n}");
+    task.await.unwrap().unwrap();
+    let (_, done) = late
+        .wait_notification(Duration::from_secs(5), "FAILED_OVER", |n| {
+            n.kind() == Kind::FailedOver
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.seq(), n.seq() + 1);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_is_formatted_per_connection_and_the_old_node_closes_after_the_grace() {
+    let emu = emulator(Duration::from_millis(100));
+    let (id, addr) = database(&emu, false).await;
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let ip = Probe::connect(&addr, true, Some(Some(EndpointType::InternalIp)))
+        .await
+        .unwrap();
+    let ext = Probe::connect(&addr, true, Some(Some(EndpointType::ExternalIp)))
+        .await
+        .unwrap();
+    let none = Probe::connect(&addr, true, Some(Some(EndpointType::None)))
+        .await
+        .unwrap();
+    let fqdn = Probe::connect(&addr, true, Some(Some(EndpointType::InternalFqdn)))
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let out = actions::run(
+        &emu,
+        &Action::parse(&json!({"type": "bind", "parameters": {"bdb_id": id, "grace_s": 1}}))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let to = out["to_node"].as_u64().unwrap();
+    let endpoint = |p: &Probe| match p.pushes().first() {
+        Some((_, Ok(Some(Notification::Moving { endpoint, .. })))) => {
+            endpoint.clone().map(|e| e.to_string())
+        }
+        other => panic!("expected MOVING, got {other:?}"),
+    };
+    assert_eq!(endpoint(&ip), Some(format!("127.0.{to}.1:{port}")));
+    assert_eq!(endpoint(&ext), Some(format!("127.0.{to}.2:{port}")));
+    assert_eq!(endpoint(&fqdn), Some(format!("localhost:{port}")));
+    assert_eq!(endpoint(&none), None);
+    for p in [&ip, &ext, &none, &fqdn] {
+        let closed = p.wait_closed(Duration::from_secs(5)).await.unwrap();
+        let took = closed - started;
+        assert!(
+            took >= Duration::from_millis(800) && took <= Duration::from_millis(2500),
+            "{took:?}"
+        );
+    }
+    // The old node no longer listens; the new node and the public address serve.
+    assert!(TcpStream::connect(("127.0.1.1", port)).await.is_err());
+    Probe::connect(&format!("127.0.{to}.1:{port}"), false, None)
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+    Probe::connect(&addr, false, None)
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+    emu.shutdown().await;
+}
+
+async fn post(url: &str, body: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/action"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_bad_input_with_status_and_a_message() {
+    let emu = emulator(Duration::from_millis(100));
+    let (id, _) = database(&emu, false).await;
+    let cancel = CancellationToken::new();
+    let addr = api::serve(emu.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
+        .await
+        .unwrap();
+    let url = format!("http://{addr}");
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("{not json".into(), 400, "not JSON"),
+        ("[1,2]".into(), 422, "JSON object"),
+        (r#"{"type": "explode"}"#.into(), 422, "unknown action type"),
+        (
+            r#"{"type": "failover", "parameters": {}}"#.into(),
+            422,
+            "bdb_id",
+        ),
+        (
+            r#"{"type": "failover", "parameters": {"bdb_id": "x"}}"#.into(),
+            422,
+            "bdb_id",
+        ),
+        (
+            r#"{"type": "failover", "parameters": {"bdb_id": 99}}"#.into(),
+            422,
+            "no database with bdb_id 99",
+        ),
+        (
+            format!(r#"{{"type": "migrate", "parameters": {{"bdb_id": {id}, "target_node": 7}}}}"#),
+            202,
+            "",
+        ),
+    ];
+    for (body, want, msg) in cases {
+        let (status, v) = post(&url, &body).await;
+        if want == 202 {
+            // Accepted, then failed: the error is on the action.
+            assert_eq!(status, 200, "{body}: {v}");
+            let s = maint_e2e::fault_injector::FaultInjectorClient::new(&url)
+                .unwrap()
+                .wait(v["action_id"].as_str().unwrap(), Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(s.status, "failed");
+            assert!(s
+                .error
+                .unwrap()
+                .to_string()
+                .contains("target_node 7 does not exist"));
+            continue;
+        }
+        assert_eq!(status, want, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(msg), "{body}: {v}");
+    }
+    let r = reqwest::get(format!("{url}/action/nope")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = reqwest::get(format!("{url}/no/such/route")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("POST /action"));
+
+    // A second action on a busy database conflicts.
+    let (s1, _) = post(
+        &url,
+        &format!(r#"{{"type": "bind", "parameters": {{"bdb_id": {id}, "grace_s": 1}}}}"#),
+    )
+    .await;
+    assert_eq!(s1, 200);
+    let (s2, v2) = post(
+        &url,
+        &format!(r#"{{"type": "bind", "parameters": {{"bdb_id": {id}}}}}"#),
+    )
+    .await;
+    assert_eq!(s2, 409, "{v2}");
+    let health: Value = reqwest::get(format!("{url}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    cancel.cancel();
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_go_pending_running_success_and_failures_carry_an_error() {
+    let emu = emulator(Duration::from_millis(300));
+    let cancel = CancellationToken::new();
+    let addr = api::serve(emu.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
+        .await
+        .unwrap();
+    let fi =
+        maint_e2e::fault_injector::FaultInjectorClient::new(&format!("http://{addr}")).unwrap();
+    let created = fi
+        .run(
+            "create_database",
+            json!({"database_config": {"name": "solo", "replication": false}}),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    let out = created.output.unwrap();
+    let id = out["bdb_id"].as_u64().unwrap();
+    assert!(out["endpoints"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("redis://127.0.0.1:"));
+
+    let action = fi.trigger("migrate", json!({"bdb_id": id})).await.unwrap();
+    let mut seen = vec![];
+    loop {
+        let s = fi.status(&action).await.unwrap();
+        if seen.last() != Some(&s.status) {
+            seen.push(s.status.clone());
+        }
+        if s.is_terminal() {
+            assert!(s.end_time.is_some() && s.start_time.is_some());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("success"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| ["pending", "running", "success"].contains(&s.as_str())),
+        "{seen:?}"
+    );
+
+    let failed = fi.trigger("failover", json!({"bdb_id": id})).await.unwrap();
+    let s = fi.wait(&failed, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(s.status, "failed");
+    assert!(s.error.unwrap().to_string().contains("no replica"));
+
+    let status = fi
+        .run(
+            "execute_rladmin_command",
+            json!({"rladmin_command": "status"}),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let text = status.output.unwrap()["output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("DATABASES:") && text.contains(&format!("db:{id} solo")),
+        "{text}"
+    );
+
+    let list: Value = reqwest::get(format!("http://{addr}/action"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["actions"].as_array().unwrap().len(), 4);
+
+    fi.run(
+        "delete_database",
+        json!({"bdb_id": id}),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(emu.database(id).is_none());
+    cancel.cancel();
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_no_redis_server_behind() {
+    let emu = emulator(Duration::from_millis(100));
+    database(&emu, true).await;
+    database(&emu, true).await;
+    let pids = emu.shard_pids().await;
+    assert_eq!(pids.len(), 4);
+    for pid in &pids {
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+    emu.shutdown().await;
+    for pid in &pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "redis-server {pid} survived"
+        );
+    }
+}
