@@ -21,4 +21,5 @@ pub mod notification;
 pub mod probe;
 pub mod steps;
 pub mod tracker;
+pub mod wait;
 pub mod workload;

@@ -190,21 +190,13 @@ impl Probe {
         what: &str,
         mut f: impl FnMut(&State) -> Option<T>,
     ) -> Result<T> {
-        let deadline = Instant::now() + within;
-        loop {
-            let n = self.changed.notified();
-            tokio::pin!(n);
-            n.as_mut().enable();
-            if let Some(v) = f(&self.state.lock().unwrap()) {
-                return Ok(v);
-            }
-            if tokio::time::timeout_at(deadline, n).await.is_err() {
-                if let Some(v) = f(&self.state.lock().unwrap()) {
-                    return Ok(v);
-                }
-                bail!("probe waited {within:?} for {what}");
-            }
-        }
+        crate::wait::until(
+            &self.changed,
+            within,
+            &format!("the probe to see {what}"),
+            || f(&self.state.lock().unwrap()),
+        )
+        .await
     }
 
     async fn wait_replies(&self, count: usize, within: Duration) -> Result<()> {

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -102,21 +102,7 @@ impl Tracker {
         what: &str,
         mut ready: impl FnMut(&[ClientEvent]) -> Option<T>,
     ) -> Result<T> {
-        let deadline = Instant::now() + within;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            // A snapshot, so that `ready` may call back into the tracker.
-            if let Some(v) = ready(&self.events()) {
-                return Ok(v);
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                if let Some(v) = ready(&self.events()) {
-                    return Ok(v);
-                }
-                bail!("waited {within:?} for {what}");
-            }
-        }
+        // A snapshot, so that `ready` may call back into the tracker.
+        crate::wait::until(&self.changed, within, what, || ready(&self.events())).await
     }
 }

@@ -48,6 +48,7 @@ impl Report {
 #[derive(Default)]
 struct Shared {
     ok: AtomicU64,
+    progress: tokio::sync::Notify,
     errors: Mutex<Vec<OpError>>,
     mismatches: Mutex<Vec<String>>,
     /// Acknowledged writes: key -> value.
@@ -80,8 +81,9 @@ impl Workload {
                         let set = redis::cmd("SET").arg(&key).arg(&value).clone();
                         match client.query::<()>(&set).await {
                             Ok(()) => {
-                                shared.ok.fetch_add(1, Ordering::Relaxed);
                                 shared.ledger.lock().unwrap().insert(key.clone(), value.clone());
+                                shared.ok.fetch_add(1, Ordering::Relaxed);
+                                shared.progress.notify_waiters();
                             }
                             Err(error) => shared.errors.lock().unwrap().push(OpError {
                                 at: Instant::now(),
@@ -124,6 +126,18 @@ impl Workload {
     /// Successful operations so far.
     pub fn ok_count(&self) -> u64 {
         self.shared.ok.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` operations succeeded in all.
+    pub async fn wait_ok(&self, n: u64, within: Duration) -> anyhow::Result<()> {
+        let shared = &self.shared;
+        crate::wait::until(
+            &shared.progress,
+            within,
+            &format!("{n} successful operations"),
+            || (shared.ok.load(Ordering::Relaxed) >= n).then_some(()),
+        )
+        .await
     }
 
     /// Stops the loops and reports.

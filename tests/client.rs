@@ -26,7 +26,8 @@ async fn bare_server(dir: &std::path::Path) -> Shard {
     .unwrap()
 }
 
-fn factory(shard: &Shard) -> ClientFactory {
+/// A factory for a plain database on 127.0.0.1:`port`.
+fn factory_at(port: u16) -> ClientFactory {
     ClientFactory::new(
         DatabaseConfig {
             name: "bare".into(),
@@ -38,12 +39,16 @@ fn factory(shard: &Shard) -> ClientFactory {
             endpoints: vec![DatabaseEndpoint {
                 tls: false,
                 host: "127.0.0.1".into(),
-                port: shard.addr.port(),
+                port,
             }],
             raw_endpoints: None,
         },
         Arc::new(NoEvents),
     )
+}
+
+fn factory(shard: &Shard) -> ClientFactory {
+    factory_at(shard.addr.port())
 }
 
 #[tokio::test]
@@ -127,23 +132,7 @@ async fn resp2_with_enabled_mode_is_refused_and_auto_falls_back() {
 #[tokio::test]
 async fn an_unreachable_server_is_a_connection_error() {
     let port = maint_e2e::emulator::shard::free_port().unwrap();
-    let f = ClientFactory::new(
-        DatabaseConfig {
-            name: "nowhere".into(),
-            bdb_id: None,
-            username: None,
-            password: None,
-            tls: false,
-            certificates_location: None,
-            endpoints: vec![DatabaseEndpoint {
-                tls: false,
-                host: "127.0.0.1".into(),
-                port,
-            }],
-            raw_endpoints: None,
-        },
-        Arc::new(NoEvents),
-    );
+    let f = factory_at(port);
     let err = f.create("c", ClientOptions::default()).await.err().unwrap();
     assert_eq!(err.class(), "connection", "{err}");
 }

@@ -546,13 +546,12 @@ async fn failover(emu: &Emulator, db: &Database) -> Result<Value, ActionError> {
             tracing::warn!("old primary could not become a replica: {e:#}");
         }
     }
-    db.shared.close_window(seq);
-    db.shared.announce(
-        Announcement::Done(Notification::FailedOver {
+    db.shared.complete(
+        seq,
+        Notification::FailedOver {
             seq: seq + 1,
             shards: ids,
-        }),
-        None,
+        },
     );
     result?;
     let p = shards.primary.as_ref().unwrap();
@@ -641,13 +640,12 @@ async fn migrate(
         Ok(())
     }
     .await;
-    db.shared.close_window(seq);
-    db.shared.announce(
-        Announcement::Done(Notification::Migrated {
+    db.shared.complete(
+        seq,
+        Notification::Migrated {
             seq: seq + 1,
             shards: ids,
-        }),
-        None,
+        },
     );
     result?;
     let p = shards.primary.as_ref().unwrap();

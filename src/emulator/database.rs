@@ -232,6 +232,12 @@ impl DbShared {
             .retain(|w| w.announcement.seq() != seq);
     }
 
+    /// Closes the window of `seq` and sends its completion to every connection.
+    pub fn complete(&self, seq: i64, completion: Notification) {
+        self.close_window(seq);
+        self.announce(Announcement::Done(completion), None);
+    }
+
     /// Start announcements still open for a connection on `node`.
     pub fn open_windows(&self, node: Node, now: Instant) -> Vec<Arc<Announcement>> {
         let mut windows = self.windows.lock().unwrap();

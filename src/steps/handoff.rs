@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{InFlight, MaintWorld, StepResult};
 use crate::client::EventKind;
-use crate::notification::{Kind, Notification};
+use crate::notification::{Endpoint, Kind, Notification};
 use crate::tracker::Received;
 
 impl MaintWorld {
@@ -25,6 +25,18 @@ impl MaintWorld {
             })
             .await
             .map_err(|e| anyhow!("{e}; {client:?} saw:\n{}", self.tracker.describe(client)))
+    }
+
+    /// The endpoint the first MOVING `client` received names.
+    pub async fn moving_target(&self, client: &str) -> Result<Endpoint> {
+        let moving = self.wait_moving(client).await?;
+        match moving.notification {
+            Notification::Moving {
+                endpoint: Some(target),
+                ..
+            } => Ok(target),
+            other => fail!("{client:?} received {other} without an endpoint"),
+        }
     }
 
     /// Successful handoffs per connection of `client`, as (seq, endpoint, when).
@@ -103,17 +115,7 @@ async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult
 /// Every connection now talks to the endpoint MOVING named.
 #[then(expr = "every connection of {string} now uses the endpoint MOVING named")]
 async fn then_uses_moving_endpoint(w: &mut MaintWorld, client: String) -> StepResult {
-    let moving = w.wait_moving(&client).await?;
-    let Notification::Moving {
-        endpoint: Some(target),
-        ..
-    } = moving.notification
-    else {
-        fail!(
-            "{client:?} received {} without an endpoint",
-            moving.notification
-        );
-    };
+    let target = w.moving_target(&client).await?;
     for c in w.client(&client)?.connections() {
         if c.endpoint().as_ref() != Some(&target) {
             fail!(
@@ -148,17 +150,7 @@ async fn when_opens_connection(w: &mut MaintWorld, client: String) -> StepResult
 /// The connection opened during the window went straight to the new endpoint.
 #[then(expr = "the new connection of {string} uses the endpoint MOVING named")]
 async fn then_new_connection_target(w: &mut MaintWorld, client: String) -> StepResult {
-    let moving = w.wait_moving(&client).await?;
-    let Notification::Moving {
-        endpoint: Some(target),
-        ..
-    } = moving.notification
-    else {
-        fail!(
-            "{client:?} received {} without an endpoint",
-            moving.notification
-        );
-    };
+    let target = w.moving_target(&client).await?;
     let conn = w
         .extra_connections
         .get(&client)

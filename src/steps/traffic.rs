@@ -17,13 +17,10 @@ async fn given_traffic(w: &mut MaintWorld, client: String) -> StepResult {
     let prefix = format!("{}:{client}", w.prefix);
     let workload = Workload::start(c, &prefix, 2, Duration::from_millis(5));
     // Traffic is flowing once the first writes are acknowledged.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while workload.ok_count() < 10 {
-        if tokio::time::Instant::now() > deadline {
-            fail!("traffic from {client:?} did not start within 10 s");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    workload
+        .wait_ok(10, Duration::from_secs(10))
+        .await
+        .map_err(|e| anyhow!("traffic from {client:?} did not start: {e}"))?;
     w.workloads.insert(client, workload);
     Ok(())
 }
