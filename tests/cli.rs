@@ -12,46 +12,78 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maint-e2e");
 
-/// Children of `pid`, read from /proc.
-fn children(pid: u32) -> Vec<u32> {
+/// (pid, parent pid, state) of every process, read from /proc.
+fn processes() -> Vec<(u32, u32, char)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
         // Fields after the command name, which is in parentheses.
         let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
             continue;
         };
-        let ppid: u32 = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if ppid == pid {
-            out.push(child);
-        }
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        out.push((pid, ppid, state));
     }
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_emulator_runs_standalone_and_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoints = dir.path().join("endpoints.json");
+/// Every descendant of `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let all = processes();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Running (not gone, not a zombie).
+fn alive(pid: u32) -> bool {
+    processes().iter().any(|p| p.0 == pid && p.2 != 'Z')
+}
+
+fn redis_servers(pids: &[u32]) -> Vec<u32> {
+    pids.iter()
+        .copied()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                c.split('\0')
+                    .next()
+                    .is_some_and(|argv0| argv0.contains("redis-server"))
+            })
+        })
+        .collect()
+}
+
+/// Waits (bounded) until none of `pids` runs.
+async fn all_gone(pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "still running: {:?}",
+            pids.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts the emulator; returns it and its ready line.
+fn start(extra: &[&str]) -> (std::process::Child, Value) {
     let mut child = Command::new(BIN)
-        .args([
-            "emulator",
-            "--nodes",
-            "2",
-            "--grace-s",
-            "1",
-            "--endpoints-out",
-        ])
-        .arg(&endpoints)
+        .args(["emulator", "--nodes", "2", "--grace-s", "1"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -61,6 +93,14 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
         .read_line(&mut line)
         .unwrap();
     let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    (child, ready)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_runs_standalone_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = dir.path().join("endpoints.json");
+    let (mut child, ready) = start(&["--endpoints-out", endpoints.to_str().unwrap()]);
     assert_eq!(
         ready["endpoints_config"].as_str().unwrap(),
         endpoints.to_str().unwrap()
@@ -83,7 +123,7 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
         .unwrap();
     assert_eq!(health["status"], "ok");
 
-    let shards = children(child.id());
+    let shards = redis_servers(&descendants(child.id()));
     assert_eq!(shards.len(), 2, "a primary and a replica");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -102,12 +142,19 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(exit.success(), "{exit:?}");
-    for pid in shards {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "redis-server {pid} survived"
-        );
-    }
+    all_gone(&shards).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_emulator_leaves_no_redis_server_behind() {
+    let (mut child, _) = start(&[]);
+    let started = descendants(child.id());
+    let shards = redis_servers(&started);
+    assert_eq!(shards.len(), 2, "a primary and a replica");
+    // SIGKILL: no handler, no destructor runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    all_gone(&started).await;
 }
 
 #[test]

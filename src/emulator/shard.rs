@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 /// Environment variable naming the `redis-server` binary.
 pub const REDIS_SERVER_BIN_ENV: &str = "REDIS_SERVER_BIN";
@@ -65,9 +65,31 @@ pub struct Shard {
     /// Where it listens.
     pub addr: SocketAddr,
     password: Option<String>,
+    /// The guard shell (see [`GUARD`]); redis-server is its child.
     child: Child,
+    /// Held open: closing it (on stop, on drop, or when this process dies in
+    /// any way) makes the guard stop redis-server.
+    lifeline: Option<ChildStdin>,
+    pid: u32,
     log: PathBuf,
 }
+
+/// Runs redis-server (`$0 "$@"`) under a small shell that stops it, by PID,
+/// as soon as its stdin closes: when the shard is stopped or dropped, and also
+/// when the emulator's process dies without running any clean-up (SIGKILL, a
+/// test runner's timeout). It prints redis-server's PID first and exits with
+/// redis-server's status.
+const GUARD: &str = r#"exec 3<&0
+"$0" "$@" </dev/null &
+pid=$!
+echo "$pid"
+trap 'kill "$pid" 2>/dev/null' HUP INT TERM
+(read -r _ <&3; kill "$pid" 2>/dev/null) </dev/null >/dev/null 2>&1 &
+wait "$pid"
+status=$?
+wait "$pid" 2>/dev/null
+exit "$status"
+"#;
 
 impl Shard {
     /// Starts the process and waits until it answers PING.
@@ -86,7 +108,8 @@ impl Shard {
 
     async fn start_on(bin: &Path, workdir: &Path, spec: &ShardSpec, port: u16) -> Result<Shard> {
         let log = workdir.join(format!("shard-{}-{port}.log", spec.id));
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(GUARD).arg(bin);
         cmd.arg("--bind")
             .arg("127.0.0.1")
             .arg("--port")
@@ -109,13 +132,25 @@ impl Shard {
                 .arg(primary.ip().to_string())
                 .arg(primary.port().to_string());
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let child = cmd
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {} for shard {}", bin.display(), spec.id))?;
+        let lifeline = child.stdin.take();
+        let mut first = String::new();
+        if let Some(out) = child.stdout.take() {
+            use tokio::io::AsyncBufReadExt;
+            let mut out = tokio::io::BufReader::new(out);
+            tokio::time::timeout(Duration::from_secs(5), out.read_line(&mut first))
+                .await
+                .context("redis-server's guard did not report a PID")??;
+        }
+        let pid: u32 = first
+            .trim()
+            .parse()
+            .with_context(|| format!("redis-server's guard printed {first:?}, not a PID"))?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut shard = Shard {
             id: spec.id,
@@ -123,6 +158,8 @@ impl Shard {
             addr,
             password: spec.password.clone(),
             child,
+            lifeline,
+            pid,
             log,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -171,9 +208,9 @@ impl Shard {
         }
     }
 
-    /// The process id.
+    /// The process id of redis-server.
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        Some(self.pid)
     }
 
     /// An admin connection (RESP2) straight to the process.
@@ -265,8 +302,18 @@ impl Shard {
 
     /// Stops the process and waits for it to exit.
     pub async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        self.lifeline.take();
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(pid = self.pid, "redis-server ignored SIGTERM; killing it");
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
         let _ = std::fs::remove_file(&self.log);
     }
 }
