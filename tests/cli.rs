@@ -79,8 +79,18 @@ async fn all_gone(pids: &[u32]) {
     }
 }
 
+/// The emulator process; killed by PID if a test ends early.
+struct Emulator(std::process::Child);
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the emulator; returns it and its ready line.
-fn start(extra: &[&str]) -> (std::process::Child, Value) {
+fn start(extra: &[&str]) -> (Emulator, Value) {
     let mut child = Command::new(BIN)
         .args(["emulator", "--nodes", "2", "--grace-s", "1"])
         .args(extra)
@@ -92,6 +102,7 @@ fn start(extra: &[&str]) -> (std::process::Child, Value) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    let child = Emulator(child);
     let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     (child, ready)
 }
@@ -123,16 +134,16 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
         .unwrap();
     assert_eq!(health["status"], "ok");
 
-    let shards = redis_servers(&descendants(child.id()));
+    let shards = redis_servers(&descendants(child.0.id()));
     assert_eq!(shards.len(), 2, "a primary and a replica");
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(
@@ -148,12 +159,12 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_emulator_leaves_no_redis_server_behind() {
     let (mut child, _) = start(&[]);
-    let started = descendants(child.id());
+    let started = descendants(child.0.id());
     let shards = redis_servers(&started);
     assert_eq!(shards.len(), 2, "a primary and a replica");
     // SIGKILL: no handler, no destructor runs.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     all_gone(&started).await;
 }
 
