@@ -15,6 +15,13 @@ use maint_e2e::steps::MaintWorld;
 
 #[tokio::main]
 async fn main() {
+    // Logs of the emulator and the client, on demand: RUST_LOG=maint_e2e=debug.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let external = !matches!(Target::from_env(), Ok(Target::Emulator));
     let junit_path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/acceptance-junit.xml");
     let junit = File::create(junit_path).expect("creating target/acceptance-junit.xml");

@@ -136,3 +136,57 @@ async fn an_unreachable_server_is_a_connection_error() {
     let err = f.create("c", ClientOptions::default()).await.err().unwrap();
     assert_eq!(err.class(), "connection", "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_failover() {
+    use maint_e2e::emulator::actions::{self, Action};
+    use maint_e2e::emulator::{DatabaseSpec, Emulator, EmulatorConfig, Timings};
+    let emu = Emulator::new(EmulatorConfig {
+        nodes: 2,
+        timings: Timings::fast(std::time::Duration::from_secs(1)),
+    })
+    .unwrap();
+    let db = emu
+        .create_database(DatabaseSpec {
+            password: Some("s3cret".into()),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    let good = emu
+        .endpoints_file()
+        .database(&db.shared.name)
+        .unwrap()
+        .clone();
+    assert_eq!(good.password.as_deref(), Some("s3cret"));
+    let mut bad = good.clone();
+    bad.password = Some("wrong".into());
+    let err = ClientFactory::new(bad, Arc::new(NoEvents))
+        .create("intruder", ClientOptions::default())
+        .await
+        .err()
+        .expect("a wrong password must be refused");
+    assert_eq!(err.class(), "handshake", "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("wrongpass"),
+        "{err}"
+    );
+
+    let f = ClientFactory::new(good, Arc::new(NoEvents));
+    let c = f.create("owner", ClientOptions::default()).await.unwrap();
+    let _: () = c.query(redis::cmd("SET").arg("k").arg("v")).await.unwrap();
+    actions::run(
+        &emu,
+        &Action::parse(
+            &serde_json::json!({"type": "failover", "parameters": {"bdb_id": db.shared.id}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // The proxy replays the credentials on the new primary.
+    let v: String = c.query(redis::cmd("GET").arg("k")).await.unwrap();
+    assert_eq!(v, "v");
+    f.destroy_all().await;
+    emu.shutdown().await;
+}

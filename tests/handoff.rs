@@ -22,7 +22,13 @@ async fn the_old_connection_is_released_long_before_the_grace_ends() {
     .unwrap();
     let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
     let tracker = Arc::new(Tracker::new());
-    let factory = ClientFactory::new(emu.endpoints_file().database(&db.shared.name).unwrap().clone(), tracker.clone());
+    let factory = ClientFactory::new(
+        emu.endpoints_file()
+            .database(&db.shared.name)
+            .unwrap()
+            .clone(),
+        tracker.clone(),
+    );
     let client = factory
         .create(
             "app",
@@ -40,16 +46,27 @@ async fn the_old_connection_is_released_long_before_the_grace_ends() {
         let emu = emu.clone();
         let id = db.shared.id;
         tokio::spawn(async move {
-            actions::run(&emu, &Action::parse(&json!({"type": "bind", "parameters": {"bdb_id": id}})).unwrap()).await
+            actions::run(
+                &emu,
+                &Action::parse(&json!({"type": "bind", "parameters": {"bdb_id": id}})).unwrap(),
+            )
+            .await
         })
     };
     tracker
         .wait_for(Duration::from_secs(5), "three handoffs", |events| {
-            (events.iter().filter(|e| matches!(e.kind, EventKind::HandoffSucceeded { .. })).count() == 3).then_some(())
+            (events
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::HandoffSucceeded { .. }))
+                .count()
+                == 3)
+                .then_some(())
         })
         .await
         .unwrap();
-    let to = Node { index: from.index % 2 + 1 };
+    let to = Node {
+        index: from.index % 2 + 1,
+    };
     // Well within the 5 s grace: the server has not closed anything yet.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while db.shared.connections_on(from) > 0 {
@@ -61,7 +78,10 @@ async fn the_old_connection_is_released_long_before_the_grace_ends() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(db.shared.connections_on(to), 3);
-    assert!(!bind.is_finished(), "the grace period should still be running");
+    assert!(
+        !bind.is_finished(),
+        "the grace period should still be running"
+    );
     let pong: String = client.query(&redis::cmd("PING")).await.unwrap();
     assert_eq!(pong, "PONG");
     factory.destroy_all().await;
@@ -81,12 +101,12 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
     let out = actions::run(
         &emu,
         &Action::parse(&json!({"type": "sequence_of_actions", "parameters": {
-            "bdb_id": db.shared.id,
-            "actions": [
-                {"type": "failover", "params": {}},
-                {"type": "migrate", "params": {}, "delay": 0.1},
-                {"type": "bind", "params": {"grace_s": 0.2}}
-            ]}}))
+        "bdb_id": db.shared.id,
+        "actions": [
+            {"type": "failover", "params": {}},
+            {"type": "migrate", "params": {}, "delay": 0.1},
+            {"type": "bind", "params": {"grace_s": 0.2}}
+        ]}}))
         .unwrap(),
     )
     .await
@@ -95,7 +115,10 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
     assert_eq!(steps.len(), 3);
     let seqs: Vec<i64> = steps.iter().map(|s| s["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, vec![1, 3, 5], "each event takes N and reserves N+1");
-    assert_ne!(steps[0]["primary_shard"].as_u64().unwrap() as u32, first_primary);
+    assert_ne!(
+        steps[0]["primary_shard"].as_u64().unwrap() as u32,
+        first_primary
+    );
 
     let bad = actions::run(
         &emu,
@@ -105,6 +128,10 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
     )
     .await
     .unwrap_err();
-    assert!(bad.to_string().contains("step 0: unknown action type \"teleport\""), "{bad}");
+    assert!(
+        bad.to_string()
+            .contains("step 0: unknown action type \"teleport\""),
+        "{bad}"
+    );
     emu.shutdown().await;
 }
