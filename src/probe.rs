@@ -235,6 +235,28 @@ impl Probe {
         }
     }
 
+    /// Sends several commands in one write and returns their raw replies.
+    pub async fn pipeline(&self, commands: &[Vec<String>]) -> Result<Vec<Vec<u8>>> {
+        let before = self.replies().len();
+        let mut bytes = Vec::new();
+        for c in commands {
+            let args: Vec<&str> = c.iter().map(String::as_str).collect();
+            bytes.extend(encode(&args));
+        }
+        self.send(&bytes).await?;
+        self.wait_replies(before + commands.len(), Duration::from_secs(30))
+            .await?;
+        Ok(self
+            .replies()
+            .into_iter()
+            .skip(before)
+            .filter_map(|f| match f {
+                Frame::Reply { raw, .. } => Some(raw),
+                Frame::Push { .. } => None,
+            })
+            .collect())
+    }
+
     /// Every frame received, in order.
     pub fn frames(&self) -> Vec<Frame> {
         self.state.lock().unwrap().frames.clone()

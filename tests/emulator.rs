@@ -483,3 +483,47 @@ async fn shutdown_leaves_no_redis_server_behind() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_never_split_a_reply_even_a_large_one() {
+    let emu = emulator(Duration::from_millis(50));
+    let (id, addr) = database(&emu, true).await;
+    let big = "x".repeat(512 * 1024);
+    let probe = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    assert_eq!(
+        probe.command(&["SET", "big", &big]).await.unwrap(),
+        b"+OK\r\n"
+    );
+    let gets: Vec<Vec<String>> = (0..40).map(|_| vec!["GET".into(), "big".into()]).collect();
+    let failover = {
+        let emu = emu.clone();
+        tokio::spawn(async move {
+            actions::run(
+                &emu,
+                &Action::parse(&json!({"type": "failover", "parameters": {"bdb_id": id}})).unwrap(),
+            )
+            .await
+        })
+    };
+    // Replies of 512 KiB stream while the notifications go out.
+    let mut replies = Vec::new();
+    while !failover.is_finished() || replies.len() < 80 {
+        replies.extend(probe.pipeline(&gets).await.unwrap());
+    }
+    failover.await.unwrap().unwrap();
+    let want = format!("${}\r\n{big}\r\n", big.len());
+    assert!(
+        replies.iter().all(|r| r == want.as_bytes()),
+        "a reply was cut or changed"
+    );
+    let pushes = probe.pushes();
+    let kinds: Vec<_> = pushes
+        .iter()
+        .map(|(_, n)| n.clone().map(|n| n.map(|n| n.kind())))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![Ok(Some(Kind::FailingOver)), Ok(Some(Kind::FailedOver))]
+    );
+    emu.shutdown().await;
+}
