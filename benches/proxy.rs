@@ -66,9 +66,20 @@ async fn main() {
         })
         .await
         .unwrap();
-    let shard = db.shards.lock().await.primary.as_ref().unwrap().addr.to_string();
+    let shard = db
+        .shards
+        .lock()
+        .await
+        .primary
+        .as_ref()
+        .unwrap()
+        .addr
+        .to_string();
     let proxy = format!("127.0.0.1:{}", db.shared.port);
-    println!("{:<8} {:>10} {:>10} {:>10} {:>14}", "path", "p50", "p99", "p99.9", "SET ops/s");
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>14}",
+        "path", "p50", "p99", "p99.9", "SET ops/s"
+    );
     for (name, addr) in [("direct", &shard), ("proxy", &proxy)] {
         let _ = latency(addr, 2_000).await; // warm-up
         let (p50, p99, p999) = latency(addr, 20_000).await;

@@ -9,6 +9,8 @@
 //! * [`client`]: the client under test, smart client handoffs on redis-rs;
 //! * [`tracker`]: every notification and client event, and the assertions on them;
 //! * [`workload`]: background traffic, error classes, acknowledged-write ledger;
+//! * [`probe`]: raw RESP connections, to check what a server sends byte for byte;
+//! * [`wait`]: bounded waits on conditions that change with a notification;
 //! * [`steps`]: the cucumber World and step definitions.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

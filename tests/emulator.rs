@@ -527,3 +527,57 @@ async fn pushes_never_split_a_reply_even_a_large_one() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_is_never_split_across_a_failover() {
+    let emu = emulator(Duration::from_millis(50));
+    let (id, addr) = database(&emu, true).await;
+    let db = emu.database(id).unwrap();
+    let p = Probe::connect(&addr, true, None).await.unwrap();
+    assert_eq!(p.command(&["MULTI"]).await.unwrap(), b"+OK\r\n");
+    assert_eq!(
+        p.command(&["SET", "tx", "1"]).await.unwrap(),
+        b"+QUEUED\r\n"
+    );
+    let failover = {
+        let emu = emu.clone();
+        tokio::spawn(async move {
+            actions::run(
+                &emu,
+                &Action::parse(&json!({"type": "failover", "parameters": {"bdb_id": id}})).unwrap(),
+            )
+            .await
+        })
+    };
+    // The switch-over now waits for the open transaction.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while db.shared.route.try_read().is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failover never reached the gate"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!failover.is_finished());
+    assert_eq!(p.command(&["EXEC"]).await.unwrap(), b"*1\r\n+OK\r\n");
+    failover.await.unwrap().unwrap();
+    assert_eq!(p.command(&["GET", "tx"]).await.unwrap(), b"$1\r\n1\r\n");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_closes_and_reset_drops_the_opt_in() {
+    let emu = emulator(Duration::from_millis(50));
+    let (_, addr) = database(&emu, false).await;
+    let p = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    assert_eq!(p.command(&["RESET"]).await.unwrap(), b"+RESET\r\n");
+    // Back to RESP2: opting in again is refused until HELLO 3.
+    let again = p
+        .command(&["CLIENT", "MAINT_NOTIFICATIONS", "ON"])
+        .await
+        .unwrap();
+    assert!(again.starts_with(b"-ERR CLIENT MAINT_NOTIFICATIONS needs RESP3"));
+    assert_eq!(p.command(&["QUIT"]).await.unwrap(), b"+OK\r\n");
+    p.wait_closed(Duration::from_secs(5)).await.unwrap();
+    emu.shutdown().await;
+}

@@ -715,8 +715,3 @@ async fn bind(
         "endpoint": format!("{}:{}", to.internal_ip(), db.shared.port),
     }))
 }
-
-/// Parses a body for the API: 400 for non-JSON is the caller's job; this is 422.
-pub fn parse_request(body: &Value) -> Result<Action, ActionError> {
-    Action::parse(body)
-}

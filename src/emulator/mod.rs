@@ -205,13 +205,6 @@ impl Database {
         self.shared.close_node(node);
     }
 
-    /// Nodes whose proxy listens now.
-    pub fn listening_nodes(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = self.listeners.lock().unwrap().keys().copied().collect();
-        v.sort();
-        v
-    }
-
     async fn shutdown(&self) {
         self.cancel.cancel();
         self.shared.close_all();
@@ -224,9 +217,6 @@ impl Database {
         }
     }
 }
-
-/// What `create_database` reports.
-pub type DatabaseInfo = Value;
 
 /// The emulated cluster.
 pub struct Emulator {

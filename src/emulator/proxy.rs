@@ -114,13 +114,24 @@ impl Command {
     }
 }
 
+/// What a forwarded command changes once its reply arrives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    Nothing,
+    /// `HELLO <v>`: the reply comes in protocol v, and so does the rest.
+    Hello(u8),
+    /// `RESET`: back to RESP2, no notifications.
+    Reset,
+    /// `QUIT`: close after the reply.
+    Quit,
+}
+
+type RouteGuard = Arc<OwnedRwLockReadGuard<Route>>;
+
 enum Entry {
-    /// A command forwarded upstream, waiting for its reply.
-    Upstream {
-        _guard: Arc<OwnedRwLockReadGuard<Route>>,
-        /// `HELLO <v>`: the reply comes in protocol v.
-        hello: Option<u8>,
-    },
+    /// A command forwarded upstream, waiting for its reply. Holding the route
+    /// keeps a switch-over from starting until the reply is in.
+    Upstream { _guard: RouteGuard, after: After },
     /// A command answered by the proxy, evaluated when it reaches the head.
     Local(Command),
 }
@@ -137,6 +148,7 @@ struct Session {
     hello: Option<Bytes>,
     auth: Option<Bytes>,
     select: Option<Bytes>,
+    setname: Option<Bytes>,
 }
 
 struct Conn {
@@ -148,6 +160,11 @@ struct Conn {
     fifo: VecDeque<Entry>,
     out: BytesMut,
     session: Session,
+    /// Held from WATCH or MULTI to EXEC or DISCARD: a transaction never
+    /// straddles two shards.
+    transaction: Option<RouteGuard>,
+    in_multi: bool,
+    closing: bool,
 }
 
 async fn serve(
@@ -172,6 +189,9 @@ async fn serve(
         fifo: VecDeque::new(),
         out: BytesMut::new(),
         session: Session::default(),
+        transaction: None,
+        in_multi: false,
+        closing: false,
     };
     let mut cbuf = BytesMut::with_capacity(4096);
     let mut pending: VecDeque<Command> = VecDeque::new();
@@ -193,7 +213,22 @@ async fn serve(
                 cw.write_all(&conn.out).await?;
                 conn.out.clear();
             }
-            let wants_route = !pending.is_empty();
+            if conn.closing
+                && !conn
+                    .fifo
+                    .iter()
+                    .any(|e| matches!(e, Entry::Upstream { .. }))
+            {
+                return Ok(());
+            }
+            // Inside a transaction the route is held already: no waiting for it.
+            if let Some(guard) = conn.transaction.clone() {
+                if pending.front().is_some_and(|c| !c.is_maint()) {
+                    conn.forward(&mut up, &mut pending, guard).await?;
+                    continue;
+                }
+            }
+            let wants_route = !pending.is_empty() && conn.transaction.is_none() && !conn.closing;
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(()),
@@ -223,19 +258,7 @@ async fn serve(
                     conn.on_upstream(up.as_mut().unwrap())?;
                 }
                 guard = db.route.clone().read_owned(), if wants_route => {
-                    let guard = Arc::new(guard);
-                    if up.as_ref().map(|u| u.addr) != Some(guard.upstream) {
-                        up = Some(conn.connect_upstream(guard.upstream).await?);
-                    }
-                    let u = up.as_mut().unwrap();
-                    let mut batch = BytesMut::new();
-                    while pending.front().is_some_and(|c| !c.is_maint()) {
-                        let c = pending.pop_front().unwrap();
-                        let hello = conn.record_session(&c);
-                        batch.extend_from_slice(&c.raw);
-                        conn.fifo.push_back(Entry::Upstream { _guard: guard.clone(), hello });
-                    }
-                    u.w.write_all(&batch).await?;
+                    conn.forward(&mut up, &mut pending, Arc::new(guard)).await?;
                 }
                 n = cr.read_buf(&mut cbuf), if pending.len() < 4096 => {
                     if n? == 0 {
@@ -401,30 +424,85 @@ impl Conn {
         self.push(a, Instant::now());
     }
 
-    /// Remembers what must be replayed on a new upstream; returns the protocol a
-    /// HELLO asks for.
-    fn record_session(&mut self, c: &Command) -> Option<u8> {
+    /// Forwards the commands at the front of `pending` (up to the next local
+    /// one) on the route `guard` holds, connecting to it first if it changed.
+    async fn forward(
+        &mut self,
+        up: &mut Option<Upstream>,
+        pending: &mut VecDeque<Command>,
+        guard: RouteGuard,
+    ) -> Result<()> {
+        if up.as_ref().map(|u| u.addr) != Some(guard.upstream) {
+            *up = Some(self.connect_upstream(guard.upstream).await?);
+        }
+        let mut batch = BytesMut::new();
+        while pending.front().is_some_and(|c| !c.is_maint()) {
+            let c = pending.pop_front().unwrap();
+            let after = self.track(&c, &guard);
+            batch.extend_from_slice(&c.raw);
+            // In RESP3, (un)subscribe confirmations are pushes: no reply slot.
+            let push_only = self.proto == 3
+                && matches!(
+                    c.name().as_str(),
+                    "SUBSCRIBE"
+                        | "PSUBSCRIBE"
+                        | "SSUBSCRIBE"
+                        | "UNSUBSCRIBE"
+                        | "PUNSUBSCRIBE"
+                        | "SUNSUBSCRIBE"
+                );
+            if !push_only {
+                self.fifo.push_back(Entry::Upstream {
+                    _guard: guard.clone(),
+                    after,
+                });
+            }
+        }
+        up.as_mut().unwrap().w.write_all(&batch).await?;
+        Ok(())
+    }
+
+    /// Follows the connection state a command changes: what to replay on a new
+    /// shard, transactions, and what its reply changes.
+    fn track(&mut self, c: &Command, guard: &RouteGuard) -> After {
         match c.name().as_str() {
             "HELLO" => {
                 self.session.hello = Some(c.raw.clone());
-                c.arg(1).parse().ok()
+                return c.arg(1).parse().map(After::Hello).unwrap_or(After::Nothing);
             }
-            "AUTH" => {
-                self.session.auth = Some(c.raw.clone());
-                None
+            "AUTH" => self.session.auth = Some(c.raw.clone()),
+            "SELECT" => self.session.select = Some(c.raw.clone()),
+            "CLIENT" if c.arg(1).eq_ignore_ascii_case("SETNAME") => {
+                self.session.setname = Some(c.raw.clone())
             }
-            "SELECT" => {
-                self.session.select = Some(c.raw.clone());
-                None
+            "RESET" => {
+                self.session = Session::default();
+                self.transaction = None;
+                self.in_multi = false;
+                return After::Reset;
             }
-            _ => None,
+            "QUIT" => return After::Quit,
+            "WATCH" | "MULTI" => {
+                self.in_multi |= c.name() == "MULTI";
+                self.transaction.get_or_insert_with(|| guard.clone());
+            }
+            "EXEC" | "DISCARD" => {
+                self.in_multi = false;
+                self.transaction = None;
+            }
+            "UNWATCH" if !self.in_multi => self.transaction = None,
+            _ => {}
         }
+        After::Nothing
     }
 
     fn on_upstream(&mut self, u: &mut Upstream) -> Result<()> {
         loop {
             let proto = match self.fifo.front() {
-                Some(Entry::Upstream { hello: Some(v), .. }) => *v,
+                Some(Entry::Upstream {
+                    after: After::Hello(v),
+                    ..
+                }) => *v,
                 _ => self.proto,
             };
             let Some(d) = decode(&mut u.buf, proto)
@@ -435,9 +513,15 @@ impl Conn {
             match d {
                 Decoded::Push(raw) => self.out.extend_from_slice(&raw),
                 Decoded::Reply { raw, error } => {
-                    if let Some(Entry::Upstream { hello, .. }) = self.fifo.pop_front() {
-                        if let (Some(v), false) = (hello, error) {
-                            self.proto = v;
+                    if let Some(Entry::Upstream { after, .. }) = self.fifo.pop_front() {
+                        match after {
+                            After::Hello(v) if !error => self.proto = v,
+                            After::Reset => {
+                                self.proto = 2;
+                                self.maint = None;
+                            }
+                            After::Quit => self.closing = true,
+                            _ => {}
                         }
                     }
                     self.out.extend_from_slice(&raw);
@@ -460,6 +544,7 @@ impl Conn {
             &self.session.hello,
             &self.session.auth,
             &self.session.select,
+            &self.session.setname,
         ]
         .into_iter()
         .flatten()
