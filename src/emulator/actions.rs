@@ -311,6 +311,7 @@ pub fn submit(
             r.status = "running";
             r.start_time = Some(now_epoch());
         });
+        tracing::info!(action = %task_id, kind = action.type_name(), "action running");
         let result = run(&emu, &action).await;
         if let Some(db) = db {
             db.end();
@@ -319,6 +320,7 @@ pub fn submit(
             r.end_time = Some(now_epoch());
             match result {
                 Ok(output) => {
+                    tracing::info!(action = r.id, kind = r.action_type, "action succeeded");
                     r.status = "success";
                     r.output = Some(output);
                 }

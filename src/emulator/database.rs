@@ -217,11 +217,21 @@ impl DbShared {
                 node,
             });
         }
+        let mut reached = 0;
         for c in self.conns.lock().unwrap().values() {
-            if node.is_none_or(|n| n == c.node) {
-                let _ = c.control.send(Control::Announce(a.clone()));
+            if node.is_none_or(|n| n == c.node)
+                && c.control.send(Control::Announce(a.clone())).is_ok()
+            {
+                reached += 1;
             }
         }
+        tracing::info!(
+            bdb_id = self.id,
+            node = node.map(|n| n.index),
+            connections = reached,
+            "announced {}",
+            a.render(EndpointType::InternalIp, self.port, Instant::now())
+        );
     }
 
     /// Closes the window opened by the start with `seq`.
