@@ -35,7 +35,6 @@ async fn main() {
                 .normalized(),
         )
         .fail_on_skipped()
-        .with_default_cli()
         .after(|_feature, _rule, _scenario, _finished, world| {
             async move {
                 if let Some(w) = world {
