@@ -64,3 +64,11 @@ Feature: Connection handoff
     And the traffic saw no errors
     And every acknowledged write is readable
     And the timeouts of "app" are back to their configured values
+
+  Scenario: CH8 an idle connection moves as soon as MOVING arrives, not at its next command
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    When the database endpoint is rebound to another node
+    Then every connection of "app" hands off exactly once
+    And every connection of "app" now uses the endpoint MOVING named
+    And "app" can still write and read
+    And the timeouts of "app" are back to their configured values

@@ -41,9 +41,11 @@ Feature: Push notifications
     And the timeouts of "app" are back to their configured values
 
     Examples:
-      | type        | form          |
-      | internal-ip | an IP address |
-      | external-ip | an IP address |
+      | type          | form          |
+      | internal-ip   | an IP address |
+      | external-ip   | an IP address |
+      | internal-fqdn | a host name   |
+      | external-fqdn | a host name   |
 
   Scenario: PN4 each notification arrives once per connection per event
     Given a client "app" with 3 connections and maintenance notifications enabled

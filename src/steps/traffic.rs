@@ -130,3 +130,26 @@ async fn then_timeouts_restored(w: &mut MaintWorld, client: String) -> StepResul
     }
     Ok(())
 }
+
+/// One write and one read through every connection of the client.
+#[then(expr = "{string} can still write and read")]
+async fn then_still_works(w: &mut MaintWorld, client: String) -> StepResult {
+    let c = w.client(&client)?;
+    for conn in c.connections() {
+        let key = format!("{}:{client}:probe:{}", w.prefix, conn.id);
+        conn.query(redis::cmd("SET").arg(&key).arg("ok"))
+            .await
+            .map_err(|e| anyhow!("SET through connection {} of {client:?}: {e}", conn.id))?;
+        let v = conn
+            .query(redis::cmd("GET").arg(&key))
+            .await
+            .map_err(|e| anyhow!("GET through connection {} of {client:?}: {e}", conn.id))?;
+        if v != redis::Value::BulkString(b"ok".to_vec()) {
+            fail!(
+                "connection {} of {client:?} read {v:?} back, expected \"ok\"",
+                conn.id
+            );
+        }
+    }
+    Ok(())
+}
