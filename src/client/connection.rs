@@ -411,6 +411,9 @@ impl ManagedConnection {
             }
             match tokio::time::timeout(o.handoff_timeout, self.dial(&target)).await {
                 Ok(Ok(active)) => {
+                    if self.closed.load(Ordering::SeqCst) {
+                        return;
+                    }
                     let old = self.current.lock().unwrap().replace(active);
                     // Requests in flight hold clones of the old connection and
                     // finish there; it closes when the last of them is done.

@@ -198,17 +198,13 @@ async fn serve(
     let mut up: Option<Upstream> = None;
     let result: Result<()> = async {
         loop {
-            // Local answers whose turn has come, then anything buffered for the client.
-            conn.flush_locals();
-            if !conn.out.is_empty() {
-                cw.write_all(&conn.out).await?;
-                conn.out.clear();
-            }
+            // Commands the proxy answers take their place in reply order; those
+            // whose turn has come are answered, then everything buffered is sent.
             while pending.front().is_some_and(Command::is_maint) {
                 let c = pending.pop_front().unwrap();
                 conn.fifo.push_back(Entry::Local(c));
-                conn.flush_locals();
             }
+            conn.flush_locals();
             if !conn.out.is_empty() {
                 cw.write_all(&conn.out).await?;
                 conn.out.clear();
