@@ -3,7 +3,7 @@
 //! Runs `features/` against the embedded emulator, or against the cluster that
 //! `REDIS_ENDPOINTS_CONFIG_PATH` and `FAULT_INJECTION_API_URL` name (then
 //! scenarios tagged `@emulator` are skipped). Writes a JUnit report to
-//! `target/acceptance-junit.xml`.
+//! `target/acceptance-junit.xml` (`-external.xml` against an external target).
 #![forbid(unsafe_code)]
 
 use std::fs::File;
@@ -23,8 +23,12 @@ async fn main() {
             .init();
     }
     let external = !matches!(Target::from_env(), Ok(Target::Emulator));
-    let junit_path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/acceptance-junit.xml");
-    let junit = File::create(junit_path).expect("creating target/acceptance-junit.xml");
+    let junit_path = format!(
+        "{}/target/acceptance-junit{}.xml",
+        env!("CARGO_MANIFEST_DIR"),
+        if external { "-external" } else { "" }
+    );
+    let junit = File::create(&junit_path).unwrap_or_else(|e| panic!("creating {junit_path}: {e}"));
     MaintWorld::cucumber()
         // One shared external database: scenarios must not see each other's events.
         .max_concurrent_scenarios(if external { 1 } else { 2 })
