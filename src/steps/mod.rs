@@ -185,6 +185,10 @@ impl MaintWorld {
     /// Sets up the database under test: a fresh emulator, or the one the
     /// endpoints file names.
     pub async fn setup_database(&mut self) -> Result<()> {
+        if self.env.is_some() {
+            // Already set up (by the Background, say): one database per scenario.
+            return Ok(());
+        }
         let target = self.target.clone().map_err(|e| anyhow!(e))?;
         let env = match target {
             Target::Emulator => {
