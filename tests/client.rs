@@ -190,3 +190,26 @@ async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_
     f.destroy_all().await;
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_tls_database_is_refused_clearly_rather_than_dialled_in_plain() {
+    let f = ClientFactory::new(
+        DatabaseConfig {
+            name: "secure".into(),
+            bdb_id: None,
+            username: None,
+            password: None,
+            tls: true,
+            certificates_location: None,
+            endpoints: vec![DatabaseEndpoint {
+                tls: true,
+                host: "127.0.0.1".into(),
+                port: 1,
+            }],
+            raw_endpoints: None,
+        },
+        Arc::new(NoEvents),
+    );
+    let err = f.create("c", ClientOptions::default()).await.err().unwrap();
+    assert!(err.to_string().contains("TLS"), "{err}");
+}

@@ -332,6 +332,12 @@ impl ClientFactory {
         name: &str,
         options: ClientOptions,
     ) -> Result<Arc<Client>, ClientError> {
+        if self.db.tls || self.db.endpoints.iter().any(|e| e.tls) {
+            return Err(ClientError::Handshake(format!(
+                "database {:?} asks for TLS, which this client does not speak yet; use a plain redis:// endpoint",
+                self.db.name
+            )));
+        }
         if options.pool_size == 0 {
             return Err(ClientError::Handshake(
                 "pool_size must be at least 1".into(),
