@@ -26,18 +26,18 @@ async fn bare_server(dir: &std::path::Path) -> Shard {
     .unwrap()
 }
 
-/// A factory for a plain database on 127.0.0.1:`port`.
-fn factory_at(port: u16) -> ClientFactory {
+/// A factory for a database on 127.0.0.1:`port`.
+fn factory_for(port: u16, tls: bool) -> ClientFactory {
     ClientFactory::new(
         DatabaseConfig {
             name: "bare".into(),
             bdb_id: None,
             username: None,
             password: None,
-            tls: false,
+            tls,
             certificates_location: None,
             endpoints: vec![DatabaseEndpoint {
-                tls: false,
+                tls,
                 host: "127.0.0.1".into(),
                 port,
             }],
@@ -45,6 +45,10 @@ fn factory_at(port: u16) -> ClientFactory {
         },
         Arc::new(NoEvents),
     )
+}
+
+fn factory_at(port: u16) -> ClientFactory {
+    factory_for(port, false)
 }
 
 fn factory(shard: &Shard) -> ClientFactory {
@@ -193,23 +197,7 @@ async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_
 
 #[tokio::test]
 async fn a_tls_database_is_refused_clearly_rather_than_dialled_in_plain() {
-    let f = ClientFactory::new(
-        DatabaseConfig {
-            name: "secure".into(),
-            bdb_id: None,
-            username: None,
-            password: None,
-            tls: true,
-            certificates_location: None,
-            endpoints: vec![DatabaseEndpoint {
-                tls: true,
-                host: "127.0.0.1".into(),
-                port: 1,
-            }],
-            raw_endpoints: None,
-        },
-        Arc::new(NoEvents),
-    );
+    let f = factory_for(1, true);
     let err = f.create("c", ClientOptions::default()).await.err().unwrap();
     assert!(err.to_string().contains("TLS"), "{err}");
 }
