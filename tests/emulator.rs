@@ -36,6 +36,16 @@ async fn database(emu: &Emulator, replication: bool) -> (u64, String) {
     (db.shared.id, format!("127.0.0.1:{}", db.shared.port))
 }
 
+/// Runs a fault injector action in the background.
+fn spawn_action(
+    emu: &Arc<Emulator>,
+    body: Value,
+) -> tokio::task::JoinHandle<Result<Value, actions::ActionError>> {
+    let emu = emu.clone();
+    let action = Action::parse(&body).unwrap();
+    tokio::spawn(async move { actions::run(&emu, &action).await })
+}
+
 /// Writes `request`, then reads until exactly `expected` arrived.
 async fn exchange(s: &mut TcpStream, request: &[u8], expected: &[u8]) {
     s.write_all(request).await.unwrap();
@@ -128,14 +138,21 @@ async fn maint_notifications_are_answered_by_the_proxy_in_reply_order() {
 
     // Pipelined: the local answer keeps its place between the shard's replies.
     let mut s = TcpStream::connect(&addr).await.unwrap();
-    exchange(
-        &mut s,
-        b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n",
-        b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n",
-    )
-    .await;
-    let mut rest = vec![0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_millis(300), s.read(&mut rest)).await;
+    // HELLO's map is long: read through the PONG that follows it.
+    s.write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*1\r\n$4\r\nPING\r\n")
+        .await
+        .unwrap();
+    let mut hello = Vec::new();
+    while !hello.ends_with(b"+PONG\r\n") {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed after HELLO");
+        hello.extend_from_slice(&chunk[..n]);
+    }
+    assert!(hello.starts_with(b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"));
     exchange(
         &mut s,
         b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n*3\r\n$6\r\nCLIENT\r\n$19\r\nMAINT_NOTIFICATIONS\r\n$2\r\nON\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n",
@@ -168,16 +185,10 @@ async fn a_connection_opting_in_mid_window_gets_the_start_before_ok() {
     let emu = emulator(Duration::from_millis(1500));
     let (id, addr) = database(&emu, true).await;
     let before = Probe::connect(&addr, true, Some(None)).await.unwrap();
-    let task = {
-        let emu = emu.clone();
-        tokio::spawn(async move {
-            actions::run(
-                &emu,
-                &Action::parse(&json!({"type": "failover", "parameters": {"bdb_id": id}})).unwrap(),
-            )
-            .await
-        })
-    };
+    let task = spawn_action(
+        &emu,
+        json!({"type": "failover", "parameters": {"bdb_id": id}}),
+    );
     before
         .wait_notification(Duration::from_secs(5), "FAILING_OVER", |n| {
             n.kind() == Kind::FailingOver
@@ -495,16 +506,10 @@ async fn pushes_never_split_a_reply_even_a_large_one() {
         b"+OK\r\n"
     );
     let gets: Vec<Vec<String>> = (0..40).map(|_| vec!["GET".into(), "big".into()]).collect();
-    let failover = {
-        let emu = emu.clone();
-        tokio::spawn(async move {
-            actions::run(
-                &emu,
-                &Action::parse(&json!({"type": "failover", "parameters": {"bdb_id": id}})).unwrap(),
-            )
-            .await
-        })
-    };
+    let failover = spawn_action(
+        &emu,
+        json!({"type": "failover", "parameters": {"bdb_id": id}}),
+    );
     // Replies of 512 KiB stream while the notifications go out.
     let mut replies = Vec::new();
     while !failover.is_finished() || replies.len() < 80 {
@@ -539,16 +544,10 @@ async fn a_transaction_is_never_split_across_a_failover() {
         p.command(&["SET", "tx", "1"]).await.unwrap(),
         b"+QUEUED\r\n"
     );
-    let failover = {
-        let emu = emu.clone();
-        tokio::spawn(async move {
-            actions::run(
-                &emu,
-                &Action::parse(&json!({"type": "failover", "parameters": {"bdb_id": id}})).unwrap(),
-            )
-            .await
-        })
-    };
+    let failover = spawn_action(
+        &emu,
+        json!({"type": "failover", "parameters": {"bdb_id": id}}),
+    );
     // The switch-over now waits for the open transaction.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while db.shared.route.try_read().is_ok() {
