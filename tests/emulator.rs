@@ -580,3 +580,24 @@ async fn quit_closes_and_reset_drops_the_opt_in() {
     p.wait_closed(Duration::from_secs(5)).await.unwrap();
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_is_refused_before_anything_starts() {
+    let emu = emulator(Duration::from_millis(50));
+    let taken = std::net::TcpListener::bind("127.0.2.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = emu
+        .create_database(DatabaseSpec {
+            port: Some(port),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains(&format!("port {port} is taken")),
+        "{err}"
+    );
+    assert!(emu.shard_pids().await.is_empty());
+    emu.shutdown().await;
+}

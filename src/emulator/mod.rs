@@ -335,6 +335,13 @@ impl Emulator {
                 "a database named {name:?} exists already; choose another name"
             )));
         }
+        if let Some(p) = spec.port {
+            if !self.port_is_free(p) {
+                return Err(Invalid(format!(
+                    "port {p} is taken on 127.0.0.1 or on a node address; choose another port or leave it out"
+                )));
+            }
+        }
         let nodes = self.nodes();
         let first = nodes[(id as usize - 1) % nodes.len()];
         let second = nodes[id as usize % nodes.len()];
@@ -368,7 +375,7 @@ impl Emulator {
         }
         let port = match spec.port {
             Some(p) => p,
-            None => shard::free_port().map_err(failed)?,
+            None => self.free_database_port().map_err(failed)?,
         };
         let shared = Arc::new(DbShared::new(id, name, port, primary.addr, first));
         let db = Arc::new(Database {
@@ -400,6 +407,29 @@ impl Emulator {
         self.databases.lock().unwrap().insert(id, db.clone());
         tracing::info!(bdb_id = id, port, "database created");
         Ok(db)
+    }
+
+    /// True when `port` can be bound on the public address and on every node.
+    fn port_is_free(&self, port: u16) -> bool {
+        let mut addrs: Vec<std::net::SocketAddr> = vec![([127, 0, 0, 1], port).into()];
+        for n in self.nodes() {
+            addrs.push((n.internal_ip(), port).into());
+            addrs.push((n.external_ip(), port).into());
+        }
+        // Held together, so that each address is checked while the others are taken.
+        let held: Result<Vec<_>, _> = addrs.iter().map(std::net::TcpListener::bind).collect();
+        held.is_ok()
+    }
+
+    /// A port free on the public address and on every node.
+    fn free_database_port(&self) -> Result<u16> {
+        for _ in 0..20 {
+            let p = shard::free_port()?;
+            if self.port_is_free(p) {
+                return Ok(p);
+            }
+        }
+        anyhow::bail!("found no port free on every node address after 20 tries")
     }
 
     /// Deletes a database: proxies closed, shard processes stopped.
