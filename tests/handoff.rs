@@ -135,3 +135,108 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_completion_is_closed_by_the_backstop_and_nested_windows_wait_for_it() {
+    let emu = Emulator::new(EmulatorConfig {
+        nodes: 3,
+        timings: Timings::fast(Duration::from_secs(1)),
+    })
+    .unwrap();
+    let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
+    let tracker = Arc::new(Tracker::new());
+    let factory = ClientFactory::new(
+        emu.endpoints_file()
+            .database(&db.shared.name)
+            .unwrap()
+            .clone(),
+        tracker.clone(),
+    );
+    let backstop = Duration::from_secs(3);
+    let client = factory
+        .create(
+            "app",
+            ClientOptions {
+                mode: Mode::Enabled,
+                relaxed_timeout: Duration::from_secs(2),
+                relaxed_window_max: Some(backstop),
+                post_handoff_relaxed: Some(Duration::from_millis(100)),
+                response_timeout: Some(Duration::from_millis(500)),
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let conn = client.connections()[0].clone();
+    let id = db.shared.id;
+    let run = |body: serde_json::Value| {
+        let emu = emu.clone();
+        async move {
+            actions::run(&emu, &Action::parse(&body).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    run(json!({"type": "failover", "parameters": {"bdb_id": id, "drop_completion": true}})).await;
+    run(json!({"type": "migrate", "parameters": {"bdb_id": id}})).await;
+    let kinds = |e: &maint_e2e::client::ClientEvent| match &e.kind {
+        EventKind::Notification(n) => Some((n.kind(), e.at)),
+        _ => None,
+    };
+    let (migrated_at, failing_over_at) = tracker
+        .wait_for(Duration::from_secs(5), "MIGRATED", |events| {
+            let got: Vec<_> = events.iter().filter_map(kinds).collect();
+            let fo = got
+                .iter()
+                .find(|(k, _)| *k == maint_e2e::notification::Kind::FailingOver)?;
+            let m = got
+                .iter()
+                .find(|(k, _)| *k == maint_e2e::notification::Kind::Migrated)?;
+            Some((m.1, fo.1))
+        })
+        .await
+        .unwrap();
+    assert!(
+        tracker.events().iter().all(|e| !matches!(
+            e.kind,
+            EventKind::Notification(maint_e2e::notification::Notification::FailedOver { .. })
+        )),
+        "the emulator was asked to lose FAILED_OVER"
+    );
+    // MIGRATED closed its own window only: FAILING_OVER's is still open.
+    assert!(migrated_at < failing_over_at + backstop);
+    assert!(conn.is_relaxed());
+    assert_eq!(conn.effective_timeout(), Some(Duration::from_secs(2)));
+    let unrelaxed_at = tracker
+        .wait_for(Duration::from_secs(10), "the backstop", |events| {
+            events
+                .iter()
+                .find_map(|e| matches!(e.kind, EventKind::Unrelaxed { .. }).then_some(e.at))
+        })
+        .await
+        .unwrap();
+    let took = unrelaxed_at - failing_over_at;
+    assert!(
+        took >= backstop.mul_f64(0.8) && took <= backstop.mul_f64(1.5),
+        "un-relaxed {took:?} after FAILING_OVER"
+    );
+    assert_eq!(conn.effective_timeout(), Some(Duration::from_millis(500)));
+    let toggles = tracker
+        .events()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Relaxed { .. } | EventKind::Unrelaxed { .. }
+            )
+        })
+        .count();
+    assert_eq!(
+        toggles,
+        2,
+        "nested windows relax once and un-relax once:\n{}",
+        tracker.describe("app")
+    );
+    factory.destroy_all().await;
+    emu.shutdown().await;
+}

@@ -74,6 +74,9 @@ pub enum Action {
     Failover {
         /// Database.
         bdb_id: BdbId,
+        /// Emulator fault: never send FAILED_OVER (a lost completion).
+        #[serde(default)]
+        drop_completion: bool,
     },
     /// Move the primary shard to a new process on another node.
     Migrate {
@@ -82,6 +85,9 @@ pub enum Action {
         /// Node to move to.
         #[serde(default)]
         target_node: Option<usize>,
+        /// Emulator fault: never send MIGRATED (a lost completion).
+        #[serde(default)]
+        drop_completion: bool,
     },
     /// Move the endpoint to another node.
     Bind {
@@ -185,7 +191,7 @@ impl Action {
 
     fn bdb_id(&self) -> Option<u64> {
         match self {
-            Action::Failover { bdb_id }
+            Action::Failover { bdb_id, .. }
             | Action::Migrate { bdb_id, .. }
             | Action::Bind { bdb_id, .. }
             | Action::SequenceOfActions { bdb_id, .. }
@@ -342,16 +348,20 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             .ok_or_else(|| ActionError::Invalid(format!("no database with bdb_id {}", id.0)))
     };
     match action {
-        Action::Failover { bdb_id } => {
+        Action::Failover {
+            bdb_id,
+            drop_completion,
+        } => {
             let d = db(bdb_id)?;
-            failover(emu, &d).await
+            failover(emu, &d, *drop_completion).await
         }
         Action::Migrate {
             bdb_id,
             target_node,
+            drop_completion,
         } => {
             let d = db(bdb_id)?;
-            migrate(emu, &d, *target_node).await
+            migrate(emu, &d, *target_node, *drop_completion).await
         }
         Action::Bind {
             bdb_id,
@@ -505,7 +515,11 @@ fn window_secs(emu: &Emulator) -> u64 {
         .ceil() as u64
 }
 
-async fn failover(emu: &Emulator, db: &Database) -> Result<Value, ActionError> {
+async fn failover(
+    emu: &Emulator,
+    db: &Database,
+    drop_completion: bool,
+) -> Result<Value, ActionError> {
     let mut shards = db.shards.lock().await;
     if shards.replica.is_none() {
         return Err(ActionError::Invalid(format!(
@@ -548,13 +562,16 @@ async fn failover(emu: &Emulator, db: &Database) -> Result<Value, ActionError> {
             tracing::warn!("old primary could not become a replica: {e:#}");
         }
     }
-    db.shared.complete(
-        seq,
-        Notification::FailedOver {
-            seq: seq + 1,
-            shards: ids,
-        },
-    );
+    let completion = Notification::FailedOver {
+        seq: seq + 1,
+        shards: ids,
+    };
+    if drop_completion {
+        db.shared.close_window(seq);
+        tracing::info!(bdb_id = db.shared.id, "dropped {completion} on purpose");
+    } else {
+        db.shared.complete(seq, completion);
+    }
     result?;
     let p = shards.primary.as_ref().unwrap();
     Ok(json!({ "seq": seq, "primary_shard": p.id, "primary": p.addr.to_string() }))
@@ -564,6 +581,7 @@ async fn migrate(
     emu: &Emulator,
     db: &Database,
     target: Option<usize>,
+    drop_completion: bool,
 ) -> Result<Value, ActionError> {
     let mut shards = db.shards.lock().await;
     let (old_id, old_node, old_addr) = {
@@ -642,13 +660,16 @@ async fn migrate(
         Ok(())
     }
     .await;
-    db.shared.complete(
-        seq,
-        Notification::Migrated {
-            seq: seq + 1,
-            shards: ids,
-        },
-    );
+    let completion = Notification::Migrated {
+        seq: seq + 1,
+        shards: ids,
+    };
+    if drop_completion {
+        db.shared.close_window(seq);
+        tracing::info!(bdb_id = db.shared.id, "dropped {completion} on purpose");
+    } else {
+        db.shared.complete(seq, completion);
+    }
     result?;
     let p = shards.primary.as_ref().unwrap();
     Ok(json!({ "seq": seq, "primary_shard": p.id, "node": p.node, "primary": p.addr.to_string() }))
