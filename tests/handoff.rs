@@ -240,3 +240,103 @@ async fn a_lost_completion_is_closed_by_the_backstop_and_nested_windows_wait_for
     factory.destroy_all().await;
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood() {
+    let emu = Emulator::new(EmulatorConfig {
+        nodes: 2,
+        timings: Timings::fast(Duration::from_secs(1)),
+    })
+    .unwrap();
+    let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
+    let tracker = Arc::new(Tracker::new());
+    let factory = ClientFactory::new(
+        emu.endpoints_file()
+            .database(&db.shared.name)
+            .unwrap()
+            .clone(),
+        tracker.clone(),
+    );
+    let client = factory
+        .create(
+            "app",
+            ClientOptions {
+                mode: Mode::Enabled,
+                post_handoff_relaxed: Some(Duration::from_millis(50)),
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = db.shared.id;
+    let push = |elements: serde_json::Value| {
+        let emu = emu.clone();
+        async move {
+            actions::run(
+                &emu,
+                &Action::parse(
+                    &json!({"type": "send_push", "parameters": {"bdb_id": id, "push": elements}}),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let out = push(json!(["MOVING", "soon", 15])).await;
+    assert_eq!(out["bytes"], ">3\r\n$6\r\nMOVING\r\n$4\r\nsoon\r\n:15\r\n");
+    tracker
+        .wait_for(
+            Duration::from_secs(5),
+            "the malformed MOVING to be reported",
+            |events| {
+                events.iter().find_map(|e| match &e.kind {
+                    EventKind::MalformedPush { name, error }
+                        if name == "MOVING" && error.contains("seq") =>
+                    {
+                        Some(())
+                    }
+                    _ => None,
+                })
+            },
+        )
+        .await
+        .unwrap();
+    let pong: String = client.query(&redis::cmd("PING")).await.unwrap();
+    assert_eq!(pong, "PONG", "the connection stays in sync");
+    assert!(
+        !client.connections()[0].is_relaxed(),
+        "a dropped push opens nothing"
+    );
+
+    // Lower-case names, numeric strings and extra elements are understood.
+    push(json!(["migrating", "41", "2", "1", "extra"])).await;
+    tracker
+        .wait_for(Duration::from_secs(5), "relaxation", |events| {
+            events
+                .iter()
+                .find_map(|e| matches!(e.kind, EventKind::Relaxed { .. }).then_some(()))
+        })
+        .await
+        .unwrap();
+    push(json!(["Migrated", 42])).await;
+    tracker
+        .wait_for(Duration::from_secs(5), "un-relaxation", |events| {
+            events
+                .iter()
+                .find_map(|e| matches!(e.kind, EventKind::Unrelaxed { .. }).then_some(()))
+        })
+        .await
+        .unwrap();
+
+    let bad = actions::run(
+        &emu,
+        &Action::parse(&json!({"type": "send_push", "parameters": {"bdb_id": id, "push": [7]}}))
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(bad.to_string().contains("name as a string"), "{bad}");
+    factory.destroy_all().await;
+    emu.shutdown().await;
+}

@@ -106,6 +106,14 @@ pub enum Action {
         #[serde(default)]
         repeat: Option<u32>,
     },
+    /// Emulator fault: send one push frame, built from JSON, to every opted-in
+    /// connection (strings, integers, null and arrays; the first is its name).
+    SendPush {
+        /// Database.
+        bdb_id: BdbId,
+        /// The elements, such as `["MOVING", 7, 15, null]`.
+        push: Vec<Value>,
+    },
     /// Several actions in order.
     SequenceOfActions {
         /// Database.
@@ -139,6 +147,7 @@ pub const ACTION_TYPES: &[&str] = &[
     "migrate",
     "bind",
     "sequence_of_actions",
+    "send_push",
     "create_database",
     "delete_database",
     "execute_rladmin_command",
@@ -183,6 +192,7 @@ impl Action {
             Action::Migrate { .. } => "migrate",
             Action::Bind { .. } => "bind",
             Action::SequenceOfActions { .. } => "sequence_of_actions",
+            Action::SendPush { .. } => "send_push",
             Action::CreateDatabase { .. } => "create_database",
             Action::DeleteDatabase { .. } => "delete_database",
             Action::ExecuteRladminCommand { .. } => "execute_rladmin_command",
@@ -195,6 +205,7 @@ impl Action {
             | Action::Migrate { bdb_id, .. }
             | Action::Bind { bdb_id, .. }
             | Action::SequenceOfActions { bdb_id, .. }
+            | Action::SendPush { bdb_id, .. }
             | Action::DeleteDatabase { bdb_id } => Some(bdb_id.0),
             Action::ExecuteRladminCommand { bdb_id, .. } => bdb_id.map(|b| b.0),
             Action::CreateDatabase { .. } => None,
@@ -422,6 +433,12 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
                 outputs.push(out);
             }
             Ok(json!({ "steps": outputs }))
+        }
+        Action::SendPush { bdb_id, push } => {
+            let d = db(bdb_id)?;
+            let frame = push_frame(push)?;
+            d.shared.announce(Announcement::Raw(frame.clone()), None);
+            Ok(json!({ "bytes": String::from_utf8_lossy(&frame) }))
         }
         Action::CreateDatabase { database_config } => {
             let d = emu.create_database(database_config.clone()).await?;
@@ -720,7 +737,9 @@ async fn bind(
             // A forced form is rendered once and sent as is.
             Some(ty) => db.shared.announce(
                 Announcement::Start {
-                    notification: announcement.render(ty, db.shared.port, Instant::now()),
+                    notification: announcement
+                        .render(ty, db.shared.port, Instant::now())
+                        .expect("a MOVING renders"),
                     deadline,
                 },
                 Some(from),
@@ -737,4 +756,44 @@ async fn bind(
         "to_node": to.index,
         "endpoint": format!("{}:{}", to.internal_ip(), db.shared.port),
     }))
+}
+
+/// Encodes JSON elements as one RESP3 push frame.
+fn push_frame(elements: &[Value]) -> Result<bytes::Bytes, ActionError> {
+    use redis_protocol::resp3::types::BytesFrame;
+    fn element(v: &Value) -> Result<BytesFrame, ActionError> {
+        Ok(match v {
+            Value::String(s) => BytesFrame::BlobString {
+                data: bytes::Bytes::copy_from_slice(s.as_bytes()),
+                attributes: None,
+            },
+            Value::Number(n) if n.is_i64() => BytesFrame::Number {
+                data: n.as_i64().unwrap(),
+                attributes: None,
+            },
+            Value::Null => BytesFrame::Null,
+            Value::Array(items) => BytesFrame::Array {
+                data: items.iter().map(element).collect::<Result<_, _>>()?,
+                attributes: None,
+            },
+            other => {
+                return Err(ActionError::Invalid(format!(
+                    "push elements are strings, integers, null or arrays; got {other}"
+                )))
+            }
+        })
+    }
+    if !elements.first().is_some_and(Value::is_string) {
+        return Err(ActionError::Invalid(
+            "push must start with its name as a string, such as [\"MOVING\", 7, 15, null]".into(),
+        ));
+    }
+    let frame = BytesFrame::Push {
+        data: elements.iter().map(element).collect::<Result<_, _>>()?,
+        attributes: None,
+    };
+    let mut buf = bytes::BytesMut::new();
+    redis_protocol::resp3::encode::complete::extend_encode(&mut buf, &frame, false)
+        .map_err(|e| ActionError::Invalid(format!("cannot encode the push: {e}")))?;
+    Ok(buf.freeze())
 }

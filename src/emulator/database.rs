@@ -75,14 +75,28 @@ pub enum Announcement {
     },
     /// A completion.
     Done(Notification),
+    /// Push bytes sent as they are (an emulator fault: any frame at all).
+    Raw(bytes::Bytes),
 }
 
 impl Announcement {
-    /// The notification for a connection that asked for `ty`, at `now`.
-    pub fn render(&self, ty: EndpointType, port: u16, now: Instant) -> Notification {
+    /// The push bytes for a connection that asked for `ty`, at `now`.
+    pub fn bytes(&self, ty: EndpointType, port: u16, now: Instant) -> bytes::Bytes {
+        match self {
+            Announcement::Raw(b) => b.clone(),
+            typed => typed
+                .render(ty, port, now)
+                .map(|n| n.to_resp3())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The notification for a connection that asked for `ty`, at `now`
+    /// (`None` for a raw push).
+    pub fn render(&self, ty: EndpointType, port: u16, now: Instant) -> Option<Notification> {
         let left =
             |deadline: Instant| deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64;
-        match self {
+        Some(match self {
             Announcement::Moving {
                 seq,
                 deadline,
@@ -97,14 +111,16 @@ impl Announcement {
                 deadline,
             } => notification.with_time_s(left(*deadline)),
             Announcement::Done(n) => n.clone(),
-        }
+            Announcement::Raw(_) => return None,
+        })
     }
 
-    fn seq(&self) -> i64 {
+    fn seq(&self) -> Option<i64> {
         match self {
-            Announcement::Moving { seq, .. } => *seq,
-            Announcement::Start { notification, .. } => notification.seq(),
-            Announcement::Done(n) => n.seq(),
+            Announcement::Moving { seq, .. } => Some(*seq),
+            Announcement::Start { notification, .. } => Some(notification.seq()),
+            Announcement::Done(n) => Some(n.seq()),
+            Announcement::Raw(_) => None,
         }
     }
 }
@@ -211,7 +227,7 @@ impl DbShared {
     /// announcements stay open for connections that opt in later.
     pub fn announce(&self, a: Announcement, node: Option<Node>) {
         let a = Arc::new(a);
-        if !matches!(*a, Announcement::Done(_)) {
+        if !matches!(*a, Announcement::Done(_) | Announcement::Raw(_)) {
             self.windows.lock().unwrap().push(Window {
                 announcement: a.clone(),
                 node,
@@ -225,12 +241,18 @@ impl DbShared {
                 reached += 1;
             }
         }
+        let what = match &*a {
+            Announcement::Raw(b) => format!("raw push {:?}", String::from_utf8_lossy(b)),
+            typed => typed
+                .render(EndpointType::InternalIp, self.port, Instant::now())
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        };
         tracing::info!(
             bdb_id = self.id,
             node = node.map(|n| n.index),
             connections = reached,
-            "announced {}",
-            a.render(EndpointType::InternalIp, self.port, Instant::now())
+            "announced {what}"
         );
     }
 
@@ -239,7 +261,7 @@ impl DbShared {
         self.windows
             .lock()
             .unwrap()
-            .retain(|w| w.announcement.seq() != seq);
+            .retain(|w| w.announcement.seq() != Some(seq));
     }
 
     /// Closes the window of `seq` and sends its completion to every connection.

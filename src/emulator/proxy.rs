@@ -411,8 +411,7 @@ impl Conn {
 
     fn push(&mut self, a: &Announcement, now: Instant) {
         if let (Some(ty), 3) = (self.maint, self.proto) {
-            let n = a.render(ty, self.db.port, now);
-            self.out.extend_from_slice(&n.to_resp3());
+            self.out.extend_from_slice(&a.bytes(ty, self.db.port, now));
         }
     }
 
