@@ -509,6 +509,7 @@ where
     Fut: std::future::Future<Output = Result<std::net::SocketAddr, ActionError>>,
 {
     let timeout = emu.config.timings.drain_timeout;
+    let asked = Instant::now();
     let mut gate = tokio::time::timeout(timeout, db.shared.route.clone().write_owned())
         .await
         .map_err(|_| {
@@ -517,8 +518,15 @@ where
                 db.shared.id
             ))
         })?;
+    let held = Instant::now();
     let upstream = switch().await?;
     *gate = Route { upstream };
+    tracing::debug!(
+        bdb_id = db.shared.id,
+        drained_in = ?(held - asked),
+        switched_in = ?held.elapsed(),
+        "traffic switched to {upstream}"
+    );
     Ok(())
 }
 

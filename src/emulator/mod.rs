@@ -209,12 +209,11 @@ impl Database {
         self.cancel.cancel();
         self.shared.close_all();
         let mut s = self.shards.lock().await;
-        if let Some(p) = s.primary.take() {
-            p.stop().await;
-        }
-        if let Some(r) = s.replica.take() {
-            r.stop().await;
-        }
+        let stops = [s.primary.take(), s.replica.take()]
+            .into_iter()
+            .flatten()
+            .map(Shard::stop);
+        futures::future::join_all(stops).await;
     }
 }
 
@@ -462,8 +461,6 @@ impl Emulator {
         let dbs: Vec<Arc<Database>> = std::mem::take(&mut *self.databases.lock().unwrap())
             .into_values()
             .collect();
-        for db in dbs {
-            db.shutdown().await;
-        }
+        futures::future::join_all(dbs.iter().map(|db| db.shutdown())).await;
     }
 }

@@ -127,11 +127,6 @@ impl Shard {
         if let Some(pw) = &spec.password {
             cmd.args(["--requirepass", pw, "--masterauth", pw]);
         }
-        if let Some(primary) = spec.replica_of {
-            cmd.arg("--replicaof")
-                .arg(primary.ip().to_string())
-                .arg(primary.port().to_string());
-        }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -191,6 +186,11 @@ impl Shard {
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // REPLICAOF at run time connects at once; `--replicaof` waits for the
+        // next once-a-second replication cron.
+        if let Some(primary) = spec.replica_of {
+            shard.replicate(Some(primary)).await?;
         }
         Ok(shard)
     }
@@ -302,6 +302,17 @@ impl Shard {
 
     /// Stops the process and waits for it to exit.
     pub async fn stop(mut self) {
+        // SHUTDOWN ... NOW skips the wait for replicas that SIGTERM does (the
+        // data is throwaway); servers before 7.0 know only SHUTDOWN NOSAVE. A
+        // reply means it refused; a closed connection means it went.
+        for args in [
+            &["SHUTDOWN", "NOSAVE", "NOW"][..],
+            &["SHUTDOWN", "NOSAVE"][..],
+        ] {
+            if self.admin(args).await.is_err() {
+                break;
+            }
+        }
         self.lifeline.take();
         if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
             .await

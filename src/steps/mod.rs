@@ -314,7 +314,9 @@ impl MaintWorld {
             env.factory.destroy_all().await;
             env.api_cancel.cancel();
             if let Some(emu) = env.emulator {
+                let t = Instant::now();
                 emu.shutdown().await;
+                tracing::debug!(took = ?t.elapsed(), "emulator stopped");
             }
         }
     }
