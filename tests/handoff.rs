@@ -13,22 +13,44 @@ use maint_e2e::emulator::{DatabaseSpec, Emulator, EmulatorConfig, Timings};
 use maint_e2e::tracker::Tracker;
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_old_connection_is_released_long_before_the_grace_ends() {
+/// An emulator with one database, and a client factory whose events a tracker records.
+struct Setup {
+    emu: Arc<Emulator>,
+    db: Arc<maint_e2e::emulator::Database>,
+    tracker: Arc<Tracker>,
+    factory: ClientFactory,
+}
+
+async fn setup(nodes: usize, grace: Duration) -> Setup {
     let emu = Emulator::new(EmulatorConfig {
-        nodes: 2,
-        timings: Timings::fast(Duration::from_secs(5)),
+        nodes,
+        timings: Timings::fast(grace),
     })
     .unwrap();
     let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
     let tracker = Arc::new(Tracker::new());
-    let factory = ClientFactory::new(
-        emu.endpoints_file()
-            .database(&db.shared.name)
-            .unwrap()
-            .clone(),
-        tracker.clone(),
-    );
+    let config = emu
+        .endpoints_file()
+        .database(&db.shared.name)
+        .unwrap()
+        .clone();
+    let factory = ClientFactory::new(config, tracker.clone());
+    Setup {
+        emu,
+        db,
+        tracker,
+        factory,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_connection_is_released_long_before_the_grace_ends() {
+    let Setup {
+        emu,
+        db,
+        tracker,
+        factory,
+    } = setup(2, Duration::from_secs(5)).await;
     let client = factory
         .create(
             "app",
@@ -138,20 +160,12 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_completion_is_closed_by_the_backstop_and_nested_windows_wait_for_it() {
-    let emu = Emulator::new(EmulatorConfig {
-        nodes: 3,
-        timings: Timings::fast(Duration::from_secs(1)),
-    })
-    .unwrap();
-    let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
-    let tracker = Arc::new(Tracker::new());
-    let factory = ClientFactory::new(
-        emu.endpoints_file()
-            .database(&db.shared.name)
-            .unwrap()
-            .clone(),
-        tracker.clone(),
-    );
+    let Setup {
+        emu,
+        db,
+        tracker,
+        factory,
+    } = setup(3, Duration::from_secs(1)).await;
     let backstop = Duration::from_secs(3);
     let client = factory
         .create(
@@ -243,20 +257,12 @@ async fn a_lost_completion_is_closed_by_the_backstop_and_nested_windows_wait_for
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood() {
-    let emu = Emulator::new(EmulatorConfig {
-        nodes: 2,
-        timings: Timings::fast(Duration::from_secs(1)),
-    })
-    .unwrap();
-    let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
-    let tracker = Arc::new(Tracker::new());
-    let factory = ClientFactory::new(
-        emu.endpoints_file()
-            .database(&db.shared.name)
-            .unwrap()
-            .clone(),
-        tracker.clone(),
-    );
+    let Setup {
+        emu,
+        db,
+        tracker,
+        factory,
+    } = setup(2, Duration::from_secs(1)).await;
     let client = factory
         .create(
             "app",

@@ -530,6 +530,17 @@ where
     Ok(())
 }
 
+/// Closes the window of `seq` and sends its completion, unless the caller asked
+/// for the completion to be lost.
+fn finish(db: &Database, seq: i64, completion: Notification, drop_completion: bool) {
+    if drop_completion {
+        db.shared.close_window(seq);
+        tracing::info!(bdb_id = db.shared.id, "dropped {completion} on purpose");
+    } else {
+        db.shared.complete(seq, completion);
+    }
+}
+
 fn window_deadline(emu: &Emulator) -> Instant {
     Instant::now() + emu.config.timings.notice_lead + emu.config.timings.window_estimate
 }
@@ -587,16 +598,15 @@ async fn failover(
             tracing::warn!("old primary could not become a replica: {e:#}");
         }
     }
-    let completion = Notification::FailedOver {
-        seq: seq + 1,
-        shards: ids,
-    };
-    if drop_completion {
-        db.shared.close_window(seq);
-        tracing::info!(bdb_id = db.shared.id, "dropped {completion} on purpose");
-    } else {
-        db.shared.complete(seq, completion);
-    }
+    finish(
+        db,
+        seq,
+        Notification::FailedOver {
+            seq: seq + 1,
+            shards: ids,
+        },
+        drop_completion,
+    );
     result?;
     let p = shards.primary.as_ref().unwrap();
     Ok(json!({ "seq": seq, "primary_shard": p.id, "primary": p.addr.to_string() }))
@@ -685,16 +695,15 @@ async fn migrate(
         Ok(())
     }
     .await;
-    let completion = Notification::Migrated {
-        seq: seq + 1,
-        shards: ids,
-    };
-    if drop_completion {
-        db.shared.close_window(seq);
-        tracing::info!(bdb_id = db.shared.id, "dropped {completion} on purpose");
-    } else {
-        db.shared.complete(seq, completion);
-    }
+    finish(
+        db,
+        seq,
+        Notification::Migrated {
+            seq: seq + 1,
+            shards: ids,
+        },
+        drop_completion,
+    );
     result?;
     let p = shards.primary.as_ref().unwrap();
     Ok(json!({ "seq": seq, "primary_shard": p.id, "node": p.node, "primary": p.addr.to_string() }))
