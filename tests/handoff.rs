@@ -346,3 +346,86 @@ async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood()
     factory.destroy_all().await;
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_handoff_target_is_retried_then_given_up_without_a_wedge() {
+    let Setup {
+        emu,
+        db,
+        tracker,
+        factory,
+    } = setup(2, Duration::from_secs(1)).await;
+    let client = factory
+        .create(
+            "app",
+            ClientOptions {
+                mode: Mode::Enabled,
+                handoff_timeout: Duration::from_millis(300),
+                max_handoff_retries: 2,
+                post_handoff_relaxed: Some(Duration::from_millis(50)),
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let before = client.connections()[0].endpoint();
+    // Accepts TCP (the kernel's backlog) but never answers a byte.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = hole.local_addr().unwrap().to_string();
+    let started = tokio::time::Instant::now();
+    actions::run(
+        &emu,
+        &Action::parse(&json!({"type": "send_push", "parameters": {
+            "bdb_id": db.shared.id, "push": ["MOVING", 77, 30, target]}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // The client keeps serving on the old connection while it tries.
+    let pong: String = client.query(&redis::cmd("PING")).await.unwrap();
+    assert_eq!(pong, "PONG");
+    let failed_at = tracker
+        .wait_for(
+            Duration::from_secs(10),
+            "the handoff to give up",
+            |events| {
+                events.iter().find_map(|e| {
+                    matches!(e.kind, EventKind::HandoffFailed { seq: 77, .. }).then_some(e.at)
+                })
+            },
+        )
+        .await
+        .unwrap();
+    let attempts = tracker
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::HandoffAttemptFailed { seq: 77, .. }))
+        .count();
+    assert_eq!(
+        attempts,
+        3,
+        "one attempt and two retries:\n{}",
+        tracker.describe("app")
+    );
+    // 3 x 300 ms attempts plus 100 + 200 ms back-off.
+    let took = failed_at - started;
+    assert!(
+        took >= Duration::from_millis(960) && took <= Duration::from_millis(1800),
+        "gave up after {took:?}"
+    );
+    assert_eq!(
+        client.connections()[0].endpoint(),
+        before,
+        "still on the old endpoint"
+    );
+    let fresh = tokio::time::timeout(Duration::from_secs(2), client.add_connection())
+        .await
+        .expect("a new connection must not dial the failed target")
+        .unwrap();
+    assert_eq!(fresh.endpoint(), before);
+    let pong: String = client.query(&redis::cmd("PING")).await.unwrap();
+    assert_eq!(pong, "PONG");
+    drop(hole);
+    factory.destroy_all().await;
+    emu.shutdown().await;
+}

@@ -444,6 +444,13 @@ impl ManagedConnection {
                 tokio::time::sleep(backoff).await;
             }
         }
+        // New connections must not keep dialling an address that failed.
+        {
+            let mut redirect = self.shared.redirect.lock().unwrap();
+            if redirect.as_ref().is_some_and(|r| r.endpoint == target) {
+                *redirect = None;
+            }
+        }
         self.shared.emit(
             self.id,
             EventKind::HandoffFailed {
