@@ -21,6 +21,14 @@ struct Setup {
     factory: ClientFactory,
 }
 
+/// Runs one fault injector action (`{"type", "parameters"}`) to its end.
+async fn act(
+    emu: &Arc<Emulator>,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, actions::ActionError> {
+    actions::run(emu, &Action::parse(&body).unwrap()).await
+}
+
 async fn setup(nodes: usize, grace: Duration) -> Setup {
     let emu = Emulator::new(EmulatorConfig {
         nodes,
@@ -68,11 +76,7 @@ async fn the_old_connection_is_released_long_before_the_grace_ends() {
         let emu = emu.clone();
         let id = db.shared.id;
         tokio::spawn(async move {
-            actions::run(
-                &emu,
-                &Action::parse(&json!({"type": "bind", "parameters": {"bdb_id": id}})).unwrap(),
-            )
-            .await
+            act(&emu, json!({"type": "bind", "parameters": {"bdb_id": id}})).await
         })
     };
     tracker
@@ -120,16 +124,15 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
     .unwrap();
     let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
     let first_primary = db.shards.lock().await.primary.as_ref().unwrap().id;
-    let out = actions::run(
+    let out = act(
         &emu,
-        &Action::parse(&json!({"type": "sequence_of_actions", "parameters": {
+        json!({"type": "sequence_of_actions", "parameters": {
         "bdb_id": db.shared.id,
         "actions": [
             {"type": "failover", "params": {}},
             {"type": "migrate", "params": {}, "delay": 0.1},
             {"type": "bind", "params": {"grace_s": 0.2}}
-        ]}}))
-        .unwrap(),
+        ]}}),
     )
     .await
     .unwrap();
@@ -142,11 +145,10 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
         first_primary
     );
 
-    let bad = actions::run(
+    let bad = act(
         &emu,
-        &Action::parse(&json!({"type": "sequence_of_actions", "parameters": {
-            "bdb_id": db.shared.id, "actions": [{"type": "teleport", "params": {}}]}}))
-        .unwrap(),
+        json!({"type": "sequence_of_actions", "parameters": {
+            "bdb_id": db.shared.id, "actions": [{"type": "teleport", "params": {}}]}}),
     )
     .await
     .unwrap_err();
@@ -185,11 +187,7 @@ async fn a_lost_completion_is_closed_by_the_backstop_and_nested_windows_wait_for
     let id = db.shared.id;
     let run = |body: serde_json::Value| {
         let emu = emu.clone();
-        async move {
-            actions::run(&emu, &Action::parse(&body).unwrap())
-                .await
-                .unwrap()
-        }
+        async move { act(&emu, body).await.unwrap() }
     };
     run(json!({"type": "failover", "parameters": {"bdb_id": id, "drop_completion": true}})).await;
     run(json!({"type": "migrate", "parameters": {"bdb_id": id}})).await;
@@ -278,12 +276,9 @@ async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood()
     let push = |elements: serde_json::Value| {
         let emu = emu.clone();
         async move {
-            actions::run(
+            act(
                 &emu,
-                &Action::parse(
-                    &json!({"type": "send_push", "parameters": {"bdb_id": id, "push": elements}}),
-                )
-                .unwrap(),
+                json!({"type": "send_push", "parameters": {"bdb_id": id, "push": elements}}),
             )
             .await
             .unwrap()
@@ -335,10 +330,9 @@ async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood()
         .await
         .unwrap();
 
-    let bad = actions::run(
+    let bad = act(
         &emu,
-        &Action::parse(&json!({"type": "send_push", "parameters": {"bdb_id": id, "push": [7]}}))
-            .unwrap(),
+        json!({"type": "send_push", "parameters": {"bdb_id": id, "push": [7]}}),
     )
     .await
     .unwrap_err();
@@ -373,11 +367,10 @@ async fn a_black_holed_handoff_target_is_retried_then_given_up_without_a_wedge()
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = hole.local_addr().unwrap().to_string();
     let started = tokio::time::Instant::now();
-    actions::run(
+    act(
         &emu,
-        &Action::parse(&json!({"type": "send_push", "parameters": {
-            "bdb_id": db.shared.id, "push": ["MOVING", 77, 30, target]}}))
-        .unwrap(),
+        json!({"type": "send_push", "parameters": {
+            "bdb_id": db.shared.id, "push": ["MOVING", 77, 30, target]}}),
     )
     .await
     .unwrap();
