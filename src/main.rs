@@ -3,11 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use maint_e2e::emulator::{api, DatabaseSpec, Emulator, EmulatorConfig, Timings};
+use maint_e2e::emulator::{api, DatabaseSpec, Emulator, EmulatorConfig, TimingOverrides, Timings};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -41,6 +40,12 @@ struct EmulatorArgs {
     /// Seconds a start notification precedes the disruption.
     #[arg(long, default_value_t = 1.0)]
     lead_s: f64,
+    /// Seconds a MIGRATING / FAILING_OVER window announces beyond the lead.
+    #[arg(long, default_value_t = 2.0)]
+    window_s: f64,
+    /// Do not replay the last MIGRATED / FAILED_OVER to connections that opt in later.
+    #[arg(long)]
+    no_completion_replay: bool,
     /// Address of the fault injector API (loopback by default).
     #[arg(long, default_value = "127.0.0.1:0")]
     api: SocketAddr,
@@ -75,20 +80,18 @@ async fn main() {
 }
 
 async fn run_emulator(args: EmulatorArgs) -> Result<()> {
-    if !(0.0..=3600.0).contains(&args.grace_s) {
-        anyhow::bail!("--grace-s must be between 0 and 3600, got {}", args.grace_s);
-    }
-    if !(0.0..=60.0).contains(&args.lead_s) {
-        anyhow::bail!("--lead-s must be between 0 and 60, got {}", args.lead_s);
-    }
-    let timings = Timings {
-        moving_grace: Duration::from_secs_f64(args.grace_s),
-        notice_lead: Duration::from_secs_f64(args.lead_s),
-        ..Timings::default()
+    let overrides = TimingOverrides {
+        grace_s: Some(args.grace_s),
+        lead_s: Some(args.lead_s),
+        window_s: Some(args.window_s),
     };
+    overrides
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--{}", e.replacen('_', "-", 1)))?;
     let emu = Emulator::new(EmulatorConfig {
         nodes: args.nodes,
-        timings,
+        timings: Timings::default().with(&overrides),
+        replay_completion: !args.no_completion_replay,
     })?;
     let cancel = CancellationToken::new();
     let outcome = async {

@@ -34,6 +34,8 @@ pub struct Received {
     pub at: Instant,
     /// What.
     pub notification: Notification,
+    /// Replayed during the connection's set-up rather than sent live.
+    pub at_setup: bool,
 }
 
 impl Tracker {
@@ -63,10 +65,14 @@ impl Tracker {
         self.of_client(client)
             .into_iter()
             .filter_map(|e| match e.kind {
-                EventKind::Notification(n) => Some(Received {
+                EventKind::Notification {
+                    notification,
+                    at_setup,
+                } => Some(Received {
                     conn: e.conn,
                     at: e.at,
-                    notification: n,
+                    notification,
+                    at_setup,
                 }),
                 _ => None,
             })

@@ -148,6 +148,7 @@ async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_
     let emu = Emulator::new(EmulatorConfig {
         nodes: 2,
         timings: Timings::fast(std::time::Duration::from_secs(1)),
+        ..EmulatorConfig::default()
     })
     .unwrap();
     let db = emu

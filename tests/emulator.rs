@@ -21,6 +21,7 @@ fn emulator(lead: Duration) -> Arc<Emulator> {
             notice_lead: lead,
             ..Timings::fast(Duration::from_secs(3))
         },
+        ..EmulatorConfig::default()
     })
     .expect("redis-server must be installed for these tests")
 }

@@ -33,6 +33,7 @@ async fn setup(nodes: usize, grace: Duration) -> Setup {
     let emu = Emulator::new(EmulatorConfig {
         nodes,
         timings: Timings::fast(grace),
+        ..EmulatorConfig::default()
     })
     .unwrap();
     let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
@@ -120,6 +121,7 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
     let emu = Emulator::new(EmulatorConfig {
         nodes: 3,
         timings: Timings::fast(Duration::from_secs(1)),
+        ..EmulatorConfig::default()
     })
     .unwrap();
     let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
@@ -192,7 +194,9 @@ async fn a_lost_completion_is_closed_by_the_backstop_and_nested_windows_wait_for
     run(json!({"type": "failover", "parameters": {"bdb_id": id, "drop_completion": true}})).await;
     run(json!({"type": "migrate", "parameters": {"bdb_id": id}})).await;
     let kinds = |e: &maint_e2e::client::ClientEvent| match &e.kind {
-        EventKind::Notification(n) => Some((n.kind(), e.at)),
+        EventKind::Notification {
+            notification: n, ..
+        } => Some((n.kind(), e.at)),
         _ => None,
     };
     let (migrated_at, failing_over_at) = tracker
@@ -211,7 +215,10 @@ async fn a_lost_completion_is_closed_by_the_backstop_and_nested_windows_wait_for
     assert!(
         tracker.events().iter().all(|e| !matches!(
             e.kind,
-            EventKind::Notification(maint_e2e::notification::Notification::FailedOver { .. })
+            EventKind::Notification {
+                notification: maint_e2e::notification::Notification::FailedOver { .. },
+                ..
+            }
         )),
         "the emulator was asked to lose FAILED_OVER"
     );

@@ -217,9 +217,17 @@ impl ManagedConnection {
         let mut cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(o.connect_timeout))
             .set_response_timeout(None);
-        let (tx, rx) = mpsc::unbounded_channel::<PushInfo>();
+        // Pushes are numbered as they arrive, so that those sent before the
+        // handshake's reply (replays of open windows and of the last
+        // completion) can be told from live ones.
+        let (tx, rx) = mpsc::unbounded_channel::<(u64, PushInfo)>();
+        let arrived = Arc::new(AtomicU64::new(0));
+        let (setup_tx, setup_rx) = tokio::sync::watch::channel(None::<u64>);
         if o.protocol == Protocol::Resp3 {
-            cfg = cfg.set_push_sender(tx);
+            let arrived = arrived.clone();
+            cfg = cfg.set_push_sender(move |info: PushInfo| {
+                tx.send((arrived.fetch_add(1, Ordering::SeqCst), info))
+            });
         }
         let setup = tokio::time::timeout(
             o.connect_timeout + o.relaxed_timeout,
@@ -235,9 +243,11 @@ impl ManagedConnection {
             }
         })?;
         if o.protocol == Protocol::Resp3 {
-            self.listen(generation, rx);
+            self.listen(generation, rx, setup_rx);
         }
-        let maint = self.handshake(&mut conn, target).await?;
+        let maint = self.handshake(&mut conn, target).await;
+        setup_tx.send_replace(Some(arrived.load(Ordering::SeqCst)));
+        let maint = maint?;
         self.shared.emit(
             self.id,
             EventKind::Connected {
@@ -296,17 +306,27 @@ impl ManagedConnection {
         }
     }
 
-    fn listen(&self, generation: u64, mut rx: mpsc::UnboundedReceiver<PushInfo>) {
+    fn listen(
+        &self,
+        generation: u64,
+        mut rx: mpsc::UnboundedReceiver<(u64, PushInfo)>,
+        mut setup: tokio::sync::watch::Receiver<Option<u64>>,
+    ) {
         let me = self.me.clone();
         tokio::spawn(async move {
-            while let Some(push) = rx.recv().await {
+            while let Some((n, push)) = rx.recv().await {
+                // How many pushes came before the handshake's reply.
+                let Ok(before_reply) = setup.wait_for(Option::is_some).await.map(|v| v.unwrap())
+                else {
+                    return;
+                };
                 let Some(me) = me.upgrade() else { return };
-                me.on_push(generation, push);
+                me.on_push(generation, push, n < before_reply);
             }
         });
     }
 
-    fn on_push(&self, generation: u64, push: PushInfo) {
+    fn on_push(&self, generation: u64, push: PushInfo, at_setup: bool) {
         match push.kind {
             PushKind::Disconnection => {
                 let current = self
@@ -328,7 +348,7 @@ impl ManagedConnection {
                 }
             }
             PushKind::Other(name) => match Notification::from_push(&name, &push.data) {
-                Ok(Some(n)) => self.on_notification(n),
+                Ok(Some(n)) => self.on_notification(n, at_setup),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(conn = self.id, "dropped a malformed {name} push: {e}");
@@ -345,9 +365,14 @@ impl ManagedConnection {
         }
     }
 
-    fn on_notification(&self, n: Notification) {
-        self.shared
-            .emit(self.id, EventKind::Notification(n.clone()));
+    fn on_notification(&self, n: Notification, at_setup: bool) {
+        self.shared.emit(
+            self.id,
+            EventKind::Notification {
+                notification: n.clone(),
+                at_setup,
+            },
+        );
         let o = &self.shared.options;
         let now = Instant::now();
         match n {

@@ -30,7 +30,14 @@ pub enum EventKind {
         maint: MaintState,
     },
     /// A maintenance notification arrived.
-    Notification(Notification),
+    Notification {
+        /// What arrived.
+        notification: Notification,
+        /// Sent during the connection's set-up, before the reply to `CLIENT
+        /// MAINT_NOTIFICATIONS`: a replay of an open window or of the last
+        /// completion, not a new event.
+        at_setup: bool,
+    },
     /// A push named like a notification could not be parsed; it was dropped.
     MalformedPush {
         /// Push name.
@@ -109,7 +116,16 @@ impl fmt::Display for ClientEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{} ", self.client, self.conn)?;
         match &self.kind {
-            EventKind::Notification(n) => write!(f, "received {n}"),
+            EventKind::Notification {
+                notification,
+                at_setup,
+            } => {
+                write!(f, "received {notification}")?;
+                if *at_setup {
+                    write!(f, " (at set-up)")?;
+                }
+                Ok(())
+            }
             other => write!(f, "{other:?}"),
         }
     }

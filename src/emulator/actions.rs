@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use super::catalogue;
 use super::database::{Announcement, Node, Route};
 use super::shard::wait_caught_up;
-use super::{Database, DatabaseSpec, Emulator};
+use super::{Database, DatabaseSpec, Emulator, TimingOverrides, Timings};
 use crate::fault_injector::{ActionList, ActionStatus, ActionSummary};
 use crate::notification::{EndpointType, Notification};
 
@@ -77,6 +78,9 @@ pub enum Action {
         /// Emulator fault: never send FAILED_OVER (a lost completion).
         #[serde(default)]
         drop_completion: bool,
+        /// Timing of this action.
+        #[serde(flatten)]
+        timing: TimingOverrides,
     },
     /// Move the primary shard to a new process on another node.
     Migrate {
@@ -88,6 +92,9 @@ pub enum Action {
         /// Emulator fault: never send MIGRATED (a lost completion).
         #[serde(default)]
         drop_completion: bool,
+        /// Timing of this action.
+        #[serde(flatten)]
+        timing: TimingOverrides,
     },
     /// Move the endpoint to another node.
     Bind {
@@ -99,12 +106,49 @@ pub enum Action {
         /// Node to move to.
         #[serde(default)]
         target_node: Option<usize>,
-        /// MOVING grace for this action, in seconds.
-        #[serde(default)]
-        grace_s: Option<f64>,
         /// Send each MOVING this many times, as several proxies may (default 1).
         #[serde(default)]
         repeat: Option<u32>,
+        /// Timing of this action (`grace_s` is the MOVING grace).
+        #[serde(flatten)]
+        timing: TimingOverrides,
+    },
+    /// A maintenance described by its effect on a standalone client, as the
+    /// trigger catalogue (`GET /topology-change-standalone`) lists them.
+    TopologyChangeStandalone {
+        /// Database.
+        bdb_id: BdbId,
+        /// `data_movement_no_conn_drop`, `data_movement_conn_drop`, `conn_drop`
+        /// or `dns_resolution_change`.
+        effect: String,
+        /// A trigger of that effect (default: its first).
+        #[serde(default)]
+        trigger: Option<String>,
+        /// Node the data or the endpoint moves from (informational: it moves
+        /// from wherever it is).
+        #[serde(default)]
+        source_node: Option<NodeRef>,
+        /// Node it moves to.
+        #[serde(default)]
+        target_node: Option<NodeRef>,
+        /// Emulator fault: lose the completion of the data movement.
+        #[serde(default)]
+        skip_end_notification: bool,
+        /// Timing of this action.
+        #[serde(flatten)]
+        timing: TimingOverrides,
+    },
+    /// Delays every reply of a database's endpoint (on one node, or on all).
+    NetworkLatency {
+        /// Database.
+        bdb_id: BdbId,
+        /// Added to every write towards clients, in milliseconds.
+        delay_ms: u64,
+        /// How long the latency lasts, in seconds.
+        duration_s: f64,
+        /// Only on this node (default: every node and the public address).
+        #[serde(default)]
+        node: Option<NodeRef>,
     },
     /// Emulator fault: send one push frame, built from JSON, to every opted-in
     /// connection (strings, integers, null and arrays; the first is its name).
@@ -141,11 +185,31 @@ pub enum Action {
     },
 }
 
+/// A node as callers name it: `2`, `"2"` or `"node:2"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeRef(pub usize);
+
+impl<'de> Deserialize<'de> for NodeRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let n = match &v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().trim_start_matches("node:").parse::<u64>().ok(),
+            _ => None,
+        };
+        n.map(|n| NodeRef(n as usize)).ok_or_else(|| {
+            serde::de::Error::custom(format!("a node is a number, \"2\" or \"node:2\"; got {v}"))
+        })
+    }
+}
+
 /// Action types the emulator runs.
 pub const ACTION_TYPES: &[&str] = &[
     "failover",
     "migrate",
     "bind",
+    "topology_change_standalone",
+    "network_latency",
     "sequence_of_actions",
     "send_push",
     "create_database",
@@ -191,6 +255,8 @@ impl Action {
             Action::Failover { .. } => "failover",
             Action::Migrate { .. } => "migrate",
             Action::Bind { .. } => "bind",
+            Action::TopologyChangeStandalone { .. } => "topology_change_standalone",
+            Action::NetworkLatency { .. } => "network_latency",
             Action::SequenceOfActions { .. } => "sequence_of_actions",
             Action::SendPush { .. } => "send_push",
             Action::CreateDatabase { .. } => "create_database",
@@ -204,12 +270,23 @@ impl Action {
             Action::Failover { bdb_id, .. }
             | Action::Migrate { bdb_id, .. }
             | Action::Bind { bdb_id, .. }
+            | Action::TopologyChangeStandalone { bdb_id, .. }
+            | Action::NetworkLatency { bdb_id, .. }
             | Action::SequenceOfActions { bdb_id, .. }
             | Action::SendPush { bdb_id, .. }
             | Action::DeleteDatabase { bdb_id } => Some(bdb_id.0),
-            Action::ExecuteRladminCommand { bdb_id, .. } => bdb_id.map(|b| b.0),
-            Action::CreateDatabase { .. } => None,
+            // `rladmin status` is cluster-wide: any bdb_id, or none, will do.
+            Action::ExecuteRladminCommand { .. } | Action::CreateDatabase { .. } => None,
         }
+    }
+
+    /// True for actions that change where a database lives: two of them never
+    /// run on one database at once.
+    fn exclusive(&self) -> bool {
+        !matches!(
+            self,
+            Action::NetworkLatency { .. } | Action::SendPush { .. }
+        )
     }
 }
 
@@ -298,6 +375,7 @@ pub fn submit(
         })?),
         None => None,
     };
+    let db = db.filter(|_| action.exclusive());
     if let Some(db) = &db {
         if !db.try_begin() {
             return Err(ActionError::Conflict(format!(
@@ -362,24 +440,66 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
         Action::Failover {
             bdb_id,
             drop_completion,
+            timing,
         } => {
             let d = db(bdb_id)?;
-            failover(emu, &d, *drop_completion).await
+            let t = timings(&d, timing)?;
+            failover(&d, &t, *drop_completion).await
         }
         Action::Migrate {
             bdb_id,
             target_node,
             drop_completion,
+            timing,
         } => {
             let d = db(bdb_id)?;
-            migrate(emu, &d, *target_node, *drop_completion).await
+            let t = timings(&d, timing)?;
+            migrate(emu, &d, &t, *target_node, *drop_completion)
+                .await
+                .map(|(out, _)| out)
+        }
+        Action::TopologyChangeStandalone {
+            bdb_id,
+            effect,
+            trigger,
+            target_node,
+            skip_end_notification,
+            timing,
+            ..
+        } => {
+            let d = db(bdb_id)?;
+            let t = timings(&d, timing)?;
+            let trigger = catalogue::resolve(effect, trigger.as_deref())?;
+            let target = target_node.map(|n| n.0);
+            topology_change(emu, &d, &t, trigger, target, *skip_end_notification).await
+        }
+        Action::NetworkLatency {
+            bdb_id,
+            delay_ms,
+            duration_s,
+            node,
+        } => {
+            let d = db(bdb_id)?;
+            if !(0.0..=3600.0).contains(duration_s) || *delay_ms > 600_000 {
+                return Err(ActionError::Invalid(format!(
+                    "duration_s must be between 0 and 3600 and delay_ms at most 600000; got {duration_s} s and {delay_ms} ms"
+                )));
+            }
+            let node = node.map(|n| check_node(emu, n.0)).transpose()?;
+            let until = Instant::now() + Duration::from_secs_f64(*duration_s);
+            d.shared
+                .add_latency(node, Duration::from_millis(*delay_ms), until);
+            tokio::time::sleep_until(until).await;
+            Ok(
+                json!({ "delay_ms": delay_ms, "duration_s": duration_s, "node": node.map(|n| n.index) }),
+            )
         }
         Action::Bind {
             bdb_id,
             endpoint_type,
             target_node,
-            grace_s,
             repeat,
+            timing,
         } => {
             let repeat = match repeat.unwrap_or(1) {
                 r @ 1..=10 => r,
@@ -394,17 +514,9 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
                 .map(EndpointType::parse)
                 .transpose()
                 .map_err(ActionError::Invalid)?;
-            let grace = match grace_s {
-                Some(g) if (0.0..=3600.0).contains(g) => Some(Duration::from_secs_f64(*g)),
-                Some(g) => {
-                    return Err(ActionError::Invalid(format!(
-                        "grace_s must be between 0 and 3600, got {g}"
-                    )))
-                }
-                None => None,
-            };
             let d = db(bdb_id)?;
-            bind(emu, &d, forced, *target_node, grace, repeat).await
+            let t = timings(&d, timing)?;
+            bind(emu, &d, &t, forced, *target_node, repeat).await
         }
         Action::SequenceOfActions { bdb_id, actions } => {
             let mut outputs = Vec::new();
@@ -503,12 +615,12 @@ async fn rladmin_status(emu: &Emulator) -> String {
 
 /// Holds traffic of `db`, waits for in-flight replies, runs `switch`, then points
 /// the proxies at what it returns.
-async fn switch_over<F, Fut>(emu: &Emulator, db: &Database, switch: F) -> Result<(), ActionError>
+async fn switch_over<F, Fut>(t: &Timings, db: &Database, switch: F) -> Result<(), ActionError>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<std::net::SocketAddr, ActionError>>,
 {
-    let timeout = emu.config.timings.drain_timeout;
+    let timeout = t.drain_timeout;
     let asked = Instant::now();
     let mut gate = tokio::time::timeout(timeout, db.shared.route.clone().write_owned())
         .await
@@ -541,21 +653,31 @@ fn finish(db: &Database, seq: i64, completion: Notification, drop_completion: bo
     }
 }
 
-fn window_deadline(emu: &Emulator) -> Instant {
-    Instant::now() + emu.config.timings.notice_lead + emu.config.timings.window_estimate
+/// The database's timings with an action's overrides applied.
+fn timings(db: &Database, o: &TimingOverrides) -> Result<Timings, ActionError> {
+    o.validate().map_err(ActionError::Invalid)?;
+    Ok(db.timings.with(o))
 }
 
-fn window_secs(emu: &Emulator) -> u64 {
-    (emu.config.timings.notice_lead + emu.config.timings.window_estimate)
-        .as_secs_f64()
-        .ceil() as u64
+fn check_node(emu: &Emulator, n: usize) -> Result<Node, ActionError> {
+    let count = emu.config.nodes;
+    if n == 0 || n > count {
+        return Err(ActionError::Invalid(format!(
+            "node {n} does not exist; nodes are 1..={count}"
+        )));
+    }
+    Ok(Node { index: n })
 }
 
-async fn failover(
-    emu: &Emulator,
-    db: &Database,
-    drop_completion: bool,
-) -> Result<Value, ActionError> {
+fn window_deadline(t: &Timings) -> Instant {
+    Instant::now() + t.notice_lead + t.window_estimate
+}
+
+fn window_secs(t: &Timings) -> u64 {
+    (t.notice_lead + t.window_estimate).as_secs_f64().ceil() as u64
+}
+
+async fn failover(db: &Database, t: &Timings, drop_completion: bool) -> Result<Value, ActionError> {
     let mut shards = db.shards.lock().await;
     if shards.replica.is_none() {
         return Err(ActionError::Invalid(format!(
@@ -570,19 +692,19 @@ async fn failover(
         Announcement::Start {
             notification: Notification::FailingOver {
                 seq,
-                time_s: Some(window_secs(emu)),
+                time_s: Some(window_secs(t)),
                 shards: ids.clone(),
             },
-            deadline: window_deadline(emu),
+            deadline: window_deadline(t),
         },
         None,
     );
-    tokio::time::sleep(emu.config.timings.notice_lead).await;
+    tokio::time::sleep(t.notice_lead).await;
     let result = {
         let sh = &mut *shards;
         let (primary, replica) = (sh.primary.as_ref().unwrap(), sh.replica.as_ref().unwrap());
-        switch_over(emu, db, || async {
-            wait_caught_up(primary, replica, emu.config.timings.sync_timeout)
+        switch_over(t, db, || async {
+            wait_caught_up(primary, replica, t.sync_timeout)
                 .await
                 .map_err(failed)?;
             replica.replicate(None).await.map_err(failed)?;
@@ -612,12 +734,14 @@ async fn failover(
     Ok(json!({ "seq": seq, "primary_shard": p.id, "primary": p.addr.to_string() }))
 }
 
+/// Moves the primary shard; returns the output and the node it moved to.
 async fn migrate(
     emu: &Emulator,
     db: &Database,
+    t: &Timings,
     target: Option<usize>,
     drop_completion: bool,
-) -> Result<Value, ActionError> {
+) -> Result<(Value, Node), ActionError> {
     let mut shards = db.shards.lock().await;
     let (old_id, old_node, old_addr) = {
         let p = shards
@@ -654,10 +778,10 @@ async fn migrate(
         Announcement::Start {
             notification: Notification::Migrating {
                 seq,
-                time_s: Some(window_secs(emu)),
+                time_s: Some(window_secs(t)),
                 shards: ids.clone(),
             },
-            deadline: window_deadline(emu),
+            deadline: window_deadline(t),
         },
         None,
     );
@@ -666,16 +790,16 @@ async fn migrate(
             .start_shard(target, Some(old_addr), db.password.clone())
             .await
             .map_err(failed)?;
-        if let Err(e) = new.wait_link_up(emu.config.timings.sync_timeout).await {
+        if let Err(e) = new.wait_link_up(t.sync_timeout).await {
             new.stop().await;
             return Err(failed(e));
         }
-        tokio::time::sleep_until(started + emu.config.timings.notice_lead).await;
+        tokio::time::sleep_until(started + t.notice_lead).await;
         let new_addr = new.addr;
         let switched = {
             let old = shards.primary.as_ref().unwrap();
-            switch_over(emu, db, || async {
-                wait_caught_up(old, &new, emu.config.timings.sync_timeout)
+            switch_over(t, db, || async {
+                wait_caught_up(old, &new, t.sync_timeout)
                     .await
                     .map_err(failed)?;
                 new.replicate(None).await.map_err(failed)?;
@@ -706,15 +830,47 @@ async fn migrate(
     );
     result?;
     let p = shards.primary.as_ref().unwrap();
-    Ok(json!({ "seq": seq, "primary_shard": p.id, "node": p.node, "primary": p.addr.to_string() }))
+    Ok((
+        json!({ "seq": seq, "primary_shard": p.id, "node": p.node, "primary": p.addr.to_string() }),
+        Node { index: p.node },
+    ))
+}
+
+/// Runs one trigger of the catalogue.
+async fn topology_change(
+    emu: &Emulator,
+    db: &Database,
+    t: &Timings,
+    trigger: &catalogue::Trigger,
+    target: Option<usize>,
+    skip_end: bool,
+) -> Result<Value, ActionError> {
+    use catalogue::Steps;
+    if let Some(n) = target {
+        check_node(emu, n)?;
+    }
+    let out = match trigger.steps {
+        Steps::Migrate => migrate(emu, db, t, target, skip_end).await?.0,
+        Steps::Failover => failover(db, t, skip_end).await?,
+        Steps::Bind => bind(emu, db, t, None, target, 1).await?,
+        Steps::MigrateThenBind => {
+            let (migrated, node) = migrate(emu, db, t, target, skip_end).await?;
+            // The endpoint follows the data to its node (or, when it is there
+            // already, to the next one).
+            let to = (node != db.shared.active_node()).then_some(node.index);
+            let bound = bind(emu, db, t, None, to, 1).await?;
+            json!({ "migrate": migrated, "bind": bound })
+        }
+    };
+    Ok(json!({ "effect": trigger.effect, "trigger": trigger.name, "result": out }))
 }
 
 async fn bind(
     emu: &Emulator,
     db: &Database,
+    t: &Timings,
     forced: Option<EndpointType>,
     target: Option<usize>,
-    grace: Option<Duration>,
     repeat: u32,
 ) -> Result<Value, ActionError> {
     let nodes = emu.nodes();
@@ -740,7 +896,7 @@ async fn bind(
         None => nodes[from.index % nodes.len()],
     };
     db.listen_on(to).await.map_err(failed)?;
-    let grace = grace.unwrap_or(db.grace);
+    let grace = t.moving_grace;
     let seq = db.shared.take_seq();
     let deadline = Instant::now() + grace;
     db.shared.set_active_node(to);

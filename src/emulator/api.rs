@@ -1,11 +1,12 @@
 //! The fault injector HTTP API, served by the emulator. Handlers only translate
 //! HTTP into calls on [`Emulator`] and [`ActionStore`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::actions::{self, Action, ActionError, ActionStore};
+use super::catalogue;
 use super::Emulator;
 use crate::fault_injector::ApiError;
 
@@ -49,10 +51,12 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/action", post(post_action).get(list_actions))
         .route("/action/{id}", get(get_action))
+        .route("/topology-change-standalone", get(standalone_triggers))
+        .route("/slot-migrate", get(slot_migrate_triggers).post(slot_migrate))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such route; the API has POST /action, GET /action, GET /action/{id}, GET /health",
+                "no such route; the API has POST /action, GET /action, GET /action/{id}, GET /health, GET /topology-change-standalone?effect=E, GET /slot-migrate?effect=E",
             )
         })
         .with_state(state)
@@ -109,4 +113,46 @@ async fn get_action(State(s): State<AppState>, Path(id): Path<String>) -> Respon
 
 async fn list_actions(State(s): State<AppState>) -> Response {
     Json(s.actions.list()).into_response()
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn effect_param(q: &HashMap<String, String>) -> Result<&str, Response> {
+    q.get("effect").map(String::as_str).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "missing query parameter effect; one of {}",
+                catalogue::effects().join(", ")
+            ),
+        )
+    })
+}
+
+async fn standalone_triggers(State(s): State<AppState>, Query(q): Params) -> Response {
+    let effect = match effect_param(&q) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match catalogue::standalone(&s.emulator, effect) {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn slot_migrate_triggers(State(s): State<AppState>, Query(q): Params) -> Response {
+    match q.get("effect") {
+        Some(effect) => Json(catalogue::slot_migrate(&s.emulator, effect)).into_response(),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "missing query parameter effect (slot-shuffle, add, remove or remove-add)",
+        ),
+    }
+}
+
+async fn slot_migrate() -> Response {
+    error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "OSS Cluster API databases are not emulated, so there is no slot to migrate; use POST /action with topology_change_standalone on a standalone database",
+    )
 }

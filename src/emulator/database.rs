@@ -115,6 +115,16 @@ impl Announcement {
         })
     }
 
+    fn is_moving(&self) -> bool {
+        match self {
+            Announcement::Moving { .. } => true,
+            Announcement::Start { notification, .. } => {
+                matches!(notification, Notification::Moving { .. })
+            }
+            _ => false,
+        }
+    }
+
     fn seq(&self) -> Option<i64> {
         match self {
             Announcement::Moving { seq, .. } => Some(*seq),
@@ -160,6 +170,17 @@ pub struct DbShared {
     next_seq: Mutex<i64>,
     conns: Mutex<HashMap<u64, Registered>>,
     windows: Mutex<Vec<Window>>,
+    last_completion: Mutex<Option<Arc<Announcement>>>,
+    latency: Mutex<Vec<Latency>>,
+    /// Send the last completion to connections that opt in later.
+    pub replay_completion: bool,
+}
+
+/// Latency injected on the replies of one node (or of every node).
+struct Latency {
+    node: Option<Node>,
+    delay: std::time::Duration,
+    until: Instant,
 }
 
 impl DbShared {
@@ -175,7 +196,30 @@ impl DbShared {
             next_seq: Mutex::new(1),
             conns: Mutex::new(HashMap::new()),
             windows: Mutex::new(Vec::new()),
+            last_completion: Mutex::new(None),
+            latency: Mutex::new(Vec::new()),
+            replay_completion: true,
         }
+    }
+
+    /// Delays what the proxies on `node` (every node when `None`) write to
+    /// clients by `delay`, until `until`.
+    pub fn add_latency(&self, node: Option<Node>, delay: std::time::Duration, until: Instant) {
+        self.latency
+            .lock()
+            .unwrap()
+            .push(Latency { node, delay, until });
+    }
+
+    /// The delay injected on `node` now, if any (the largest one in force).
+    pub fn latency(&self, node: Node) -> Option<std::time::Duration> {
+        let now = Instant::now();
+        let mut l = self.latency.lock().unwrap();
+        l.retain(|l| l.until > now);
+        l.iter()
+            .filter(|l| l.node.is_none_or(|n| n == node))
+            .map(|l| l.delay)
+            .max()
     }
 
     /// The node that holds the endpoint now (where the public address routes).
@@ -267,21 +311,34 @@ impl DbShared {
     /// Closes the window of `seq` and sends its completion to every connection.
     pub fn complete(&self, seq: i64, completion: Notification) {
         self.close_window(seq);
-        self.announce(Announcement::Done(completion), None);
+        let done = Announcement::Done(completion);
+        *self.last_completion.lock().unwrap() = Some(Arc::new(done.clone()));
+        self.announce(done, None);
     }
 
-    /// Start announcements still open for a connection on `node`.
-    pub fn open_windows(&self, node: Node, now: Instant) -> Vec<Arc<Announcement>> {
+    /// What a connection on `node` is sent when it opts in: the last completion
+    /// (when replay is on), then every start announcement still open for it. A
+    /// connection made through the public address during a MOVING window gets
+    /// that MOVING too: it resolved the name that is moving.
+    pub fn on_opt_in(&self, node: Node, public: bool, now: Instant) -> Vec<Arc<Announcement>> {
+        let mut out = Vec::new();
+        if self.replay_completion {
+            out.extend(self.last_completion.lock().unwrap().clone());
+        }
         let mut windows = self.windows.lock().unwrap();
         windows.retain(|w| match &*w.announcement {
             Announcement::Moving { deadline, .. } => *deadline > now,
             _ => true,
         });
-        windows
-            .iter()
-            .filter(|w| w.node.is_none_or(|n| n == node))
-            .map(|w| w.announcement.clone())
-            .collect()
+        out.extend(
+            windows
+                .iter()
+                .filter(|w| {
+                    w.node.is_none_or(|n| n == node) || (public && w.announcement.is_moving())
+                })
+                .map(|w| w.announcement.clone()),
+        );
+        out
     }
 
     /// Closes every connection served on `node`.

@@ -13,6 +13,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod catalogue;
 pub mod database;
 pub mod proxy;
 pub mod shard;
@@ -61,6 +62,17 @@ impl Default for Timings {
 }
 
 impl Timings {
+    /// These timings with `o` applied on top.
+    pub fn with(&self, o: &TimingOverrides) -> Timings {
+        let secs = |v: Option<f64>, d: Duration| v.map(Duration::from_secs_f64).unwrap_or(d);
+        Timings {
+            moving_grace: secs(o.grace_s, self.moving_grace),
+            notice_lead: secs(o.lead_s, self.notice_lead),
+            window_estimate: secs(o.window_s, self.window_estimate),
+            ..self.clone()
+        }
+    }
+
     /// Short timings for fast acceptance scenarios.
     pub fn fast(grace: Duration) -> Self {
         Timings {
@@ -73,6 +85,42 @@ impl Timings {
     }
 }
 
+/// Timing a database or a single action may set, in seconds, over the
+/// emulator's [`Timings`]: an action's value wins over its database's, which wins
+/// over the emulator's.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq)]
+pub struct TimingOverrides {
+    /// MOVING grace (time_s of MOVING; the old endpoint closes after it).
+    #[serde(default)]
+    pub grace_s: Option<f64>,
+    /// How long a start notification precedes the disruption.
+    #[serde(default)]
+    pub lead_s: Option<f64>,
+    /// How long a MIGRATING / FAILING_OVER window announces beyond the lead.
+    #[serde(default)]
+    pub window_s: Option<f64>,
+}
+
+impl TimingOverrides {
+    /// Checks that every value is a number of seconds between 0 and 3600.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("grace_s", self.grace_s),
+            ("lead_s", self.lead_s),
+            ("window_s", self.window_s),
+        ] {
+            if let Some(v) = v {
+                if !(0.0..=3600.0).contains(&v) {
+                    return Err(format!(
+                        "{name} must be a number of seconds between 0 and 3600, got {v}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How the emulator is built.
 #[derive(Clone, Debug)]
 pub struct EmulatorConfig {
@@ -80,6 +128,9 @@ pub struct EmulatorConfig {
     pub nodes: usize,
     /// Timings.
     pub timings: Timings,
+    /// Retain the last completion (MIGRATED / FAILED_OVER) of each database and
+    /// send it to every connection that opts in later, as real servers do.
+    pub replay_completion: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -87,6 +138,7 @@ impl Default for EmulatorConfig {
         EmulatorConfig {
             nodes: 3,
             timings: Timings::default(),
+            replay_completion: true,
         }
     }
 }
@@ -116,9 +168,13 @@ pub struct DatabaseSpec {
     /// Password of the default user.
     #[serde(default)]
     pub password: Option<String>,
-    /// MOVING grace for this database, in seconds.
+    /// Timing of this database's maintenance (`grace_s`, `lead_s`, `window_s`).
+    #[serde(flatten)]
+    pub timing: TimingOverrides,
+    /// Replay the last completion to connections that opt in later (default:
+    /// the emulator's setting).
     #[serde(default)]
-    pub grace_s: Option<f64>,
+    pub replay_completion: Option<bool>,
 }
 
 /// The shards of a database.
@@ -134,8 +190,8 @@ pub struct Shards {
 pub struct Database {
     /// What the proxies share.
     pub shared: Arc<DbShared>,
-    /// MOVING grace.
-    pub grace: Duration,
+    /// Timing of this database's maintenance.
+    pub timings: Timings,
     /// Password of the default user.
     pub password: Option<String>,
     /// The shard processes.
@@ -320,13 +376,7 @@ impl Emulator {
                 "a standalone database has exactly one primary shard; set shards_count to 1".into(),
             ));
         }
-        if let Some(g) = spec.grace_s {
-            if !(0.0..=3600.0).contains(&g) {
-                return Err(Invalid(format!(
-                    "grace_s must be between 0 and 3600, got {g}"
-                )));
-            }
-        }
+        spec.timing.validate().map_err(Invalid)?;
         let id = self.next_db.fetch_add(1, Ordering::SeqCst);
         let name = spec.name.clone().unwrap_or_else(|| format!("db{id}"));
         if self.databases().iter().any(|d| d.shared.name == name) {
@@ -376,13 +426,14 @@ impl Emulator {
             Some(p) => p,
             None => self.free_database_port().map_err(failed)?,
         };
-        let shared = Arc::new(DbShared::new(id, name, port, primary.addr, first));
+        let mut shared = DbShared::new(id, name, port, primary.addr, first);
+        shared.replay_completion = spec
+            .replay_completion
+            .unwrap_or(self.config.replay_completion);
+        let shared = Arc::new(shared);
         let db = Arc::new(Database {
             shared: shared.clone(),
-            grace: spec
-                .grace_s
-                .map(Duration::from_secs_f64)
-                .unwrap_or(self.config.timings.moving_grace),
+            timings: self.config.timings.with(&spec.timing),
             password: spec.password.clone(),
             shards: tokio::sync::Mutex::new(Shards {
                 primary: Some(primary),

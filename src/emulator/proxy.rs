@@ -44,7 +44,7 @@ pub async fn listen_node(
     for l in listeners {
         let (db, cancel) = (db.clone(), cancel.clone());
         tokio::spawn(async move {
-            accept_loop(l, cancel, move || node, db).await;
+            accept_loop(l, cancel, move || node, false, db).await;
         });
     }
     Ok(())
@@ -61,7 +61,7 @@ pub async fn listen_public(db: Arc<DbShared>, cancel: CancellationToken) -> Resu
         let db = db.clone();
         move || db.active_node()
     };
-    tokio::spawn(accept_loop(l, cancel, picker, db));
+    tokio::spawn(accept_loop(l, cancel, picker, true, db));
     Ok(addr)
 }
 
@@ -69,6 +69,7 @@ async fn accept_loop(
     l: TcpListener,
     cancel: CancellationToken,
     node: impl Fn() -> Node + Send + 'static,
+    public: bool,
     db: Arc<DbShared>,
 ) {
     loop {
@@ -78,7 +79,7 @@ async fn accept_loop(
                 Ok((stream, _)) => {
                     let (db, cancel, node) = (db.clone(), cancel.clone(), node());
                     tokio::spawn(async move {
-                        if let Err(e) = serve(db, node, stream, cancel).await {
+                        if let Err(e) = serve(db, node, public, stream, cancel).await {
                             tracing::debug!("proxy connection ended: {e:#}");
                         }
                     });
@@ -154,6 +155,8 @@ struct Session {
 struct Conn {
     db: Arc<DbShared>,
     node: Node,
+    /// Accepted on the database's public address.
+    public: bool,
     local_external: bool,
     proto: u8,
     maint: Option<EndpointType>,
@@ -170,6 +173,7 @@ struct Conn {
 async fn serve(
     db: Arc<DbShared>,
     node: Node,
+    public: bool,
     stream: TcpStream,
     cancel: CancellationToken,
 ) -> Result<()> {
@@ -183,6 +187,7 @@ async fn serve(
     let mut conn = Conn {
         db: db.clone(),
         node,
+        public,
         local_external,
         proto: 2,
         maint: None,
@@ -206,6 +211,9 @@ async fn serve(
             }
             conn.flush_locals();
             if !conn.out.is_empty() {
+                if let Some(delay) = db.latency(node) {
+                    tokio::time::sleep(delay).await;
+                }
                 cw.write_all(&conn.out).await?;
                 conn.out.clear();
             }
@@ -395,7 +403,7 @@ impl Conn {
             Ok(()) => {
                 if self.maint.is_some() {
                     let now = Instant::now();
-                    for a in self.db.open_windows(self.node, now) {
+                    for a in self.db.on_opt_in(self.node, self.public, now) {
                         self.push(&a, now);
                     }
                 }

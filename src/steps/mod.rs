@@ -195,6 +195,7 @@ impl MaintWorld {
                 let emulator = Emulator::new(EmulatorConfig {
                     nodes: 3,
                     timings: Timings::fast(EMULATOR_GRACE),
+                    ..EmulatorConfig::default()
                 })?;
                 let cancel = CancellationToken::new();
                 let addr = api::serve(emulator.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())

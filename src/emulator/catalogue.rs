@@ -1,0 +1,157 @@
+//! The trigger catalogue: which emulator maintenance produces each effect a
+//! standalone client can observe (`GET /topology-change-standalone`), and the
+//! database each trigger needs.
+
+use serde_json::{json, Value};
+
+use super::actions::ActionError;
+use super::Emulator;
+
+/// What a trigger runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steps {
+    /// MIGRATING, the shard moves to another node, MIGRATED.
+    Migrate,
+    /// FAILING_OVER, the replica is promoted, FAILED_OVER.
+    Failover,
+    /// MOVING; the endpoint moves; the old one closes after the grace.
+    Bind,
+    /// A migration, then the endpoint follows the data (MOVING).
+    MigrateThenBind,
+}
+
+/// One trigger of one effect.
+#[derive(Debug)]
+pub struct Trigger {
+    /// The effect it produces.
+    pub effect: &'static str,
+    /// Its name.
+    pub name: &'static str,
+    /// What it does, in a sentence.
+    pub description: &'static str,
+    /// What it runs.
+    pub steps: Steps,
+}
+
+/// Every effect, with its triggers; the first trigger is the default.
+pub const TRIGGERS: &[Trigger] = &[
+    Trigger {
+        effect: "data_movement_no_conn_drop",
+        name: "shard_migrate",
+        description: "MIGRATING, the primary shard is copied to a new redis-server on another node and traffic switches to it, MIGRATED; connections stay open",
+        steps: Steps::Migrate,
+    },
+    Trigger {
+        effect: "data_movement_no_conn_drop",
+        name: "shard_failover",
+        description: "FAILING_OVER, the replica is promoted once it has caught up, FAILED_OVER; connections stay open",
+        steps: Steps::Failover,
+    },
+    Trigger {
+        effect: "data_movement_conn_drop",
+        name: "shard_migrate_endpoint_follows",
+        description: "MIGRATING, the primary shard moves to another node, MIGRATED, then the endpoint moves to that node: MOVING, and connections left on the old endpoint are closed after the grace",
+        steps: Steps::MigrateThenBind,
+    },
+    Trigger {
+        effect: "conn_drop",
+        name: "endpoint_rebind",
+        description: "the endpoint moves to another node: MOVING, and connections left on the old endpoint are closed after the grace",
+        steps: Steps::Bind,
+    },
+    Trigger {
+        effect: "dns_resolution_change",
+        name: "endpoint_address_change",
+        description: "the database's public address now routes to another node: MOVING in the form each connection asked for; the old node closes its connections after the grace",
+        steps: Steps::Bind,
+    },
+];
+
+/// The effects, in catalogue order.
+pub fn effects() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for t in TRIGGERS {
+        if !out.contains(&t.effect) {
+            out.push(t.effect);
+        }
+    }
+    out
+}
+
+/// The trigger `name` of `effect` (its first one when `name` is `None`).
+pub fn resolve(effect: &str, name: Option<&str>) -> Result<&'static Trigger, ActionError> {
+    let of_effect: Vec<&Trigger> = TRIGGERS.iter().filter(|t| t.effect == effect).collect();
+    if of_effect.is_empty() {
+        return Err(ActionError::Invalid(format!(
+            "unknown effect {effect:?}; the emulator produces {}",
+            effects().join(", ")
+        )));
+    }
+    match name {
+        None => Ok(of_effect[0]),
+        Some(n) => of_effect
+            .iter()
+            .copied()
+            .find(|t| t.name == n)
+            .ok_or_else(|| {
+                ActionError::Invalid(format!(
+                    "effect {effect} has no trigger {n:?}; its triggers are {}",
+                    of_effect
+                        .iter()
+                        .map(|t| t.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }),
+    }
+}
+
+/// The body of `GET /topology-change-standalone?effect=E`.
+pub fn standalone(emu: &Emulator, effect: &str) -> Result<Value, ActionError> {
+    resolve(effect, None)?;
+    let triggers: Vec<Value> = TRIGGERS
+        .iter()
+        .filter(|t| t.effect == effect)
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "description": t.description,
+                "requirements": [{
+                    "dbconfig": {
+                        // Callers keep the part before the last two dashes as
+                        // the name of the database they create.
+                        "name": format!("maint-e2e-{}-db-1", t.name.replace('_', "")),
+                        "shards_count": 1,
+                        "replication": true,
+                        "oss_cluster": false,
+                        "tls": false,
+                    },
+                    "description": "a standalone database with one primary shard and a replica on another node",
+                }],
+            })
+        })
+        .collect();
+    Ok(json!({ "effect": effect, "cluster": cluster(emu), "triggers": triggers }))
+}
+
+/// The body of `GET /slot-migrate?effect=E`: OSS Cluster databases are not
+/// emulated, so no trigger is offered.
+pub fn slot_migrate(emu: &Emulator, effect: &str) -> Value {
+    json!({
+        "effect": effect,
+        "cluster": cluster(emu),
+        "triggers": [],
+        "note": "OSS Cluster API databases are not emulated; no slot-migration trigger is available",
+    })
+}
+
+fn cluster(emu: &Emulator) -> Value {
+    json!({
+        "index": 0,
+        "nodes": emu
+            .nodes()
+            .iter()
+            .map(|n| json!({ "host": n.internal_ip().to_string(), "port": 0, "id": n.index }))
+            .collect::<Vec<_>>(),
+    })
+}
