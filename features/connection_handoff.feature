@@ -65,6 +65,18 @@ Feature: Connection handoff
     And every acknowledged write is readable
     And the timeouts of "app" are back to their configured values
 
+  @emulator
+  Scenario: CH6 a handoff target that never answers: retried, given up, and the client keeps serving
+    Given a client "app" with maintenance notifications enabled and these settings:
+      | handoff timeout     | 300 ms |
+      | max handoff retries | 2      |
+    And steady traffic from "app"
+    When the emulator sends MOVING to an address that accepts connections but never answers
+    Then "app" gives up the handoff after 3 attempts
+    And "app" can still write and read
+    And the traffic saw no errors
+    And every acknowledged write is readable
+
   Scenario: CH8 an idle connection moves as soon as MOVING arrives, not at its next command
     Given a client "app" with 2 connections and maintenance notifications enabled
     When the database endpoint is rebound to another node

@@ -35,6 +35,23 @@ enum WindowKey {
     Handoff(i64),
 }
 
+/// Where a connection's relaxation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relaxation {
+    /// Not relaxed: the configured timeout applies.
+    Off,
+    /// Windows are open; the last of their backstops.
+    Windows {
+        /// When the last window closes at the latest.
+        backstop: Instant,
+    },
+    /// Every window closed; only the tail is left.
+    Tail {
+        /// When it ends.
+        until: Instant,
+    },
+}
+
 #[derive(Default)]
 struct Relax {
     /// Open windows and their backstops.
@@ -98,6 +115,21 @@ impl ManagedConnection {
             .unwrap()
             .as_ref()
             .map(|a| a.maint.clone())
+    }
+
+    /// Where its relaxation stands now.
+    pub fn relaxation(&self) -> Relaxation {
+        let now = Instant::now();
+        let mut r = self.relax.lock().unwrap();
+        if !r.active(now) {
+            return Relaxation::Off;
+        }
+        match r.windows.values().max() {
+            Some(b) => Relaxation::Windows { backstop: *b },
+            None => Relaxation::Tail {
+                until: r.tail_until.unwrap_or(now),
+            },
+        }
     }
 
     /// True while a window (or the tail after one) is open.

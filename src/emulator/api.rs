@@ -117,22 +117,15 @@ async fn list_actions(State(s): State<AppState>) -> Response {
 
 type Params = Query<HashMap<String, String>>;
 
-fn effect_param(q: &HashMap<String, String>) -> Result<&str, Response> {
-    q.get("effect").map(String::as_str).ok_or_else(|| {
-        error(
+async fn standalone_triggers(State(s): State<AppState>, Query(q): Params) -> Response {
+    let Some(effect) = q.get("effect") else {
+        return error(
             StatusCode::BAD_REQUEST,
             format!(
                 "missing query parameter effect; one of {}",
                 catalogue::effects().join(", ")
             ),
-        )
-    })
-}
-
-async fn standalone_triggers(State(s): State<AppState>, Query(q): Params) -> Response {
-    let effect = match effect_param(&q) {
-        Ok(e) => e,
-        Err(r) => return r,
+        );
     };
     match catalogue::standalone(&s.emulator, effect) {
         Ok(body) => Json(body).into_response(),

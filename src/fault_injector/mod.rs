@@ -134,6 +134,11 @@ impl FaultInjectorClient {
 
     /// `POST /action`; returns the action id.
     pub async fn trigger(&self, action_type: &str, parameters: Value) -> Result<String> {
+        Ok(self.submit(action_type, parameters).await?.action_id)
+    }
+
+    /// `POST /action`; returns the whole answer.
+    pub async fn submit(&self, action_type: &str, parameters: Value) -> Result<ActionAccepted> {
         let req = ActionRequest {
             action_type: action_type.to_string(),
             parameters,
@@ -150,9 +155,8 @@ impl FaultInjectorClient {
         if !status.is_success() {
             bail!("fault injector refused {action_type}: {status} {body}");
         }
-        let accepted: ActionAccepted = serde_json::from_str(&body)
-            .with_context(|| format!("fault injector answered {action_type} with {body}"))?;
-        Ok(accepted.action_id)
+        serde_json::from_str(&body)
+            .with_context(|| format!("fault injector answered {action_type} with {body}"))
     }
 
     /// `GET /action/{id}`.

@@ -1,11 +1,53 @@
 //! Clients under test: `Given a client "app" with ...`.
 
 use anyhow::anyhow;
+use cucumber::gherkin::Step;
 use cucumber::given;
 
-use super::params::{EndpointTypeParam, ModeParam};
+use super::params::{parse_duration, EndpointSettingParam, ModeParam};
 use super::{MaintWorld, StepResult};
-use crate::client::{ClientOptions, EndpointTypeSetting, Protocol};
+use crate::client::{ClientOptions, Protocol};
+
+/// Applies a `| setting | value |` table to client options.
+pub fn apply_settings(step: &Step, o: &mut ClientOptions) -> anyhow::Result<()> {
+    let table = step.table.as_ref().ok_or_else(|| {
+        anyhow!("this step needs a table of | setting | value |, such as | relaxed timeout | 3 s |")
+    })?;
+    for row in &table.rows {
+        let [name, value] = row.as_slice() else {
+            return Err(anyhow!(
+                "each row needs two cells, | setting | value |; got {row:?}"
+            ));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        let duration = || -> anyhow::Result<std::time::Duration> {
+            parse_duration(value)
+                .map_err(|e| anyhow!("{name}: {e}"))?
+                .ok_or_else(|| anyhow!("{name} cannot be unbounded"))
+        };
+        match name {
+            "response timeout" => {
+                o.response_timeout = parse_duration(value).map_err(|e| anyhow!("{name}: {e}"))?
+            }
+            "relaxed timeout" => o.relaxed_timeout = duration()?,
+            "relaxed window max" => o.relaxed_window_max = Some(duration()?),
+            "post-handoff tail" => o.post_handoff_relaxed = Some(duration()?),
+            "handoff timeout" => o.handoff_timeout = duration()?,
+            "connect timeout" => o.connect_timeout = duration()?,
+            "max handoff retries" => {
+                o.max_handoff_retries = value
+                    .parse()
+                    .map_err(|_| anyhow!("{name}: {value:?} is not a whole number"))?
+            }
+            other => {
+                return Err(anyhow!(
+                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout and max handoff retries"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
 
 impl MaintWorld {
     /// Creates a client named `name` with the suite's options changed by `tweak`.
@@ -55,21 +97,75 @@ async fn given_client_pool(
     Ok(())
 }
 
-/// A fixed MOVING endpoint type.
+/// A MOVING endpoint type, or `auto`.
 #[given(
-    expr = "a client {string} with maintenance notifications {mode} and endpoint type {endpoint_type}"
+    expr = "a client {string} with maintenance notifications {mode} and endpoint type {endpoint_setting}"
 )]
 async fn given_client_endpoint_type(
     w: &mut MaintWorld,
     name: String,
     mode: ModeParam,
-    ty: EndpointTypeParam,
+    ty: EndpointSettingParam,
 ) -> StepResult {
     w.create_client(&name, |o| {
         o.mode = mode.0;
-        o.endpoint_type = EndpointTypeSetting::Fixed(ty.0);
+        o.endpoint_type = ty.0;
     })
     .await?;
+    Ok(())
+}
+
+/// Several connections and a MOVING endpoint type, or `auto`.
+#[given(
+    expr = "a client {string} with {int} connections and maintenance notifications {mode} and endpoint type {endpoint_setting}"
+)]
+async fn given_client_pool_endpoint_type(
+    w: &mut MaintWorld,
+    name: String,
+    n: usize,
+    mode: ModeParam,
+    ty: EndpointSettingParam,
+) -> StepResult {
+    w.create_client(&name, |o| {
+        o.mode = mode.0;
+        o.pool_size = n;
+        o.endpoint_type = ty.0;
+    })
+    .await?;
+    Ok(())
+}
+
+/// Settings from a table: `| relaxed timeout | 3 s |`.
+#[given(expr = "a client {string} with maintenance notifications {mode} and these settings:")]
+async fn given_client_settings(
+    w: &mut MaintWorld,
+    step: &Step,
+    name: String,
+    mode: ModeParam,
+) -> StepResult {
+    let mut o = w.suite_options();
+    o.mode = mode.0;
+    apply_settings(step, &mut o)?;
+    w.create_client(&name, |opts| *opts = o).await?;
+    Ok(())
+}
+
+/// Several connections, settings from a table.
+#[given(
+    expr = "a client {string} with {int} connections and maintenance notifications {mode} and these settings:"
+)]
+async fn given_client_pool_settings(
+    w: &mut MaintWorld,
+    step: &Step,
+    name: String,
+    n: usize,
+    mode: ModeParam,
+) -> StepResult {
+    let mut o = w.suite_options();
+    o.mode = mode.0;
+    o.pool_size = n;
+    apply_settings(step, &mut o)?;
+    w.create_client(&name, |opts| *opts = o).await?;
     Ok(())
 }
 

@@ -112,10 +112,19 @@ async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult
     Ok(())
 }
 
-/// Every connection now talks to the endpoint MOVING named.
+/// Every connection now talks to the endpoint MOVING named (the configured
+/// address when MOVING named none).
 #[then(expr = "every connection of {string} now uses the endpoint MOVING named")]
 async fn then_uses_moving_endpoint(w: &mut MaintWorld, client: String) -> StepResult {
-    let target = w.moving_target(&client).await?;
+    let target = match w.wait_moving(&client).await?.notification {
+        Notification::Moving {
+            endpoint: Some(e), ..
+        } => e,
+        _ => {
+            let e = w.env()?.db.primary_endpoint();
+            Endpoint::new(e.host.clone(), e.port)
+        }
+    };
     for c in w.client(&client)?.connections() {
         if c.endpoint().as_ref() != Some(&target) {
             fail!(
@@ -125,13 +134,6 @@ async fn then_uses_moving_endpoint(w: &mut MaintWorld, client: String) -> StepRe
             );
         }
     }
-    Ok(())
-}
-
-/// Waits for a MOVING to reach the client.
-#[when(expr = "{string} receives MOVING")]
-async fn when_receives_moving(w: &mut MaintWorld, client: String) -> StepResult {
-    w.wait_moving(&client).await?;
     Ok(())
 }
 
@@ -305,6 +307,35 @@ async fn then_ignored_repeats(w: &mut MaintWorld, client: String) -> StepResult 
     if received <= conns || ignored != received - conns {
         fail!(
             "{client:?} received {received} MOVING on {conns} connections and ignored {ignored}; expected repeats, all ignored:\n{}",
+            w.tracker.describe(&client)
+        );
+    }
+    Ok(())
+}
+
+/// Every attempt of a handoff failed and the client gave up.
+#[then(expr = "{string} gives up the handoff after {int} attempts")]
+async fn then_gives_up(w: &mut MaintWorld, client: String, attempts: usize) -> StepResult {
+    let tracker = w.tracker.clone();
+    let name = client.clone();
+    let conn = tracker
+        .wait_for(w.patience(), "the handoff to be given up", |events| {
+            events.iter().find_map(|e| {
+                (e.client == name && matches!(e.kind, EventKind::HandoffFailed { .. }))
+                    .then_some(e.conn)
+            })
+        })
+        .await
+        .map_err(|e| anyhow!("{e}:\n{}", w.tracker.describe(&client)))?;
+    let failed = w
+        .tracker
+        .of_client(&client)
+        .iter()
+        .filter(|e| e.conn == conn && matches!(e.kind, EventKind::HandoffAttemptFailed { .. }))
+        .count();
+    if failed != attempts {
+        fail!(
+            "connection {conn} of {client:?} made {failed} failed attempts, expected {attempts}:\n{}",
             w.tracker.describe(&client)
         );
     }

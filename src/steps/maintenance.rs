@@ -5,7 +5,9 @@ use cucumber::when;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use super::params::KindParam;
 use super::{ActionRun, MaintWorld, StepResult};
+use crate::notification::{Kind, Notification};
 
 impl MaintWorld {
     /// Posts an action for the database under test; returns its index in `actions`.
@@ -100,13 +102,167 @@ async fn when_bind_starts(w: &mut MaintWorld) -> StepResult {
 /// Waits for the last `bind` to end.
 #[when("the rebind completes")]
 async fn when_bind_completes(w: &mut MaintWorld) -> StepResult {
-    let i = w
-        .actions
-        .iter()
-        .rposition(|a| a.action_type == "bind")
-        .ok_or_else(|| {
-            anyhow!("no rebind started; use `When a rebind of the database endpoint starts`")
-        })?;
-    w.finish_action(i).await?;
+    w.finish_last("bind", "When a rebind of the database endpoint starts")
+        .await?;
     Ok(())
+}
+
+/// `migrate` without its MIGRATED (emulator only): a lost completion.
+#[when("the database's shard migrates to another node and MIGRATED is lost")]
+async fn when_migrate_lost(w: &mut MaintWorld) -> StepResult {
+    w.emulator()?;
+    w.run_action("migrate", json!({"drop_completion": true}))
+        .await?;
+    Ok(())
+}
+
+/// Starts a `migrate` whose MIGRATING comes `lead` seconds before the switch.
+#[when(expr = "a migration of the database's shard starts with a lead of {int} seconds")]
+async fn when_migrate_starts(w: &mut MaintWorld, lead: u64) -> StepResult {
+    w.start_action("migrate", json!({"lead_s": lead})).await?;
+    Ok(())
+}
+
+/// Waits for the last `migrate` to end.
+#[when("the migration completes")]
+async fn when_migrate_completes(w: &mut MaintWorld) -> StepResult {
+    w.finish_last(
+        "migrate",
+        "When a migration of the database's shard starts ...",
+    )
+    .await?;
+    Ok(())
+}
+
+/// `network_latency` on every endpoint of the database (emulator only); in
+/// force when the step returns.
+#[when(expr = "replies of the database are delayed by {int} ms for {int} seconds")]
+async fn when_latency(w: &mut MaintWorld, delay_ms: u64, secs: u64) -> StepResult {
+    w.emulator()?;
+    w.start_action(
+        "network_latency",
+        json!({"delay_ms": delay_ms, "duration_s": secs}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One push built by the emulator (emulator only); returns when every client
+/// of the scenario received it.
+#[when(expr = "the emulator sends {kind} with sequence number {int}")]
+async fn when_send_push(w: &mut MaintWorld, kind: KindParam, seq: i64) -> StepResult {
+    w.emulator()?;
+    let n = match kind.0 {
+        Kind::Migrating => Notification::Migrating {
+            seq,
+            time_s: Some(5),
+            shards: vec!["1".into()],
+        },
+        Kind::Migrated => Notification::Migrated {
+            seq,
+            shards: vec!["1".into()],
+        },
+        Kind::FailingOver => Notification::FailingOver {
+            seq,
+            time_s: Some(5),
+            shards: vec!["1".into()],
+        },
+        Kind::FailedOver => Notification::FailedOver {
+            seq,
+            shards: vec!["1".into()],
+        },
+        other => fail!("the emulator sends MIGRATING, MIGRATED, FAILING_OVER or FAILED_OVER this way, not {other}"),
+    };
+    w.send_push(&n, push_elements(&n)).await?;
+    Ok(())
+}
+
+/// MOVING to a listener that completes TCP handshakes but never answers a byte
+/// (emulator only).
+#[when("the emulator sends MOVING to an address that accepts connections but never answers")]
+async fn when_moving_black_hole(w: &mut MaintWorld) -> StepResult {
+    w.emulator()?;
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = hole.local_addr()?;
+    w.black_holes.push(hole);
+    let n = Notification::Moving {
+        seq: 901,
+        time_s: 10,
+        endpoint: Some(crate::notification::Endpoint::new(
+            addr.ip().to_string(),
+            addr.port(),
+        )),
+    };
+    w.send_push(&n, push_elements(&n)).await?;
+    Ok(())
+}
+
+/// The JSON elements of a `send_push` for `n`.
+fn push_elements(n: &Notification) -> Value {
+    match n {
+        Notification::Migrating {
+            seq,
+            time_s,
+            shards,
+        }
+        | Notification::FailingOver {
+            seq,
+            time_s,
+            shards,
+        } => {
+            let mut v = vec![json!(n.kind().as_str()), json!(seq), json!(time_s)];
+            v.extend(shards.iter().map(|s| json!(s)));
+            Value::Array(v)
+        }
+        Notification::Migrated { seq, shards } | Notification::FailedOver { seq, shards } => {
+            let mut v = vec![json!(n.kind().as_str()), json!(seq)];
+            v.extend(shards.iter().map(|s| json!(s)));
+            Value::Array(v)
+        }
+        Notification::Moving {
+            seq,
+            time_s,
+            endpoint,
+        } => json!([
+            "MOVING",
+            seq,
+            time_s,
+            endpoint.as_ref().map(|e| e.to_string())
+        ]),
+        other => json!([other.kind().as_str(), other.seq()]),
+    }
+}
+
+impl MaintWorld {
+    /// Waits for the last action of `action_type` to end; `hint` says which
+    /// step starts one.
+    pub async fn finish_last(&mut self, action_type: &str, hint: &str) -> Result<()> {
+        let i = self
+            .actions
+            .iter()
+            .rposition(|a| a.action_type == action_type)
+            .ok_or_else(|| anyhow!("no {action_type} started; use `{hint}`"))?;
+        self.finish_action(i).await
+    }
+
+    /// Sends `push` through the emulator and waits until every client of the
+    /// scenario received `n`.
+    pub async fn send_push(&mut self, n: &Notification, push: Value) -> Result<()> {
+        self.run_action("send_push", json!({ "push": push }))
+            .await?;
+        let names: Vec<String> = self.clients.keys().cloned().collect();
+        let tracker = self.tracker.clone();
+        for name in names {
+            tracker
+                .wait_for(self.patience(), &format!("{n} on {name:?}"), |_| {
+                    tracker
+                        .notifications(&name)
+                        .iter()
+                        .any(|r| &r.notification == n)
+                        .then_some(())
+                })
+                .await?;
+        }
+        Ok(())
+    }
 }

@@ -15,11 +15,14 @@ macro_rules! fail {
 
 pub mod clients;
 pub mod database;
+pub mod fault_injector;
 pub mod handoff;
+pub mod handshake;
 pub mod maintenance;
 pub mod notifications;
 pub mod params;
 pub mod probes;
+pub mod timeouts;
 pub mod traffic;
 
 use std::collections::BTreeMap;
@@ -136,6 +139,18 @@ pub struct MaintWorld {
     pub in_flight: Option<InFlight>,
     /// Unique key prefix of this scenario.
     pub prefix: String,
+    /// Listeners that accept connections and never answer.
+    pub black_holes: Vec<tokio::net::TcpListener>,
+    /// A plain redis-server that knows nothing of maintenance notifications.
+    pub plain_server: Option<(crate::emulator::shard::Shard, tempfile::TempDir)>,
+    /// Why the last `... connects` step failed to connect.
+    pub connect_error: Option<String>,
+    /// Databases created through the fault injector by steps, by name.
+    pub created: BTreeMap<String, serde_json::Value>,
+    /// Databases deleted by steps, by name, with their descriptions.
+    pub deleted: BTreeMap<String, serde_json::Value>,
+    /// An action a step posted and watches.
+    pub watched: Option<fault_injector::Watched>,
 }
 
 impl fmt::Debug for MaintWorld {
@@ -167,6 +182,12 @@ impl MaintWorld {
             actions: Vec::new(),
             in_flight: None,
             prefix: format!("maint-e2e:{}:{n}", std::process::id()),
+            black_holes: Vec::new(),
+            plain_server: None,
+            connect_error: None,
+            created: BTreeMap::new(),
+            deleted: BTreeMap::new(),
+            watched: None,
         })
     }
 
@@ -299,6 +320,10 @@ impl MaintWorld {
 
     /// Stops everything the scenario started.
     pub async fn teardown(&mut self) {
+        if let Some(w) = self.watched.take() {
+            w.watch.abort();
+        }
+        self.delete_created().await;
         for w in self.workloads.values_mut() {
             w.stop().await;
         }
@@ -311,6 +336,10 @@ impl MaintWorld {
             c.close().await;
         }
         self.clients.clear();
+        self.black_holes.clear();
+        if let Some((shard, _dir)) = self.plain_server.take() {
+            shard.stop().await;
+        }
         if let Some(env) = self.env.take() {
             env.factory.destroy_all().await;
             env.api_cancel.cancel();

@@ -95,3 +95,80 @@ impl EndpointForm {
         }
     }
 }
+
+/// A duration as scenarios write it: `500 ms`, `3 s`, `1.5 s`, `2 min`, or
+/// `unbounded` (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Parameter)]
+#[param(name = "duration", regex = r"\d+(?:\.\d+)? ?(?:ms|s|min)|unbounded")]
+pub struct DurationParam(pub Option<std::time::Duration>);
+
+impl FromStr for DurationParam {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(DurationParam)
+    }
+}
+
+/// Parses `500 ms`, `3 s`, `1.5 s`, `2 min` or `unbounded`.
+pub fn parse_duration(s: &str) -> Result<Option<std::time::Duration>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("unbounded") {
+        return Ok(None);
+    }
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?} has no unit; write it as 500 ms, 3 s or 2 min"))?;
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{num:?} in {s:?} is not a number"))?;
+    let secs = match unit.trim() {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "min" => v * 60.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?}; use ms, s or min")),
+    };
+    Ok(Some(std::time::Duration::from_secs_f64(secs)))
+}
+
+/// An endpoint type a client is configured with: one of the five, or `auto`.
+#[derive(Clone, Copy, Debug, Parameter)]
+#[param(
+    name = "endpoint_setting",
+    regex = "internal-ip|internal-fqdn|external-ip|external-fqdn|none|auto"
+)]
+pub struct EndpointSettingParam(pub crate::client::EndpointTypeSetting);
+
+impl FromStr for EndpointSettingParam {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        use crate::client::EndpointTypeSetting;
+        if s == "auto" {
+            return Ok(EndpointSettingParam(EndpointTypeSetting::Auto));
+        }
+        EndpointType::parse(s).map(|t| EndpointSettingParam(EndpointTypeSetting::Fixed(t)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_scenarios_write_them() {
+        assert_eq!(
+            parse_duration("500 ms"),
+            Ok(Some(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            parse_duration("1.5 s"),
+            Ok(Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(parse_duration("2 min"), Ok(Some(Duration::from_secs(120))));
+        assert_eq!(parse_duration("3s"), Ok(Some(Duration::from_secs(3))));
+        assert_eq!(parse_duration("unbounded"), Ok(None));
+        assert!(parse_duration("3").unwrap_err().contains("no unit"));
+        assert!(parse_duration("3 h").unwrap_err().contains("unknown unit"));
+    }
+}

@@ -1,0 +1,27 @@
+Feature: Fault injector API
+  The fault injector runs maintenance on request. Every action is accepted as
+  "pending", then runs, then ends "success" or "failed" with an error that says
+  what went wrong. Databases are created and deleted through it, and "rladmin
+  status" lists them. The emulator serves the same API, so test suites written
+  against the real service run unchanged against it.
+
+  Scenario: FI1 an action goes from pending through running to success, and a failed one carries an error
+    Given a standalone database
+    When a failover is posted to the fault injector
+    Then the fault injector accepted it as pending
+    And its status went through running to success
+    When a database "fi1-single" without replication is created through the fault injector
+    And a failover of "fi1-single" is posted to the fault injector
+    Then it ends failed with an error that says "replica"
+    When the database "fi1-single" is deleted through the fault injector
+    Then rladmin status no longer lists "fi1-single"
+
+  Scenario: FI3 a database is created, listed, used, and deleted
+    Given a standalone database
+    When a database "fi3-db" is created through the fault injector
+    Then its description has bdb_id, endpoints, username, password, tls and raw_endpoints
+    And rladmin status lists "fi3-db"
+    And a client can write and read through the endpoint of "fi3-db"
+    When the database "fi3-db" is deleted through the fault injector
+    Then rladmin status no longer lists "fi3-db"
+    And the endpoint of "fi3-db" refuses connections

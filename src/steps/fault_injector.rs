@@ -1,0 +1,354 @@
+//! The fault injector's own contract: action lifecycle, databases, rladmin.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use cucumber::{then, when};
+use serde_json::{json, Value};
+
+use super::{MaintWorld, StepResult};
+use crate::client::ClientFactory;
+use crate::config::{DatabaseConfig, DatabaseEndpoint};
+use crate::fault_injector::ActionStatus;
+
+/// An action posted by a step and watched from the moment it was accepted.
+pub struct Watched {
+    /// What `POST /action` answered.
+    pub accepted_status: String,
+    /// Every distinct status seen while polling, in order, and the last answer.
+    pub watch: tokio::task::JoinHandle<Result<(Vec<String>, ActionStatus)>>,
+}
+
+impl MaintWorld {
+    /// Posts `action_type` and polls it closely until it ends.
+    async fn post_watched(&mut self, action_type: &str, params: Value) -> Result<()> {
+        let fi = self.env()?.fault_injector.clone();
+        let accepted = fi.submit(action_type, params).await?;
+        let patience = self.patience();
+        let id = accepted.action_id.clone();
+        let watch = tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + patience;
+            let mut seen: Vec<String> = Vec::new();
+            loop {
+                let s = fi.status(&id).await?;
+                if seen.last() != Some(&s.status) {
+                    seen.push(s.status.clone());
+                }
+                if s.is_terminal() {
+                    return Ok((seen, s));
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(anyhow!("action {id} still {} after {patience:?}", s.status));
+                }
+                // The API can only be polled; poll closely to see `running`.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        self.watched = Some(Watched {
+            accepted_status: accepted.status,
+            watch,
+        });
+        Ok(())
+    }
+
+    async fn watched_end(&mut self) -> Result<(Vec<String>, ActionStatus)> {
+        let w = self.watched.as_mut().ok_or_else(|| {
+            anyhow!("no action posted; use `When a failover is posted to the fault injector`")
+        })?;
+        (&mut w.watch).await?
+    }
+
+    /// The bdb_id of a database a step created.
+    fn created_id(&self, name: &str) -> Result<u64> {
+        self.created
+            .get(name)
+            .and_then(|o| o.get("bdb_id"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("no database {name:?} was created in this scenario"))
+    }
+
+    /// The endpoint of a database a step created.
+    fn created_endpoint(&self, name: &str) -> Result<DatabaseEndpoint> {
+        let url = self
+            .created
+            .get(name)
+            .and_then(|o| o.pointer("/endpoints/0"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("database {name:?} has no endpoint"))?;
+        DatabaseEndpoint::parse(url).map_err(|e| anyhow!("endpoint of {name:?}: {e}"))
+    }
+
+    async fn create_db(&mut self, name: &str, replication: bool) -> Result<()> {
+        let fi = self.env()?.fault_injector.clone();
+        let done = fi
+            .run(
+                "create_database",
+                json!({"database_config": {"name": name, "replication": replication, "shards_count": 1}}),
+                self.patience(),
+            )
+            .await?;
+        let output = done
+            .output
+            .ok_or_else(|| anyhow!("create_database of {name:?} succeeded without output"))?;
+        self.created.insert(name.to_string(), output);
+        Ok(())
+    }
+
+    async fn rladmin_databases(&self) -> Result<Vec<String>> {
+        let env = self.env()?;
+        let done = env
+            .fault_injector
+            .run(
+                "execute_rladmin_command",
+                json!({"rladmin_command": "status", "bdb_id": env.bdb_id}),
+                self.patience(),
+            )
+            .await?;
+        let text = done
+            .output
+            .as_ref()
+            .and_then(|o| o.get("output"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("rladmin status has no output.output text: {done:?}"))?
+            .to_string();
+        let mut names = Vec::new();
+        let mut in_databases = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("DATABASES:") {
+                in_databases = true;
+            } else if in_databases && line.starts_with("db:") {
+                if let Some(name) = line.split_whitespace().nth(1) {
+                    names.push(name.to_string());
+                }
+            } else if in_databases && line.ends_with(':') {
+                in_databases = false;
+            }
+        }
+        Ok(names)
+    }
+
+    /// Deletes every database the scenario created (teardown).
+    pub async fn delete_created(&mut self) {
+        let Some(env) = self.env.as_ref() else { return };
+        for (name, out) in std::mem::take(&mut self.created) {
+            if let Some(id) = out.get("bdb_id").and_then(Value::as_u64) {
+                if let Err(e) = env
+                    .fault_injector
+                    .run(
+                        "delete_database",
+                        json!({"bdb_id": id}),
+                        Duration::from_secs(60),
+                    )
+                    .await
+                {
+                    tracing::warn!("deleting database {name:?} after the scenario: {e:#}");
+                }
+            }
+        }
+    }
+}
+
+/// A failover of the database under test, watched.
+#[when("a failover is posted to the fault injector")]
+async fn when_post_failover(w: &mut MaintWorld) -> StepResult {
+    w.post_watched("failover", json!({"bdb_id": w.env()?.bdb_id}))
+        .await?;
+    Ok(())
+}
+
+/// A failover of a database a step created, watched.
+#[when(expr = "a failover of {string} is posted to the fault injector")]
+async fn when_post_failover_of(w: &mut MaintWorld, name: String) -> StepResult {
+    let id = w.created_id(&name)?;
+    w.post_watched("failover", json!({"bdb_id": id})).await?;
+    Ok(())
+}
+
+/// `POST /action` answered `pending`.
+#[then("the fault injector accepted it as pending")]
+async fn then_pending(w: &mut MaintWorld) -> StepResult {
+    let got = w
+        .watched
+        .as_ref()
+        .map(|x| x.accepted_status.clone())
+        .unwrap_or_default();
+    if got != "pending" {
+        fail!("POST /action answered status {got:?}, expected \"pending\"");
+    }
+    Ok(())
+}
+
+/// Polling saw `running`, then `success`.
+#[then("its status went through running to success")]
+async fn then_running_success(w: &mut MaintWorld) -> StepResult {
+    let (seen, last) = w.watched_end().await?;
+    let running = seen.iter().position(|s| s == "running");
+    if running.is_none() || seen.last().map(String::as_str) != Some("success") {
+        fail!("the action went through {seen:?}, expected running then success: {last:?}");
+    }
+    if seen
+        .iter()
+        .any(|s| s != "pending" && s != "running" && s != "success")
+    {
+        fail!("the action went through {seen:?}");
+    }
+    Ok(())
+}
+
+/// It failed, and said why.
+#[then(expr = "it ends failed with an error that says {string}")]
+async fn then_failed_with(w: &mut MaintWorld, text: String) -> StepResult {
+    let (seen, last) = w.watched_end().await?;
+    let error = last.error.as_ref().map(|e| match e {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    match (last.status.as_str(), error) {
+        ("failed", Some(e)) if e.contains(&text) => Ok(()),
+        _ => fail!("the action went through {seen:?} and ended {last:?}; expected failed with an error that says {text:?}"),
+    }
+}
+
+/// `create_database` with a replica.
+#[when(expr = "a database {string} is created through the fault injector")]
+async fn when_create(w: &mut MaintWorld, name: String) -> StepResult {
+    w.create_db(&name, true).await?;
+    Ok(())
+}
+
+/// `create_database` without a replica.
+#[when(expr = "a database {string} without replication is created through the fault injector")]
+async fn when_create_single(w: &mut MaintWorld, name: String) -> StepResult {
+    w.create_db(&name, false).await?;
+    Ok(())
+}
+
+/// `delete_database`.
+#[when(expr = "the database {string} is deleted through the fault injector")]
+async fn when_delete(w: &mut MaintWorld, name: String) -> StepResult {
+    let id = w.created_id(&name)?;
+    w.env()?
+        .fault_injector
+        .run("delete_database", json!({"bdb_id": id}), w.patience())
+        .await?;
+    w.deleted
+        .insert(name.clone(), w.created.remove(&name).unwrap_or_default());
+    Ok(())
+}
+
+/// The output of the last `create_database` has what callers read.
+#[then("its description has bdb_id, endpoints, username, password, tls and raw_endpoints")]
+async fn then_description(w: &mut MaintWorld) -> StepResult {
+    let (name, out) = w
+        .created
+        .iter()
+        .next_back()
+        .ok_or_else(|| anyhow!("no database was created in this scenario"))?;
+    for key in [
+        "bdb_id",
+        "endpoints",
+        "username",
+        "password",
+        "tls",
+        "raw_endpoints",
+    ] {
+        if out.get(key).is_none() {
+            fail!("the description of {name:?} lacks {key:?}: {out}");
+        }
+    }
+    let url = out
+        .pointer("/endpoints/0")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        fail!("endpoints of {name:?} should be redis:// or rediss:// URLs: {out}");
+    }
+    Ok(())
+}
+
+/// `rladmin status` has a `db:<id> <name>` row.
+#[then(expr = "rladmin status lists {string}")]
+async fn then_listed(w: &mut MaintWorld, name: String) -> StepResult {
+    let names = w.rladmin_databases().await?;
+    if !names.contains(&name) {
+        fail!("rladmin status lists {names:?}, not {name:?}");
+    }
+    Ok(())
+}
+
+/// `rladmin status` has no row for it any more.
+#[then(expr = "rladmin status no longer lists {string}")]
+async fn then_not_listed(w: &mut MaintWorld, name: String) -> StepResult {
+    let names = w.rladmin_databases().await?;
+    if names.contains(&name) {
+        fail!("rladmin status still lists {name:?}: {names:?}");
+    }
+    Ok(())
+}
+
+/// A client of the new database writes and reads.
+#[then(expr = "a client can write and read through the endpoint of {string}")]
+async fn then_usable(w: &mut MaintWorld, name: String) -> StepResult {
+    let out = w.created.get(&name).cloned().unwrap_or_default();
+    let endpoint = w.created_endpoint(&name)?;
+    let db = DatabaseConfig {
+        name: name.clone(),
+        bdb_id: out.get("bdb_id").and_then(Value::as_u64),
+        username: out
+            .get("username")
+            .and_then(Value::as_str)
+            .map(String::from),
+        password: out
+            .get("password")
+            .and_then(Value::as_str)
+            .map(String::from),
+        tls: out.get("tls").and_then(Value::as_bool).unwrap_or(false),
+        certificates_location: None,
+        endpoints: vec![endpoint],
+        raw_endpoints: None,
+    };
+    let factory = ClientFactory::new(db, w.tracker.clone());
+    let client = factory
+        .create(&format!("{name}-user"), w.suite_options())
+        .await
+        .map_err(|e| anyhow!("connecting to {name:?}: {e}"))?;
+    let key = format!("{}:created", w.prefix);
+    let result: Result<String> = async {
+        client
+            .query::<()>(redis::cmd("SET").arg(&key).arg("v"))
+            .await?;
+        Ok(client.query::<String>(redis::cmd("GET").arg(&key)).await?)
+    }
+    .await;
+    factory.destroy_all().await;
+    match result? {
+        v if v == "v" => Ok(()),
+        other => fail!("read {other:?} back from {name:?}, expected \"v\""),
+    }
+}
+
+/// Nothing listens on the deleted database's endpoint.
+#[then(expr = "the endpoint of {string} refuses connections")]
+async fn then_refused(w: &mut MaintWorld, name: String) -> StepResult {
+    let out = w
+        .deleted
+        .get(&name)
+        .ok_or_else(|| anyhow!("{name:?} was not deleted in this scenario"))?;
+    let url = out
+        .pointer("/endpoints/0")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let e = DatabaseEndpoint::parse(url).map_err(|e| anyhow!("endpoint of {name:?}: {e}"))?;
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(e.address()),
+    )
+    .await
+    {
+        Ok(Err(_)) | Err(_) => Ok(()),
+        Ok(Ok(_)) => fail!(
+            "{} still accepts connections after {name:?} was deleted",
+            e.address()
+        ),
+    }
+}
