@@ -295,6 +295,31 @@ impl Probe {
         .await
     }
 
+    /// Waits until `count` notifications of `kind` arrived; returns when the
+    /// last of them did.
+    pub async fn wait_until_count(
+        &self,
+        within: Duration,
+        kind: crate::notification::Kind,
+        count: usize,
+    ) -> Result<Instant> {
+        self.wait_until(within, &format!("{count} x {kind}"), |s| {
+            let at: Vec<Instant> = s
+                .frames
+                .iter()
+                .filter_map(|fr| match fr {
+                    Frame::Push {
+                        at,
+                        notification: Ok(Some(n)),
+                    } if n.kind() == kind => Some(*at),
+                    _ => None,
+                })
+                .collect();
+            at.get(count.saturating_sub(1)).copied()
+        })
+        .await
+    }
+
     /// Waits until the server closes the connection; returns when.
     pub async fn wait_closed(&self, within: Duration) -> Result<Instant> {
         self.wait_until(within, "the server to close the connection", |s| {

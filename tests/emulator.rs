@@ -602,3 +602,286 @@ async fn a_taken_port_is_refused_before_anything_starts() {
     assert!(emu.shard_pids().await.is_empty());
     emu.shutdown().await;
 }
+
+async fn get(url: &str) -> (u16, Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trigger_catalogue_lists_every_standalone_effect_and_refuses_bad_queries() {
+    let emu = emulator(Duration::from_millis(100));
+    let cancel = CancellationToken::new();
+    let addr = api::serve(emu.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
+        .await
+        .unwrap();
+    let url = format!("http://{addr}");
+    for effect in [
+        "data_movement_no_conn_drop",
+        "data_movement_conn_drop",
+        "conn_drop",
+        "dns_resolution_change",
+    ] {
+        let (status, body) = get(&format!(
+            "{url}/topology-change-standalone?effect={effect}&cluster_index=0"
+        ))
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["effect"], effect);
+        assert_eq!(body["cluster"]["nodes"].as_array().unwrap().len(), 3);
+        let triggers = body["triggers"].as_array().unwrap();
+        assert!(!triggers.is_empty());
+        for t in triggers {
+            assert_ne!(t["name"], "maintenance_mode");
+            let db = &t["requirements"][0]["dbconfig"];
+            assert_eq!(db["shards_count"], 1, "{t}");
+            // Callers keep the name up to its last two dashes.
+            assert!(
+                db["name"].as_str().unwrap().matches('-').count() >= 2,
+                "{t}"
+            );
+        }
+    }
+    let (status, body) = get(&format!("{url}/topology-change-standalone?effect=teleport")).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"].as_str().unwrap().contains("conn_drop"),
+        "{body}"
+    );
+    let (status, body) = get(&format!("{url}/topology-change-standalone")).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("effect"), "{body}");
+    let (status, body) = get(&format!("{url}/slot-migrate?effect=slot-shuffle")).await;
+    assert_eq!((status, body["triggers"].clone()), (200, json!([])));
+    let r = reqwest::Client::new()
+        .post(format!("{url}/slot-migrate?effect=add&bdb_id=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    // rladmin status is cluster-wide: a bdb_id that does not exist is fine.
+    let (status, body) = post(
+        &url,
+        r#"{"type": "execute_rladmin_command", "parameters": {"rladmin_command": "status", "bdb_id": 99}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    cancel.cancel();
+    emu.shutdown().await;
+}
+
+/// The pushes a probe received, as (kind, seq).
+fn received(p: &Probe) -> Vec<(Kind, i64)> {
+    p.pushes()
+        .into_iter()
+        .filter_map(|(_, n)| n.ok().flatten())
+        .map(|n| (n.kind(), n.seq()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_standalone_effect_sends_what_the_catalogue_promises() {
+    let emu = emulator(Duration::from_millis(100));
+    let (id, addr) = database(&emu, true).await;
+    let effect = |effect: &str| {
+        json!({"type": "topology_change_standalone", "parameters": {
+            "bdb_id": id, "effect": effect, "grace_s": 0.6, "cluster_index": 0}})
+    };
+    let kept = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    spawn_action(&emu, effect("data_movement_no_conn_drop"))
+        .await
+        .unwrap()
+        .unwrap();
+    kept.wait_notification(Duration::from_secs(3), "MIGRATED", |n| {
+        n.kind() == Kind::Migrated
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        received(&kept),
+        vec![(Kind::Migrating, 1), (Kind::Migrated, 2)]
+    );
+    assert!(kept.closed_at().is_none());
+    kept.ping().await.unwrap();
+
+    let moved = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let out = spawn_action(&emu, effect("data_movement_conn_drop"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out["trigger"], "shard_migrate_endpoint_follows");
+    // The endpoint followed the data to its node.
+    assert_eq!(
+        out["result"]["migrate"]["node"],
+        out["result"]["bind"]["to_node"]
+    );
+    moved
+        .wait_notification(Duration::from_secs(3), "MOVING", |n| {
+            n.kind() == Kind::Moving
+        })
+        .await
+        .unwrap();
+    let got = received(&moved);
+    // The last completion (MIGRATED 2) is replayed first, then this event.
+    assert_eq!(
+        &got[..4],
+        &[
+            (Kind::Migrated, 2),
+            (Kind::Migrating, 3),
+            (Kind::Migrated, 4),
+            (Kind::Moving, 5)
+        ],
+        "{got:?}"
+    );
+    moved.wait_closed(Duration::from_secs(3)).await.unwrap();
+
+    for e in ["conn_drop", "dns_resolution_change"] {
+        let p = Probe::connect(&addr, true, Some(None)).await.unwrap();
+        spawn_action(&emu, effect(e)).await.unwrap().unwrap();
+        p.wait_notification(Duration::from_secs(3), e, |n| n.kind() == Kind::Moving)
+            .await
+            .unwrap();
+        p.wait_closed(Duration::from_secs(3)).await.unwrap();
+    }
+    let bad = Action::parse(
+        &json!({"type": "topology_change_standalone", "parameters": {
+        "bdb_id": id, "effect": "conn_drop", "trigger": "maintenance_mode"}}),
+    )
+    .unwrap();
+    let e = actions::run(&emu, &bad).await.unwrap_err().to_string();
+    assert!(e.contains("endpoint_rebind"), "{e}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_completion_is_replayed_to_new_connections_unless_turned_off() {
+    let emu = emulator(Duration::from_millis(100));
+    for replay in [true, false] {
+        let db = emu
+            .create_database(DatabaseSpec {
+                replay_completion: Some(replay),
+                ..DatabaseSpec::default()
+            })
+            .await
+            .unwrap();
+        let addr = format!("127.0.0.1:{}", db.shared.port);
+        spawn_action(
+            &emu,
+            json!({"type": "failover", "parameters": {"bdb_id": db.shared.id}}),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let late = Probe::connect(&addr, true, Some(None)).await.unwrap();
+        let frames = late.frames();
+        if replay {
+            assert!(
+                matches!(
+                    &frames[1],
+                    Frame::Push {
+                        notification: Ok(Some(Notification::FailedOver { seq: 2, .. })),
+                        ..
+                    }
+                ),
+                "{frames:?}"
+            );
+            assert!(matches!(&frames[2], Frame::Reply { raw, .. } if raw == b"+OK\r\n"));
+        } else {
+            assert_eq!(frames.len(), 2, "nothing but the two replies: {frames:?}");
+        }
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_latency_delays_replies_while_it_lasts() {
+    let emu = emulator(Duration::from_millis(100));
+    let (id, addr) = database(&emu, false).await;
+    let p = Probe::connect(&addr, true, None).await.unwrap();
+    let task = spawn_action(
+        &emu,
+        json!({"type": "network_latency", "parameters": {"bdb_id": id, "delay_ms": 400, "duration_s": 1.0}}),
+    );
+    // The latency is in force once the action runs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut slow = None;
+    while slow.is_none() && tokio::time::Instant::now() < deadline {
+        let t = tokio::time::Instant::now();
+        p.ping().await.unwrap();
+        if t.elapsed() >= Duration::from_millis(400) {
+            slow = Some(t.elapsed());
+        }
+    }
+    let slow = slow.expect("a PING was delayed");
+    assert!(slow < Duration::from_millis(900), "{slow:?}");
+    task.await.unwrap().unwrap();
+    let t = tokio::time::Instant::now();
+    p.ping().await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    let bad = Action::parse(&json!({"type": "network_latency", "parameters": {
+        "bdb_id": id, "delay_ms": 10, "duration_s": 1, "node": 9}}))
+    .unwrap();
+    let e = actions::run(&emu, &bad).await.unwrap_err().to_string();
+    assert!(e.contains("node 9 does not exist"), "{e}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_reaches_late_public_connections_and_is_resent_to_those_that_stay() {
+    let emu = emulator(Duration::from_millis(100));
+    let (id, addr) = database(&emu, false).await;
+    let stays = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let task = spawn_action(
+        &emu,
+        json!({"type": "bind", "parameters": {"bdb_id": id, "grace_s": 1.2}}),
+    );
+    let (first_at, first) = stays
+        .wait_notification(Duration::from_secs(3), "MOVING", |n| {
+            n.kind() == Kind::Moving
+        })
+        .await
+        .unwrap();
+    // A connection made through the public address during the window is told too.
+    let late = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let frames = late.frames();
+    assert!(
+        matches!(&frames[1], Frame::Push { notification: Ok(Some(n)), .. } if n.seq() == first.seq()),
+        "{frames:?}"
+    );
+    // The one that stays on the old node gets MOVING again half-way through.
+    let again = stays
+        .wait_until_count(Duration::from_secs(3), Kind::Moving, 2)
+        .await
+        .unwrap();
+    let took = again - first_at;
+    assert!(
+        took >= Duration::from_millis(400) && took <= Duration::from_millis(1000),
+        "{took:?}"
+    );
+    task.await.unwrap().unwrap();
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timing_overrides_out_of_range_are_refused_with_their_name() {
+    let emu = emulator(Duration::from_millis(100));
+    let e = emu
+        .create_database(serde_json::from_value(json!({"name": "x", "grace_s": -1})).unwrap())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("grace_s must be"), "{e}");
+    let (id, _) = database(&emu, true).await;
+    let a =
+        Action::parse(&json!({"type": "failover", "parameters": {"bdb_id": id, "lead_s": 4000}}))
+            .unwrap();
+    let e = actions::run(&emu, &a).await.unwrap_err().to_string();
+    assert!(e.contains("lead_s must be"), "{e}");
+    emu.shutdown().await;
+}

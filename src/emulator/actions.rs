@@ -854,6 +854,25 @@ async fn topology_change(
         Steps::Failover => failover(db, t, skip_end).await?,
         Steps::Bind => bind(emu, db, t, None, target, 1).await?,
         Steps::MigrateThenBind => {
+            // Data and endpoint move together: prefer a node that holds
+            // neither the endpoint nor a shard of this database.
+            let target = match target {
+                Some(t) => Some(t),
+                None => {
+                    let s = db.shards.lock().await;
+                    let primary = s.primary.as_ref().map(|p| p.node);
+                    let replica = s.replica.as_ref().map(|r| r.node);
+                    let endpoint = db.shared.active_node().index;
+                    let nodes: Vec<usize> = emu.nodes().iter().map(|n| n.index).collect();
+                    let elsewhere = |n: &&usize| **n != endpoint && Some(**n) != primary;
+                    nodes
+                        .iter()
+                        .filter(elsewhere)
+                        .find(|n| Some(**n) != replica)
+                        .or_else(|| nodes.iter().find(elsewhere))
+                        .copied()
+                }
+            };
             let (migrated, node) = migrate(emu, db, t, target, skip_end).await?;
             // The endpoint follows the data to its node (or, when it is there
             // already, to the next one).
@@ -905,8 +924,9 @@ async fn bind(
         deadline,
         target: to,
     };
+    let mut sent = Vec::new();
     for _ in 0..repeat {
-        match forced {
+        sent.push(match forced {
             // A forced form is rendered once and sent as is.
             Some(ty) => db.shared.announce(
                 Announcement::Start {
@@ -918,7 +938,13 @@ async fn bind(
                 Some(from),
             ),
             None => db.shared.announce(announcement.clone(), Some(from)),
-        }
+        });
+    }
+    // As real servers do, MOVING is sent again half-way through the grace to
+    // the connections that are still on the old node.
+    tokio::time::sleep_until(deadline - grace / 2).await;
+    if let Some(a) = sent.first() {
+        db.shared.deliver(a, Some(from));
     }
     tokio::time::sleep_until(deadline).await;
     db.stop_on(from);

@@ -269,7 +269,7 @@ impl DbShared {
 
     /// Sends `a` to every connection (on `node` only, when given). Start
     /// announcements stay open for connections that opt in later.
-    pub fn announce(&self, a: Announcement, node: Option<Node>) {
+    pub fn announce(&self, a: Announcement, node: Option<Node>) -> Arc<Announcement> {
         let a = Arc::new(a);
         if !matches!(*a, Announcement::Done(_) | Announcement::Raw(_)) {
             self.windows.lock().unwrap().push(Window {
@@ -277,6 +277,13 @@ impl DbShared {
                 node,
             });
         }
+        self.deliver(&a, node);
+        a
+    }
+
+    /// Sends `a` to every connection (on `node` only, when given), without
+    /// opening a window: a re-send.
+    pub fn deliver(&self, a: &Arc<Announcement>, node: Option<Node>) {
         let mut reached = 0;
         for c in self.conns.lock().unwrap().values() {
             if node.is_none_or(|n| n == c.node)
@@ -285,7 +292,7 @@ impl DbShared {
                 reached += 1;
             }
         }
-        let what = match &*a {
+        let what = match &**a {
             Announcement::Raw(b) => format!("raw push {:?}", String::from_utf8_lossy(b)),
             typed => typed
                 .render(EndpointType::InternalIp, self.port, Instant::now())
