@@ -77,6 +77,33 @@ Feature: Connection handoff
     And the traffic saw no errors
     And every acknowledged write is readable
 
+  Scenario: CH7 a handoff over TLS keeps verifying the server
+    Given the database uses TLS with certificates from the cluster's CA
+    And a client "app" with 2 connections and maintenance notifications enabled and endpoint type auto
+    And steady traffic from "app"
+    Then "app" asked for the endpoint type its TLS setting and address class call for
+    When the database endpoint is rebound to another node
+    Then "app" receives MOVING with a host name
+    And every connection of "app" hands off exactly once
+    And every connection of "app" now uses the endpoint MOVING named
+    And the traffic saw no errors
+    And every acknowledged write is readable
+    And the timeouts of "app" are back to their configured values
+
+  @emulator
+  Scenario: CH7 a handoff target whose certificate the client does not trust is refused
+    Given the database uses TLS with certificates from the cluster's CA
+    And a client "app" with maintenance notifications enabled and these settings:
+      | handoff timeout     | 1 s |
+      | max handoff retries | 1   |
+    And steady traffic from "app"
+    When the emulator sends MOVING to a TLS address whose certificate comes from another CA
+    Then "app" gives up the handoff after 2 attempts
+    And every failed handoff attempt of "app" names the server's certificate
+    And "app" can still write and read
+    And the traffic saw no errors
+    And every acknowledged write is readable
+
   Scenario: CH8 an idle connection moves as soon as MOVING arrives, not at its next command
     Given a client "app" with 2 connections and maintenance notifications enabled
     When the database endpoint is rebound to another node

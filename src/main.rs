@@ -24,7 +24,8 @@ struct Cli {
 enum Command {
     /// Run the Redis Enterprise emulator and its fault injector in the foreground.
     ///
-    /// When ready, writes an endpoints file and prints one line of JSON:
+    /// When ready, writes an endpoints file (databases `standalone` and
+    /// `standalone-tls`) and prints one line of JSON:
     /// {"fault_injector_url": ..., "endpoints_config": ...}. Stops on SIGINT or SIGTERM.
     Emulator(EmulatorArgs),
 }
@@ -104,6 +105,14 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
             })
             .await
             .context("creating the standalone database")?;
+        emu.create_database(DatabaseSpec {
+            name: Some("standalone-tls".into()),
+            tls: Some(true),
+            password: args.password.clone(),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .context("creating the standalone-tls database")?;
         let api_addr = api::serve(emu.clone(), args.api, cancel.clone()).await?;
         let path = args.endpoints_out.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("maint-e2e-endpoints-{}.json", std::process::id()))

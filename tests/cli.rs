@@ -134,8 +134,19 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
         .unwrap();
     assert_eq!(health["status"], "ok");
 
+    let tls = file.database("standalone-tls").unwrap();
+    assert!(tls.tls && tls.endpoints[0].tls, "{tls:?}");
+    let ca = tls.certificates_location.as_ref().unwrap().join("ca.crt");
+    assert!(std::fs::read_to_string(&ca)
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+
     let shards = redis_servers(&descendants(child.0.id()));
-    assert_eq!(shards.len(), 2, "a primary and a replica");
+    assert_eq!(
+        shards.len(),
+        4,
+        "two databases, each a primary and a replica"
+    );
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
@@ -161,7 +172,11 @@ async fn a_killed_emulator_leaves_no_redis_server_behind() {
     let (mut child, _) = start(&[]);
     let started = descendants(child.0.id());
     let shards = redis_servers(&started);
-    assert_eq!(shards.len(), 2, "a primary and a replica");
+    assert_eq!(
+        shards.len(),
+        4,
+        "two databases, each a primary and a replica"
+    );
     // SIGKILL: no handler, no destructor runs.
     child.0.kill().unwrap();
     child.0.wait().unwrap();

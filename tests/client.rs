@@ -196,9 +196,73 @@ async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_
     emu.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_tls_database_is_refused_clearly_rather_than_dialled_in_plain() {
-    let f = factory_for(1, true);
-    let err = f.create("c", ClientOptions::default()).await.err().unwrap();
-    assert!(err.to_string().contains("TLS"), "{err}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_database_is_verified_against_its_ca_and_a_bad_ca_is_a_clear_error() {
+    use maint_e2e::emulator::tls::TlsMaterial;
+    use maint_e2e::emulator::{DatabaseSpec, Emulator, EmulatorConfig};
+    let emu = Emulator::new(EmulatorConfig {
+        nodes: 2,
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let db = emu
+        .create_database(DatabaseSpec {
+            tls: Some(true),
+            replication: Some(false),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    let good = emu
+        .endpoints_file()
+        .database(&db.shared.name)
+        .unwrap()
+        .clone();
+    assert!(good.tls && good.endpoints[0].tls);
+    assert!(good.endpoints[0].to_string().starts_with("rediss://"));
+    let f = ClientFactory::new(good.clone(), Arc::new(NoEvents));
+    let c = f.create("ok", ClientOptions::default()).await.unwrap();
+    let _: () = c.query(redis::cmd("SET").arg("k").arg("v")).await.unwrap();
+    let v: String = c.query(redis::cmd("GET").arg("k")).await.unwrap();
+    assert_eq!(v, "v");
+
+    // Another CA: the server is not trusted.
+    let other = tempfile::tempdir().unwrap();
+    TlsMaterial::generate(other.path(), "another CA", &["127.0.0.1".into()]).unwrap();
+    let mut impostor = good.clone();
+    impostor.certificates_location = Some(other.path().to_path_buf());
+    let err = ClientFactory::new(impostor, Arc::new(NoEvents))
+        .create("wrong-ca", ClientOptions::default())
+        .await
+        .err()
+        .expect("a server signed by another CA must be refused");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    // No CA file where the endpoints file says.
+    let mut missing = good.clone();
+    missing.certificates_location = Some("/nonexistent/certs".into());
+    let err = ClientFactory::new(missing, Arc::new(NoEvents))
+        .create("no-ca", ClientOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.class(), "handshake", "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/certs") && err.to_string().contains("ca.crt"),
+        "{err}"
+    );
+
+    // Plain RESP to a TLS endpoint gets nowhere.
+    let mut plain = good;
+    plain.tls = false;
+    plain.endpoints[0].tls = false;
+    assert!(ClientFactory::new(plain, Arc::new(NoEvents))
+        .create("plain", ClientOptions::default())
+        .await
+        .is_err());
+    f.destroy_all().await;
+    emu.shutdown().await;
 }

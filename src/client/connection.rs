@@ -240,12 +240,32 @@ impl ManagedConnection {
         if let Some(p) = &db.password {
             settings = settings.set_password(p);
         }
-        let info = redis::ConnectionAddr::Tcp(target.host.clone(), target.port)
+        let addr = match &self.shared.tls {
+            None => redis::ConnectionAddr::Tcp(target.host.clone(), target.port),
+            // The server is verified against the name dialled: after a handoff,
+            // the address MOVING named.
+            Some(_) => redis::ConnectionAddr::TcpTls {
+                host: target.host.clone(),
+                port: target.port,
+                insecure: false,
+                tls_params: None,
+            },
+        };
+        let info = addr
             .into_connection_info()
             .map_err(|e| ClientError::Connection(e.to_string()))?
             .set_redis_settings(settings);
-        let client =
-            redis::Client::open(info).map_err(|e| ClientError::Connection(e.to_string()))?;
+        let client = match &self.shared.tls {
+            None => redis::Client::open(info),
+            Some(root_cert) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: root_cert.clone(),
+                },
+            ),
+        }
+        .map_err(|e| ClientError::Connection(e.to_string()))?;
         let mut cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(o.connect_timeout))
             .set_response_timeout(None);

@@ -230,6 +230,8 @@ pub(crate) struct ClientShared {
     pub options: ClientOptions,
     pub sink: Arc<dyn EventSink>,
     pub redirect: Mutex<Option<Redirect>>,
+    /// With TLS: the CA certificates to trust (PEM); `None` trusts the system's.
+    pub tls: Option<Option<Vec<u8>>>,
 }
 
 impl ClientShared {
@@ -332,12 +334,11 @@ impl ClientFactory {
         name: &str,
         options: ClientOptions,
     ) -> Result<Arc<Client>, ClientError> {
-        if self.db.tls || self.db.endpoints.iter().any(|e| e.tls) {
-            return Err(ClientError::Handshake(format!(
-                "database {:?} asks for TLS, which this client does not speak yet; use a plain redis:// endpoint",
-                self.db.name
-            )));
-        }
+        let tls = if self.db.tls || self.db.endpoints.iter().any(|e| e.tls) {
+            Some(self.trusted_roots()?)
+        } else {
+            None
+        };
         if options.pool_size == 0 {
             return Err(ClientError::Handshake(
                 "pool_size must be at least 1".into(),
@@ -354,6 +355,7 @@ impl ClientFactory {
             options: options.clone(),
             sink: self.sink.clone(),
             redirect: Mutex::new(None),
+            tls,
         });
         let client = Arc::new(Client {
             shared,
@@ -368,6 +370,33 @@ impl ClientFactory {
         }
         self.clients.lock().unwrap().push(client.clone());
         Ok(client)
+    }
+
+    /// The CA a TLS database's certificates come from: `ca.crt` in its
+    /// `certificatesLocation`, or the system's roots when it names none.
+    fn trusted_roots(&self) -> Result<Option<Vec<u8>>, ClientError> {
+        let Some(dir) = &self.db.certificates_location else {
+            return Ok(None);
+        };
+        let path = if dir.is_dir() {
+            dir.join("ca.crt")
+        } else {
+            dir.clone()
+        };
+        let pem = std::fs::read(&path).map_err(|e| {
+            ClientError::Handshake(format!(
+                "database {:?} uses TLS but its CA certificate {} cannot be read ({e}); certificatesLocation must be a folder holding ca.crt, or a PEM file",
+                self.db.name,
+                path.display()
+            ))
+        })?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(ClientError::Handshake(format!(
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            )));
+        }
+        Ok(Some(pem))
     }
 
     /// Closes every client it created.

@@ -17,6 +17,7 @@ pub mod catalogue;
 pub mod database;
 pub mod proxy;
 pub mod shard;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -194,6 +195,8 @@ pub struct Database {
     pub timings: Timings,
     /// Password of the default user.
     pub password: Option<String>,
+    /// TLS on every endpoint of the database.
+    pub tls: Option<Arc<tls::TlsMaterial>>,
     /// The shard processes.
     pub shards: tokio::sync::Mutex<Shards>,
     listeners: Mutex<HashMap<usize, CancellationToken>>,
@@ -209,10 +212,10 @@ impl Database {
             bdb_id: Some(self.shared.id),
             username: self.password.as_ref().map(|_| "default".to_string()),
             password: self.password.clone(),
-            tls: false,
-            certificates_location: None,
+            tls: self.tls.is_some(),
+            certificates_location: self.tls.as_ref().map(|t| t.dir.clone()),
             endpoints: vec![DatabaseEndpoint {
-                tls: false,
+                tls: self.tls.is_some(),
                 host: "127.0.0.1".into(),
                 port: self.shared.port,
             }],
@@ -248,7 +251,8 @@ impl Database {
             (node.internal_ip(), port).into(),
             (node.external_ip(), port).into(),
         ];
-        proxy::listen_node(self.shared.clone(), node, &addrs, token.clone()).await?;
+        let acceptor = self.tls.as_ref().map(|t| t.acceptor());
+        proxy::listen_node(self.shared.clone(), node, &addrs, acceptor, token.clone()).await?;
         self.listeners.lock().unwrap().insert(node.index, token);
         Ok(())
     }
@@ -282,6 +286,7 @@ pub struct Emulator {
     databases: Mutex<BTreeMap<u64, Arc<Database>>>,
     next_db: AtomicU64,
     next_shard: AtomicU32,
+    tls: Mutex<Option<Arc<tls::TlsMaterial>>>,
     cancel: CancellationToken,
 }
 
@@ -303,6 +308,7 @@ impl Emulator {
             databases: Mutex::new(BTreeMap::new()),
             next_db: AtomicU64::new(1),
             next_shard: AtomicU32::new(1),
+            tls: Mutex::new(None),
             cancel: CancellationToken::new(),
         }))
     }
@@ -366,11 +372,6 @@ impl Emulator {
         if spec.oss_cluster.unwrap_or(false) {
             return Err(Invalid("oss_cluster databases are not emulated yet; create a standalone database (oss_cluster: false)".into()));
         }
-        if spec.tls.unwrap_or(false) {
-            return Err(Invalid(
-                "TLS databases are not emulated yet; create the database with tls: false".into(),
-            ));
-        }
         if spec.shards_count.unwrap_or(1) != 1 {
             return Err(Invalid(
                 "a standalone database has exactly one primary shard; set shards_count to 1".into(),
@@ -426,6 +427,20 @@ impl Emulator {
             Some(p) => p,
             None => self.free_database_port().map_err(failed)?,
         };
+        let tls = if spec.tls.unwrap_or(false) {
+            match self.tls_material() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    primary.stop().await;
+                    if let Some(r) = replica {
+                        r.stop().await;
+                    }
+                    return Err(failed(e));
+                }
+            }
+        } else {
+            None
+        };
         let mut shared = DbShared::new(id, name, port, primary.addr, first);
         shared.replay_completion = spec
             .replay_completion
@@ -435,6 +450,7 @@ impl Emulator {
             shared: shared.clone(),
             timings: self.config.timings.with(&spec.timing),
             password: spec.password.clone(),
+            tls,
             shards: tokio::sync::Mutex::new(Shards {
                 primary: Some(primary),
                 replica,
@@ -444,7 +460,8 @@ impl Emulator {
             busy: AtomicBool::new(false),
         });
         let started = async {
-            proxy::listen_public(shared.clone(), db.cancel.clone()).await?;
+            let acceptor = db.tls.as_ref().map(|t| t.acceptor());
+            proxy::listen_public(shared.clone(), acceptor, db.cancel.clone()).await?;
             db.listen_on(first).await
         }
         .await;
@@ -457,6 +474,26 @@ impl Emulator {
         self.databases.lock().unwrap().insert(id, db.clone());
         tracing::info!(bdb_id = id, port, "database created");
         Ok(db)
+    }
+
+    /// The emulator's CA and server certificate, made on first use.
+    fn tls_material(&self) -> Result<Arc<tls::TlsMaterial>> {
+        let mut t = self.tls.lock().unwrap();
+        if let Some(t) = &*t {
+            return Ok(t.clone());
+        }
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        for n in self.nodes() {
+            names.push(n.internal_ip().to_string());
+            names.push(n.external_ip().to_string());
+        }
+        let made = Arc::new(tls::TlsMaterial::generate(
+            &self.workdir.path().join("tls"),
+            "maint-e2e emulator CA",
+            &names,
+        )?);
+        *t = Some(made.clone());
+        Ok(made)
     }
 
     /// True when `port` can be bound on the public address and on every node.

@@ -21,6 +21,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedRwLockReadGuard};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::database::{Announcement, Control, DbShared, Node, Route};
@@ -31,6 +32,7 @@ pub async fn listen_node(
     db: Arc<DbShared>,
     node: Node,
     addrs: &[SocketAddr],
+    tls: Option<TlsAcceptor>,
     cancel: CancellationToken,
 ) -> Result<()> {
     let mut listeners = Vec::new();
@@ -42,9 +44,9 @@ pub async fn listen_node(
         );
     }
     for l in listeners {
-        let (db, cancel) = (db.clone(), cancel.clone());
+        let (db, cancel, tls) = (db.clone(), cancel.clone(), tls.clone());
         tokio::spawn(async move {
-            accept_loop(l, cancel, move || node, false, db).await;
+            accept_loop(l, cancel, move || node, false, tls, db).await;
         });
     }
     Ok(())
@@ -52,7 +54,11 @@ pub async fn listen_node(
 
 /// Binds the public address; each new connection is served by the node that
 /// holds the endpoint at that moment.
-pub async fn listen_public(db: Arc<DbShared>, cancel: CancellationToken) -> Result<SocketAddr> {
+pub async fn listen_public(
+    db: Arc<DbShared>,
+    tls: Option<TlsAcceptor>,
+    cancel: CancellationToken,
+) -> Result<SocketAddr> {
     let addr: SocketAddr = ([127, 0, 0, 1], db.port).into();
     let l = TcpListener::bind(addr)
         .await
@@ -61,7 +67,7 @@ pub async fn listen_public(db: Arc<DbShared>, cancel: CancellationToken) -> Resu
         let db = db.clone();
         move || db.active_node()
     };
-    tokio::spawn(accept_loop(l, cancel, picker, true, db));
+    tokio::spawn(accept_loop(l, cancel, picker, true, tls, db));
     Ok(addr)
 }
 
@@ -70,6 +76,7 @@ async fn accept_loop(
     cancel: CancellationToken,
     node: impl Fn() -> Node + Send + 'static,
     public: bool,
+    tls: Option<TlsAcceptor>,
     db: Arc<DbShared>,
 ) {
     loop {
@@ -77,9 +84,9 @@ async fn accept_loop(
             _ = cancel.cancelled() => return,
             r = l.accept() => match r {
                 Ok((stream, _)) => {
-                    let (db, cancel, node) = (db.clone(), cancel.clone(), node());
+                    let (db, cancel, node, tls) = (db.clone(), cancel.clone(), node(), tls.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = serve(db, node, public, stream, cancel).await {
+                        if let Err(e) = accept(db, node, public, tls, stream, cancel).await {
                             tracing::debug!("proxy connection ended: {e:#}");
                         }
                     });
@@ -170,20 +177,46 @@ struct Conn {
     closing: bool,
 }
 
-async fn serve(
+/// Sets up one accepted connection (TLS first, when the database has it), then
+/// serves it.
+async fn accept(
     db: Arc<DbShared>,
     node: Node,
     public: bool,
+    tls: Option<TlsAcceptor>,
     stream: TcpStream,
     cancel: CancellationToken,
 ) -> Result<()> {
     stream.set_nodelay(true)?;
     let local_external =
         matches!(stream.local_addr()?.ip(), std::net::IpAddr::V4(ip) if ip == node.external_ip());
+    match tls {
+        None => serve(db, node, public, local_external, stream, cancel).await,
+        Some(acceptor) => {
+            let tls = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream))
+                .await
+                .context("the TLS handshake did not finish within 5 s")?
+                .context("TLS handshake")?;
+            serve(db, node, public, local_external, tls, cancel).await
+        }
+    }
+}
+
+async fn serve<S>(
+    db: Arc<DbShared>,
+    node: Node,
+    public: bool,
+    local_external: bool,
+    stream: S,
+    cancel: CancellationToken,
+) -> Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut control) = mpsc::unbounded_channel();
     let id = db.register(node, tx);
     let guard = Deregister(db.clone(), id);
-    let (mut cr, mut cw) = stream.into_split();
+    let (mut cr, mut cw) = tokio::io::split(stream);
     let mut conn = Conn {
         db: db.clone(),
         node,

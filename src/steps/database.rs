@@ -10,3 +10,11 @@ async fn given_a_standalone_database(w: &mut MaintWorld) -> StepResult {
     w.setup_database().await?;
     Ok(())
 }
+
+/// The scenario's database is a TLS one whose certificates come from the
+/// cluster's CA (the emulator's own, or the one the endpoints file names).
+#[given("the database uses TLS with certificates from the cluster's CA")]
+async fn given_tls_database(w: &mut MaintWorld) -> StepResult {
+    w.use_tls_database().await?;
+    Ok(())
+}

@@ -341,3 +341,28 @@ async fn then_gives_up(w: &mut MaintWorld, client: String, attempts: usize) -> S
     }
     Ok(())
 }
+
+/// Every failed attempt names the server's certificate as the reason.
+#[then(expr = "every failed handoff attempt of {string} names the server's certificate")]
+async fn then_attempts_name_certificate(w: &mut MaintWorld, client: String) -> StepResult {
+    let reasons: Vec<String> = w
+        .tracker
+        .of_client(&client)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::HandoffAttemptFailed { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    if reasons.is_empty()
+        || !reasons
+            .iter()
+            .all(|r| r.to_lowercase().contains("certificate"))
+    {
+        fail!(
+            "expected every failed attempt to name the certificate; reasons: {reasons:?}:\n{}",
+            w.tracker.describe(&client)
+        );
+    }
+    Ok(())
+}

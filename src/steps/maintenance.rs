@@ -197,6 +197,38 @@ async fn when_moving_black_hole(w: &mut MaintWorld) -> StepResult {
     Ok(())
 }
 
+/// MOVING to a TLS listener whose certificate comes from a CA nobody trusts
+/// (emulator only).
+#[when("the emulator sends MOVING to a TLS address whose certificate comes from another CA")]
+async fn when_moving_impostor(w: &mut MaintWorld) -> StepResult {
+    w.emulator()?;
+    let dir = tempfile::Builder::new()
+        .prefix("maint-e2e-impostor-")
+        .tempdir()?;
+    let names = ["127.0.0.1".to_string(), "localhost".to_string()];
+    let material = crate::emulator::tls::TlsMaterial::generate(dir.path(), "another CA", &names)?;
+    w.temp_dirs.push(dir);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let acceptor = material.acceptor();
+    w.tasks.push(tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // The client refuses the certificate; nothing more happens.
+                let _ = acceptor.accept(s).await;
+            });
+        }
+    }));
+    let n = Notification::Moving {
+        seq: 903,
+        time_s: 10,
+        endpoint: Some(crate::notification::Endpoint::new("127.0.0.1", addr.port())),
+    };
+    w.send_push(&n, push_elements(&n)).await?;
+    Ok(())
+}
+
 /// The JSON elements of a `send_push` for `n`.
 fn push_elements(n: &Notification) -> Value {
     match n {

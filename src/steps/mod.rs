@@ -49,6 +49,9 @@ pub const DATABASE_ENV: &str = "MAINT_E2E_DATABASE";
 /// MOVING grace, in seconds, the suite expects from an external target (default 15).
 pub const GRACE_ENV: &str = "MAINT_E2E_GRACE_S";
 
+/// Names the TLS database of the endpoints file (default `standalone-tls`).
+pub const TLS_DATABASE_ENV: &str = "MAINT_E2E_TLS_DATABASE";
+
 /// MOVING grace of the embedded emulator: short, so scenarios take seconds.
 pub const EMULATOR_GRACE: Duration = Duration::from_secs(2);
 
@@ -151,6 +154,10 @@ pub struct MaintWorld {
     pub deleted: BTreeMap<String, serde_json::Value>,
     /// An action a step posted and watches.
     pub watched: Option<fault_injector::Watched>,
+    /// Background tasks a step started (stopped at teardown).
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Folders a step made (removed at teardown).
+    pub temp_dirs: Vec<tempfile::TempDir>,
 }
 
 impl fmt::Debug for MaintWorld {
@@ -188,6 +195,8 @@ impl MaintWorld {
             created: BTreeMap::new(),
             deleted: BTreeMap::new(),
             watched: None,
+            tasks: Vec::new(),
+            temp_dirs: Vec::new(),
         })
     }
 
@@ -283,6 +292,59 @@ impl MaintWorld {
         Ok(())
     }
 
+    /// Switches the scenario to a TLS database: one the emulator creates, or the
+    /// one [`TLS_DATABASE_ENV`] names in the endpoints file.
+    pub async fn use_tls_database(&mut self) -> Result<()> {
+        self.setup_database().await?;
+        let target = self.target.clone().map_err(|e| anyhow!(e))?;
+        let patience = self.patience();
+        let env = self.env.as_mut().expect("set up above");
+        let (db, bdb_id) = match target {
+            Target::Emulator => {
+                let name = "standalone-tls";
+                let created = env
+                    .fault_injector
+                    .run(
+                        "create_database",
+                        serde_json::json!({"database_config": {"name": name, "tls": true, "replication": true}}),
+                        patience,
+                    )
+                    .await
+                    .context("creating a TLS database on the emulator")?;
+                let id = created
+                    .output
+                    .as_ref()
+                    .and_then(|o| o.get("bdb_id"))
+                    .and_then(|v| v.as_u64())
+                    .ok_or_else(|| anyhow!("create_database output lacks bdb_id: {created:?}"))?;
+                let emu = env.emulator.as_ref().expect("an emulator target has one");
+                (emu.endpoints_file().database(name)?.clone(), id)
+            }
+            Target::External { endpoints, .. } => {
+                let name =
+                    std::env::var(TLS_DATABASE_ENV).unwrap_or_else(|_| "standalone-tls".into());
+                let file = EndpointsFile::load(&endpoints)?;
+                let db = file.database(&name).with_context(|| {
+                    format!("TLS scenarios need a TLS database: add {name:?} to {} or set {TLS_DATABASE_ENV}", endpoints.display())
+                })?;
+                if !db.tls {
+                    anyhow::bail!(
+                        "database {name:?} in {} is not a TLS database (tls: true, rediss://)",
+                        endpoints.display()
+                    );
+                }
+                let id = db
+                    .bdb_id
+                    .ok_or_else(|| anyhow!("database {name:?} has no bdb_id"))?;
+                (db.clone(), id)
+            }
+        };
+        env.factory = ClientFactory::new(db.clone(), self.tracker.clone());
+        env.db = db;
+        env.bdb_id = bdb_id;
+        Ok(())
+    }
+
     /// The emulator, for steps that need control only it gives.
     pub fn emulator(&self) -> Result<Arc<Emulator>> {
         self.env()?.emulator.clone().ok_or_else(|| {
@@ -337,6 +399,10 @@ impl MaintWorld {
         }
         self.clients.clear();
         self.black_holes.clear();
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.temp_dirs.clear();
         if let Some((shard, _dir)) = self.plain_server.take() {
             shard.stop().await;
         }
