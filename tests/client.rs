@@ -10,6 +10,31 @@ use maint_e2e::client::{
 use maint_e2e::config::{DatabaseConfig, DatabaseEndpoint};
 use maint_e2e::emulator::shard::{redis_server_bin, Shard, ShardSpec};
 
+/// An emulator with one database made from `spec`, and that database's entry
+/// of the endpoints file.
+async fn emulated(
+    spec: maint_e2e::emulator::DatabaseSpec,
+) -> (
+    Arc<maint_e2e::emulator::Emulator>,
+    Arc<maint_e2e::emulator::Database>,
+    DatabaseConfig,
+) {
+    use maint_e2e::emulator::{Emulator, EmulatorConfig, Timings};
+    let emu = Emulator::new(EmulatorConfig {
+        nodes: 2,
+        timings: Timings::fast(std::time::Duration::from_secs(1)),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let db = emu.create_database(spec).await.unwrap();
+    let config = emu
+        .endpoints_file()
+        .database(&db.shared.name)
+        .unwrap()
+        .clone();
+    (emu, db, config)
+}
+
 async fn bare_server(dir: &std::path::Path) -> Shard {
     let bin = redis_server_bin().expect("redis-server must be installed for these tests");
     Shard::start(
@@ -144,25 +169,12 @@ async fn an_unreachable_server_is_a_connection_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_failover() {
     use maint_e2e::emulator::actions::{self, Action};
-    use maint_e2e::emulator::{DatabaseSpec, Emulator, EmulatorConfig, Timings};
-    let emu = Emulator::new(EmulatorConfig {
-        nodes: 2,
-        timings: Timings::fast(std::time::Duration::from_secs(1)),
-        ..EmulatorConfig::default()
+    use maint_e2e::emulator::DatabaseSpec;
+    let (emu, db, good) = emulated(DatabaseSpec {
+        password: Some("s3cret".into()),
+        ..DatabaseSpec::default()
     })
-    .unwrap();
-    let db = emu
-        .create_database(DatabaseSpec {
-            password: Some("s3cret".into()),
-            ..DatabaseSpec::default()
-        })
-        .await
-        .unwrap();
-    let good = emu
-        .endpoints_file()
-        .database(&db.shared.name)
-        .unwrap()
-        .clone();
+    .await;
     assert_eq!(good.password.as_deref(), Some("s3cret"));
     let mut bad = good.clone();
     bad.password = Some("wrong".into());
@@ -199,25 +211,13 @@ async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_database_is_verified_against_its_ca_and_a_bad_ca_is_a_clear_error() {
     use maint_e2e::emulator::tls::TlsMaterial;
-    use maint_e2e::emulator::{DatabaseSpec, Emulator, EmulatorConfig};
-    let emu = Emulator::new(EmulatorConfig {
-        nodes: 2,
-        ..EmulatorConfig::default()
+    use maint_e2e::emulator::DatabaseSpec;
+    let (emu, _db, good) = emulated(DatabaseSpec {
+        tls: Some(true),
+        replication: Some(false),
+        ..DatabaseSpec::default()
     })
-    .unwrap();
-    let db = emu
-        .create_database(DatabaseSpec {
-            tls: Some(true),
-            replication: Some(false),
-            ..DatabaseSpec::default()
-        })
-        .await
-        .unwrap();
-    let good = emu
-        .endpoints_file()
-        .database(&db.shared.name)
-        .unwrap()
-        .clone();
+    .await;
     assert!(good.tls && good.endpoints[0].tls);
     assert!(good.endpoints[0].to_string().starts_with("rediss://"));
     let f = ClientFactory::new(good.clone(), Arc::new(NoEvents));

@@ -190,6 +190,30 @@ impl FaultInjectorClient {
         }
     }
 
+    /// `create_database` with `database_config`, run to its end; returns its
+    /// output and the new database's id.
+    pub async fn create_database(
+        &self,
+        database_config: Value,
+        within: Duration,
+    ) -> Result<(Value, u64)> {
+        let done = self
+            .run(
+                "create_database",
+                serde_json::json!({ "database_config": database_config }),
+                within,
+            )
+            .await?;
+        let output = done
+            .output
+            .ok_or_else(|| anyhow!("create_database succeeded without output"))?;
+        let id = output
+            .get("bdb_id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("create_database output lacks bdb_id: {output}"))?;
+        Ok((output, id))
+    }
+
     /// Triggers and waits for success; any other end is an error.
     pub async fn run(
         &self,

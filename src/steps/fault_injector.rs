@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use cucumber::{then, when};
 use serde_json::{json, Value};
 
@@ -80,16 +80,13 @@ impl MaintWorld {
 
     async fn create_db(&mut self, name: &str, replication: bool) -> Result<()> {
         let fi = self.env()?.fault_injector.clone();
-        let done = fi
-            .run(
-                "create_database",
-                json!({"database_config": {"name": name, "replication": replication, "shards_count": 1}}),
+        let (output, _) = fi
+            .create_database(
+                json!({"name": name, "replication": replication, "shards_count": 1}),
                 self.patience(),
             )
-            .await?;
-        let output = done
-            .output
-            .ok_or_else(|| anyhow!("create_database of {name:?} succeeded without output"))?;
+            .await
+            .with_context(|| format!("creating database {name:?}"))?;
         self.created.insert(name.to_string(), output);
         Ok(())
     }

@@ -231,20 +231,13 @@ impl MaintWorld {
                 let addr = api::serve(emulator.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
                     .await?;
                 let fi = FaultInjectorClient::new(&format!("http://{addr}"))?;
-                let created = fi
-                    .run(
-                        "create_database",
-                        serde_json::json!({"database_config": {"name": "standalone", "replication": true}}),
+                let (_, bdb_id) = fi
+                    .create_database(
+                        serde_json::json!({"name": "standalone", "replication": true}),
                         Duration::from_secs(30),
                     )
                     .await
                     .context("creating the database on the emulator")?;
-                let bdb_id = created
-                    .output
-                    .as_ref()
-                    .and_then(|o| o.get("bdb_id"))
-                    .and_then(|v| v.as_u64())
-                    .ok_or_else(|| anyhow!("create_database output lacks bdb_id: {created:?}"))?;
                 let db = emulator.endpoints_file().database("standalone")?.clone();
                 Env {
                     emulator: Some(emulator),
@@ -302,21 +295,14 @@ impl MaintWorld {
         let (db, bdb_id) = match target {
             Target::Emulator => {
                 let name = "standalone-tls";
-                let created = env
+                let (_, id) = env
                     .fault_injector
-                    .run(
-                        "create_database",
-                        serde_json::json!({"database_config": {"name": name, "tls": true, "replication": true}}),
+                    .create_database(
+                        serde_json::json!({"name": name, "tls": true, "replication": true}),
                         patience,
                     )
                     .await
                     .context("creating a TLS database on the emulator")?;
-                let id = created
-                    .output
-                    .as_ref()
-                    .and_then(|o| o.get("bdb_id"))
-                    .and_then(|v| v.as_u64())
-                    .ok_or_else(|| anyhow!("create_database output lacks bdb_id: {created:?}"))?;
                 let emu = env.emulator.as_ref().expect("an emulator target has one");
                 (emu.endpoints_file().database(name)?.clone(), id)
             }
