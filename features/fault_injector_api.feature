@@ -5,11 +5,20 @@ Feature: Fault injector API
   status" lists them. The emulator serves the same API, so test suites written
   against the real service run unchanged against it.
 
-  Scenario: FI1 an action goes from pending through running to success, and a failed one carries an error
+  Scenario Outline: FI1 a <action> goes from pending through running to success
     Given a standalone database
-    When a failover is posted to the fault injector
+    When a <action> is posted to the fault injector
     Then the fault injector accepted it as pending
     And its status went through running to success
+
+    Examples:
+      | action    |
+      | failover  |
+      | migration |
+      | rebind    |
+
+  Scenario: FI1 a failed action carries an error that says why
+    Given a standalone database
     When a database "fi1-single" without replication is created through the fault injector
     And a failover of "fi1-single" is posted to the fault injector
     Then it ends failed with an error that says "replica"

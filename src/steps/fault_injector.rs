@@ -145,10 +145,16 @@ impl MaintWorld {
     }
 }
 
-/// A failover of the database under test, watched.
-#[when("a failover is posted to the fault injector")]
-async fn when_post_failover(w: &mut MaintWorld) -> StepResult {
-    w.post_watched("failover", json!({"bdb_id": w.env()?.bdb_id}))
+/// A failover, migration or rebind of the database under test, watched.
+#[when(expr = "a {word} is posted to the fault injector")]
+async fn when_post(w: &mut MaintWorld, what: String) -> StepResult {
+    let action = match what.as_str() {
+        "failover" => "failover",
+        "migration" => "migrate",
+        "rebind" => "bind",
+        other => fail!("unknown action {other:?}; post a failover, a migration or a rebind"),
+    };
+    w.post_watched(action, json!({"bdb_id": w.env()?.bdb_id}))
         .await?;
     Ok(())
 }
