@@ -799,23 +799,35 @@ async fn injected_latency_delays_replies_while_it_lasts() {
     let emu = emulator(Duration::from_millis(100));
     let (id, addr) = database(&emu, false).await;
     let p = Probe::connect(&addr, true, None).await.unwrap();
-    let task = spawn_action(
-        &emu,
-        json!({"type": "network_latency", "parameters": {"bdb_id": id, "delay_ms": 400, "duration_s": 1.0}}),
+    let cancel = CancellationToken::new();
+    let api = api::serve(emu.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
+        .await
+        .unwrap();
+    let url = format!("http://{api}");
+    let (status, accepted) = post(
+        &url,
+        &json!({"type": "network_latency", "parameters": {"bdb_id": id, "delay_ms": 400, "duration_s": 1.0}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{accepted}");
+    // In force as soon as the action is accepted.
+    let t = tokio::time::Instant::now();
+    p.ping().await.unwrap();
+    let slow = t.elapsed();
+    assert!(
+        slow >= Duration::from_millis(400) && slow < Duration::from_millis(900),
+        "{slow:?}"
     );
-    // The latency is in force once the action runs.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    let mut slow = None;
-    while slow.is_none() && tokio::time::Instant::now() < deadline {
-        let t = tokio::time::Instant::now();
-        p.ping().await.unwrap();
-        if t.elapsed() >= Duration::from_millis(400) {
-            slow = Some(t.elapsed());
-        }
-    }
-    let slow = slow.expect("a PING was delayed");
-    assert!(slow < Duration::from_millis(900), "{slow:?}");
-    task.await.unwrap().unwrap();
+    let fi = maint_e2e::fault_injector::FaultInjectorClient::new(&url).unwrap();
+    let done = fi
+        .wait(
+            accepted["action_id"].as_str().unwrap(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, "success", "{done:?}");
     let t = tokio::time::Instant::now();
     p.ping().await.unwrap();
     assert!(
@@ -823,6 +835,7 @@ async fn injected_latency_delays_replies_while_it_lasts() {
         "{:?}",
         t.elapsed()
     );
+    cancel.cancel();
     let bad = Action::parse(&json!({"type": "network_latency", "parameters": {
         "bdb_id": id, "delay_ms": 10, "duration_s": 1, "node": 9}}))
     .unwrap();

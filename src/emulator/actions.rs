@@ -376,6 +376,12 @@ pub fn submit(
         None => None,
     };
     let db = db.filter(|_| action.exclusive());
+    // Latency is in force once the action is accepted: what the caller does
+    // next already sees it.
+    let latency = match &action {
+        Action::NetworkLatency { .. } => Some(start_latency(emu, &action)?),
+        _ => None,
+    };
     if let Some(db) = &db {
         if !db.try_begin() {
             return Err(ActionError::Conflict(format!(
@@ -407,7 +413,13 @@ pub fn submit(
             r.start_time = Some(now_epoch());
         });
         tracing::info!(action = %task_id, kind = action.type_name(), "action running");
-        let result = run(&emu, &action).await;
+        let result = match latency {
+            Some((until, out)) => {
+                tokio::time::sleep_until(until).await;
+                Ok(out)
+            }
+            None => run(&emu, &action).await,
+        };
         if let Some(db) = db {
             db.end();
         }
@@ -473,26 +485,10 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             let target = target_node.map(|n| n.0);
             topology_change(emu, &d, &t, trigger, target, *skip_end_notification).await
         }
-        Action::NetworkLatency {
-            bdb_id,
-            delay_ms,
-            duration_s,
-            node,
-        } => {
-            let d = db(bdb_id)?;
-            if !(0.0..=3600.0).contains(duration_s) || *delay_ms > 600_000 {
-                return Err(ActionError::Invalid(format!(
-                    "duration_s must be between 0 and 3600 and delay_ms at most 600000; got {duration_s} s and {delay_ms} ms"
-                )));
-            }
-            let node = node.map(|n| check_node(emu, n.0)).transpose()?;
-            let until = Instant::now() + Duration::from_secs_f64(*duration_s);
-            d.shared
-                .add_latency(node, Duration::from_millis(*delay_ms), until);
+        Action::NetworkLatency { .. } => {
+            let (until, out) = start_latency(emu, action)?;
             tokio::time::sleep_until(until).await;
-            Ok(
-                json!({ "delay_ms": delay_ms, "duration_s": duration_s, "node": node.map(|n| n.index) }),
-            )
+            Ok(out)
         }
         Action::Bind {
             bdb_id,
@@ -611,6 +607,36 @@ async fn rladmin_status(emu: &Emulator) -> String {
         );
     }
     out
+}
+
+/// Puts the latency of a `network_latency` action in force; returns when it
+/// ends and the action's output.
+fn start_latency(emu: &Emulator, action: &Action) -> Result<(Instant, Value), ActionError> {
+    let Action::NetworkLatency {
+        bdb_id,
+        delay_ms,
+        duration_s,
+        node,
+    } = action
+    else {
+        return Err(ActionError::Invalid("not a network_latency action".into()));
+    };
+    let d = emu
+        .database(bdb_id.0)
+        .ok_or_else(|| ActionError::Invalid(format!("no database with bdb_id {}", bdb_id.0)))?;
+    if !(0.0..=3600.0).contains(duration_s) || *delay_ms > 600_000 {
+        return Err(ActionError::Invalid(format!(
+            "duration_s must be between 0 and 3600 and delay_ms at most 600000; got {duration_s} s and {delay_ms} ms"
+        )));
+    }
+    let node = node.map(|n| check_node(emu, n.0)).transpose()?;
+    let until = Instant::now() + Duration::from_secs_f64(*duration_s);
+    d.shared
+        .add_latency(node, Duration::from_millis(*delay_ms), until);
+    Ok((
+        until,
+        json!({ "delay_ms": delay_ms, "duration_s": duration_s, "node": node.map(|n| n.index) }),
+    ))
 }
 
 /// Holds traffic of `db`, waits for in-flight replies, runs `switch`, then points
