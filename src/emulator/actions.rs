@@ -900,6 +900,9 @@ async fn topology_change(
                 }
             };
             let (migrated, node) = migrate(emu, db, t, target, skip_end).await?;
+            // The rebind is a maintenance of its own: it starts a lead after
+            // the migration ended, as on a real cluster, not in the same breath.
+            tokio::time::sleep(t.notice_lead).await;
             // The endpoint follows the data to its node (or, when it is there
             // already, to the next one).
             let to = (node != db.shared.active_node()).then_some(node.index);

@@ -50,7 +50,7 @@ pub const TRIGGERS: &[Trigger] = &[
     Trigger {
         effect: "data_movement_conn_drop",
         name: "shard_migrate_endpoint_follows",
-        description: "MIGRATING, the primary shard moves to another node, MIGRATED, then the endpoint moves to that node: MOVING, and connections left on the old endpoint are closed after the grace",
+        description: "MIGRATING, the primary shard moves to another node, MIGRATED; a notification lead later the endpoint moves to that node: MOVING, and connections left on the old endpoint are closed after the grace",
         steps: Steps::MigrateThenBind,
     },
     Trigger {
