@@ -25,6 +25,22 @@ Feature: Fault injector API
     When the database "fi1-single" is deleted through the fault injector
     Then rladmin status no longer lists "fi1-single"
 
+  Scenario Outline: FI1 the <effect> effect of the trigger catalogue runs under traffic without an error
+    Given a standalone database
+    And a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the fault injector produces the <effect> effect with its first trigger
+    Then the traffic saw no errors
+    And every acknowledged write is readable
+    And the timeouts of "app" are back to their configured values
+
+    Examples:
+      | effect                     |
+      | data_movement_no_conn_drop |
+      | data_movement_conn_drop    |
+      | conn_drop                  |
+      | dns_resolution_change      |
+
   Scenario: FI3 a database is created, listed, used, and deleted
     Given a standalone database
     When a database "fi3-db" is created through the fault injector

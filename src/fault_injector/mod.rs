@@ -190,6 +190,27 @@ impl FaultInjectorClient {
         }
     }
 
+    /// `GET /topology-change-standalone?effect=E&cluster_index=0`: the triggers
+    /// that produce `effect` on a standalone database.
+    pub async fn standalone_triggers(&self, effect: &str) -> Result<Value> {
+        let r = self
+            .http
+            .get(format!(
+                "{}/topology-change-standalone?effect={}&cluster_index=0",
+                self.base,
+                url::form_urlencoded::byte_serialize(effect.as_bytes()).collect::<String>()
+            ))
+            .send()
+            .await
+            .with_context(|| format!("asking {} for the triggers of {effect}", self.base))?;
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("the trigger catalogue refused {effect}: {status} {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("the catalogue answered {body}"))
+    }
+
     /// `create_database` with `database_config`, run to its end; returns its
     /// output and the new database's id.
     pub async fn create_database(

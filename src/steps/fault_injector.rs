@@ -159,6 +159,24 @@ async fn when_post(w: &mut MaintWorld, what: String) -> StepResult {
     Ok(())
 }
 
+/// `topology_change_standalone` with the first trigger the catalogue offers
+/// for `effect`, run to its end.
+#[when(expr = "the fault injector produces the {word} effect with its first trigger")]
+async fn when_effect(w: &mut MaintWorld, effect: String) -> StepResult {
+    let catalogue = w.env()?.fault_injector.standalone_triggers(&effect).await?;
+    let trigger = catalogue
+        .pointer("/triggers/0/name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("the catalogue offers no trigger for {effect}: {catalogue}"))?
+        .to_string();
+    w.run_action(
+        "topology_change_standalone",
+        json!({"effect": effect, "trigger": trigger, "cluster_index": 0}),
+    )
+    .await?;
+    Ok(())
+}
+
 /// A failover of a database a step created, watched.
 #[when(expr = "a failover of {string} is posted to the fault injector")]
 async fn when_post_failover_of(w: &mut MaintWorld, name: String) -> StepResult {
