@@ -143,36 +143,14 @@ impl FaultInjectorClient {
             action_type: action_type.to_string(),
             parameters,
         };
-        let r = self
-            .http
-            .post(format!("{}/action", self.base))
-            .json(&req)
-            .send()
-            .await
-            .with_context(|| format!("posting {action_type} to {}", self.base))?;
-        let status = r.status();
-        let body = r.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("fault injector refused {action_type}: {status} {body}");
-        }
-        serde_json::from_str(&body)
-            .with_context(|| format!("fault injector answered {action_type} with {body}"))
+        let post = self.http.post(format!("{}/action", self.base)).json(&req);
+        send(post, &format!("posting {action_type} to {}", self.base)).await
     }
 
     /// `GET /action/{id}`.
     pub async fn status(&self, id: &str) -> Result<ActionStatus> {
-        let r = self
-            .http
-            .get(format!("{}/action/{id}", self.base))
-            .send()
-            .await
-            .with_context(|| format!("polling action {id}"))?;
-        let status = r.status();
-        let body = r.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("polling action {id}: {status} {body}");
-        }
-        serde_json::from_str(&body).with_context(|| format!("action {id} status is {body}"))
+        let get = self.http.get(format!("{}/action/{id}", self.base));
+        send(get, &format!("polling action {id}")).await
     }
 
     /// Polls until the action is terminal or `within` passes.
@@ -193,22 +171,16 @@ impl FaultInjectorClient {
     /// `GET /topology-change-standalone?effect=E&cluster_index=0`: the triggers
     /// that produce `effect` on a standalone database.
     pub async fn standalone_triggers(&self, effect: &str) -> Result<Value> {
-        let r = self
-            .http
-            .get(format!(
-                "{}/topology-change-standalone?effect={}&cluster_index=0",
-                self.base,
-                url::form_urlencoded::byte_serialize(effect.as_bytes()).collect::<String>()
-            ))
-            .send()
-            .await
-            .with_context(|| format!("asking {} for the triggers of {effect}", self.base))?;
-        let status = r.status();
-        let body = r.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("the trigger catalogue refused {effect}: {status} {body}");
-        }
-        serde_json::from_str(&body).with_context(|| format!("the catalogue answered {body}"))
+        let get = self.http.get(format!(
+            "{}/topology-change-standalone?effect={}&cluster_index=0",
+            self.base,
+            url::form_urlencoded::byte_serialize(effect.as_bytes()).collect::<String>()
+        ));
+        send(
+            get,
+            &format!("asking {} for the triggers of {effect}", self.base),
+        )
+        .await
     }
 
     /// `create_database` with `database_config`, run to its end; returns its
@@ -253,4 +225,19 @@ impl FaultInjectorClient {
         }
         Ok(s)
     }
+}
+
+/// Sends `req` and reads a JSON answer; `what` says what was being done.
+async fn send<T: serde::de::DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T> {
+    let r = req.send().await.with_context(|| what.to_string())?;
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{what}: the fault injector answered {status} {body}");
+    }
+    serde_json::from_str(&body)
+        .with_context(|| format!("{what}: the fault injector answered {body}"))
 }
