@@ -74,97 +74,41 @@ impl MaintWorld {
     }
 }
 
-/// One connection, the given mode, the endpoint type picked automatically.
-#[given(expr = "a client {string} with maintenance notifications {mode}")]
-async fn given_client(w: &mut MaintWorld, name: String, mode: ModeParam) -> StepResult {
-    w.create_client(&name, |o| o.mode = mode.0).await?;
-    Ok(())
-}
-
-/// Several connections in the pool.
-#[given(expr = "a client {string} with {int} connections and maintenance notifications {mode}")]
-async fn given_client_pool(
-    w: &mut MaintWorld,
-    name: String,
-    n: usize,
-    mode: ModeParam,
-) -> StepResult {
-    w.create_client(&name, |o| {
-        o.mode = mode.0;
-        o.pool_size = n;
-    })
-    .await?;
-    Ok(())
-}
-
-/// A MOVING endpoint type, or `auto`.
+/// A client: `a client "app" [with N connections and] maintenance
+/// notifications <mode> [and endpoint type <type>] [and these settings:]`,
+/// the settings in a `| setting | value |` table.
 #[given(
-    expr = "a client {string} with maintenance notifications {mode} and endpoint type {endpoint_setting}"
+    regex = r#"^a client "([^"]*)" with (?:(\d+) connections and )?maintenance notifications (enabled|disabled|auto)(?: and endpoint type (internal-ip|internal-fqdn|external-ip|external-fqdn|none|auto))?( and these settings:)?$"#
 )]
-async fn given_client_endpoint_type(
-    w: &mut MaintWorld,
-    name: String,
-    mode: ModeParam,
-    ty: EndpointSettingParam,
-) -> StepResult {
-    w.create_client(&name, |o| {
-        o.mode = mode.0;
-        o.endpoint_type = ty.0;
-    })
-    .await?;
-    Ok(())
-}
-
-/// Several connections and a MOVING endpoint type, or `auto`.
-#[given(
-    expr = "a client {string} with {int} connections and maintenance notifications {mode} and endpoint type {endpoint_setting}"
-)]
-async fn given_client_pool_endpoint_type(
-    w: &mut MaintWorld,
-    name: String,
-    n: usize,
-    mode: ModeParam,
-    ty: EndpointSettingParam,
-) -> StepResult {
-    w.create_client(&name, |o| {
-        o.mode = mode.0;
-        o.pool_size = n;
-        o.endpoint_type = ty.0;
-    })
-    .await?;
-    Ok(())
-}
-
-/// Settings from a table: `| relaxed timeout | 3 s |`.
-#[given(expr = "a client {string} with maintenance notifications {mode} and these settings:")]
-async fn given_client_settings(
+async fn given_client(
     w: &mut MaintWorld,
     step: &Step,
     name: String,
+    connections: String,
     mode: ModeParam,
+    endpoint_type: String,
+    settings: String,
 ) -> StepResult {
     let mut o = w.suite_options();
     o.mode = mode.0;
-    apply_settings(step, &mut o)?;
-    w.create_client(&name, |opts| *opts = o).await?;
-    Ok(())
-}
-
-/// Several connections, settings from a table.
-#[given(
-    expr = "a client {string} with {int} connections and maintenance notifications {mode} and these settings:"
-)]
-async fn given_client_pool_settings(
-    w: &mut MaintWorld,
-    step: &Step,
-    name: String,
-    n: usize,
-    mode: ModeParam,
-) -> StepResult {
-    let mut o = w.suite_options();
-    o.mode = mode.0;
-    o.pool_size = n;
-    apply_settings(step, &mut o)?;
+    if !connections.is_empty() {
+        o.pool_size = connections
+            .parse()
+            .map_err(|_| anyhow!("{connections:?} is not a number of connections"))?;
+    }
+    if !endpoint_type.is_empty() {
+        o.endpoint_type = endpoint_type
+            .parse::<EndpointSettingParam>()
+            .map_err(|e| anyhow!(e))?
+            .0;
+    }
+    match (settings.is_empty(), step.table.is_some()) {
+        (false, _) => apply_settings(step, &mut o)?,
+        (true, true) => {
+            fail!("this step has a table but does not end with `and these settings:`")
+        }
+        (true, false) => {}
+    }
     w.create_client(&name, |opts| *opts = o).await?;
     Ok(())
 }
