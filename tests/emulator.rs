@@ -716,12 +716,21 @@ async fn each_standalone_effect_sends_what_the_catalogue_promises() {
         out["result"]["migrate"]["node"],
         out["result"]["bind"]["to_node"]
     );
-    moved
+    let (moving_at, _) = moved
         .wait_notification(Duration::from_secs(3), "MOVING", |n| {
             n.kind() == Kind::Moving
         })
         .await
         .unwrap();
+    let (migrated_at, _) = moved
+        .wait_notification(Duration::from_secs(3), "MIGRATED 4", |n| {
+            n.kind() == Kind::Migrated && n.seq() == 4
+        })
+        .await
+        .unwrap();
+    // The rebind is its own maintenance: it starts a lead (100 ms) after MIGRATED.
+    let gap = moving_at - migrated_at;
+    assert!(gap >= Duration::from_millis(90), "{gap:?}");
     let got = received(&moved);
     // The last completion (MIGRATED 2) is replayed first, then this event.
     assert_eq!(

@@ -4,7 +4,11 @@
 //! * [`shard`]: real `redis-server` processes;
 //! * [`database`]: state the proxies of one database share;
 //! * [`proxy`]: the RESP-aware endpoint proxy that emits notifications;
-//! * [`actions`]: failover, migrate, bind, as they really happen;
+//! * [`actions`]: failover, migrate, bind, topology changes, latency, as they
+//!   really happen; every timing comes from [`Timings`] with the database's and
+//!   the action's [`TimingOverrides`];
+//! * [`catalogue`]: which trigger produces each effect a standalone client sees;
+//! * [`tls`]: the emulator's CA and the endpoints' server certificate;
 //! * [`api`]: the fault injector's HTTP API over all of it.
 //!
 //! Topology: node `n` owns `127.0.n.1` (internal) and `127.0.n.2` (external); a

@@ -13,7 +13,12 @@ pub fn apply_settings(step: &Step, o: &mut ClientOptions) -> anyhow::Result<()> 
     let table = step.table.as_ref().ok_or_else(|| {
         anyhow!("this step needs a table of | setting | value |, such as | relaxed timeout | 3 s |")
     })?;
-    for row in &table.rows {
+    apply_setting_rows(&table.rows, o)
+}
+
+/// Applies `| setting | value |` rows to client options.
+pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow::Result<()> {
+    for row in rows {
         let [name, value] = row.as_slice() else {
             return Err(anyhow!(
                 "each row needs two cells, | setting | value |; got {row:?}"
@@ -122,4 +127,44 @@ async fn given_resp2_client(w: &mut MaintWorld, name: String, mode: ModeParam) -
     })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn rows(r: &[[&str; 2]]) -> Vec<Vec<String>> {
+        r.iter()
+            .map(|c| c.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_settings_table_sets_options_and_names_what_is_wrong() {
+        let mut o = ClientOptions::default();
+        apply_setting_rows(
+            &rows(&[
+                ["response timeout", "unbounded"],
+                ["relaxed timeout", "3 s"],
+                ["post-handoff tail", "2 min"],
+                ["max handoff retries", "5"],
+            ]),
+            &mut o,
+        )
+        .unwrap();
+        assert_eq!(o.response_timeout, None);
+        assert_eq!(o.relaxed_timeout, Duration::from_secs(3));
+        assert_eq!(o.post_handoff_relaxed, Some(Duration::from_secs(120)));
+        assert_eq!(o.max_handoff_retries, 5);
+        let err = |r: &[[&str; 2]]| {
+            apply_setting_rows(&rows(r), &mut ClientOptions::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&[["colour", "blue"]]).contains("unknown setting \"colour\""));
+        assert!(err(&[["relaxed timeout", "unbounded"]]).contains("cannot be unbounded"));
+        assert!(err(&[["handoff timeout", "3"]]).contains("no unit"));
+        assert!(err(&[["max handoff retries", "many"]]).contains("not a whole number"));
+    }
 }

@@ -1,6 +1,7 @@
 //! The cucumber World and the step definitions, grouped by subject:
 //! [`database`] (the target), [`clients`], [`maintenance`] (fault injector
-//! actions), [`notifications`], [`handoff`], [`traffic`] and [`probes`].
+//! actions), [`notifications`], [`timeouts`], [`handoff`], [`handshake`],
+//! [`traffic`], [`probes`] and [`fault_injector`] (the API's own contract).
 //!
 //! Steps stay thin: they parse their line and call World methods that return
 //! `Result`; a failure message says what was expected and what happened,
