@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use maint_e2e::client::{ClientFactory, ClientOptions, EventKind, Mode};
+use maint_e2e::client::{Client, ClientFactory, ClientOptions, EventKind, Mode};
 use maint_e2e::emulator::actions::{self, Action};
 use maint_e2e::emulator::database::Node;
 use maint_e2e::emulator::{DatabaseSpec, Emulator, EmulatorConfig, Timings};
@@ -27,6 +27,33 @@ async fn act(
     body: serde_json::Value,
 ) -> Result<serde_json::Value, actions::ActionError> {
     actions::run(emu, &Action::parse(&body).unwrap()).await
+}
+
+/// A client of `factory` with notifications enabled and `o` otherwise.
+async fn enabled_client(factory: &ClientFactory, o: ClientOptions) -> Arc<Client> {
+    factory
+        .create(
+            "app",
+            ClientOptions {
+                mode: Mode::Enabled,
+                ..o
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// `send_push` of `elements` to every opted-in connection of database `id`.
+async fn push(
+    emu: &Arc<Emulator>,
+    id: u64,
+    elements: serde_json::Value,
+) -> Result<serde_json::Value, actions::ActionError> {
+    act(
+        emu,
+        json!({"type": "send_push", "parameters": {"bdb_id": id, "push": elements}}),
+    )
+    .await
 }
 
 async fn setup(nodes: usize, grace: Duration) -> Setup {
@@ -60,17 +87,14 @@ async fn the_old_connection_is_released_long_before_the_grace_ends() {
         tracker,
         factory,
     } = setup(2, Duration::from_secs(5)).await;
-    let client = factory
-        .create(
-            "app",
-            ClientOptions {
-                mode: Mode::Enabled,
-                pool_size: 3,
-                ..ClientOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let client = enabled_client(
+        &factory,
+        ClientOptions {
+            pool_size: 3,
+            ..ClientOptions::default()
+        },
+    )
+    .await;
     let from = db.shared.active_node();
     assert_eq!(db.shared.connections_on(from), 3);
     let bind = {
@@ -171,20 +195,17 @@ async fn a_lost_completion_is_closed_by_the_backstop_and_nested_windows_wait_for
         factory,
     } = setup(3, Duration::from_secs(1)).await;
     let backstop = Duration::from_secs(3);
-    let client = factory
-        .create(
-            "app",
-            ClientOptions {
-                mode: Mode::Enabled,
-                relaxed_timeout: Duration::from_secs(2),
-                relaxed_window_max: Some(backstop),
-                post_handoff_relaxed: Some(Duration::from_millis(100)),
-                response_timeout: Some(Duration::from_millis(500)),
-                ..ClientOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let client = enabled_client(
+        &factory,
+        ClientOptions {
+            relaxed_timeout: Duration::from_secs(2),
+            relaxed_window_max: Some(backstop),
+            post_handoff_relaxed: Some(Duration::from_millis(100)),
+            response_timeout: Some(Duration::from_millis(500)),
+            ..ClientOptions::default()
+        },
+    )
+    .await;
     let conn = client.connections()[0].clone();
     let id = db.shared.id;
     let run = |body: serde_json::Value| {
@@ -268,30 +289,20 @@ async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood()
         tracker,
         factory,
     } = setup(2, Duration::from_secs(1)).await;
-    let client = factory
-        .create(
-            "app",
-            ClientOptions {
-                mode: Mode::Enabled,
-                post_handoff_relaxed: Some(Duration::from_millis(50)),
-                ..ClientOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let client = enabled_client(
+        &factory,
+        ClientOptions {
+            post_handoff_relaxed: Some(Duration::from_millis(50)),
+            ..ClientOptions::default()
+        },
+    )
+    .await;
     let id = db.shared.id;
-    let push = |elements: serde_json::Value| {
+    let send = |elements: serde_json::Value| {
         let emu = emu.clone();
-        async move {
-            act(
-                &emu,
-                json!({"type": "send_push", "parameters": {"bdb_id": id, "push": elements}}),
-            )
-            .await
-            .unwrap()
-        }
+        async move { push(&emu, id, elements).await.unwrap() }
     };
-    let out = push(json!(["MOVING", "soon", 15])).await;
+    let out = send(json!(["MOVING", "soon", 15])).await;
     assert_eq!(out["bytes"], ">3\r\n$6\r\nMOVING\r\n$4\r\nsoon\r\n:15\r\n");
     tracker
         .wait_for(
@@ -318,7 +329,7 @@ async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood()
     );
 
     // Lower-case names, numeric strings and extra elements are understood.
-    push(json!(["migrating", "41", "2", "1", "extra"])).await;
+    send(json!(["migrating", "41", "2", "1", "extra"])).await;
     tracker
         .wait_for(Duration::from_secs(5), "relaxation", |events| {
             events
@@ -327,7 +338,7 @@ async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood()
         })
         .await
         .unwrap();
-    push(json!(["Migrated", 42])).await;
+    send(json!(["Migrated", 42])).await;
     tracker
         .wait_for(Duration::from_secs(5), "un-relaxation", |events| {
             events
@@ -337,12 +348,7 @@ async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood()
         .await
         .unwrap();
 
-    let bad = act(
-        &emu,
-        json!({"type": "send_push", "parameters": {"bdb_id": id, "push": [7]}}),
-    )
-    .await
-    .unwrap_err();
+    let bad = push(&emu, id, json!([7])).await.unwrap_err();
     assert!(bad.to_string().contains("name as a string"), "{bad}");
     factory.destroy_all().await;
     emu.shutdown().await;
@@ -356,31 +362,24 @@ async fn a_black_holed_handoff_target_is_retried_then_given_up_without_a_wedge()
         tracker,
         factory,
     } = setup(2, Duration::from_secs(1)).await;
-    let client = factory
-        .create(
-            "app",
-            ClientOptions {
-                mode: Mode::Enabled,
-                handoff_timeout: Duration::from_millis(300),
-                max_handoff_retries: 2,
-                post_handoff_relaxed: Some(Duration::from_millis(50)),
-                ..ClientOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let client = enabled_client(
+        &factory,
+        ClientOptions {
+            handoff_timeout: Duration::from_millis(300),
+            max_handoff_retries: 2,
+            post_handoff_relaxed: Some(Duration::from_millis(50)),
+            ..ClientOptions::default()
+        },
+    )
+    .await;
     let before = client.connections()[0].endpoint();
     // Accepts TCP (the kernel's backlog) but never answers a byte.
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = hole.local_addr().unwrap().to_string();
     let started = tokio::time::Instant::now();
-    act(
-        &emu,
-        json!({"type": "send_push", "parameters": {
-            "bdb_id": db.shared.id, "push": ["MOVING", 77, 30, target]}}),
-    )
-    .await
-    .unwrap();
+    push(&emu, db.shared.id, json!(["MOVING", 77, 30, target]))
+        .await
+        .unwrap();
     // The client keeps serving on the old connection while it tries.
     let pong: String = client.query(&redis::cmd("PING")).await.unwrap();
     assert_eq!(pong, "PONG");
