@@ -66,15 +66,7 @@ async fn main() {
         })
         .await
         .unwrap();
-    let shard = db
-        .shards
-        .lock()
-        .await
-        .primary
-        .as_ref()
-        .unwrap()
-        .addr
-        .to_string();
+    let shard = db.shards.lock().await.sets[0].primary.addr.to_string();
     let proxy = format!("127.0.0.1:{}", db.shared.port);
     println!(
         "{:<8} {:>10} {:>10} {:>10} {:>14}",

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use maint_e2e::emulator::naming::Naming;
 use maint_e2e::emulator::{api, DatabaseSpec, Emulator, EmulatorConfig, TimingOverrides, Timings};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,20 @@ struct EmulatorArgs {
     /// Seconds a MIGRATING / FAILING_OVER window announces beyond the lead.
     #[arg(long, default_value_t = 2.0)]
     window_s: f64,
+    /// Seconds between a switch-over and its completion (MIGRATED /
+    /// FAILED_OVER): a real failover or final switch takes seconds.
+    #[arg(long, default_value_t = 3.0)]
+    settle_s: f64,
+    /// DNS domain of the cluster's host names (the database's and the FQDN
+    /// forms of MOVING); when names in it do not resolve to loopback here,
+    /// `localhost` is used instead.
+    #[arg(long, default_value = maint_e2e::emulator::naming::DEFAULT_DOMAIN)]
+    domain: String,
+    /// Print shell `export` lines for other clients' suites (the fault
+    /// injector's and the endpoints file's variables, the database name)
+    /// instead of the JSON line.
+    #[arg(long)]
+    print_env: bool,
     /// Do not replay the last MIGRATED / FAILED_OVER to connections that opt in later.
     #[arg(long)]
     no_completion_replay: bool,
@@ -85,6 +100,7 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
         grace_s: Some(args.grace_s),
         lead_s: Some(args.lead_s),
         window_s: Some(args.window_s),
+        settle_s: Some(args.settle_s),
     };
     overrides
         .validate()
@@ -93,6 +109,7 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
         nodes: args.nodes,
         timings: Timings::default().with(&overrides),
         replay_completion: !args.no_completion_replay,
+        naming: Naming::resolving(&args.domain),
     })?;
     let cancel = CancellationToken::new();
     let outcome = async {
@@ -120,13 +137,20 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
         let text = serde_json::to_string_pretty(&emu.endpoints_file().to_json())?;
         std::fs::write(&path, text)
             .with_context(|| format!("writing the endpoints file {}", path.display()))?;
-        println!(
-            "{}",
-            serde_json::json!({
-                "fault_injector_url": format!("http://{api_addr}"),
-                "endpoints_config": path.display().to_string(),
-            })
-        );
+        let url = format!("http://{api_addr}");
+        if args.print_env {
+            print!("{}", env_exports(&url, &path));
+        } else {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "fault_injector_url": url,
+                    "endpoints_config": path.display().to_string(),
+                })
+            );
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
         tracing::info!(
             bdb_id = db.shared.id,
             port = db.shared.port,
@@ -142,6 +166,22 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
     cancel.cancel();
     emu.shutdown().await;
     outcome
+}
+
+/// Shell lines that point the suites of other clients at the emulator: the
+/// names each of them reads.
+fn env_exports(url: &str, endpoints: &std::path::Path) -> String {
+    let quote = |v: &str| format!("'{}'", v.replace('\'', r"'\''"));
+    let path = endpoints.display().to_string();
+    [
+        ("FAULT_INJECTION_API_URL", url),
+        ("RE_FAULT_INJECTOR_URL", url),
+        ("REDIS_ENDPOINTS_CONFIG_PATH", path.as_str()),
+        ("DATABASE_NAME", "standalone"),
+    ]
+    .iter()
+    .map(|(k, v)| format!("export {k}={}\n", quote(v)))
+    .collect()
 }
 
 async fn wait_for_signal() {

@@ -593,13 +593,19 @@ impl Notification {
                     None => BytesFrame::Null,
                 });
             }
+            // Several shard ids travel as ONE comma-separated element: strict
+            // parsers (Jedis) take exactly four (or three) elements.
             Notification::Migrating { time_s, shards, .. }
             | Notification::FailingOver { time_s, shards, .. } => {
                 data.push(number(time_s.unwrap_or(0) as i64));
-                data.extend(shards.iter().map(|s| blob(s)));
+                if !shards.is_empty() {
+                    data.push(blob(&shards.join(",")));
+                }
             }
             Notification::Migrated { shards, .. } | Notification::FailedOver { shards, .. } => {
-                data.extend(shards.iter().map(|s| blob(s)));
+                if !shards.is_empty() {
+                    data.push(blob(&shards.join(",")));
+                }
             }
             Notification::SMigrating { slots, .. } => data.push(blob(slots)),
             Notification::SMigrated { moves, .. } => data.push(BytesFrame::Array {
@@ -711,18 +717,27 @@ fn flatten(items: &[Element]) -> Vec<&Element> {
     out
 }
 
+/// Shard ids: one element each, an array of them, or one comma-separated
+/// element.
 fn shard_ids(kind: Kind, items: &[Element]) -> Result<Vec<String>, NotificationError> {
-    flatten(items)
+    let mut ids = Vec::new();
+    for e in flatten(items)
         .into_iter()
         .filter(|e| !matches!(e, Element::Null))
-        .map(|e| {
-            e.as_text().ok_or_else(|| NotificationError::Bad {
-                kind,
-                field: "shard id",
-                found: e.describe(),
-            })
-        })
-        .collect()
+    {
+        let text = e.as_text().ok_or_else(|| NotificationError::Bad {
+            kind,
+            field: "shard id",
+            found: e.describe(),
+        })?;
+        ids.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
+    }
+    Ok(ids)
 }
 
 fn slot_move(entry: &Element) -> Result<SlotMove, NotificationError> {

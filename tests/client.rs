@@ -45,6 +45,7 @@ async fn bare_server(dir: &std::path::Path) -> Shard {
             node: 1,
             replica_of: None,
             password: None,
+            args: Vec::new(),
         },
     )
     .await

@@ -149,7 +149,7 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
     })
     .unwrap();
     let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
-    let first_primary = db.shards.lock().await.primary.as_ref().unwrap().id;
+    let first_primary = db.shards.lock().await.sets[0].primary.id;
     let out = act(
         &emu,
         json!({"type": "sequence_of_actions", "parameters": {

@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::catalogue;
-use super::database::{Announcement, Node, Route};
+use super::database::{Announcement, Node};
 use super::shard::wait_caught_up;
-use super::{Database, DatabaseSpec, Emulator, TimingOverrides, Timings};
-use crate::fault_injector::{ActionList, ActionStatus, ActionSummary};
+use super::{Database, DatabaseSpec, Emulator, Shards, TimingOverrides, Timings};
+use crate::fault_injector::{ActionList, ActionStatus, ActionSummary, Timestamp};
 use crate::notification::{EndpointType, Notification};
 
 /// Why an action was refused or failed.
@@ -59,22 +59,126 @@ pub struct SequenceStep {
     /// Action type.
     #[serde(rename = "type")]
     pub action_type: String,
-    /// Its parameters; `bdb_id` defaults to the sequence's.
-    #[serde(default)]
+    /// Its parameters (also read from `parameters`); `bdb_id` defaults to
+    /// the sequence's.
+    #[serde(default, alias = "parameters")]
     pub params: Value,
-    /// Seconds to wait before it.
+    /// How long to wait before it: seconds, or a duration such as `"1500ms"`.
     #[serde(default)]
-    pub delay: Option<f64>,
+    pub delay: Option<Value>,
+}
+
+impl SequenceStep {
+    /// The delay before this step, checked.
+    pub fn delay(&self) -> Result<Duration, ActionError> {
+        let bad = |v: &Value| {
+            ActionError::Invalid(format!(
+                "delay is a number of seconds between 0 and 3600 or a duration such as \"1500ms\", got {v}"
+            ))
+        };
+        let d = match &self.delay {
+            None | Some(Value::Null) => return Ok(Duration::ZERO),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|s| (0.0..=3600.0).contains(s))
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| bad(self.delay.as_ref().unwrap()))?,
+            Some(Value::String(s)) => match s.trim().parse::<f64>() {
+                Ok(secs) if (0.0..=3600.0).contains(&secs) => Duration::from_secs_f64(secs),
+                Ok(_) => return Err(bad(self.delay.as_ref().unwrap())),
+                Err(_) => humantime::parse_duration(s.trim())
+                    .map_err(|_| bad(self.delay.as_ref().unwrap()))?,
+            },
+            Some(other) => return Err(bad(other)),
+        };
+        if d > Duration::from_secs(3600) {
+            return Err(bad(self.delay.as_ref().unwrap()));
+        }
+        Ok(d)
+    }
+}
+
+/// The steps of a sequence as typed actions with their delays; each step's
+/// `bdb_id` defaults to the sequence's.
+fn sequence_steps(
+    bdb_id: Option<BdbId>,
+    steps: &[SequenceStep],
+) -> Result<Vec<(Duration, Action)>, ActionError> {
+    let mut out = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let at = |e: ActionError| ActionError::Invalid(format!("step {i}: {e}"));
+        let delay = step.delay().map_err(at)?;
+        let mut params = if step.params.is_null() {
+            json!({})
+        } else {
+            step.params.clone()
+        };
+        normalize_parameters(&mut params).map_err(at)?;
+        if let (None, Some(id)) = (params.get("bdb_id"), bdb_id) {
+            params["bdb_id"] = json!(id.0);
+        }
+        let inner =
+            Action::parse(&json!({"type": step.action_type, "parameters": params})).map_err(at)?;
+        if matches!(inner, Action::SequenceOfActions { .. }) {
+            return Err(ActionError::Invalid(format!(
+                "step {i}: sequences do not nest"
+            )));
+        }
+        out.push((delay, inner));
+    }
+    if out.is_empty() {
+        return Err(ActionError::Invalid(
+            "a sequence needs at least one action in \"actions\"".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Brings parameters into the one shape the actions read: `bdbId` is
+/// `bdb_id`, and `cluster_index` (a number or a numeric string; the emulator
+/// runs one cluster, index 0) is checked and dropped.
+pub fn normalize_parameters(params: &mut Value) -> Result<(), ActionError> {
+    let Some(obj) = params.as_object_mut() else {
+        return Ok(());
+    };
+    if let Some(id) = obj.remove("bdbId") {
+        obj.entry("bdb_id").or_insert(id);
+    }
+    if let Some(index) = obj.remove("cluster_index") {
+        let n = match &index {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            Value::Null => Some(0),
+            _ => None,
+        };
+        match n {
+            Some(0) => {}
+            Some(n) => {
+                return Err(ActionError::Invalid(format!(
+                    "cluster_index {n} does not exist; the emulator runs one cluster, index 0"
+                )))
+            }
+            None => {
+                return Err(ActionError::Invalid(format!(
+                    "cluster_index is a number or a numeric string, got {index}"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A typed action.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", content = "parameters", rename_all = "snake_case")]
 pub enum Action {
-    /// Promote the replica.
+    /// Promote the replicas (of every primary shard, or of one).
     Failover {
         /// Database.
         bdb_id: BdbId,
+        /// Only this primary shard (default: every one).
+        #[serde(default)]
+        shard_id: Option<ShardId>,
         /// Emulator fault: never send FAILED_OVER (a lost completion).
         #[serde(default)]
         drop_completion: bool,
@@ -82,13 +186,17 @@ pub enum Action {
         #[serde(flatten)]
         timing: TimingOverrides,
     },
-    /// Move the primary shard to a new process on another node.
+    /// Move the primary shards (every one, or one) to new processes on
+    /// another node.
     Migrate {
         /// Database.
         bdb_id: BdbId,
+        /// Only this primary shard (default: every one).
+        #[serde(default)]
+        shard_id: Option<ShardId>,
         /// Node to move to.
         #[serde(default)]
-        target_node: Option<usize>,
+        target_node: Option<NodeRef>,
         /// Emulator fault: never send MIGRATED (a lost completion).
         #[serde(default)]
         drop_completion: bool,
@@ -105,7 +213,7 @@ pub enum Action {
         endpoint_type: Option<String>,
         /// Node to move to.
         #[serde(default)]
-        target_node: Option<usize>,
+        target_node: Option<NodeRef>,
         /// Send each MOVING this many times, as several proxies may (default 1).
         #[serde(default)]
         repeat: Option<u32>,
@@ -160,8 +268,9 @@ pub enum Action {
     },
     /// Several actions in order.
     SequenceOfActions {
-        /// Database.
-        bdb_id: BdbId,
+        /// Database (default: each step's own `bdb_id`).
+        #[serde(default)]
+        bdb_id: Option<BdbId>,
         /// The steps.
         actions: Vec<SequenceStep>,
     },
@@ -175,6 +284,12 @@ pub enum Action {
         /// Database.
         bdb_id: BdbId,
     },
+    /// Cluster settings, as a real cluster's `PUT /v1/cluster` takes them:
+    /// `client_maint_notifications` turns maintenance notifications on or off.
+    UpdateClusterConfig {
+        /// The settings.
+        config: serde_json::Map<String, Value>,
+    },
     /// `rladmin status`.
     ExecuteRladminCommand {
         /// Only `status` is emulated.
@@ -183,6 +298,28 @@ pub enum Action {
         #[serde(default)]
         bdb_id: Option<BdbId>,
     },
+}
+
+/// A shard id as callers send it: `3`, `"3"` or `"redis:3"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardId(pub u32);
+
+impl<'de> Deserialize<'de> for ShardId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let n = match &v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().trim_start_matches("redis:").parse::<u64>().ok(),
+            _ => None,
+        };
+        n.and_then(|n| u32::try_from(n).ok())
+            .map(ShardId)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "a shard id is a number, \"3\" or \"redis:3\"; got {v}"
+                ))
+            })
+    }
 }
 
 /// A node as callers name it: `2`, `"2"` or `"node:2"`.
@@ -214,6 +351,7 @@ pub const ACTION_TYPES: &[&str] = &[
     "send_push",
     "create_database",
     "delete_database",
+    "update_cluster_config",
     "execute_rladmin_command",
 ];
 
@@ -245,6 +383,7 @@ impl Action {
         if body.get("parameters").is_none_or(Value::is_null) {
             body["parameters"] = json!({});
         }
+        normalize_parameters(&mut body["parameters"])?;
         serde_json::from_value(body)
             .map_err(|e| ActionError::Invalid(format!("bad parameters for {ty}: {e}")))
     }
@@ -261,6 +400,7 @@ impl Action {
             Action::SendPush { .. } => "send_push",
             Action::CreateDatabase { .. } => "create_database",
             Action::DeleteDatabase { .. } => "delete_database",
+            Action::UpdateClusterConfig { .. } => "update_cluster_config",
             Action::ExecuteRladminCommand { .. } => "execute_rladmin_command",
         }
     }
@@ -272,11 +412,18 @@ impl Action {
             | Action::Bind { bdb_id, .. }
             | Action::TopologyChangeStandalone { bdb_id, .. }
             | Action::NetworkLatency { bdb_id, .. }
-            | Action::SequenceOfActions { bdb_id, .. }
             | Action::SendPush { bdb_id, .. }
             | Action::DeleteDatabase { bdb_id } => Some(bdb_id.0),
+            Action::SequenceOfActions { bdb_id, actions } => bdb_id.map(|b| b.0).or_else(|| {
+                sequence_steps(None, actions)
+                    .ok()?
+                    .first()
+                    .and_then(|(_, a)| a.bdb_id())
+            }),
             // `rladmin status` is cluster-wide: any bdb_id, or none, will do.
-            Action::ExecuteRladminCommand { .. } | Action::CreateDatabase { .. } => None,
+            Action::ExecuteRladminCommand { .. }
+            | Action::CreateDatabase { .. }
+            | Action::UpdateClusterConfig { .. } => None,
         }
     }
 
@@ -297,9 +444,9 @@ struct Record {
     status: &'static str,
     error: Option<String>,
     output: Option<Value>,
-    submitted_at: f64,
-    start_time: Option<f64>,
-    end_time: Option<f64>,
+    submitted_at: Timestamp,
+    start_time: Option<Timestamp>,
+    end_time: Option<Timestamp>,
 }
 
 /// Every action submitted, by id.
@@ -375,6 +522,19 @@ pub fn submit(
         })?),
         None => None,
     };
+    match &action {
+        // Checked now, so that a caller learns at once (and in the words a
+        // real cluster uses) that the port is taken.
+        Action::CreateDatabase { database_config } => {
+            if let Some(p) = database_config.port {
+                emu.check_port(p)?;
+            }
+        }
+        Action::SequenceOfActions { bdb_id, actions } => {
+            sequence_steps(*bdb_id, actions)?;
+        }
+        _ => {}
+    }
     let db = db.filter(|_| action.exclusive());
     // Latency is in force once the action is accepted: what the caller does
     // next already sees it.
@@ -400,7 +560,7 @@ pub fn submit(
             status: "pending",
             error: None,
             output: None,
-            submitted_at: now_epoch(),
+            submitted_at: Timestamp::now(),
             start_time: None,
             end_time: None,
         },
@@ -410,7 +570,7 @@ pub fn submit(
     tokio::spawn(async move {
         store.update(&task_id, |r| {
             r.status = "running";
-            r.start_time = Some(now_epoch());
+            r.start_time = Some(Timestamp::now());
         });
         tracing::info!(action = %task_id, kind = action.type_name(), "action running");
         let result = match latency {
@@ -424,7 +584,7 @@ pub fn submit(
             db.end();
         }
         store.update(&task_id, |r| {
-            r.end_time = Some(now_epoch());
+            r.end_time = Some(Timestamp::now());
             match result {
                 Ok(output) => {
                     tracing::info!(action = r.id, kind = r.action_type, "action succeeded");
@@ -451,22 +611,25 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
     match action {
         Action::Failover {
             bdb_id,
+            shard_id,
             drop_completion,
             timing,
         } => {
             let d = db(bdb_id)?;
             let t = timings(&d, timing)?;
-            failover(&d, &t, *drop_completion).await
+            failover(&d, &t, *drop_completion, shard_id.map(|s| s.0)).await
         }
         Action::Migrate {
             bdb_id,
+            shard_id,
             target_node,
             drop_completion,
             timing,
         } => {
             let d = db(bdb_id)?;
             let t = timings(&d, timing)?;
-            migrate(emu, &d, &t, *target_node, *drop_completion)
+            let target = target_node.map(|n| n.0);
+            migrate(emu, &d, &t, target, *drop_completion, shard_id.map(|s| s.0))
                 .await
                 .map(|(out, _)| out)
         }
@@ -512,32 +675,16 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
                 .map_err(ActionError::Invalid)?;
             let d = db(bdb_id)?;
             let t = timings(&d, timing)?;
-            bind(emu, &d, &t, forced, *target_node, repeat).await
+            bind(emu, &d, &t, forced, target_node.map(|n| n.0), repeat).await
         }
         Action::SequenceOfActions { bdb_id, actions } => {
+            let steps = sequence_steps(*bdb_id, actions)?;
             let mut outputs = Vec::new();
-            for (i, step) in actions.iter().enumerate() {
-                if let Some(d) = step.delay.filter(|d| *d > 0.0) {
-                    tokio::time::sleep(Duration::from_secs_f64(d.min(3600.0))).await;
-                }
-                let mut params = if step.params.is_null() {
-                    json!({})
-                } else {
-                    step.params.clone()
-                };
-                if params.get("bdb_id").is_none() {
-                    params["bdb_id"] = json!(bdb_id.0);
-                }
-                let inner = Action::parse(&json!({"type": step.action_type, "parameters": params}))
-                    .map_err(|e| ActionError::Invalid(format!("step {i}: {e}")))?;
-                if matches!(inner, Action::SequenceOfActions { .. }) {
-                    return Err(ActionError::Invalid(format!(
-                        "step {i}: sequences do not nest"
-                    )));
-                }
-                let out = Box::pin(run(emu, &inner))
+            for (i, (delay, inner)) in steps.iter().enumerate() {
+                tokio::time::sleep(*delay).await;
+                let out = Box::pin(run(emu, inner))
                     .await
-                    .map_err(|e| failed(format!("step {i} ({}): {e}", step.action_type)))?;
+                    .map_err(|e| failed(format!("step {i} ({}): {e}", inner.type_name())))?;
                 outputs.push(out);
             }
             Ok(json!({ "steps": outputs }))
@@ -554,12 +701,38 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             Ok(json!({
                 "bdb_id": d.shared.id,
                 "name": d.shared.name,
+                "port": d.shared.port,
+                "shards_count": d.shards.lock().await.sets.len(),
                 "endpoints": c.endpoints.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
                 "username": c.username,
                 "password": c.password,
                 "tls": c.tls,
                 "raw_endpoints": c.raw_endpoints,
+                "ignored": database_config.ignored(),
             }))
+        }
+        Action::UpdateClusterConfig { config } => {
+            let mut applied = serde_json::Map::new();
+            let mut ignored = Vec::new();
+            for (key, value) in config {
+                match (key.as_str(), value) {
+                    ("client_maint_notifications", Value::Bool(on)) => {
+                        emu.cluster.set_maint_notifications(*on);
+                        tracing::info!(
+                            "maintenance notifications turned {}",
+                            if *on { "on" } else { "off" }
+                        );
+                        applied.insert(key.clone(), Value::Bool(*on));
+                    }
+                    ("client_maint_notifications", other) => {
+                        return Err(ActionError::Invalid(format!(
+                            "client_maint_notifications is true or false, got {other}"
+                        )))
+                    }
+                    _ => ignored.push(key.clone()),
+                }
+            }
+            Ok(json!({ "config": applied, "ignored": ignored }))
         }
         Action::DeleteDatabase { bdb_id } => {
             emu.delete_database(bdb_id.0).await?;
@@ -594,10 +767,11 @@ async fn rladmin_status(emu: &Emulator) -> String {
     for d in emu.databases() {
         let s = d.shards.lock().await;
         out += &format!(
-            "db:{} {} redis active 1 dense {} disabled {}:{}\n",
+            "db:{} {} redis active {} dense {} disabled {}:{}\n",
             d.shared.id,
             d.shared.name,
-            if s.replica.is_some() {
+            s.sets.len(),
+            if s.sets.iter().all(|s| s.replica.is_some()) {
                 "enabled"
             } else {
                 "disabled"
@@ -640,8 +814,13 @@ fn start_latency(emu: &Emulator, action: &Action) -> Result<(Instant, Value), Ac
 }
 
 /// Holds traffic of `db`, waits for in-flight replies, runs `switch`, then points
-/// the proxies at what it returns.
-async fn switch_over<F, Fut>(t: &Timings, db: &Database, switch: F) -> Result<(), ActionError>
+/// the proxies' route for shard set `index` at what it returns.
+async fn switch_over<F, Fut>(
+    t: &Timings,
+    db: &Database,
+    index: usize,
+    switch: F,
+) -> Result<(), ActionError>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<std::net::SocketAddr, ActionError>>,
@@ -658,9 +837,10 @@ where
         })?;
     let held = Instant::now();
     let upstream = switch().await?;
-    *gate = Route { upstream };
+    gate.upstreams[index] = upstream;
     tracing::debug!(
         bdb_id = db.shared.id,
+        shard_set = index,
         drained_in = ?(held - asked),
         switched_in = ?held.elapsed(),
         "traffic switched to {upstream}"
@@ -695,24 +875,66 @@ fn check_node(emu: &Emulator, n: usize) -> Result<Node, ActionError> {
     Ok(Node { index: n })
 }
 
+/// When a MIGRATING / FAILING_OVER window is expected to end.
 fn window_deadline(t: &Timings) -> Instant {
-    Instant::now() + t.notice_lead + t.window_estimate
+    Instant::now() + t.notice_lead + t.settle + t.window_estimate
 }
 
+/// `time_s` of a MIGRATING / FAILING_OVER.
 fn window_secs(t: &Timings) -> u64 {
-    (t.notice_lead + t.window_estimate).as_secs_f64().ceil() as u64
+    (t.notice_lead + t.settle + t.window_estimate)
+        .as_secs_f64()
+        .ceil() as u64
 }
 
-async fn failover(db: &Database, t: &Timings, drop_completion: bool) -> Result<Value, ActionError> {
+/// The shard sets an action works on: the one whose primary is `shard_id`, or
+/// every set.
+fn selected(
+    shards: &Shards,
+    shard_id: Option<u32>,
+    db: &Database,
+) -> Result<Vec<usize>, ActionError> {
+    match shard_id {
+        None => Ok((0..shards.sets.len()).collect()),
+        Some(id) => shards
+            .sets
+            .iter()
+            .position(|s| s.primary.id == id)
+            .map(|i| vec![i])
+            .ok_or_else(|| {
+                ActionError::Invalid(format!(
+                    "database {} has no primary shard {id}; its primary shards are {}",
+                    db.shared.id,
+                    shard_ids(shards, &(0..shards.sets.len()).collect::<Vec<_>>())
+                ))
+            }),
+    }
+}
+
+/// The primary shard ids of `sets`, as one element of a notification: `"3"`, or
+/// `"3,5"` for several (strict parsers read exactly one element).
+fn shard_ids(shards: &Shards, sets: &[usize]) -> String {
+    sets.iter()
+        .map(|&i| shards.sets[i].primary.id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn failover(
+    db: &Database,
+    t: &Timings,
+    drop_completion: bool,
+    shard_id: Option<u32>,
+) -> Result<Value, ActionError> {
     let mut shards = db.shards.lock().await;
-    if shards.replica.is_none() {
+    let sets = selected(&shards, shard_id, db)?;
+    if sets.iter().any(|&i| shards.sets[i].replica.is_none()) {
         return Err(ActionError::Invalid(format!(
             "database {} has no replica to fail over to; create it with replication: true",
             db.shared.id
         )));
     }
-    let old_id = shards.primary.as_ref().map(|p| p.id).unwrap_or(0);
-    let ids = vec![old_id.to_string()];
+    let ids = vec![shard_ids(&shards, &sets)];
     let seq = db.shared.take_seq();
     db.shared.announce(
         Announcement::Start {
@@ -726,25 +948,31 @@ async fn failover(db: &Database, t: &Timings, drop_completion: bool) -> Result<V
         None,
     );
     tokio::time::sleep(t.notice_lead).await;
-    let result = {
-        let sh = &mut *shards;
-        let (primary, replica) = (sh.primary.as_ref().unwrap(), sh.replica.as_ref().unwrap());
-        switch_over(t, db, || async {
-            wait_caught_up(primary, replica, t.sync_timeout)
+    let mut result = Ok(());
+    for &i in &sets {
+        let set = &mut shards.sets[i];
+        let replica = set.replica.as_ref().expect("checked above");
+        let switched = switch_over(t, db, i, || async {
+            wait_caught_up(&set.primary, replica, t.sync_timeout)
                 .await
                 .map_err(failed)?;
             replica.replicate(None).await.map_err(failed)?;
             Ok(replica.addr)
         })
-        .await
-    };
-    if result.is_ok() {
-        let sh = &mut *shards;
-        std::mem::swap(&mut sh.primary, &mut sh.replica);
-        let (p, r) = (sh.primary.as_ref().unwrap(), sh.replica.as_ref().unwrap());
-        if let Err(e) = r.replicate(Some(p.addr)).await {
+        .await;
+        if let Err(e) = switched {
+            result = Err(e);
+            break;
+        }
+        let promoted = set.replica.take().expect("checked above");
+        let demoted = std::mem::replace(&mut set.primary, promoted);
+        if let Err(e) = demoted.replicate(Some(set.primary.addr)).await {
             tracing::warn!("old primary could not become a replica: {e:#}");
         }
+        set.replica = Some(demoted);
+    }
+    if result.is_ok() {
+        tokio::time::sleep(t.settle).await;
     }
     finish(
         db,
@@ -756,48 +984,57 @@ async fn failover(db: &Database, t: &Timings, drop_completion: bool) -> Result<V
         drop_completion,
     );
     result?;
-    let p = shards.primary.as_ref().unwrap();
-    Ok(json!({ "seq": seq, "primary_shard": p.id, "primary": p.addr.to_string() }))
+    let p = &shards.sets[sets[0]].primary;
+    Ok(json!({
+        "seq": seq,
+        "primary_shard": p.id,
+        "primary": p.addr.to_string(),
+        "shards": sets.iter().map(|&i| shards.sets[i].primary.id).collect::<Vec<_>>(),
+    }))
 }
 
-/// Moves the primary shard; returns the output and the node it moved to.
+/// Moves primary shards to new processes on other nodes; returns the output
+/// and the node the first of them moved to.
 async fn migrate(
     emu: &Emulator,
     db: &Database,
     t: &Timings,
     target: Option<usize>,
     drop_completion: bool,
+    shard_id: Option<u32>,
 ) -> Result<(Value, Node), ActionError> {
     let mut shards = db.shards.lock().await;
-    let (old_id, old_node, old_addr) = {
-        let p = shards
-            .primary
-            .as_ref()
-            .ok_or_else(|| failed("database has no primary"))?;
-        (p.id, p.node, p.addr)
-    };
-    let replica_node = shards.replica.as_ref().map(|r| r.node);
+    let sets = selected(&shards, shard_id, db)?;
     let nodes = emu.nodes();
-    let target = match target {
-        Some(t) if t == 0 || t > nodes.len() => {
-            return Err(ActionError::Invalid(format!(
-                "target_node {t} does not exist; nodes are 1..={}",
-                nodes.len()
-            )))
-        }
-        Some(t) if t == old_node && nodes.len() > 1 => {
-            return Err(ActionError::Invalid(format!(
-                "the primary shard already lives on node {t}; pick another target_node"
-            )))
-        }
-        Some(t) => Node { index: t },
-        None => *nodes
-            .iter()
-            .find(|n| n.index != old_node && Some(n.index) != replica_node)
-            .or_else(|| nodes.iter().find(|n| n.index != old_node))
-            .unwrap_or(&nodes[0]),
-    };
-    let ids = vec![old_id.to_string()];
+    // Where each set moves: the target, or a node that holds neither its
+    // primary nor its replica (any other node when there is none).
+    let mut targets = Vec::new();
+    for &i in &sets {
+        let set = &shards.sets[i];
+        let old_node = set.primary.node;
+        let replica_node = set.replica.as_ref().map(|r| r.node);
+        targets.push(match target {
+            Some(n) if n == 0 || n > nodes.len() => {
+                return Err(ActionError::Invalid(format!(
+                    "target_node {n} does not exist; nodes are 1..={}",
+                    nodes.len()
+                )))
+            }
+            Some(n) if n == old_node && nodes.len() > 1 => {
+                return Err(ActionError::Invalid(format!(
+                    "primary shard {} already lives on node {n}; pick another target_node",
+                    set.primary.id
+                )))
+            }
+            Some(n) => Node { index: n },
+            None => *nodes
+                .iter()
+                .find(|n| n.index != old_node && Some(n.index) != replica_node)
+                .or_else(|| nodes.iter().find(|n| n.index != old_node))
+                .unwrap_or(&nodes[0]),
+        });
+    }
+    let ids = vec![shard_ids(&shards, &sets)];
     let seq = db.shared.take_seq();
     let started = Instant::now();
     db.shared.announce(
@@ -812,36 +1049,40 @@ async fn migrate(
         None,
     );
     let result: Result<(), ActionError> = async {
-        let new = emu
-            .start_shard(target, Some(old_addr), db.password.clone())
-            .await
-            .map_err(failed)?;
-        if let Err(e) = new.wait_link_up(t.sync_timeout).await {
-            new.stop().await;
-            return Err(failed(e));
+        for (&i, &to) in sets.iter().zip(&targets) {
+            let old_addr = shards.sets[i].primary.addr;
+            let new = emu
+                .start_shard(to, Some(old_addr), db.password.clone(), &db.shard_args)
+                .await
+                .map_err(failed)?;
+            if let Err(e) = new.wait_link_up(t.sync_timeout).await {
+                new.stop().await;
+                return Err(failed(e));
+            }
+            tokio::time::sleep_until(started + t.notice_lead).await;
+            let new_addr = new.addr;
+            let switched = {
+                let old = &shards.sets[i].primary;
+                switch_over(t, db, i, || async {
+                    wait_caught_up(old, &new, t.sync_timeout)
+                        .await
+                        .map_err(failed)?;
+                    new.replicate(None).await.map_err(failed)?;
+                    Ok(new_addr)
+                })
+                .await
+            };
+            if let Err(e) = switched {
+                new.stop().await;
+                return Err(e);
+            }
+            let old = std::mem::replace(&mut shards.sets[i].primary, new);
+            old.stop().await;
+            if let Some(r) = &shards.sets[i].replica {
+                r.replicate(Some(new_addr)).await.map_err(failed)?;
+            }
         }
-        tokio::time::sleep_until(started + t.notice_lead).await;
-        let new_addr = new.addr;
-        let switched = {
-            let old = shards.primary.as_ref().unwrap();
-            switch_over(t, db, || async {
-                wait_caught_up(old, &new, t.sync_timeout)
-                    .await
-                    .map_err(failed)?;
-                new.replicate(None).await.map_err(failed)?;
-                Ok(new_addr)
-            })
-            .await
-        };
-        if let Err(e) = switched {
-            new.stop().await;
-            return Err(e);
-        }
-        let old = shards.primary.replace(new).unwrap();
-        old.stop().await;
-        if let Some(r) = &shards.replica {
-            r.replicate(Some(new_addr)).await.map_err(failed)?;
-        }
+        tokio::time::sleep(t.settle).await;
         Ok(())
     }
     .await;
@@ -855,9 +1096,15 @@ async fn migrate(
         drop_completion,
     );
     result?;
-    let p = shards.primary.as_ref().unwrap();
+    let p = &shards.sets[sets[0]].primary;
     Ok((
-        json!({ "seq": seq, "primary_shard": p.id, "node": p.node, "primary": p.addr.to_string() }),
+        json!({
+            "seq": seq,
+            "primary_shard": p.id,
+            "node": p.node,
+            "primary": p.addr.to_string(),
+            "shards": sets.iter().map(|&i| shards.sets[i].primary.id).collect::<Vec<_>>(),
+        }),
         Node { index: p.node },
     ))
 }
@@ -876,8 +1123,8 @@ async fn topology_change(
         check_node(emu, n)?;
     }
     let out = match trigger.steps {
-        Steps::Migrate => migrate(emu, db, t, target, skip_end).await?.0,
-        Steps::Failover => failover(db, t, skip_end).await?,
+        Steps::Migrate => migrate(emu, db, t, target, skip_end, None).await?.0,
+        Steps::Failover => failover(db, t, skip_end, None).await?,
         Steps::Bind => bind(emu, db, t, None, target, 1).await?,
         Steps::MigrateThenBind => {
             // Data and endpoint move together: prefer a node that holds
@@ -886,8 +1133,11 @@ async fn topology_change(
                 Some(t) => Some(t),
                 None => {
                     let s = db.shards.lock().await;
-                    let primary = s.primary.as_ref().map(|p| p.node);
-                    let replica = s.replica.as_ref().map(|r| r.node);
+                    let primary = s.sets.first().map(|p| p.primary.node);
+                    let replica = s
+                        .sets
+                        .first()
+                        .and_then(|p| p.replica.as_ref().map(|r| r.node));
                     let endpoint = db.shared.active_node().index;
                     let nodes: Vec<usize> = emu.nodes().iter().map(|n| n.index).collect();
                     let elsewhere = |n: &&usize| **n != endpoint && Some(**n) != primary;
@@ -899,7 +1149,7 @@ async fn topology_change(
                         .copied()
                 }
             };
-            let (migrated, node) = migrate(emu, db, t, target, skip_end).await?;
+            let (migrated, node) = migrate(emu, db, t, target, skip_end, None).await?;
             // The rebind is a maintenance of its own: it starts a lead after
             // the migration ended, as on a real cluster, not in the same breath.
             tokio::time::sleep(t.notice_lead).await;
@@ -960,7 +1210,7 @@ async fn bind(
             Some(ty) => db.shared.announce(
                 Announcement::Start {
                     notification: announcement
-                        .render(ty, db.shared.port, Instant::now())
+                        .render(ty, &db.shared.naming, db.shared.port, Instant::now())
                         .expect("a MOVING renders"),
                     deadline,
                 },

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 
+use super::naming::Naming;
 use crate::notification::{Endpoint, EndpointType, Notification};
 
 /// The addresses of one emulated node.
@@ -31,15 +32,14 @@ impl Node {
     }
 
     /// The endpoint of database port `port` on this node, in the form `ty` asks for.
-    /// Host names resolve only as `localhost` here, which is the database's public
-    /// address and follows the endpoint.
-    pub fn endpoint(self, ty: EndpointType, port: u16) -> Option<Endpoint> {
+    /// Host names come from `names`; they resolve to the database's public
+    /// address, which follows the endpoint.
+    pub fn endpoint(self, ty: EndpointType, names: &Naming, port: u16) -> Option<Endpoint> {
         match ty {
             EndpointType::InternalIp => Some(Endpoint::new(self.internal_ip().to_string(), port)),
             EndpointType::ExternalIp => Some(Endpoint::new(self.external_ip().to_string(), port)),
-            EndpointType::InternalFqdn | EndpointType::ExternalFqdn => {
-                Some(Endpoint::new("localhost", port))
-            }
+            EndpointType::InternalFqdn => Some(Endpoint::new(names.node(self, false), port)),
+            EndpointType::ExternalFqdn => Some(Endpoint::new(names.node(self, true), port)),
             EndpointType::None => None,
         }
     }
@@ -48,10 +48,10 @@ impl Node {
 /// Where the proxies send traffic. Held for reading by every in-flight command;
 /// a switch-over takes it for writing, which waits for in-flight replies and holds
 /// new commands until the new route is set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
-    /// The primary shard.
-    pub upstream: SocketAddr,
+    /// The primary shard of each slot range, in slot order.
+    pub upstreams: Vec<SocketAddr>,
 }
 
 /// A notification to deliver, rendered per connection.
@@ -81,11 +81,11 @@ pub enum Announcement {
 
 impl Announcement {
     /// The push bytes for a connection that asked for `ty`, at `now`.
-    pub fn bytes(&self, ty: EndpointType, port: u16, now: Instant) -> bytes::Bytes {
+    pub fn bytes(&self, ty: EndpointType, names: &Naming, port: u16, now: Instant) -> bytes::Bytes {
         match self {
             Announcement::Raw(b) => b.clone(),
             typed => typed
-                .render(ty, port, now)
+                .render(ty, names, port, now)
                 .map(|n| n.to_resp3())
                 .unwrap_or_default(),
         }
@@ -93,7 +93,13 @@ impl Announcement {
 
     /// The notification for a connection that asked for `ty`, at `now`
     /// (`None` for a raw push).
-    pub fn render(&self, ty: EndpointType, port: u16, now: Instant) -> Option<Notification> {
+    pub fn render(
+        &self,
+        ty: EndpointType,
+        names: &Naming,
+        port: u16,
+        now: Instant,
+    ) -> Option<Notification> {
         let left =
             |deadline: Instant| deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64;
         Some(match self {
@@ -104,7 +110,7 @@ impl Announcement {
             } => Notification::Moving {
                 seq: *seq,
                 time_s: left(*deadline),
-                endpoint: target.endpoint(ty, port),
+                endpoint: target.endpoint(ty, names, port),
             },
             Announcement::Start {
                 notification,
@@ -163,17 +169,56 @@ pub struct DbShared {
     pub name: String,
     /// Port on every node and on the public address.
     pub port: u16,
-    /// Route to the primary shard, and the switch-over gate.
+    /// Route to the primary shards, and the switch-over gate.
     pub route: Arc<RwLock<Route>>,
+    /// Which arguments are keys, for a database of several shards (`None`
+    /// with one shard: every command goes to it).
+    pub key_specs: Option<Arc<super::keys::KeySpecs>>,
     active_node: AtomicUsize,
     next_conn: AtomicU64,
     next_seq: Mutex<i64>,
     conns: Mutex<HashMap<u64, Registered>>,
     windows: Mutex<Vec<Window>>,
-    last_completion: Mutex<Option<Arc<Announcement>>>,
+    /// The last completion each node's proxy sent, by node index.
+    last_completion: Mutex<HashMap<usize, Arc<Announcement>>>,
+    /// Nodes whose proxy serves this database now.
+    serving: Mutex<Vec<usize>>,
     latency: Mutex<Vec<Latency>>,
-    /// Send the last completion to connections that opt in later.
+    /// Send the last completion a node's proxy sent to connections that opt in
+    /// on that node later.
     pub replay_completion: bool,
+    /// How the database's endpoints are named.
+    pub naming: Naming,
+    /// Settings of the whole cluster.
+    pub cluster: Arc<ClusterSettings>,
+}
+
+/// Settings of the cluster that every database's proxies read
+/// (`update_cluster_config`).
+#[derive(Debug)]
+pub struct ClusterSettings {
+    maint_notifications: std::sync::atomic::AtomicBool,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            maint_notifications: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// `client_maint_notifications`: whether the proxies accept
+    /// `CLIENT MAINT_NOTIFICATIONS ON` and send notifications at all.
+    pub fn maint_notifications(&self) -> bool {
+        self.maint_notifications.load(Ordering::SeqCst)
+    }
+
+    /// Turns maintenance notifications on or off for the whole cluster.
+    pub fn set_maint_notifications(&self, on: bool) {
+        self.maint_notifications.store(on, Ordering::SeqCst);
+    }
 }
 
 /// Latency injected on the replies of one node (or of every node).
@@ -185,20 +230,35 @@ struct Latency {
 
 impl DbShared {
     /// State for a new database whose endpoint lives on `node`.
-    pub fn new(id: u64, name: String, port: u16, primary: SocketAddr, node: Node) -> Self {
+    pub fn new(id: u64, name: String, port: u16, primaries: Vec<SocketAddr>, node: Node) -> Self {
         DbShared {
             id,
             name,
             port,
-            route: Arc::new(RwLock::new(Route { upstream: primary })),
+            route: Arc::new(RwLock::new(Route {
+                upstreams: primaries,
+            })),
+            key_specs: None,
             active_node: AtomicUsize::new(node.index),
             next_conn: AtomicU64::new(1),
             next_seq: Mutex::new(1),
             conns: Mutex::new(HashMap::new()),
             windows: Mutex::new(Vec::new()),
-            last_completion: Mutex::new(None),
+            last_completion: Mutex::new(HashMap::new()),
+            serving: Mutex::new(Vec::new()),
             latency: Mutex::new(Vec::new()),
             replay_completion: true,
+            naming: Naming::default(),
+            cluster: Arc::new(ClusterSettings::default()),
+        }
+    }
+
+    /// Records whether the proxy on `node` serves this database.
+    pub fn set_serving(&self, node: Node, on: bool) {
+        let mut s = self.serving.lock().unwrap();
+        s.retain(|n| *n != node.index);
+        if on {
+            s.push(node.index);
         }
     }
 
@@ -295,7 +355,12 @@ impl DbShared {
         let what = match &**a {
             Announcement::Raw(b) => format!("raw push {:?}", String::from_utf8_lossy(b)),
             typed => typed
-                .render(EndpointType::InternalIp, self.port, Instant::now())
+                .render(
+                    EndpointType::InternalIp,
+                    &self.naming,
+                    self.port,
+                    Instant::now(),
+                )
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
         };
@@ -316,21 +381,36 @@ impl DbShared {
     }
 
     /// Closes the window of `seq` and sends its completion to every connection.
+    /// Each node whose proxy serves the database now sent it, and retains it as
+    /// its last completion.
     pub fn complete(&self, seq: i64, completion: Notification) {
         self.close_window(seq);
-        let done = Announcement::Done(completion);
-        *self.last_completion.lock().unwrap() = Some(Arc::new(done.clone()));
-        self.announce(done, None);
+        let done = Arc::new(Announcement::Done(completion));
+        {
+            let mut last = self.last_completion.lock().unwrap();
+            for n in self.serving.lock().unwrap().iter() {
+                last.insert(*n, done.clone());
+            }
+        }
+        self.deliver(&done, None);
     }
 
     /// What a connection on `node` is sent when it opts in: the last completion
-    /// (when replay is on), then every start announcement still open for it. A
-    /// connection made through the public address during a MOVING window gets
-    /// that MOVING too: it resolved the name that is moving.
+    /// that node's proxy sent (when replay is on), then every start announcement
+    /// still open for it. A connection that arrives on a node through a handoff
+    /// is not sent a completion that another node's proxy sent. A connection
+    /// made through the public address during a MOVING window gets that MOVING
+    /// too: it resolved the name that is moving.
     pub fn on_opt_in(&self, node: Node, public: bool, now: Instant) -> Vec<Arc<Announcement>> {
         let mut out = Vec::new();
         if self.replay_completion {
-            out.extend(self.last_completion.lock().unwrap().clone());
+            out.extend(
+                self.last_completion
+                    .lock()
+                    .unwrap()
+                    .get(&node.index)
+                    .cloned(),
+            );
         }
         let mut windows = self.windows.lock().unwrap();
         windows.retain(|w| match &*w.announcement {

@@ -19,6 +19,8 @@ pub mod actions;
 pub mod api;
 pub mod catalogue;
 pub mod database;
+pub mod keys;
+pub mod naming;
 pub mod proxy;
 pub mod shard;
 pub mod tls;
@@ -32,12 +34,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseConfig, DatabaseEndpoint, EndpointsFile};
-use database::{DbShared, Node};
+use actions::ActionError;
+use database::{ClusterSettings, DbShared, Node};
 use shard::{Shard, ShardSpec};
+
+/// What a real cluster answers when `create_database` asks for a port it
+/// cannot have; callers that retry on the next port look for these words.
+pub const PORT_UNAVAILABLE: &str = "port_unavailable: Unavailable or invalid port";
 
 /// Every timing knob of the emulator, in one place.
 #[derive(Clone, Debug)]
@@ -52,6 +59,10 @@ pub struct Timings {
     pub drain_timeout: Duration,
     /// Longest wait for a replica to sync or catch up.
     pub sync_timeout: Duration,
+    /// How long after the switch-over the cluster announces the completion
+    /// (MIGRATED / FAILED_OVER): on a real cluster a failover or the final
+    /// switch of a migration takes seconds, not the instant a local switch takes.
+    pub settle: Duration,
 }
 
 impl Default for Timings {
@@ -62,6 +73,7 @@ impl Default for Timings {
             window_estimate: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(5),
             sync_timeout: Duration::from_secs(30),
+            settle: Duration::from_secs(3),
         }
     }
 }
@@ -74,6 +86,7 @@ impl Timings {
             moving_grace: secs(o.grace_s, self.moving_grace),
             notice_lead: secs(o.lead_s, self.notice_lead),
             window_estimate: secs(o.window_s, self.window_estimate),
+            settle: secs(o.settle_s, self.settle),
             ..self.clone()
         }
     }
@@ -86,6 +99,7 @@ impl Timings {
             window_estimate: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(3),
             sync_timeout: Duration::from_secs(10),
+            settle: Duration::ZERO,
         }
     }
 }
@@ -104,6 +118,9 @@ pub struct TimingOverrides {
     /// How long a MIGRATING / FAILING_OVER window announces beyond the lead.
     #[serde(default)]
     pub window_s: Option<f64>,
+    /// How long after the switch-over the completion is sent.
+    #[serde(default)]
+    pub settle_s: Option<f64>,
 }
 
 impl TimingOverrides {
@@ -113,6 +130,7 @@ impl TimingOverrides {
             ("grace_s", self.grace_s),
             ("lead_s", self.lead_s),
             ("window_s", self.window_s),
+            ("settle_s", self.settle_s),
         ] {
             if let Some(v) = v {
                 if !(0.0..=3600.0).contains(&v) {
@@ -133,9 +151,12 @@ pub struct EmulatorConfig {
     pub nodes: usize,
     /// Timings.
     pub timings: Timings,
-    /// Retain the last completion (MIGRATED / FAILED_OVER) of each database and
-    /// send it to every connection that opts in later, as real servers do.
+    /// Retain the last completion (MIGRATED / FAILED_OVER) each node's proxy
+    /// sent and send it to every connection that opts in on that node later, as
+    /// real servers do.
     pub replay_completion: bool,
+    /// Host names of the cluster (see [`naming`]).
+    pub naming: naming::Naming,
 }
 
 impl Default for EmulatorConfig {
@@ -144,12 +165,14 @@ impl Default for EmulatorConfig {
             nodes: 3,
             timings: Timings::default(),
             replay_completion: true,
+            naming: naming::Naming::default(),
         }
     }
 }
 
-/// `database_config` of `create_database`.
-/// Other fields real callers send (memory_size, shards_placement, ...) are accepted and ignored.
+/// `database_config` of `create_database`, as the callers of a real fault
+/// injector send it. Settings that map onto `redis-server` are applied; the
+/// others are accepted and listed in the action's output as `ignored`.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct DatabaseSpec {
     /// Name (defaults to `db<id>`).
@@ -158,12 +181,19 @@ pub struct DatabaseSpec {
     /// Port (defaults to a free one).
     #[serde(default)]
     pub port: Option<u16>,
-    /// A replica shard on another node (default true).
+    /// A replica of each primary shard on another node (default true).
     #[serde(default)]
     pub replication: Option<bool>,
-    /// Primary shards; only 1 is emulated for standalone databases.
+    /// Primary shards (default 1). Several shards sit behind one endpoint: the
+    /// proxy routes each key to its shard by hash slot.
     #[serde(default)]
     pub shards_count: Option<u32>,
+    /// Sharding on: what a real cluster needs for `shards_count` above 1.
+    #[serde(default)]
+    pub sharding: Option<bool>,
+    /// `single` (one endpoint) is what the emulator serves.
+    #[serde(default)]
+    pub proxy_policy: Option<String>,
     /// OSS Cluster API.
     #[serde(default)]
     pub oss_cluster: Option<bool>,
@@ -173,22 +203,128 @@ pub struct DatabaseSpec {
     /// Password of the default user.
     #[serde(default)]
     pub password: Option<String>,
-    /// Timing of this database's maintenance (`grace_s`, `lead_s`, `window_s`).
+    /// Memory limit of the database in bytes, split evenly over its primary
+    /// shards (`maxmemory`).
+    #[serde(default)]
+    pub memory_size: Option<u64>,
+    /// What happens at the memory limit (`maxmemory-policy`).
+    #[serde(default)]
+    pub eviction_policy: Option<String>,
+    /// Timing of this database's maintenance (`grace_s`, `lead_s`, `window_s`,
+    /// `settle_s`).
     #[serde(flatten)]
     pub timing: TimingOverrides,
     /// Replay the last completion to connections that opt in later (default:
     /// the emulator's setting).
     #[serde(default)]
     pub replay_completion: Option<bool>,
+    /// Every other setting a caller sent: accepted, not emulated.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The shards of a database.
-#[derive(Default)]
-pub struct Shards {
+/// Eviction policies `redis-server` knows.
+pub const EVICTION_POLICIES: &[&str] = &[
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+];
+
+/// Most primary shards a database may have here.
+pub const MAX_SHARDS: u32 = 16;
+
+impl DatabaseSpec {
+    /// Settings that were sent but change nothing here, sorted.
+    pub fn ignored(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.other.keys().cloned().collect();
+        if self.proxy_policy.as_deref().is_some_and(|p| p != "single") {
+            out.push("proxy_policy".into());
+        }
+        out.sort();
+        out
+    }
+
+    /// The `redis-server` options these settings map onto, per shard.
+    fn shard_args(&self, shards: u32) -> Result<Vec<String>, ActionError> {
+        let mut args = Vec::new();
+        if let Some(bytes) = self.memory_size {
+            if bytes < 1024 * 1024 {
+                return Err(ActionError::Invalid(format!(
+                    "memory_size is in bytes and must be at least 1048576 (1 MiB), got {bytes}"
+                )));
+            }
+            args.push("--maxmemory".into());
+            args.push((bytes / shards as u64).to_string());
+        }
+        if let Some(p) = &self.eviction_policy {
+            if !EVICTION_POLICIES.contains(&p.as_str()) {
+                return Err(ActionError::Invalid(format!(
+                    "eviction_policy {p:?} is not one of {}",
+                    EVICTION_POLICIES.join(", ")
+                )));
+            }
+            args.push("--maxmemory-policy".into());
+            args.push(p.clone());
+        }
+        Ok(args)
+    }
+
+    /// Primary shards asked for, checked.
+    fn shard_count(&self) -> Result<u32, ActionError> {
+        let n = self.shards_count.unwrap_or(1);
+        if n == 0 || n > MAX_SHARDS {
+            return Err(ActionError::Invalid(format!(
+                "shards_count must be between 1 and {MAX_SHARDS}, got {n}"
+            )));
+        }
+        if n > 1 && self.sharding == Some(false) {
+            return Err(ActionError::Invalid(format!(
+                "shards_count {n} needs sharding: true (or leave sharding out)"
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// One primary shard and its replica, and the slots they own.
+pub struct ShardSet {
     /// The primary.
-    pub primary: Option<Shard>,
+    pub primary: Shard,
     /// The replica, with replication.
     pub replica: Option<Shard>,
+    /// First and last hash slot.
+    pub slots: (u16, u16),
+}
+
+/// The shards of a database, in slot order.
+#[derive(Default)]
+pub struct Shards {
+    /// One per primary shard.
+    pub sets: Vec<ShardSet>,
+}
+
+impl Shards {
+    async fn stop(&mut self) {
+        let stops = std::mem::take(&mut self.sets)
+            .into_iter()
+            .flat_map(|s| std::iter::once(s.primary).chain(s.replica))
+            .map(Shard::stop);
+        futures::future::join_all(stops).await;
+    }
+
+    /// Process ids of every shard.
+    pub fn pids(&self) -> Vec<u32> {
+        self.sets
+            .iter()
+            .flat_map(|s| std::iter::once(&s.primary).chain(s.replica.as_ref()))
+            .filter_map(Shard::pid)
+            .collect()
+    }
 }
 
 /// One emulated database.
@@ -203,6 +339,8 @@ pub struct Database {
     pub tls: Option<Arc<tls::TlsMaterial>>,
     /// The shard processes.
     pub shards: tokio::sync::Mutex<Shards>,
+    /// `redis-server` options every shard of this database starts with.
+    shard_args: Vec<String>,
     listeners: Mutex<HashMap<usize, CancellationToken>>,
     cancel: CancellationToken,
     busy: AtomicBool,
@@ -223,15 +361,23 @@ impl Database {
                 host: "127.0.0.1".into(),
                 port: self.shared.port,
             }],
-            raw_endpoints: Some(json!([{
-                "addr": [self.shared.active_node().internal_ip().to_string()],
-                "addr_type": "internal",
-                "dns_address_list": ["localhost"],
-                "port": self.shared.port,
-                "proxy_policy": "single",
-                "uid": format!("{}:1", self.shared.id),
-            }])),
+            raw_endpoints: Some(json!([self.raw_endpoint()])),
         }
+    }
+
+    /// The database's endpoint as a real cluster describes it (`raw_endpoints`
+    /// of the endpoints file and of `create_database`'s output), field for field.
+    pub fn raw_endpoint(&self) -> Value {
+        json!({
+            "addr": [self.shared.active_node().internal_ip().to_string()],
+            "addr_type": "internal",
+            "dns_name": self.shared.naming.database(self.shared.port),
+            "oss_cluster_api_preferred_endpoint_type": "ip",
+            "oss_cluster_api_preferred_ip_type": "internal",
+            "port": self.shared.port,
+            "proxy_policy": "single",
+            "uid": format!("{}:1", self.shared.id),
+        })
     }
 
     /// Marks the database busy with an action; false when it already was.
@@ -258,6 +404,7 @@ impl Database {
         let acceptor = self.tls.as_ref().map(|t| t.acceptor());
         proxy::listen_node(self.shared.clone(), node, &addrs, acceptor, token.clone()).await?;
         self.listeners.lock().unwrap().insert(node.index, token);
+        self.shared.set_serving(node, true);
         Ok(())
     }
 
@@ -266,18 +413,14 @@ impl Database {
         if let Some(t) = self.listeners.lock().unwrap().remove(&node.index) {
             t.cancel();
         }
+        self.shared.set_serving(node, false);
         self.shared.close_node(node);
     }
 
     async fn shutdown(&self) {
         self.cancel.cancel();
         self.shared.close_all();
-        let mut s = self.shards.lock().await;
-        let stops = [s.primary.take(), s.replica.take()]
-            .into_iter()
-            .flatten()
-            .map(Shard::stop);
-        futures::future::join_all(stops).await;
+        self.shards.lock().await.stop().await;
     }
 }
 
@@ -285,12 +428,15 @@ impl Database {
 pub struct Emulator {
     /// Configuration.
     pub config: EmulatorConfig,
+    /// Settings of the whole cluster (`update_cluster_config`).
+    pub cluster: Arc<ClusterSettings>,
     bin: PathBuf,
     workdir: tempfile::TempDir,
     databases: Mutex<BTreeMap<u64, Arc<Database>>>,
     next_db: AtomicU64,
     next_shard: AtomicU32,
     tls: Mutex<Option<Arc<tls::TlsMaterial>>>,
+    key_specs: tokio::sync::OnceCell<Arc<keys::KeySpecs>>,
     cancel: CancellationToken,
 }
 
@@ -307,12 +453,14 @@ impl Emulator {
             .context("creating the emulator's working directory")?;
         Ok(Arc::new(Emulator {
             config,
+            cluster: Arc::new(ClusterSettings::default()),
             bin,
             workdir,
             databases: Mutex::new(BTreeMap::new()),
             next_db: AtomicU64::new(1),
             next_shard: AtomicU32::new(1),
             tls: Mutex::new(None),
+            key_specs: tokio::sync::OnceCell::new(),
             cancel: CancellationToken::new(),
         }))
     }
@@ -351,6 +499,7 @@ impl Emulator {
         node: Node,
         replica_of: Option<SocketAddr>,
         password: Option<String>,
+        args: &[String],
     ) -> Result<Shard> {
         let id = self.next_shard.fetch_add(1, Ordering::SeqCst);
         Shard::start(
@@ -361,104 +510,176 @@ impl Emulator {
                 node: node.index,
                 replica_of,
                 password,
+                args: args.to_vec(),
             },
         )
         .await
     }
 
-    /// Creates a standalone database: a primary shard, a replica on another node
-    /// (with replication), the endpoint proxy and the public address.
+    /// Which arguments of each command are keys, read from a shard's `COMMAND`
+    /// once.
+    async fn key_specs(&self, shard: &Shard) -> Result<Arc<keys::KeySpecs>> {
+        self.key_specs
+            .get_or_try_init(|| async {
+                let mut c = shard.connect().await?;
+                let reply: redis::Value = redis::cmd("COMMAND")
+                    .query_async(&mut c)
+                    .await
+                    .context("reading the shard's COMMAND table")?;
+                let specs = keys::KeySpecs::from_command_reply(&reply);
+                anyhow::ensure!(
+                    !specs.is_empty(),
+                    "the shard's COMMAND table listed no command"
+                );
+                Ok(Arc::new(specs))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Starts the shards of a new database: `count` primaries on consecutive
+    /// nodes from `first`, each with a replica on the next node when asked.
+    async fn start_shards(
+        &self,
+        first: usize,
+        count: usize,
+        replication: bool,
+        password: &Option<String>,
+        args: &[String],
+    ) -> Result<Shards> {
+        let nodes = self.nodes();
+        let mut shards = Shards::default();
+        for i in 0..count {
+            let started = async {
+                let primary = self
+                    .start_shard(
+                        nodes[(first + i) % nodes.len()],
+                        None,
+                        password.clone(),
+                        args,
+                    )
+                    .await?;
+                let replica = if replication {
+                    let node = nodes[(first + i + 1) % nodes.len()];
+                    match self
+                        .start_shard(node, Some(primary.addr), password.clone(), args)
+                        .await
+                    {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            primary.stop().await;
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    None
+                };
+                Ok::<_, anyhow::Error>(ShardSet {
+                    primary,
+                    replica,
+                    slots: keys::slot_range(i, count),
+                })
+            }
+            .await;
+            match started {
+                Ok(set) => shards.sets.push(set),
+                Err(e) => {
+                    shards.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        for set in &shards.sets {
+            if let Some(r) = &set.replica {
+                if let Err(e) = r.wait_link_up(self.config.timings.sync_timeout).await {
+                    shards.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(shards)
+    }
+
+    /// Creates a database: its primary shards (one per slot range), a replica
+    /// of each on another node (with replication), the endpoint proxy and the
+    /// public address.
     pub async fn create_database(
         &self,
         spec: DatabaseSpec,
     ) -> Result<Arc<Database>, actions::ActionError> {
         use actions::ActionError::Invalid;
         if spec.oss_cluster.unwrap_or(false) {
-            return Err(Invalid("oss_cluster databases are not emulated yet; create a standalone database (oss_cluster: false)".into()));
+            return Err(Invalid("oss_cluster databases are not emulated yet; create a database without the OSS Cluster API (oss_cluster: false)".into()));
         }
-        if spec.shards_count.unwrap_or(1) != 1 {
-            return Err(Invalid(
-                "a standalone database has exactly one primary shard; set shards_count to 1".into(),
-            ));
-        }
+        let count = spec.shard_count()?;
+        let shard_args = spec.shard_args(count)?;
         spec.timing.validate().map_err(Invalid)?;
-        let id = self.next_db.fetch_add(1, Ordering::SeqCst);
-        let name = spec.name.clone().unwrap_or_else(|| format!("db{id}"));
-        if self.databases().iter().any(|d| d.shared.name == name) {
-            return Err(Invalid(format!(
-                "a database named {name:?} exists already; choose another name"
-            )));
-        }
-        if let Some(p) = spec.port {
-            if !self.port_is_free(p) {
+        let name = spec.name.clone();
+        if let Some(name) = &name {
+            if self.databases().iter().any(|d| &d.shared.name == name) {
                 return Err(Invalid(format!(
-                    "port {p} is taken on 127.0.0.1 or on a node address; choose another port or leave it out"
+                    "a database named {name:?} exists already; choose another name"
                 )));
             }
         }
+        if let Some(p) = spec.port {
+            self.check_port(p)?;
+        }
+        let id = self.next_db.fetch_add(1, Ordering::SeqCst);
+        let name = name.unwrap_or_else(|| format!("db{id}"));
         let nodes = self.nodes();
-        let first = nodes[(id as usize - 1) % nodes.len()];
-        let second = nodes[id as usize % nodes.len()];
+        let first = (id as usize - 1) % nodes.len();
         let failed = |e: anyhow::Error| actions::ActionError::Failed(format!("{e:#}"));
-        let primary = self
-            .start_shard(first, None, spec.password.clone())
+        let mut shards = self
+            .start_shards(
+                first,
+                count as usize,
+                spec.replication.unwrap_or(true),
+                &spec.password,
+                &shard_args,
+            )
             .await
             .map_err(failed)?;
-        let replica = if spec.replication.unwrap_or(true) {
-            match self
-                .start_shard(second, Some(primary.addr), spec.password.clone())
-                .await
-            {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    primary.stop().await;
-                    return Err(failed(e));
-                }
-            }
-        } else {
-            None
-        };
-        if let Some(r) = &replica {
-            if let Err(e) = r.wait_link_up(self.config.timings.sync_timeout).await {
-                primary.stop().await;
-                if let Some(r) = replica {
-                    r.stop().await;
-                }
+        let prepared = async {
+            let key_specs = if count > 1 {
+                Some(self.key_specs(&shards.sets[0].primary).await?)
+            } else {
+                None
+            };
+            let port = match spec.port {
+                Some(p) => p,
+                None => self.free_database_port()?,
+            };
+            let tls = match spec.tls.unwrap_or(false) {
+                true => Some(self.tls_material()?),
+                false => None,
+            };
+            Ok::<_, anyhow::Error>((key_specs, port, tls))
+        }
+        .await;
+        let (key_specs, port, tls) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                shards.stop().await;
                 return Err(failed(e));
             }
-        }
-        let port = match spec.port {
-            Some(p) => p,
-            None => self.free_database_port().map_err(failed)?,
         };
-        let tls = if spec.tls.unwrap_or(false) {
-            match self.tls_material() {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    primary.stop().await;
-                    if let Some(r) = replica {
-                        r.stop().await;
-                    }
-                    return Err(failed(e));
-                }
-            }
-        } else {
-            None
-        };
-        let mut shared = DbShared::new(id, name, port, primary.addr, first);
+        let upstreams = shards.sets.iter().map(|s| s.primary.addr).collect();
+        let mut shared = DbShared::new(id, name, port, upstreams, nodes[first]);
         shared.replay_completion = spec
             .replay_completion
             .unwrap_or(self.config.replay_completion);
+        shared.naming = self.config.naming.clone();
+        shared.cluster = self.cluster.clone();
+        shared.key_specs = key_specs;
         let shared = Arc::new(shared);
         let db = Arc::new(Database {
             shared: shared.clone(),
             timings: self.config.timings.with(&spec.timing),
             password: spec.password.clone(),
             tls,
-            shards: tokio::sync::Mutex::new(Shards {
-                primary: Some(primary),
-                replica,
-            }),
+            shards: tokio::sync::Mutex::new(shards),
+            shard_args,
             listeners: Mutex::new(HashMap::new()),
             cancel: self.cancel.child_token(),
             busy: AtomicBool::new(false),
@@ -466,18 +687,28 @@ impl Emulator {
         let started = async {
             let acceptor = db.tls.as_ref().map(|t| t.acceptor());
             proxy::listen_public(shared.clone(), acceptor, db.cancel.clone()).await?;
-            db.listen_on(first).await
+            db.listen_on(nodes[first]).await
         }
         .await;
         if let Err(e) = started {
             db.shutdown().await;
-            return Err(actions::ActionError::Invalid(format!(
-                "{e:#}; choose another port"
+            return Err(Invalid(format!(
+                "{PORT_UNAVAILABLE}: {e:#}; choose another port"
             )));
         }
         self.databases.lock().unwrap().insert(id, db.clone());
-        tracing::info!(bdb_id = id, port, "database created");
+        tracing::info!(bdb_id = id, port, shards = count, "database created");
         Ok(db)
+    }
+
+    /// Refuses a port that is taken, in the words a real cluster uses.
+    pub(crate) fn check_port(&self, port: u16) -> Result<(), actions::ActionError> {
+        if port < 1024 || !self.port_is_free(port) {
+            return Err(actions::ActionError::Invalid(format!(
+                "{PORT_UNAVAILABLE}: port {port} is taken on 127.0.0.1 or on a node address (or below 1024); choose another port or leave it out"
+            )));
+        }
+        Ok(())
     }
 
     /// The emulator's CA and server certificate, made on first use.
@@ -491,6 +722,7 @@ impl Emulator {
             names.push(n.internal_ip().to_string());
             names.push(n.external_ip().to_string());
         }
+        names.extend(self.config.naming.certificate_names());
         let made = Arc::new(tls::TlsMaterial::generate(
             &self.workdir.path().join("tls"),
             "maint-e2e emulator CA",
@@ -536,13 +768,7 @@ impl Emulator {
     pub async fn shard_pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();
         for db in self.databases() {
-            let s = db.shards.lock().await;
-            pids.extend(
-                s.primary
-                    .iter()
-                    .chain(s.replica.iter())
-                    .filter_map(Shard::pid),
-            );
+            pids.extend(db.shards.lock().await.pids());
         }
         pids
     }

@@ -10,9 +10,10 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::{BytesFrame as Resp2Frame, Resp2Frame as _};
 use redis_protocol::resp3::types::BytesFrame as Resp3Frame;
@@ -25,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::database::{Announcement, Control, DbShared, Node, Route};
+use super::keys;
 use crate::notification::EndpointType;
 
 /// Binds the database's port on `addrs` and serves them as `node` until `cancel`.
@@ -120,6 +122,15 @@ impl Command {
     fn is_maint(&self) -> bool {
         self.name() == "CLIENT" && self.arg(1).eq_ignore_ascii_case("MAINT_NOTIFICATIONS")
     }
+
+    /// Connection state every shard must share (replayed on a new shard too).
+    fn is_session(&self) -> bool {
+        match self.name().as_str() {
+            "HELLO" | "AUTH" | "SELECT" | "RESET" => true,
+            "CLIENT" => self.arg(1).eq_ignore_ascii_case("SETNAME"),
+            _ => false,
+        }
+    }
 }
 
 /// What a forwarded command changes once its reply arrives.
@@ -134,14 +145,43 @@ enum After {
     Quit,
 }
 
+/// How the replies of a command sent to several shards become one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Merge {
+    /// The first shard's reply (the others must not be errors).
+    First,
+    /// The sum of integer replies (`DBSIZE`).
+    Sum,
+    /// The elements of every array reply, in shard order (`KEYS`).
+    Concat,
+}
+
+/// Where the reply of one shard goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ReplyTo {
+    /// Straight to the client.
+    Client,
+    /// Nowhere: the proxy answered the client itself.
+    Discard,
+    /// Kept until the last part comes, then merged into one reply.
+    Part { merge: Merge, last: bool },
+}
+
 type RouteGuard = Arc<OwnedRwLockReadGuard<Route>>;
 
 enum Entry {
-    /// A command forwarded upstream, waiting for its reply. Holding the route
-    /// keeps a switch-over from starting until the reply is in.
-    Upstream { _guard: RouteGuard, after: After },
+    /// A command forwarded to a shard, waiting for its reply. Holding the
+    /// route keeps a switch-over from starting until the reply is in.
+    Upstream {
+        _guard: RouteGuard,
+        shard: usize,
+        after: After,
+        to: ReplyTo,
+    },
     /// A command answered by the proxy, evaluated when it reaches the head.
     Local(Command),
+    /// A reply the proxy made, sent when it reaches the head.
+    Canned(Bytes),
 }
 
 struct Upstream {
@@ -157,6 +197,31 @@ struct Session {
     auth: Option<Bytes>,
     select: Option<Bytes>,
     setname: Option<Bytes>,
+    /// The protocol the last HELLO asks for: replies to a replayed session
+    /// come in it.
+    proto: Option<u8>,
+}
+
+/// A transaction of a database of several shards: it runs on one shard, the
+/// one its first key (or WATCH) names. MULTI is held back until then.
+#[derive(Default)]
+struct ShardedTx {
+    shard: Option<usize>,
+    /// MULTI, answered by the proxy and not sent yet.
+    deferred_multi: Option<Bytes>,
+    /// A queued command named a key of another shard: EXEC aborts.
+    aborted: bool,
+}
+
+const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
+
+/// Where a command goes.
+enum Plan {
+    /// To these shards; with several, their replies merge.
+    Send(Vec<usize>, Merge),
+    /// Answered by the proxy.
+    Answer(&'static [u8]),
 }
 
 struct Conn {
@@ -171,9 +236,12 @@ struct Conn {
     out: BytesMut,
     session: Session,
     /// Held from WATCH or MULTI to EXEC or DISCARD: a transaction never
-    /// straddles two shards.
+    /// straddles two switch-overs.
     transaction: Option<RouteGuard>,
     in_multi: bool,
+    tx: ShardedTx,
+    /// Replies of a command sent to several shards, until the last arrives.
+    parts: Vec<Bytes>,
     closing: bool,
 }
 
@@ -229,11 +297,13 @@ where
         session: Session::default(),
         transaction: None,
         in_multi: false,
+        tx: ShardedTx::default(),
+        parts: Vec::new(),
         closing: false,
     };
     let mut cbuf = BytesMut::with_capacity(4096);
     let mut pending: VecDeque<Command> = VecDeque::new();
-    let mut up: Option<Upstream> = None;
+    let mut ups: Vec<Option<Upstream>> = Vec::new();
     let result: Result<()> = async {
         loop {
             // Commands the proxy answers take their place in reply order; those
@@ -250,18 +320,13 @@ where
                 cw.write_all(&conn.out).await?;
                 conn.out.clear();
             }
-            if conn.closing
-                && !conn
-                    .fifo
-                    .iter()
-                    .any(|e| matches!(e, Entry::Upstream { .. }))
-            {
+            if conn.closing && !conn.awaits_shards() {
                 return Ok(());
             }
             // Inside a transaction the route is held already: no waiting for it.
             if let Some(guard) = conn.transaction.clone() {
                 if pending.front().is_some_and(|c| !c.is_maint()) {
-                    conn.forward(&mut up, &mut pending, guard).await?;
+                    conn.forward(&mut ups, &mut pending, guard).await?;
                     continue;
                 }
             }
@@ -273,7 +338,7 @@ where
                     Some(Control::Announce(a)) => conn.announce(&a),
                     Some(Control::Close) | None => return Ok(()),
                 },
-                n = read_upstream(&mut up) => {
+                (shard, n) = read_upstreams(&mut ups) => {
                     let closed = match n {
                         Ok(0) => true,
                         Ok(_) => false,
@@ -286,16 +351,16 @@ where
                         // A shard that stopped after a switch-over: reconnect on
                         // the next command. With replies owed, the client must
                         // learn that they are lost.
-                        if conn.fifo.iter().any(|e| matches!(e, Entry::Upstream { .. })) {
+                        if conn.awaits(shard) {
                             bail!("shard closed the connection with replies outstanding");
                         }
-                        up = None;
+                        ups[shard] = None;
                         continue;
                     }
-                    conn.on_upstream(up.as_mut().unwrap())?;
+                    conn.on_upstream(&mut ups)?;
                 }
                 guard = db.route.clone().read_owned(), if wants_route => {
-                    conn.forward(&mut up, &mut pending, Arc::new(guard)).await?;
+                    conn.forward(&mut ups, &mut pending, Arc::new(guard)).await?;
                 }
                 n = cr.read_buf(&mut cbuf), if pending.len() < 4096 => {
                     if n? == 0 {
@@ -329,11 +394,25 @@ impl Drop for Deregister {
     }
 }
 
-async fn read_upstream(up: &mut Option<Upstream>) -> std::io::Result<usize> {
-    match up {
-        Some(u) => u.r.read_buf(&mut u.buf).await,
-        None => std::future::pending().await,
+/// Reads from whichever shard connection has data; returns its index and what
+/// the read gave. Pending forever while none is open.
+async fn read_upstreams(ups: &mut [Option<Upstream>]) -> (usize, std::io::Result<usize>) {
+    if ups.iter().all(Option::is_none) {
+        return std::future::pending().await;
     }
+    std::future::poll_fn(|cx| {
+        for (i, u) in ups.iter_mut().enumerate() {
+            if let Some(u) = u {
+                if let Poll::Ready(r) =
+                    tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut u.r), cx, &mut u.buf)
+                {
+                    return Poll::Ready((i, r));
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn command(frame: Resp2Frame, raw: Bytes) -> Result<Command> {
@@ -390,13 +469,76 @@ fn decode(buf: &mut BytesMut, proto: u8) -> Result<Option<Decoded>> {
     }
 }
 
+/// Merges the replies of one command from several shards (raw frames, in
+/// shard order) into one.
+fn merge(parts: &[Bytes], how: Merge) -> Bytes {
+    if let Some(err) = parts.iter().find(|p| p.first() == Some(&b'-')) {
+        return err.clone();
+    }
+    let header = |p: &Bytes| -> Option<(i64, usize)> {
+        let end = p.windows(2).position(|w| w == b"\r\n")?;
+        let n = std::str::from_utf8(&p[1..end]).ok()?.parse().ok()?;
+        Some((n, end + 2))
+    };
+    match how {
+        Merge::First => parts.first().cloned().unwrap_or_default(),
+        Merge::Sum => {
+            let total: i64 = parts.iter().filter_map(header).map(|(n, _)| n).sum();
+            Bytes::from(format!(":{total}\r\n"))
+        }
+        Merge::Concat => {
+            let mut count = 0;
+            let mut body = BytesMut::new();
+            for p in parts {
+                if let Some((n, at)) = header(p) {
+                    count += n.max(0);
+                    body.extend_from_slice(&p[at..]);
+                }
+            }
+            let kind = parts
+                .first()
+                .and_then(|p| p.first())
+                .copied()
+                .unwrap_or(b'*');
+            let mut out = BytesMut::from(format!("{}{count}\r\n", kind as char).as_bytes());
+            out.extend_from_slice(&body);
+            out.freeze()
+        }
+    }
+}
+
 impl Conn {
+    /// True while some reply from a shard is owed.
+    fn awaits_shards(&self) -> bool {
+        self.fifo
+            .iter()
+            .any(|e| matches!(e, Entry::Upstream { .. }))
+    }
+
+    /// True while a reply from `shard` is owed.
+    fn awaits(&self, shard: usize) -> bool {
+        self.fifo
+            .iter()
+            .any(|e| matches!(e, Entry::Upstream { shard: s, .. } if *s == shard))
+    }
+
     fn flush_locals(&mut self) {
-        while let Some(Entry::Local(_)) = self.fifo.front() {
-            let Some(Entry::Local(c)) = self.fifo.pop_front() else {
-                unreachable!()
-            };
-            self.answer_maint(&c);
+        loop {
+            match self.fifo.front() {
+                Some(Entry::Local(_)) => {
+                    let Some(Entry::Local(c)) = self.fifo.pop_front() else {
+                        unreachable!()
+                    };
+                    self.answer_maint(&c);
+                }
+                Some(Entry::Canned(_)) => {
+                    let Some(Entry::Canned(b)) = self.fifo.pop_front() else {
+                        unreachable!()
+                    };
+                    self.out.extend_from_slice(&b);
+                }
+                _ => return,
+            }
         }
     }
 
@@ -407,6 +549,9 @@ impl Conn {
                 self.maint = None;
                 Ok(())
             }
+            ("ON", 3) | ("ON", 5) if !self.db.cluster.maint_notifications() => Err(
+                "ERR maintenance notifications are disabled on this cluster (client_maint_notifications is false)".to_string(),
+            ),
             ("ON", 3) | ("ON", 5) if self.proto != 3 => Err(
                 "ERR CLIENT MAINT_NOTIFICATIONS needs RESP3: send HELLO 3 first".to_string(),
             ),
@@ -452,7 +597,12 @@ impl Conn {
 
     fn push(&mut self, a: &Announcement, now: Instant) {
         if let (Some(ty), 3) = (self.maint, self.proto) {
-            self.out.extend_from_slice(&a.bytes(ty, self.db.port, now));
+            // With notifications turned off cluster-wide, the proxy sends none,
+            // also to connections that opted in before.
+            if self.db.cluster.maint_notifications() {
+                let bytes = a.bytes(ty, &self.db.naming, self.db.port, now);
+                self.out.extend_from_slice(&bytes);
+            }
         }
     }
 
@@ -460,22 +610,130 @@ impl Conn {
         self.push(a, Instant::now());
     }
 
+    /// Where `c` goes among `shards` shards: by the hash slot of its keys; the
+    /// session and the commands about every key to every shard; the rest to
+    /// the first shard. A transaction stays on the shard it started on.
+    fn plan(&mut self, c: &Command, shards: usize) -> Plan {
+        if shards == 1 {
+            return Plan::Send(vec![0], Merge::First);
+        }
+        let every = || (0..shards).collect::<Vec<_>>();
+        let name = c.name();
+        let keyed = self.db.key_specs.as_ref().and_then(|specs| {
+            let slots: Vec<u16> = specs
+                .keys(&c.args)
+                .iter()
+                .map(|&i| keys::slot(&c.args[i]))
+                .collect();
+            let first = *slots.first()?;
+            Some(match slots.iter().all(|s| *s == first) {
+                true => Ok(keys::shard_of(first, shards)),
+                false => Err(()),
+            })
+        });
+        if self.in_multi {
+            let target = match keyed {
+                Some(Ok(s)) => Some(s),
+                Some(Err(())) => None,
+                None => Some(self.tx.shard.unwrap_or(0)),
+            };
+            return match name.as_str() {
+                "EXEC" | "DISCARD" => match self.tx.shard {
+                    None if name == "EXEC" && self.tx.aborted => Plan::Answer(EXECABORT),
+                    None if name == "EXEC" => Plan::Answer(b"*0\r\n"),
+                    None => Plan::Answer(b"+OK\r\n"),
+                    Some(s) => Plan::Send(vec![s], Merge::First),
+                },
+                _ => match (target, self.tx.shard) {
+                    (Some(t), None) => Plan::Send(vec![t], Merge::First),
+                    (Some(t), Some(s)) if t == s => Plan::Send(vec![s], Merge::First),
+                    _ => Plan::Answer(CROSSSLOT),
+                },
+            };
+        }
+        match name.as_str() {
+            "MULTI" => match self.tx.shard {
+                Some(s) => Plan::Send(vec![s], Merge::First),
+                None => Plan::Answer(b"+OK\r\n"),
+            },
+            _ if c.is_session() => Plan::Send(every(), Merge::First),
+            "FLUSHALL" | "FLUSHDB" | "SCRIPT" | "FUNCTION" => Plan::Send(every(), Merge::First),
+            "DBSIZE" => Plan::Send(every(), Merge::Sum),
+            "KEYS" => Plan::Send(every(), Merge::Concat),
+            _ => match keyed {
+                Some(Ok(s)) => Plan::Send(vec![s], Merge::First),
+                Some(Err(())) => Plan::Answer(CROSSSLOT),
+                None => Plan::Send(vec![self.tx.shard.unwrap_or(0)], Merge::First),
+            },
+        }
+    }
+
     /// Forwards the commands at the front of `pending` (up to the next local
-    /// one) on the route `guard` holds, connecting to it first if it changed.
+    /// one) on the route `guard` holds, connecting to a shard first if its
+    /// address changed.
     async fn forward(
         &mut self,
-        up: &mut Option<Upstream>,
+        ups: &mut Vec<Option<Upstream>>,
         pending: &mut VecDeque<Command>,
         guard: RouteGuard,
     ) -> Result<()> {
-        if up.as_ref().map(|u| u.addr) != Some(guard.upstream) {
-            *up = Some(self.connect_upstream(guard.upstream).await?);
+        let shards = guard.upstreams.len();
+        if ups.len() != shards {
+            ups.resize_with(shards, || None);
         }
-        let mut batch = BytesMut::new();
+        let mut batches = vec![BytesMut::new(); shards];
         while pending.front().is_some_and(|c| !c.is_maint()) {
             let c = pending.pop_front().unwrap();
-            let after = self.track(&c, &guard);
-            batch.extend_from_slice(&c.raw);
+            let plan = self.plan(&c, shards);
+            if let Plan::Send(targets, _) = &plan {
+                for &t in targets {
+                    if ups[t].as_ref().map(|u| u.addr) != Some(guard.upstreams[t]) {
+                        // Commands already batched for it go on the new connection.
+                        ups[t] = Some(self.connect_upstream(guard.upstreams[t]).await?);
+                    }
+                }
+            }
+            let sharded = shards > 1;
+            let was_deferred = self.tx.deferred_multi.is_some();
+            let after = self.track(&c, &guard, sharded);
+            let (targets, how) = match plan {
+                Plan::Answer(reply) => {
+                    if reply == CROSSSLOT && self.in_multi {
+                        self.tx.aborted = true;
+                    }
+                    if c.name() == "MULTI" && sharded {
+                        self.tx.deferred_multi = Some(c.raw.clone());
+                    }
+                    if matches!(c.name().as_str(), "EXEC" | "DISCARD") {
+                        self.tx = ShardedTx::default();
+                    }
+                    self.fifo
+                        .push_back(Entry::Canned(Bytes::from_static(reply)));
+                    continue;
+                }
+                Plan::Send(targets, how) => (targets, how),
+            };
+            if sharded && self.in_multi && was_deferred && self.tx.shard.is_none() {
+                // The transaction's first command names its shard: MULTI goes
+                // there now, its reply already given.
+                let t = targets[0];
+                self.tx.shard = Some(t);
+                let multi = self.tx.deferred_multi.take().unwrap_or_default();
+                batches[t].extend_from_slice(&multi);
+                self.fifo.push_back(Entry::Upstream {
+                    _guard: guard.clone(),
+                    shard: t,
+                    after: After::Nothing,
+                    to: ReplyTo::Discard,
+                });
+            }
+            if sharded && c.name() == "WATCH" {
+                self.tx.shard.get_or_insert(targets[0]);
+            }
+            let exec_aborted = sharded && c.name() == "EXEC" && self.tx.aborted;
+            if sharded && matches!(c.name().as_str(), "EXEC" | "DISCARD") {
+                self.tx = ShardedTx::default();
+            }
             // In RESP3, (un)subscribe confirmations are pushes: no reply slot.
             let push_only = self.proto == 3
                 && matches!(
@@ -487,24 +745,56 @@ impl Conn {
                         | "PUNSUBSCRIBE"
                         | "SUNSUBSCRIBE"
                 );
-            if !push_only {
+            let count = targets.len();
+            for (i, &t) in targets.iter().enumerate() {
+                if exec_aborted {
+                    batches[t].extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
+                } else {
+                    batches[t].extend_from_slice(&c.raw);
+                }
+                if push_only {
+                    continue;
+                }
+                let to = match (count, exec_aborted) {
+                    (_, true) => ReplyTo::Discard,
+                    (1, false) => ReplyTo::Client,
+                    _ => ReplyTo::Part {
+                        merge: how,
+                        last: i + 1 == count,
+                    },
+                };
                 self.fifo.push_back(Entry::Upstream {
                     _guard: guard.clone(),
+                    shard: t,
                     after,
+                    to,
                 });
             }
+            if exec_aborted {
+                self.fifo
+                    .push_back(Entry::Canned(Bytes::from_static(EXECABORT)));
+            }
         }
-        up.as_mut().unwrap().w.write_all(&batch).await?;
+        for (t, batch) in batches.iter().enumerate() {
+            if !batch.is_empty() {
+                let u = ups[t]
+                    .as_mut()
+                    .ok_or_else(|| anyhow!("no connection to shard {t}"))?;
+                u.w.write_all(batch).await?;
+            }
+        }
         Ok(())
     }
 
     /// Follows the connection state a command changes: what to replay on a new
     /// shard, transactions, and what its reply changes.
-    fn track(&mut self, c: &Command, guard: &RouteGuard) -> After {
+    fn track(&mut self, c: &Command, guard: &RouteGuard, sharded: bool) -> After {
         match c.name().as_str() {
             "HELLO" => {
                 self.session.hello = Some(c.raw.clone());
-                return c.arg(1).parse().map(After::Hello).unwrap_or(After::Nothing);
+                let v = c.arg(1).parse().ok();
+                self.session.proto = v.or(self.session.proto);
+                return v.map(After::Hello).unwrap_or(After::Nothing);
             }
             "AUTH" => self.session.auth = Some(c.raw.clone()),
             "SELECT" => self.session.select = Some(c.raw.clone()),
@@ -515,6 +805,7 @@ impl Conn {
                 self.session = Session::default();
                 self.transaction = None;
                 self.in_multi = false;
+                self.tx = ShardedTx::default();
                 return After::Reset;
             }
             "QUIT" => return After::Quit,
@@ -526,49 +817,95 @@ impl Conn {
                 self.in_multi = false;
                 self.transaction = None;
             }
-            "UNWATCH" if !self.in_multi => self.transaction = None,
+            "UNWATCH" if !self.in_multi => {
+                self.transaction = None;
+                if sharded {
+                    self.tx = ShardedTx::default();
+                }
+            }
             _ => {}
         }
         After::Nothing
     }
 
-    fn on_upstream(&mut self, u: &mut Upstream) -> Result<()> {
+    /// Reads what the shards sent: replies in the order the client is owed
+    /// them, pushes as they come, each written whole.
+    fn on_upstream(&mut self, ups: &mut [Option<Upstream>]) -> Result<()> {
         loop {
-            let proto = match self.fifo.front() {
-                Some(Entry::Upstream {
-                    after: After::Hello(v),
-                    ..
-                }) => *v,
+            self.flush_locals();
+            let Some(Entry::Upstream { shard, after, .. }) = self.fifo.front() else {
+                break;
+            };
+            let (shard, after) = (*shard, *after);
+            let proto = match after {
+                After::Hello(v) => v,
                 _ => self.proto,
             };
+            let u = ups.get_mut(shard).and_then(Option::as_mut).ok_or_else(|| {
+                anyhow!("a reply is owed by shard {shard}, which is not connected")
+            })?;
             let Some(d) = decode(&mut u.buf, proto)
                 .with_context(|| format!("malformed reply from shard {}", u.addr))?
             else {
-                return Ok(());
+                break;
             };
             match d {
                 Decoded::Push(raw) => self.out.extend_from_slice(&raw),
                 Decoded::Reply { raw, error } => {
-                    if let Some(Entry::Upstream { after, .. }) = self.fifo.pop_front() {
-                        match after {
-                            After::Hello(v) if !error => self.proto = v,
-                            After::Reset => {
-                                self.proto = 2;
-                                self.maint = None;
+                    let Some(Entry::Upstream { to, .. }) = self.fifo.pop_front() else {
+                        unreachable!()
+                    };
+                    match after {
+                        After::Hello(v) if !error => self.proto = v,
+                        After::Reset => {
+                            self.proto = 2;
+                            self.maint = None;
+                        }
+                        After::Quit => self.closing = true,
+                        _ => {}
+                    }
+                    match to {
+                        ReplyTo::Client => self.out.extend_from_slice(&raw),
+                        ReplyTo::Discard => {}
+                        ReplyTo::Part { merge: how, last } => {
+                            self.parts.push(raw);
+                            if last {
+                                let merged = merge(&self.parts, how);
+                                self.parts.clear();
+                                self.out.extend_from_slice(&merged);
                             }
-                            After::Quit => self.closing = true,
-                            _ => {}
                         }
                     }
-                    self.out.extend_from_slice(&raw);
-                    self.flush_locals();
                 }
             }
         }
+        // A shard no reply is owed by sends only pushes (pub/sub messages).
+        for (i, u) in ups.iter_mut().enumerate() {
+            let owed = self
+                .fifo
+                .iter()
+                .any(|e| matches!(e, Entry::Upstream { shard, .. } if *shard == i));
+            let Some(u) = u.as_mut().filter(|_| !owed) else {
+                continue;
+            };
+            while let Some(d) = decode(&mut u.buf, self.proto)
+                .with_context(|| format!("malformed reply from shard {}", u.addr))?
+            {
+                match d {
+                    Decoded::Push(raw) => self.out.extend_from_slice(&raw),
+                    Decoded::Reply { raw, .. } => tracing::debug!(
+                        "dropped a reply no command was waiting for from shard {}: {:?}",
+                        u.addr,
+                        String::from_utf8_lossy(&raw)
+                    ),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Opens a connection to a (new) primary and replays the session on it
-    /// (HELLO with its AUTH, AUTH, SELECT), discarding those replies.
+    /// (HELLO with its AUTH, AUTH, SELECT, SETNAME), discarding those replies.
     async fn connect_upstream(&mut self, addr: SocketAddr) -> Result<Upstream> {
         let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
             .await
@@ -589,10 +926,11 @@ impl Conn {
         for raw in &replay {
             w.write_all(raw).await?;
         }
+        let proto = self.session.proto.unwrap_or(self.proto);
         let mut left = replay.len();
         let mut buf = BytesMut::new();
         while left > 0 {
-            if let Some(Decoded::Reply { .. }) = decode(&mut buf, self.proto)? {
+            if let Some(Decoded::Reply { .. }) = decode(&mut buf, proto)? {
                 left -= 1;
                 continue;
             }
@@ -604,5 +942,34 @@ impl Conn {
             }
         }
         Ok(Upstream { addr, r, w, buf })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    #[test]
+    fn replies_of_several_shards_merge() {
+        assert_eq!(merge(&[b(":2\r\n"), b(":3\r\n")], Merge::Sum), b(":5\r\n"));
+        assert_eq!(
+            merge(
+                &[b("*1\r\n$1\r\na\r\n"), b("*0\r\n"), b("*1\r\n$1\r\nb\r\n")],
+                Merge::Concat
+            ),
+            b("*2\r\n$1\r\na\r\n$1\r\nb\r\n")
+        );
+        assert_eq!(
+            merge(&[b("+OK\r\n"), b("+OK\r\n")], Merge::First),
+            b("+OK\r\n")
+        );
+        assert_eq!(
+            merge(&[b("+OK\r\n"), b("-ERR no\r\n")], Merge::First),
+            b("-ERR no\r\n")
+        );
     }
 }

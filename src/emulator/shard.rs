@@ -53,6 +53,8 @@ pub struct ShardSpec {
     pub replica_of: Option<SocketAddr>,
     /// `requirepass`/`masterauth`, when the database has a password.
     pub password: Option<String>,
+    /// More options for `redis-server` (`--maxmemory 1000000`, ...).
+    pub args: Vec<String>,
 }
 
 /// A running `redis-server`. Killed when stopped or dropped.
@@ -127,6 +129,7 @@ impl Shard {
         if let Some(pw) = &spec.password {
             cmd.args(["--requirepass", pw, "--masterauth", pw]);
         }
+        cmd.args(&spec.args);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

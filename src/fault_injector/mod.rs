@@ -3,11 +3,66 @@
 //! The same client drives the emulator and a real fault injector next to a Redis
 //! Enterprise cluster.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// A point in time as the API writes it: an RFC 3339 string in UTC with
+/// microseconds (`"2026-11-28T23:10:04.123456Z"`), which typed clients decode as
+/// a timestamp. Read liberally: an RFC 3339 string with any precision or
+/// offset-free form, or a number of seconds since the epoch (what older
+/// services wrote).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub SystemTime);
+
+impl Timestamp {
+    /// Now.
+    pub fn now() -> Self {
+        Timestamp(SystemTime::now())
+    }
+
+    /// Seconds since the epoch.
+    pub fn epoch_seconds(&self) -> f64 {
+        self.0
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_micros(self.0))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+                .map(Timestamp)
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "a time is an RFC 3339 string such as \"2026-11-28T23:10:04.123456Z\"; {s:?}: {e}"
+                    ))
+                }),
+            Value::Number(n) if n.as_f64().is_some_and(|v| v >= 0.0) => Ok(Timestamp(
+                UNIX_EPOCH + Duration::from_secs_f64(n.as_f64().unwrap_or(0.0)),
+            )),
+            other => Err(serde::de::Error::custom(format!(
+                "a time is an RFC 3339 string or seconds since the epoch, got {other}"
+            ))),
+        }
+    }
+}
 
 /// `POST /action` body.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -43,12 +98,12 @@ pub struct ActionStatus {
     /// What it produced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
-    /// Seconds since the epoch.
+    /// When it started running (when it was submitted, while pending).
     #[serde(default)]
-    pub start_time: Option<f64>,
-    /// Seconds since the epoch, once terminal.
+    pub start_time: Option<Timestamp>,
+    /// When it ended; absent until it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_time: Option<f64>,
+    pub end_time: Option<Timestamp>,
 }
 
 impl ActionStatus {
@@ -70,8 +125,8 @@ pub struct ActionSummary {
     pub action_type: String,
     /// Its status.
     pub status: String,
-    /// Seconds since the epoch.
-    pub submitted_at: f64,
+    /// When it was submitted.
+    pub submitted_at: Timestamp,
 }
 
 /// `GET /action` answer.

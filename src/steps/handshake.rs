@@ -65,6 +65,7 @@ async fn given_plain_server(w: &mut MaintWorld) -> StepResult {
             node: 0,
             replica_of: None,
             password: None,
+            args: Vec::new(),
         },
     )
     .await?;
