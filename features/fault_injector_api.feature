@@ -45,8 +45,39 @@ Feature: Fault injector API
     Given a standalone database
     When a database "fi3-db" is created through the fault injector
     Then its description has bdb_id, endpoints, username, password, tls and raw_endpoints
+    And its raw endpoint has addr, addr_type, dns_name, port, proxy_policy and uid
     And rladmin status lists "fi3-db"
     And a client can write and read through the endpoint of "fi3-db"
     When the database "fi3-db" is deleted through the fault injector
     Then rladmin status no longer lists "fi3-db"
     And the endpoint of "fi3-db" refuses connections
+
+  Scenario: FI4 a port that is taken is refused in the words of a real cluster, and the next free port is accepted
+    Given a standalone database
+    When a database "fi4-db" is created through the fault injector on the port of the database under test
+    Then the fault injector refuses it with an error that says "port_unavailable"
+    And the fault injector refuses it with an error that says "Unavailable or invalid port"
+    When a database "fi4-db" is created through the fault injector on the next free port
+    Then rladmin status lists "fi4-db"
+    And a client can write and read through the endpoint of "fi4-db"
+
+  Scenario: FI5 a MOVING in host-name form names a host that resolves
+    Given a standalone database
+    And a client "app" with maintenance notifications enabled and endpoint type internal-fqdn
+    When the database endpoint is rebound to another node
+    Then "app" receives MOVING with a host name
+    And the host name MOVING gave "app" resolves
+    And every connection of "app" now uses the endpoint MOVING named
+
+  Scenario: FI6 with maintenance notifications turned off on the cluster, an auto client is refused quietly and carries on
+    Given a standalone database
+    And maintenance notifications are turned off on the cluster
+    And a client "app" with maintenance notifications auto
+    And steady traffic from "app"
+    When the database fails over
+    Then "app" has maintenance notifications off because the server refused them
+    And "app" received no notification
+    And the traffic saw no errors
+    And every acknowledged write is readable
+    When a client "strict" with maintenance notifications enabled connects
+    Then connecting fails with an error that says "disabled"

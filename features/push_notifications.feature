@@ -86,3 +86,15 @@ Feature: Push notifications
     And the traffic saw no errors
     And every acknowledged write is readable
     And the timeouts of "legacy" are back to their configured values
+
+  Scenario: PN7 a database of two shards behind one endpoint fails over and migrates without an error
+    Given a database of 2 shards behind one endpoint
+    And a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the database fails over
+    Then "app" receives FAILING_OVER then FAILED_OVER with consecutive sequence numbers on the same connection
+    When the database's shard migrates to another node
+    Then "app" receives MIGRATING then MIGRATED with consecutive sequence numbers on the same connection
+    And the traffic saw no errors
+    And every acknowledged write is readable
+    And the timeouts of "app" are back to their configured values

@@ -168,7 +168,29 @@ impl Workload {
             for (k, _) in chunk {
                 mget.arg(k.as_str());
             }
-            match client.query::<Vec<Option<String>>>(&mget).await {
+            let values = match client.query::<Vec<Option<String>>>(&mget).await {
+                Ok(values) => Ok(values),
+                // Keys of a database of several shards hash to different
+                // slots: read them one by one.
+                Err(e) if e.to_string().to_ascii_uppercase().contains("CROSSSLOT") => {
+                    let mut values = Vec::new();
+                    for (k, _) in chunk {
+                        match client
+                            .query::<Option<String>>(redis::cmd("GET").arg(k.as_str()))
+                            .await
+                        {
+                            Ok(v) => values.push(v),
+                            Err(e) => {
+                                problems.push(format!("reading back {k}: {e}"));
+                                values.push(None);
+                            }
+                        }
+                    }
+                    Ok(values)
+                }
+                Err(e) => Err(e),
+            };
+            match values {
                 Ok(values) => {
                     for ((k, want), got) in chunk.iter().zip(values) {
                         if got.as_ref() != Some(*want) {

@@ -18,3 +18,11 @@ async fn given_tls_database(w: &mut MaintWorld) -> StepResult {
     w.use_tls_database().await?;
     Ok(())
 }
+
+/// The scenario's database has several primary shards behind one endpoint;
+/// the proxy routes each key to its shard by hash slot.
+#[given(expr = "a database of {int} shards behind one endpoint")]
+async fn given_sharded_database(w: &mut MaintWorld, shards: u32) -> StepResult {
+    w.use_sharded_database(shards).await?;
+    Ok(())
+}

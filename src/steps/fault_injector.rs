@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use cucumber::{then, when};
+use cucumber::{given, then, when};
 use serde_json::{json, Value};
 
 use super::{MaintWorld, StepResult};
@@ -122,6 +122,36 @@ impl MaintWorld {
             }
         }
         Ok(names)
+    }
+
+    /// `update_cluster_config` with `client_maint_notifications`.
+    pub async fn set_cluster_notifications(&self, on: bool) -> Result<()> {
+        self.env()?
+            .fault_injector
+            .run(
+                "update_cluster_config",
+                json!({"config": {"client_maint_notifications": on}}),
+                self.patience(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `create_database` named `name` on `port`; a refusal is recorded, not
+    /// returned.
+    async fn create_db_on(&mut self, name: &str, port: u16) -> Result<()> {
+        let fi = self.env()?.fault_injector.clone();
+        match fi
+            .create_database(json!({"name": name, "port": port}), self.patience())
+            .await
+        {
+            Ok((output, _)) => {
+                self.created.insert(name.to_string(), output);
+                self.refusal = None;
+            }
+            Err(e) => self.refusal = Some(format!("{e:#}")),
+        }
+        Ok(())
     }
 
     /// Deletes every database the scenario created (teardown).
@@ -371,5 +401,116 @@ async fn then_refused(w: &mut MaintWorld, name: String) -> StepResult {
             "{} still accepts connections after {name:?} was deleted",
             e.address()
         ),
+    }
+}
+
+/// A database on a port the database under test holds already.
+#[when(
+    expr = "a database {string} is created through the fault injector on the port of the database under test"
+)]
+async fn when_create_taken(w: &mut MaintWorld, name: String) -> StepResult {
+    let port = w.env()?.db.primary_endpoint().port;
+    w.create_db_on(&name, port).await?;
+    if w.refusal.is_none() {
+        fail!("the fault injector created {name:?} on port {port}, which the database under test holds");
+    }
+    Ok(())
+}
+
+/// What a client that retries on the next port does: the ports after the
+/// taken one, until one is free (at most 20).
+#[when(expr = "a database {string} is created through the fault injector on the next free port")]
+async fn when_create_next(w: &mut MaintWorld, name: String) -> StepResult {
+    let taken = w.env()?.db.primary_endpoint().port;
+    for port in taken.saturating_add(1)..taken.saturating_add(21) {
+        w.create_db_on(&name, port).await?;
+        match &w.refusal {
+            None => return Ok(()),
+            Some(e) if e.contains("port_unavailable") => continue,
+            Some(e) => fail!("creating {name:?} on port {port} failed otherwise: {e}"),
+        }
+    }
+    fail!("20 ports after {taken} were all unavailable")
+}
+
+/// The last `create_database` was refused, saying `text`.
+#[then(expr = "the fault injector refuses it with an error that says {string}")]
+async fn then_refused_saying(w: &mut MaintWorld, text: String) -> StepResult {
+    match &w.refusal {
+        Some(e) if e.contains(&text) => Ok(()),
+        Some(e) => fail!("the refusal {e:?} does not say {text:?}"),
+        None => fail!("nothing was refused"),
+    }
+}
+
+/// The created database's `raw_endpoints[0]` has the fields, and the types,
+/// a real cluster's description has.
+#[then("its raw endpoint has addr, addr_type, dns_name, port, proxy_policy and uid")]
+async fn then_raw_endpoint(w: &mut MaintWorld) -> StepResult {
+    let (name, out) = w
+        .created
+        .iter()
+        .next_back()
+        .ok_or_else(|| anyhow!("no database was created in this scenario"))?;
+    let raw = out
+        .pointer("/raw_endpoints/0")
+        .ok_or_else(|| anyhow!("the description of {name:?} has no raw_endpoints[0]: {out}"))?;
+    let text = |k: &str| raw.get(k).is_some_and(Value::is_string);
+    let checks = [
+        ("addr", raw.pointer("/addr/0").is_some_and(Value::is_string)),
+        ("addr_type", text("addr_type")),
+        ("dns_name", text("dns_name") && raw["dns_name"] != ""),
+        ("port", raw.get("port").is_some_and(Value::is_u64)),
+        ("proxy_policy", text("proxy_policy")),
+        ("uid", text("uid")),
+    ];
+    for (field, ok) in checks {
+        if !ok {
+            fail!("raw_endpoints[0].{field} of {name:?} is missing or of the wrong type: {raw}");
+        }
+    }
+    if raw["port"] != out["port"] && out.get("port").is_some() {
+        fail!(
+            "raw_endpoints[0].port {} is not the database's port {}",
+            raw["port"],
+            out["port"]
+        );
+    }
+    Ok(())
+}
+
+/// `update_cluster_config` turns `client_maint_notifications` off (and the
+/// scenario's end turns it back on).
+#[given("maintenance notifications are turned off on the cluster")]
+async fn given_notifications_off(w: &mut MaintWorld) -> StepResult {
+    w.setup_database().await?;
+    w.notifications_turned_off = true;
+    w.set_cluster_notifications(false).await?;
+    Ok(())
+}
+
+/// The host name of the MOVING `client` received resolves here, within 2 s.
+#[then(expr = "the host name MOVING gave {string} resolves")]
+async fn then_moving_resolves(w: &mut MaintWorld, client: String) -> StepResult {
+    let moving = w.wait_moving(&client).await?;
+    let crate::notification::Notification::Moving {
+        endpoint: Some(e), ..
+    } = &moving.notification
+    else {
+        fail!(
+            "{client:?} received {}, which names no host",
+            moving.notification
+        );
+    };
+    let found = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::lookup_host((e.host.as_str(), e.port)),
+    )
+    .await;
+    match found.map(|r| r.map(|a| a.count())) {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        Ok(Ok(_)) => fail!("{} resolves to no address", e.host),
+        Ok(Err(err)) => fail!("{} does not resolve: {err}", e.host),
+        Err(_) => fail!("resolving {} took more than 2 s", e.host),
     }
 }

@@ -102,6 +102,14 @@ async fn when_client_on_plain(w: &mut MaintWorld, name: String, mode: ModeParam)
     Ok(())
 }
 
+/// A client of the database under test, connected by the step itself (so
+/// that a refusal is recorded, not a failure).
+#[when(expr = "a client {string} with maintenance notifications {mode} connects")]
+async fn when_client_connects(w: &mut MaintWorld, name: String, mode: ModeParam) -> StepResult {
+    w.connect_client(&name, None, mode, Protocol::Resp3).await?;
+    Ok(())
+}
+
 /// A RESP2 client of the database under test.
 #[when(expr = "a client {string} using RESP2 with maintenance notifications {mode} connects")]
 async fn when_resp2_client(w: &mut MaintWorld, name: String, mode: ModeParam) -> StepResult {

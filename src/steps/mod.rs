@@ -53,6 +53,10 @@ pub const GRACE_ENV: &str = "MAINT_E2E_GRACE_S";
 /// Names the TLS database of the endpoints file (default `standalone-tls`).
 pub const TLS_DATABASE_ENV: &str = "MAINT_E2E_TLS_DATABASE";
 
+/// Names the database of several shards behind one endpoint (default
+/// `standalone-sharded`).
+pub const SHARDED_DATABASE_ENV: &str = "MAINT_E2E_SHARDED_DATABASE";
+
 /// MOVING grace of the embedded emulator: short, so scenarios take seconds.
 pub const EMULATOR_GRACE: Duration = Duration::from_secs(2);
 
@@ -155,6 +159,11 @@ pub struct MaintWorld {
     pub deleted: BTreeMap<String, serde_json::Value>,
     /// An action a step posted and watches.
     pub watched: Option<fault_injector::Watched>,
+    /// The fault injector's last refusal of a database (`create_database`).
+    pub refusal: Option<String>,
+    /// A step turned maintenance notifications off cluster-wide: the teardown
+    /// turns them back on (the setting outlives the scenario on a cluster).
+    pub notifications_turned_off: bool,
     /// Background tasks a step started (stopped at teardown).
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Folders a step made (removed at teardown).
@@ -196,6 +205,8 @@ impl MaintWorld {
             created: BTreeMap::new(),
             deleted: BTreeMap::new(),
             watched: None,
+            refusal: None,
+            notifications_turned_off: false,
             tasks: Vec::new(),
             temp_dirs: Vec::new(),
         })
@@ -332,6 +343,47 @@ impl MaintWorld {
         Ok(())
     }
 
+    /// Switches the scenario to a database of `shards` primary shards behind one
+    /// endpoint: one the emulator creates, or the one
+    /// [`SHARDED_DATABASE_ENV`] names in the endpoints file.
+    pub async fn use_sharded_database(&mut self, shards: u32) -> Result<()> {
+        self.setup_database().await?;
+        let target = self.target.clone().map_err(|e| anyhow!(e))?;
+        let patience = self.patience();
+        let env = self.env.as_mut().expect("set up above");
+        let (db, bdb_id) = match target {
+            Target::Emulator => {
+                let name = "standalone-sharded";
+                let (_, id) = env
+                    .fault_injector
+                    .create_database(
+                        serde_json::json!({"name": name, "sharding": true, "shards_count": shards, "proxy_policy": "single", "replication": true}),
+                        patience,
+                    )
+                    .await
+                    .context("creating a sharded database on the emulator")?;
+                let emu = env.emulator.as_ref().expect("an emulator target has one");
+                (emu.endpoints_file().database(name)?.clone(), id)
+            }
+            Target::External { endpoints, .. } => {
+                let name = std::env::var(SHARDED_DATABASE_ENV)
+                    .unwrap_or_else(|_| "standalone-sharded".into());
+                let file = EndpointsFile::load(&endpoints)?;
+                let db = file.database(&name).with_context(|| {
+                    format!("sharded scenarios need a database of {shards} shards behind one endpoint: add {name:?} to {} or set {SHARDED_DATABASE_ENV}", endpoints.display())
+                })?;
+                let id = db
+                    .bdb_id
+                    .ok_or_else(|| anyhow!("database {name:?} has no bdb_id"))?;
+                (db.clone(), id)
+            }
+        };
+        env.factory = ClientFactory::new(db.clone(), self.tracker.clone());
+        env.db = db;
+        env.bdb_id = bdb_id;
+        Ok(())
+    }
+
     /// The emulator, for steps that need control only it gives.
     pub fn emulator(&self) -> Result<Arc<Emulator>> {
         self.env()?.emulator.clone().ok_or_else(|| {
@@ -371,6 +423,11 @@ impl MaintWorld {
     pub async fn teardown(&mut self) {
         if let Some(w) = self.watched.take() {
             w.watch.abort();
+        }
+        if std::mem::take(&mut self.notifications_turned_off) {
+            if let Err(e) = self.set_cluster_notifications(true).await {
+                tracing::warn!("turning maintenance notifications back on: {e:#}");
+            }
         }
         self.delete_created().await;
         for w in self.workloads.values_mut() {
