@@ -300,78 +300,70 @@ impl MaintWorld {
     /// Switches the scenario to a TLS database: one the emulator creates, or the
     /// one [`TLS_DATABASE_ENV`] names in the endpoints file.
     pub async fn use_tls_database(&mut self) -> Result<()> {
-        self.setup_database().await?;
-        let target = self.target.clone().map_err(|e| anyhow!(e))?;
-        let patience = self.patience();
-        let env = self.env.as_mut().expect("set up above");
-        let (db, bdb_id) = match target {
-            Target::Emulator => {
-                let name = "standalone-tls";
-                let (_, id) = env
-                    .fault_injector
-                    .create_database(
-                        serde_json::json!({"name": name, "tls": true, "replication": true}),
-                        patience,
-                    )
-                    .await
-                    .context("creating a TLS database on the emulator")?;
-                let emu = env.emulator.as_ref().expect("an emulator target has one");
-                (emu.endpoints_file().database(name)?.clone(), id)
-            }
-            Target::External { endpoints, .. } => {
-                let name =
-                    std::env::var(TLS_DATABASE_ENV).unwrap_or_else(|_| "standalone-tls".into());
-                let file = EndpointsFile::load(&endpoints)?;
-                let db = file.database(&name).with_context(|| {
-                    format!("TLS scenarios need a TLS database: add {name:?} to {} or set {TLS_DATABASE_ENV}", endpoints.display())
-                })?;
+        let config = serde_json::json!({"tls": true, "replication": true});
+        self.switch_database(
+            "standalone-tls",
+            TLS_DATABASE_ENV,
+            config,
+            |db, name, file| {
                 if !db.tls {
                     anyhow::bail!(
-                        "database {name:?} in {} is not a TLS database (tls: true, rediss://)",
-                        endpoints.display()
+                        "database {name:?} in {file} is not a TLS database (tls: true, rediss://)"
                     );
                 }
-                let id = db
-                    .bdb_id
-                    .ok_or_else(|| anyhow!("database {name:?} has no bdb_id"))?;
-                (db.clone(), id)
-            }
-        };
-        env.factory = ClientFactory::new(db.clone(), self.tracker.clone());
-        env.db = db;
-        env.bdb_id = bdb_id;
-        Ok(())
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Switches the scenario to a database of `shards` primary shards behind one
     /// endpoint: one the emulator creates, or the one
     /// [`SHARDED_DATABASE_ENV`] names in the endpoints file.
     pub async fn use_sharded_database(&mut self, shards: u32) -> Result<()> {
+        let config = serde_json::json!({"sharding": true, "shards_count": shards, "proxy_policy": "single", "replication": true});
+        self.switch_database(
+            "standalone-sharded",
+            SHARDED_DATABASE_ENV,
+            config,
+            |_, _, _| Ok(()),
+        )
+        .await
+    }
+
+    /// Switches the scenario to another database: on the emulator, one created
+    /// with `config` and named `name`; against a cluster, the one `env_var`
+    /// names in the endpoints file (default `name`), checked by `check`.
+    async fn switch_database(
+        &mut self,
+        name: &str,
+        env_var: &str,
+        mut config: serde_json::Value,
+        check: impl Fn(&DatabaseConfig, &str, &str) -> Result<()>,
+    ) -> Result<()> {
         self.setup_database().await?;
         let target = self.target.clone().map_err(|e| anyhow!(e))?;
         let patience = self.patience();
         let env = self.env.as_mut().expect("set up above");
         let (db, bdb_id) = match target {
             Target::Emulator => {
-                let name = "standalone-sharded";
+                config["name"] = name.into();
                 let (_, id) = env
                     .fault_injector
-                    .create_database(
-                        serde_json::json!({"name": name, "sharding": true, "shards_count": shards, "proxy_policy": "single", "replication": true}),
-                        patience,
-                    )
+                    .create_database(config, patience)
                     .await
-                    .context("creating a sharded database on the emulator")?;
+                    .with_context(|| format!("creating the database {name:?} on the emulator"))?;
                 let emu = env.emulator.as_ref().expect("an emulator target has one");
                 (emu.endpoints_file().database(name)?.clone(), id)
             }
             Target::External { endpoints, .. } => {
-                let name = std::env::var(SHARDED_DATABASE_ENV)
-                    .unwrap_or_else(|_| "standalone-sharded".into());
+                let name = std::env::var(env_var).unwrap_or_else(|_| name.into());
                 let file = EndpointsFile::load(&endpoints)?;
+                let shown = endpoints.display().to_string();
                 let db = file.database(&name).with_context(|| {
-                    format!("sharded scenarios need a database of {shards} shards behind one endpoint: add {name:?} to {} or set {SHARDED_DATABASE_ENV}", endpoints.display())
+                    format!("this scenario needs the database {name:?}: add it to {shown} or set {env_var}")
                 })?;
+                check(db, &name, &shown)?;
                 let id = db
                     .bdb_id
                     .ok_or_else(|| anyhow!("database {name:?} has no bdb_id"))?;
