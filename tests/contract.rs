@@ -182,7 +182,7 @@ async fn a_created_database_is_described_as_a_real_cluster_describes_it() {
     let api = fast_api().await;
     let out = api
         .create(json!({
-            "name": "described", "memory_size": 268435456, "replication": false,
+            "name": "described", "port": 0, "memory_size": 268435456, "replication": false,
             "eviction_policy": "allkeys-lru", "sharding": false, "auto_upgrade": true,
             "shards_count": 1, "oss_cluster": false, "module_list": [],
             "shards_placement": "dense"

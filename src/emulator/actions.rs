@@ -526,7 +526,7 @@ pub fn submit(
         // Checked now, so that a caller learns at once (and in the words a
         // real cluster uses) that the port is taken.
         Action::CreateDatabase { database_config } => {
-            if let Some(p) = database_config.port {
+            if let Some(p) = database_config.wanted_port() {
                 emu.check_port(p)?;
             }
         }

@@ -178,7 +178,8 @@ pub struct DatabaseSpec {
     /// Name (defaults to `db<id>`).
     #[serde(default)]
     pub name: Option<String>,
-    /// Port (defaults to a free one).
+    /// Port (defaults to a free one; 0, as typed clients send when they have
+    /// none, means the same).
     #[serde(default)]
     pub port: Option<u16>,
     /// A replica of each primary shard on another node (default true).
@@ -252,7 +253,7 @@ impl DatabaseSpec {
     /// The `redis-server` options these settings map onto, per shard.
     fn shard_args(&self, shards: u32) -> Result<Vec<String>, ActionError> {
         let mut args = Vec::new();
-        if let Some(bytes) = self.memory_size {
+        if let Some(bytes) = self.memory_size.filter(|b| *b > 0) {
             if bytes < 1024 * 1024 {
                 return Err(ActionError::Invalid(format!(
                     "memory_size is in bytes and must be at least 1048576 (1 MiB), got {bytes}"
@@ -272,6 +273,11 @@ impl DatabaseSpec {
             args.push(p.clone());
         }
         Ok(args)
+    }
+
+    /// The port asked for: none, or 0, means any free one.
+    pub fn wanted_port(&self) -> Option<u16> {
+        self.port.filter(|p| *p != 0)
     }
 
     /// Primary shards asked for, checked.
@@ -622,7 +628,7 @@ impl Emulator {
                 )));
             }
         }
-        if let Some(p) = spec.port {
+        if let Some(p) = spec.wanted_port() {
             self.check_port(p)?;
         }
         let id = self.next_db.fetch_add(1, Ordering::SeqCst);
@@ -646,7 +652,7 @@ impl Emulator {
             } else {
                 None
             };
-            let port = match spec.port {
+            let port = match spec.wanted_port() {
                 Some(p) => p,
                 None => self.free_database_port()?,
             };
