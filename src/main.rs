@@ -25,8 +25,8 @@ struct Cli {
 enum Command {
     /// Run the Redis Enterprise emulator and its fault injector in the foreground.
     ///
-    /// When ready, writes an endpoints file (databases `standalone` and
-    /// `standalone-tls`) and prints one line of JSON:
+    /// When ready, writes an endpoints file (databases `standalone`,
+    /// `standalone-tls` and `standalone-sharded`) and prints one line of JSON:
     /// {"fault_injector_url": ..., "endpoints_config": ...}. Stops on SIGINT or SIGTERM.
     Emulator(EmulatorArgs),
 }
@@ -130,6 +130,15 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
         })
         .await
         .context("creating the standalone-tls database")?;
+        emu.create_database(DatabaseSpec {
+            name: Some("standalone-sharded".into()),
+            shards_count: Some(2),
+            sharding: Some(true),
+            password: args.password.clone(),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .context("creating the standalone-sharded database")?;
         let api_addr = api::serve(emu.clone(), args.api, cancel.clone()).await?;
         let path = args.endpoints_out.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("maint-e2e-endpoints-{}.json", std::process::id()))

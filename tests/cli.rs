@@ -141,11 +141,22 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
         .unwrap()
         .contains("BEGIN CERTIFICATE"));
 
+    let sharded = file.database("standalone-sharded").unwrap();
+    let p = Probe::connect(&sharded.primary_endpoint().address(), true, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.command(&["MSET", "{a}1", "x", "{a}2", "y"])
+            .await
+            .unwrap(),
+        b"+OK\r\n"
+    );
+
     let shards = redis_servers(&descendants(child.0.id()));
     assert_eq!(
         shards.len(),
-        4,
-        "two databases, each a primary and a replica"
+        8,
+        "two databases of a primary and a replica, one of two of each"
     );
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
