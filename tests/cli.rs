@@ -185,8 +185,8 @@ async fn a_killed_emulator_leaves_no_redis_server_behind() {
     let shards = redis_servers(&started);
     assert_eq!(
         shards.len(),
-        4,
-        "two databases, each a primary and a replica"
+        8,
+        "two databases of a primary and a replica, one of two of each"
     );
     // SIGKILL: no handler, no destructor runs.
     child.0.kill().unwrap();
