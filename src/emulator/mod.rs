@@ -1,12 +1,20 @@
 //! The emulator: a local stand-in for a Redis Enterprise cluster and its fault
 //! injector.
 //!
-//! * [`shard`]: real `redis-server` processes;
+//! * [`shard`]: real `redis-server` processes, and the shard sets of a database;
+//! * [`spec`]: what `create_database` asks for, checked;
+//! * [`timing`]: every timing knob ([`Timings`], [`TimingOverrides`]);
 //! * [`database`]: state the proxies of one database share;
 //! * [`proxy`]: the RESP-aware endpoint proxy that emits notifications;
-//! * [`actions`]: failover, migrate, bind, topology changes, latency, as they
-//!   really happen; every timing comes from [`Timings`] with the database's and
-//!   the action's [`TimingOverrides`];
+//! * [`keys`]: hash slots and key positions, for several shards behind one
+//!   endpoint;
+//! * [`naming`]: the cluster's host names (the database's, the FQDN forms of
+//!   MOVING);
+//! * [`request`]: the actions callers post, read liberally and checked;
+//! * [`actions`]: the action store and its lifecycle (pending, running,
+//!   success or failed);
+//! * `operations`: failover, migrate, bind and topology changes, as they
+//!   really happen;
 //! * [`catalogue`]: which trigger produces each effect a standalone client sees;
 //! * [`tls`]: the emulator's CA and the endpoints' server certificate;
 //! * [`api`]: the fault injector's HTTP API over all of it.
@@ -21,8 +29,12 @@ pub mod catalogue;
 pub mod database;
 pub mod keys;
 pub mod naming;
+mod operations;
 pub mod proxy;
+pub mod request;
 pub mod shard;
+pub mod spec;
+pub mod timing;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,119 +42,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseConfig, DatabaseEndpoint, EndpointsFile};
-use actions::ActionError;
 use database::{ClusterSettings, DbShared, Node};
-use shard::{Shard, ShardSpec};
+use shard::{Shard, ShardSet, ShardSpec, Shards};
+pub use spec::DatabaseSpec;
+pub use timing::{TimingOverrides, Timings};
 
 /// What a real cluster answers when `create_database` asks for a port it
 /// cannot have; callers that retry on the next port look for these words.
 pub const PORT_UNAVAILABLE: &str = "port_unavailable: Unavailable or invalid port";
-
-/// Every timing knob of the emulator, in one place.
-#[derive(Clone, Debug)]
-pub struct Timings {
-    /// MOVING grace (time_s) unless a database or action says otherwise.
-    pub moving_grace: Duration,
-    /// How long a start notification precedes the disruption.
-    pub notice_lead: Duration,
-    /// Seconds a MIGRATING / FAILING_OVER window announces beyond the lead.
-    pub window_estimate: Duration,
-    /// Longest wait for in-flight commands before a switch-over.
-    pub drain_timeout: Duration,
-    /// Longest wait for a replica to sync or catch up.
-    pub sync_timeout: Duration,
-    /// How long after the switch-over the cluster announces the completion
-    /// (MIGRATED / FAILED_OVER): on a real cluster a failover or the final
-    /// switch of a migration takes seconds, not the instant a local switch takes.
-    pub settle: Duration,
-}
-
-impl Default for Timings {
-    fn default() -> Self {
-        Timings {
-            moving_grace: Duration::from_secs(15),
-            notice_lead: Duration::from_secs(1),
-            window_estimate: Duration::from_secs(2),
-            drain_timeout: Duration::from_secs(5),
-            sync_timeout: Duration::from_secs(30),
-            settle: Duration::from_secs(3),
-        }
-    }
-}
-
-impl Timings {
-    /// These timings with `o` applied on top.
-    pub fn with(&self, o: &TimingOverrides) -> Timings {
-        let secs = |v: Option<f64>, d: Duration| v.map(Duration::from_secs_f64).unwrap_or(d);
-        Timings {
-            moving_grace: secs(o.grace_s, self.moving_grace),
-            notice_lead: secs(o.lead_s, self.notice_lead),
-            window_estimate: secs(o.window_s, self.window_estimate),
-            settle: secs(o.settle_s, self.settle),
-            ..self.clone()
-        }
-    }
-
-    /// Short timings for fast acceptance scenarios.
-    pub fn fast(grace: Duration) -> Self {
-        Timings {
-            moving_grace: grace,
-            notice_lead: Duration::from_millis(300),
-            window_estimate: Duration::from_secs(1),
-            drain_timeout: Duration::from_secs(3),
-            sync_timeout: Duration::from_secs(10),
-            settle: Duration::ZERO,
-        }
-    }
-}
-
-/// Timing a database or a single action may set, in seconds, over the
-/// emulator's [`Timings`]: an action's value wins over its database's, which wins
-/// over the emulator's.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq)]
-pub struct TimingOverrides {
-    /// MOVING grace (time_s of MOVING; the old endpoint closes after it).
-    #[serde(default)]
-    pub grace_s: Option<f64>,
-    /// How long a start notification precedes the disruption.
-    #[serde(default)]
-    pub lead_s: Option<f64>,
-    /// How long a MIGRATING / FAILING_OVER window announces beyond the lead.
-    #[serde(default)]
-    pub window_s: Option<f64>,
-    /// How long after the switch-over the completion is sent.
-    #[serde(default)]
-    pub settle_s: Option<f64>,
-}
-
-impl TimingOverrides {
-    /// Checks that every value is a number of seconds between 0 and 3600.
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [
-            ("grace_s", self.grace_s),
-            ("lead_s", self.lead_s),
-            ("window_s", self.window_s),
-            ("settle_s", self.settle_s),
-        ] {
-            if let Some(v) = v {
-                if !(0.0..=3600.0).contains(&v) {
-                    return Err(format!(
-                        "{name} must be a number of seconds between 0 and 3600, got {v}"
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
 
 /// How the emulator is built.
 #[derive(Clone, Debug)]
@@ -167,169 +80,6 @@ impl Default for EmulatorConfig {
             replay_completion: true,
             naming: naming::Naming::default(),
         }
-    }
-}
-
-/// `database_config` of `create_database`, as the callers of a real fault
-/// injector send it. Settings that map onto `redis-server` are applied; the
-/// others are accepted and listed in the action's output as `ignored`.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct DatabaseSpec {
-    /// Name (defaults to `db<id>`).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Port (defaults to a free one; 0, as typed clients send when they have
-    /// none, means the same).
-    #[serde(default)]
-    pub port: Option<u16>,
-    /// A replica of each primary shard on another node (default true).
-    #[serde(default)]
-    pub replication: Option<bool>,
-    /// Primary shards (default 1). Several shards sit behind one endpoint: the
-    /// proxy routes each key to its shard by hash slot.
-    #[serde(default)]
-    pub shards_count: Option<u32>,
-    /// Sharding on: what a real cluster needs for `shards_count` above 1.
-    #[serde(default)]
-    pub sharding: Option<bool>,
-    /// `single` (one endpoint) is what the emulator serves.
-    #[serde(default)]
-    pub proxy_policy: Option<String>,
-    /// OSS Cluster API.
-    #[serde(default)]
-    pub oss_cluster: Option<bool>,
-    /// TLS on the endpoint.
-    #[serde(default)]
-    pub tls: Option<bool>,
-    /// Password of the default user.
-    #[serde(default)]
-    pub password: Option<String>,
-    /// Memory limit of the database in bytes, split evenly over its primary
-    /// shards (`maxmemory`).
-    #[serde(default)]
-    pub memory_size: Option<u64>,
-    /// What happens at the memory limit (`maxmemory-policy`).
-    #[serde(default)]
-    pub eviction_policy: Option<String>,
-    /// Timing of this database's maintenance (`grace_s`, `lead_s`, `window_s`,
-    /// `settle_s`).
-    #[serde(flatten)]
-    pub timing: TimingOverrides,
-    /// Replay the last completion to connections that opt in later (default:
-    /// the emulator's setting).
-    #[serde(default)]
-    pub replay_completion: Option<bool>,
-    /// Every other setting a caller sent: accepted, not emulated.
-    #[serde(flatten)]
-    pub other: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Eviction policies `redis-server` knows.
-pub const EVICTION_POLICIES: &[&str] = &[
-    "noeviction",
-    "allkeys-lru",
-    "allkeys-lfu",
-    "allkeys-random",
-    "volatile-lru",
-    "volatile-lfu",
-    "volatile-random",
-    "volatile-ttl",
-];
-
-/// Most primary shards a database may have here.
-pub const MAX_SHARDS: u32 = 16;
-
-impl DatabaseSpec {
-    /// Settings that were sent but change nothing here, sorted.
-    pub fn ignored(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.other.keys().cloned().collect();
-        if self.proxy_policy.as_deref().is_some_and(|p| p != "single") {
-            out.push("proxy_policy".into());
-        }
-        out.sort();
-        out
-    }
-
-    /// The `redis-server` options these settings map onto, per shard.
-    fn shard_args(&self, shards: u32) -> Result<Vec<String>, ActionError> {
-        let mut args = Vec::new();
-        if let Some(bytes) = self.memory_size.filter(|b| *b > 0) {
-            if bytes < 1024 * 1024 {
-                return Err(ActionError::Invalid(format!(
-                    "memory_size is in bytes and must be at least 1048576 (1 MiB), got {bytes}"
-                )));
-            }
-            args.push("--maxmemory".into());
-            args.push((bytes / shards as u64).to_string());
-        }
-        if let Some(p) = &self.eviction_policy {
-            if !EVICTION_POLICIES.contains(&p.as_str()) {
-                return Err(ActionError::Invalid(format!(
-                    "eviction_policy {p:?} is not one of {}",
-                    EVICTION_POLICIES.join(", ")
-                )));
-            }
-            args.push("--maxmemory-policy".into());
-            args.push(p.clone());
-        }
-        Ok(args)
-    }
-
-    /// The port asked for: none, or 0, means any free one.
-    pub fn wanted_port(&self) -> Option<u16> {
-        self.port.filter(|p| *p != 0)
-    }
-
-    /// Primary shards asked for, checked.
-    fn shard_count(&self) -> Result<u32, ActionError> {
-        let n = self.shards_count.unwrap_or(1);
-        if n == 0 || n > MAX_SHARDS {
-            return Err(ActionError::Invalid(format!(
-                "shards_count must be between 1 and {MAX_SHARDS}, got {n}"
-            )));
-        }
-        if n > 1 && self.sharding == Some(false) {
-            return Err(ActionError::Invalid(format!(
-                "shards_count {n} needs sharding: true (or leave sharding out)"
-            )));
-        }
-        Ok(n)
-    }
-}
-
-/// One primary shard and its replica, and the slots they own.
-pub struct ShardSet {
-    /// The primary.
-    pub primary: Shard,
-    /// The replica, with replication.
-    pub replica: Option<Shard>,
-    /// First and last hash slot.
-    pub slots: (u16, u16),
-}
-
-/// The shards of a database, in slot order.
-#[derive(Default)]
-pub struct Shards {
-    /// One per primary shard.
-    pub sets: Vec<ShardSet>,
-}
-
-impl Shards {
-    async fn stop(&mut self) {
-        let stops = std::mem::take(&mut self.sets)
-            .into_iter()
-            .flat_map(|s| std::iter::once(s.primary).chain(s.replica))
-            .map(Shard::stop);
-        futures::future::join_all(stops).await;
-    }
-
-    /// Process ids of every shard.
-    pub fn pids(&self) -> Vec<u32> {
-        self.sets
-            .iter()
-            .flat_map(|s| std::iter::once(&s.primary).chain(s.replica.as_ref()))
-            .filter_map(Shard::pid)
-            .collect()
     }
 }
 

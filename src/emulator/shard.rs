@@ -373,6 +373,43 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// One primary shard and its replica, and the slots they own.
+pub struct ShardSet {
+    /// The primary.
+    pub primary: Shard,
+    /// The replica, with replication.
+    pub replica: Option<Shard>,
+    /// First and last hash slot.
+    pub slots: (u16, u16),
+}
+
+/// The shards of a database, in slot order.
+#[derive(Default)]
+pub struct Shards {
+    /// One per primary shard.
+    pub sets: Vec<ShardSet>,
+}
+
+impl Shards {
+    /// Stops every process of the database.
+    pub async fn stop(&mut self) {
+        let stops = std::mem::take(&mut self.sets)
+            .into_iter()
+            .flat_map(|s| std::iter::once(s.primary).chain(s.replica))
+            .map(Shard::stop);
+        futures::future::join_all(stops).await;
+    }
+
+    /// Process ids of every shard.
+    pub fn pids(&self) -> Vec<u32> {
+        self.sets
+            .iter()
+            .flat_map(|s| std::iter::once(&s.primary).chain(s.replica.as_ref()))
+            .filter_map(Shard::pid)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,416 @@
+//! What callers post to `POST /action`: the typed actions and their
+//! parameters, read liberally (ids as numbers or numeric strings, `bdbId`,
+//! `cluster_index` anywhere, sequence steps in either key, delays as seconds
+//! or durations) and checked with messages that say what to fix.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::actions::ActionError;
+use super::{DatabaseSpec, TimingOverrides};
+
+/// A database id as callers send it: a number or a numeric string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BdbId(pub u64);
+
+impl<'de> Deserialize<'de> for BdbId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        id_from(&v, "").map(BdbId).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "bdb_id must be a positive integer or a numeric string, got {v}"
+            ))
+        })
+    }
+}
+
+/// A number, or a string holding one after an optional `prefix`
+/// (`"node:2"`, `"redis:3"`): ids as every caller sends them.
+fn id_from(v: &Value, prefix: &str) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().trim_start_matches(prefix).parse().ok(),
+        _ => None,
+    }
+}
+
+/// One step of `sequence_of_actions` (note the inner key `params`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct SequenceStep {
+    /// Action type.
+    #[serde(rename = "type")]
+    pub action_type: String,
+    /// Its parameters (also read from `parameters`); `bdb_id` defaults to
+    /// the sequence's.
+    #[serde(default, alias = "parameters")]
+    pub params: Value,
+    /// How long to wait before it: seconds, or a duration such as `"1500ms"`.
+    #[serde(default)]
+    pub delay: Option<Value>,
+}
+
+impl SequenceStep {
+    /// The delay before this step, checked.
+    pub fn delay(&self) -> Result<Duration, ActionError> {
+        let bad = |v: &Value| {
+            ActionError::Invalid(format!(
+                "delay is a number of seconds between 0 and 3600 or a duration such as \"1500ms\", got {v}"
+            ))
+        };
+        let d = match &self.delay {
+            None | Some(Value::Null) => return Ok(Duration::ZERO),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|s| (0.0..=3600.0).contains(s))
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| bad(self.delay.as_ref().unwrap()))?,
+            Some(Value::String(s)) => match s.trim().parse::<f64>() {
+                Ok(secs) if (0.0..=3600.0).contains(&secs) => Duration::from_secs_f64(secs),
+                Ok(_) => return Err(bad(self.delay.as_ref().unwrap())),
+                Err(_) => humantime::parse_duration(s.trim())
+                    .map_err(|_| bad(self.delay.as_ref().unwrap()))?,
+            },
+            Some(other) => return Err(bad(other)),
+        };
+        if d > Duration::from_secs(3600) {
+            return Err(bad(self.delay.as_ref().unwrap()));
+        }
+        Ok(d)
+    }
+}
+
+/// The steps of a sequence as typed actions with their delays; each step's
+/// `bdb_id` defaults to the sequence's.
+pub(crate) fn sequence_steps(
+    bdb_id: Option<BdbId>,
+    steps: &[SequenceStep],
+) -> Result<Vec<(Duration, Action)>, ActionError> {
+    let mut out = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let at = |e: ActionError| ActionError::Invalid(format!("step {i}: {e}"));
+        let delay = step.delay().map_err(at)?;
+        let mut params = if step.params.is_null() {
+            json!({})
+        } else {
+            step.params.clone()
+        };
+        normalize_parameters(&mut params).map_err(at)?;
+        if let (None, Some(id)) = (params.get("bdb_id"), bdb_id) {
+            params["bdb_id"] = json!(id.0);
+        }
+        let inner =
+            Action::parse(&json!({"type": step.action_type, "parameters": params})).map_err(at)?;
+        if matches!(inner, Action::SequenceOfActions { .. }) {
+            return Err(ActionError::Invalid(format!(
+                "step {i}: sequences do not nest"
+            )));
+        }
+        out.push((delay, inner));
+    }
+    if out.is_empty() {
+        return Err(ActionError::Invalid(
+            "a sequence needs at least one action in \"actions\"".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Brings parameters into the one shape the actions read: `bdbId` is
+/// `bdb_id`, and `cluster_index` (a number or a numeric string; the emulator
+/// runs one cluster, index 0) is checked and dropped.
+pub fn normalize_parameters(params: &mut Value) -> Result<(), ActionError> {
+    let Some(obj) = params.as_object_mut() else {
+        return Ok(());
+    };
+    if let Some(id) = obj.remove("bdbId") {
+        obj.entry("bdb_id").or_insert(id);
+    }
+    if let Some(index) = obj.remove("cluster_index") {
+        let n = match &index {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            Value::Null => Some(0),
+            _ => None,
+        };
+        match n {
+            Some(0) => {}
+            Some(n) => {
+                return Err(ActionError::Invalid(format!(
+                    "cluster_index {n} does not exist; the emulator runs one cluster, index 0"
+                )))
+            }
+            None => {
+                return Err(ActionError::Invalid(format!(
+                    "cluster_index is a number or a numeric string, got {index}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A typed action.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", content = "parameters", rename_all = "snake_case")]
+pub enum Action {
+    /// Promote the replicas (of every primary shard, or of one).
+    Failover {
+        /// Database.
+        bdb_id: BdbId,
+        /// Only this primary shard (default: every one).
+        #[serde(default)]
+        shard_id: Option<ShardId>,
+        /// Emulator fault: never send FAILED_OVER (a lost completion).
+        #[serde(default)]
+        drop_completion: bool,
+        /// Timing of this action.
+        #[serde(flatten)]
+        timing: TimingOverrides,
+    },
+    /// Move the primary shards (every one, or one) to new processes on
+    /// another node.
+    Migrate {
+        /// Database.
+        bdb_id: BdbId,
+        /// Only this primary shard (default: every one).
+        #[serde(default)]
+        shard_id: Option<ShardId>,
+        /// Node to move to.
+        #[serde(default)]
+        target_node: Option<NodeRef>,
+        /// Emulator fault: never send MIGRATED (a lost completion).
+        #[serde(default)]
+        drop_completion: bool,
+        /// Timing of this action.
+        #[serde(flatten)]
+        timing: TimingOverrides,
+    },
+    /// Move the endpoint to another node.
+    Bind {
+        /// Database.
+        bdb_id: BdbId,
+        /// Force this MOVING address form for every connection.
+        #[serde(default)]
+        endpoint_type: Option<String>,
+        /// Node to move to.
+        #[serde(default)]
+        target_node: Option<NodeRef>,
+        /// Send each MOVING this many times, as several proxies may (default 1).
+        #[serde(default)]
+        repeat: Option<u32>,
+        /// Timing of this action (`grace_s` is the MOVING grace).
+        #[serde(flatten)]
+        timing: TimingOverrides,
+    },
+    /// A maintenance described by its effect on a standalone client, as the
+    /// trigger catalogue (`GET /topology-change-standalone`) lists them.
+    TopologyChangeStandalone {
+        /// Database.
+        bdb_id: BdbId,
+        /// `data_movement_no_conn_drop`, `data_movement_conn_drop`, `conn_drop`
+        /// or `dns_resolution_change`.
+        effect: String,
+        /// A trigger of that effect (default: its first).
+        #[serde(default)]
+        trigger: Option<String>,
+        /// Node the data or the endpoint moves from (informational: it moves
+        /// from wherever it is).
+        #[serde(default)]
+        source_node: Option<NodeRef>,
+        /// Node it moves to.
+        #[serde(default)]
+        target_node: Option<NodeRef>,
+        /// Emulator fault: lose the completion of the data movement.
+        #[serde(default)]
+        skip_end_notification: bool,
+        /// Timing of this action.
+        #[serde(flatten)]
+        timing: TimingOverrides,
+    },
+    /// Delays every reply of a database's endpoint (on one node, or on all).
+    NetworkLatency {
+        /// Database.
+        bdb_id: BdbId,
+        /// Added to every write towards clients, in milliseconds.
+        delay_ms: u64,
+        /// How long the latency lasts, in seconds.
+        duration_s: f64,
+        /// Only on this node (default: every node and the public address).
+        #[serde(default)]
+        node: Option<NodeRef>,
+    },
+    /// Emulator fault: send one push frame, built from JSON, to every opted-in
+    /// connection (strings, integers, null and arrays; the first is its name).
+    SendPush {
+        /// Database.
+        bdb_id: BdbId,
+        /// The elements, such as `["MOVING", 7, 15, null]`.
+        push: Vec<Value>,
+    },
+    /// Several actions in order.
+    SequenceOfActions {
+        /// Database (default: each step's own `bdb_id`).
+        #[serde(default)]
+        bdb_id: Option<BdbId>,
+        /// The steps.
+        actions: Vec<SequenceStep>,
+    },
+    /// Create a database.
+    CreateDatabase {
+        /// Its configuration.
+        database_config: DatabaseSpec,
+    },
+    /// Delete a database.
+    DeleteDatabase {
+        /// Database.
+        bdb_id: BdbId,
+    },
+    /// Cluster settings, as a real cluster's `PUT /v1/cluster` takes them:
+    /// `client_maint_notifications` turns maintenance notifications on or off.
+    UpdateClusterConfig {
+        /// The settings.
+        config: serde_json::Map<String, Value>,
+    },
+    /// `rladmin status`.
+    ExecuteRladminCommand {
+        /// Only `status` is emulated.
+        rladmin_command: String,
+        /// Database (optional).
+        #[serde(default)]
+        bdb_id: Option<BdbId>,
+    },
+}
+
+/// A shard id as callers send it: `3`, `"3"` or `"redis:3"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardId(pub u32);
+
+impl<'de> Deserialize<'de> for ShardId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        id_from(&v, "redis:")
+            .and_then(|n| u32::try_from(n).ok())
+            .map(ShardId)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "a shard id is a number, \"3\" or \"redis:3\"; got {v}"
+                ))
+            })
+    }
+}
+
+/// A node as callers name it: `2`, `"2"` or `"node:2"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeRef(pub usize);
+
+impl<'de> Deserialize<'de> for NodeRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        id_from(&v, "node:")
+            .map(|n| NodeRef(n as usize))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "a node is a number, \"2\" or \"node:2\"; got {v}"
+                ))
+            })
+    }
+}
+
+/// Action types the emulator runs.
+pub const ACTION_TYPES: &[&str] = &[
+    "failover",
+    "migrate",
+    "bind",
+    "topology_change_standalone",
+    "network_latency",
+    "sequence_of_actions",
+    "send_push",
+    "create_database",
+    "delete_database",
+    "update_cluster_config",
+    "execute_rladmin_command",
+];
+
+impl Action {
+    /// Parses `{"type", "parameters"}`, with messages that say what to fix.
+    pub fn parse(body: &Value) -> Result<Action, ActionError> {
+        let Some(obj) = body.as_object() else {
+            return Err(ActionError::Invalid(
+                "the body must be a JSON object {\"type\": ..., \"parameters\": {...}}".into(),
+            ));
+        };
+        let ty = match obj.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            Some(_) => return Err(ActionError::Invalid("\"type\" must be a string".into())),
+            None => {
+                return Err(ActionError::Invalid(format!(
+                    "missing \"type\"; expected one of {}",
+                    ACTION_TYPES.join(", ")
+                )))
+            }
+        };
+        if !ACTION_TYPES.contains(&ty) {
+            return Err(ActionError::Invalid(format!(
+                "unknown action type {ty:?}; the emulator runs {}",
+                ACTION_TYPES.join(", ")
+            )));
+        }
+        let mut body = body.clone();
+        if body.get("parameters").is_none_or(Value::is_null) {
+            body["parameters"] = json!({});
+        }
+        normalize_parameters(&mut body["parameters"])?;
+        serde_json::from_value(body)
+            .map_err(|e| ActionError::Invalid(format!("bad parameters for {ty}: {e}")))
+    }
+
+    /// The wire type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Action::Failover { .. } => "failover",
+            Action::Migrate { .. } => "migrate",
+            Action::Bind { .. } => "bind",
+            Action::TopologyChangeStandalone { .. } => "topology_change_standalone",
+            Action::NetworkLatency { .. } => "network_latency",
+            Action::SequenceOfActions { .. } => "sequence_of_actions",
+            Action::SendPush { .. } => "send_push",
+            Action::CreateDatabase { .. } => "create_database",
+            Action::DeleteDatabase { .. } => "delete_database",
+            Action::UpdateClusterConfig { .. } => "update_cluster_config",
+            Action::ExecuteRladminCommand { .. } => "execute_rladmin_command",
+        }
+    }
+
+    pub(crate) fn bdb_id(&self) -> Option<u64> {
+        match self {
+            Action::Failover { bdb_id, .. }
+            | Action::Migrate { bdb_id, .. }
+            | Action::Bind { bdb_id, .. }
+            | Action::TopologyChangeStandalone { bdb_id, .. }
+            | Action::NetworkLatency { bdb_id, .. }
+            | Action::SendPush { bdb_id, .. }
+            | Action::DeleteDatabase { bdb_id } => Some(bdb_id.0),
+            Action::SequenceOfActions { bdb_id, actions } => bdb_id.map(|b| b.0).or_else(|| {
+                sequence_steps(None, actions)
+                    .ok()?
+                    .first()
+                    .and_then(|(_, a)| a.bdb_id())
+            }),
+            // `rladmin status` is cluster-wide: any bdb_id, or none, will do.
+            Action::ExecuteRladminCommand { .. }
+            | Action::CreateDatabase { .. }
+            | Action::UpdateClusterConfig { .. } => None,
+        }
+    }
+
+    /// True for actions that change where a database lives: two of them never
+    /// run on one database at once.
+    pub(crate) fn exclusive(&self) -> bool {
+        !matches!(
+            self,
+            Action::NetworkLatency { .. } | Action::SendPush { .. }
+        )
+    }
+}
