@@ -8,7 +8,8 @@
 #   scripts/redis-py-scenarios.sh [pytest arguments...]
 #
 # Defaults to `-k Standalone`. REDIS_PY_VERSION picks the redis-py release
-# (default 8.1.0). Work files go to target/redis-py/.
+# (default 8.1.0); MAINT_E2E_EMULATOR_ARGS adds options to `maint-e2e emulator`
+# (say `--settle-s 0`). Work files go to target/redis-py/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=${REDIS_PY_VERSION:-8.1.0}
@@ -30,7 +31,8 @@ cargo build --release --bin maint-e2e
 out="$work/emulator.json"
 rm -f "$out"
 # The defaults the suite expects: a 15-second MOVING grace.
-target/release/maint-e2e emulator --endpoints-out "$work/endpoints.json" >"$out" 2>"$work/emulator.log" &
+# shellcheck disable=SC2086
+target/release/maint-e2e emulator --endpoints-out "$work/endpoints.json" ${MAINT_E2E_EMULATOR_ARGS:-} >"$out" 2>"$work/emulator.log" &
 emu=$!
 trap 'kill -TERM "$emu" 2>/dev/null || true; wait "$emu" 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

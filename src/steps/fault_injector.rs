@@ -1,5 +1,6 @@
 //! The fault injector's own contract: action lifecycle, databases, rladmin.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -10,6 +11,22 @@ use super::{MaintWorld, StepResult};
 use crate::client::ClientFactory;
 use crate::config::{DatabaseConfig, DatabaseEndpoint};
 use crate::fault_injector::ActionStatus;
+
+/// What a scenario did through the fault injector.
+#[derive(Default)]
+pub struct InjectorRecord {
+    /// Databases created by steps, by name, with their descriptions.
+    pub created: BTreeMap<String, Value>,
+    /// Databases deleted by steps, by name, with their descriptions.
+    pub deleted: BTreeMap<String, Value>,
+    /// An action a step posted and watches.
+    pub watched: Option<Watched>,
+    /// The last refusal of a `create_database`.
+    pub refusal: Option<String>,
+    /// A step turned maintenance notifications off cluster-wide: the teardown
+    /// turns them back on (the setting outlives the scenario on a cluster).
+    pub notifications_turned_off: bool,
+}
 
 /// An action posted by a step and watched from the moment it was accepted.
 pub struct Watched {
@@ -44,7 +61,7 @@ impl MaintWorld {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
-        self.watched = Some(Watched {
+        self.injector.watched = Some(Watched {
             accepted_status: accepted.status,
             watch,
         });
@@ -52,7 +69,7 @@ impl MaintWorld {
     }
 
     async fn watched_end(&mut self) -> Result<(Vec<String>, ActionStatus)> {
-        let w = self.watched.as_mut().ok_or_else(|| {
+        let w = self.injector.watched.as_mut().ok_or_else(|| {
             anyhow!("no action posted; use `When a failover is posted to the fault injector`")
         })?;
         (&mut w.watch).await?
@@ -60,7 +77,8 @@ impl MaintWorld {
 
     /// The bdb_id of a database a step created.
     fn created_id(&self, name: &str) -> Result<u64> {
-        self.created
+        self.injector
+            .created
             .get(name)
             .and_then(|o| o.get("bdb_id"))
             .and_then(Value::as_u64)
@@ -70,6 +88,7 @@ impl MaintWorld {
     /// The endpoint of a database a step created.
     fn created_endpoint(&self, name: &str) -> Result<DatabaseEndpoint> {
         let url = self
+            .injector
             .created
             .get(name)
             .and_then(|o| o.pointer("/endpoints/0"))
@@ -87,7 +106,7 @@ impl MaintWorld {
             )
             .await
             .with_context(|| format!("creating database {name:?}"))?;
-        self.created.insert(name.to_string(), output);
+        self.injector.created.insert(name.to_string(), output);
         Ok(())
     }
 
@@ -146,10 +165,10 @@ impl MaintWorld {
             .await
         {
             Ok((output, _)) => {
-                self.created.insert(name.to_string(), output);
-                self.refusal = None;
+                self.injector.created.insert(name.to_string(), output);
+                self.injector.refusal = None;
             }
-            Err(e) => self.refusal = Some(format!("{e:#}")),
+            Err(e) => self.injector.refusal = Some(format!("{e:#}")),
         }
         Ok(())
     }
@@ -157,7 +176,7 @@ impl MaintWorld {
     /// Deletes every database the scenario created (teardown).
     pub async fn delete_created(&mut self) {
         let Some(env) = self.env.as_ref() else { return };
-        for (name, out) in std::mem::take(&mut self.created) {
+        for (name, out) in std::mem::take(&mut self.injector.created) {
             if let Some(id) = out.get("bdb_id").and_then(Value::as_u64) {
                 if let Err(e) = env
                     .fault_injector
@@ -219,6 +238,7 @@ async fn when_post_failover_of(w: &mut MaintWorld, name: String) -> StepResult {
 #[then("the fault injector accepted it as pending")]
 async fn then_pending(w: &mut MaintWorld) -> StepResult {
     let got = w
+        .injector
         .watched
         .as_ref()
         .map(|x| x.accepted_status.clone())
@@ -282,8 +302,10 @@ async fn when_delete(w: &mut MaintWorld, name: String) -> StepResult {
         .fault_injector
         .run("delete_database", json!({"bdb_id": id}), w.patience())
         .await?;
-    w.deleted
-        .insert(name.clone(), w.created.remove(&name).unwrap_or_default());
+    w.injector.deleted.insert(
+        name.clone(),
+        w.injector.created.remove(&name).unwrap_or_default(),
+    );
     Ok(())
 }
 
@@ -291,6 +313,7 @@ async fn when_delete(w: &mut MaintWorld, name: String) -> StepResult {
 #[then("its description has bdb_id, endpoints, username, password, tls and raw_endpoints")]
 async fn then_description(w: &mut MaintWorld) -> StepResult {
     let (name, out) = w
+        .injector
         .created
         .iter()
         .next_back()
@@ -340,7 +363,7 @@ async fn then_not_listed(w: &mut MaintWorld, name: String) -> StepResult {
 /// A client of the new database writes and reads.
 #[then(expr = "a client can write and read through the endpoint of {string}")]
 async fn then_usable(w: &mut MaintWorld, name: String) -> StepResult {
-    let out = w.created.get(&name).cloned().unwrap_or_default();
+    let out = w.injector.created.get(&name).cloned().unwrap_or_default();
     let endpoint = w.created_endpoint(&name)?;
     let db = DatabaseConfig {
         name: name.clone(),
@@ -382,6 +405,7 @@ async fn then_usable(w: &mut MaintWorld, name: String) -> StepResult {
 #[then(expr = "the endpoint of {string} refuses connections")]
 async fn then_refused(w: &mut MaintWorld, name: String) -> StepResult {
     let out = w
+        .injector
         .deleted
         .get(&name)
         .ok_or_else(|| anyhow!("{name:?} was not deleted in this scenario"))?;
@@ -411,7 +435,7 @@ async fn then_refused(w: &mut MaintWorld, name: String) -> StepResult {
 async fn when_create_taken(w: &mut MaintWorld, name: String) -> StepResult {
     let port = w.env()?.db.primary_endpoint().port;
     w.create_db_on(&name, port).await?;
-    if w.refusal.is_none() {
+    if w.injector.refusal.is_none() {
         fail!("the fault injector created {name:?} on port {port}, which the database under test holds");
     }
     Ok(())
@@ -424,7 +448,7 @@ async fn when_create_next(w: &mut MaintWorld, name: String) -> StepResult {
     let taken = w.env()?.db.primary_endpoint().port;
     for port in taken.saturating_add(1)..taken.saturating_add(21) {
         w.create_db_on(&name, port).await?;
-        match &w.refusal {
+        match &w.injector.refusal {
             None => return Ok(()),
             Some(e) if e.contains("port_unavailable") => continue,
             Some(e) => fail!("creating {name:?} on port {port} failed otherwise: {e}"),
@@ -436,7 +460,7 @@ async fn when_create_next(w: &mut MaintWorld, name: String) -> StepResult {
 /// The last `create_database` was refused, saying `text`.
 #[then(expr = "the fault injector refuses it with an error that says {string}")]
 async fn then_refused_saying(w: &mut MaintWorld, text: String) -> StepResult {
-    match &w.refusal {
+    match &w.injector.refusal {
         Some(e) if e.contains(&text) => Ok(()),
         Some(e) => fail!("the refusal {e:?} does not say {text:?}"),
         None => fail!("nothing was refused"),
@@ -448,6 +472,7 @@ async fn then_refused_saying(w: &mut MaintWorld, text: String) -> StepResult {
 #[then("its raw endpoint has addr, addr_type, dns_name, port, proxy_policy and uid")]
 async fn then_raw_endpoint(w: &mut MaintWorld) -> StepResult {
     let (name, out) = w
+        .injector
         .created
         .iter()
         .next_back()
@@ -484,7 +509,7 @@ async fn then_raw_endpoint(w: &mut MaintWorld) -> StepResult {
 #[given("maintenance notifications are turned off on the cluster")]
 async fn given_notifications_off(w: &mut MaintWorld) -> StepResult {
     w.setup_database().await?;
-    w.notifications_turned_off = true;
+    w.injector.notifications_turned_off = true;
     w.set_cluster_notifications(false).await?;
     Ok(())
 }

@@ -153,17 +153,9 @@ pub struct MaintWorld {
     pub plain_server: Option<(crate::emulator::shard::Shard, tempfile::TempDir)>,
     /// Why the last `... connects` step failed to connect.
     pub connect_error: Option<String>,
-    /// Databases created through the fault injector by steps, by name.
-    pub created: BTreeMap<String, serde_json::Value>,
-    /// Databases deleted by steps, by name, with their descriptions.
-    pub deleted: BTreeMap<String, serde_json::Value>,
-    /// An action a step posted and watches.
-    pub watched: Option<fault_injector::Watched>,
-    /// The fault injector's last refusal of a database (`create_database`).
-    pub refusal: Option<String>,
-    /// A step turned maintenance notifications off cluster-wide: the teardown
-    /// turns them back on (the setting outlives the scenario on a cluster).
-    pub notifications_turned_off: bool,
+    /// What the scenario did through the fault injector: databases created
+    /// and deleted, the action it watches, refusals, cluster settings to restore.
+    pub injector: fault_injector::InjectorRecord,
     /// Background tasks a step started (stopped at teardown).
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Folders a step made (removed at teardown).
@@ -202,11 +194,7 @@ impl MaintWorld {
             black_holes: Vec::new(),
             plain_server: None,
             connect_error: None,
-            created: BTreeMap::new(),
-            deleted: BTreeMap::new(),
-            watched: None,
-            refusal: None,
-            notifications_turned_off: false,
+            injector: fault_injector::InjectorRecord::default(),
             tasks: Vec::new(),
             temp_dirs: Vec::new(),
         })
@@ -413,10 +401,10 @@ impl MaintWorld {
 
     /// Stops everything the scenario started.
     pub async fn teardown(&mut self) {
-        if let Some(w) = self.watched.take() {
+        if let Some(w) = self.injector.watched.take() {
             w.watch.abort();
         }
-        if std::mem::take(&mut self.notifications_turned_off) {
+        if std::mem::take(&mut self.injector.notifications_turned_off) {
             if let Err(e) = self.set_cluster_notifications(true).await {
                 tracing::warn!("turning maintenance notifications back on: {e:#}");
             }
