@@ -836,6 +836,28 @@ mod tests {
     }
 
     #[test]
+    fn several_shard_ids_travel_as_one_element_and_split_back() {
+        let n = Notification::Migrating {
+            seq: 8,
+            time_s: Some(3),
+            shards: vec!["3".into(), "5".into()],
+        };
+        // Exactly four elements, as strict parsers require.
+        assert_eq!(
+            &n.to_resp3()[..],
+            b">4\r\n$9\r\nMIGRATING\r\n:8\r\n:3\r\n$3\r\n3,5\r\n"
+        );
+        let back = Notification::from_push("MIGRATED", &[V::Int(9), bulk("3, 5")]).unwrap();
+        assert_eq!(
+            back,
+            Some(Notification::Migrated {
+                seq: 9,
+                shards: vec!["3".into(), "5".into()]
+            })
+        );
+    }
+
+    #[test]
     fn every_kind_round_trips_through_both_decoders() {
         let e = |h: &str, p| Endpoint::new(h, p);
         let all = vec![

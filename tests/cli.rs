@@ -224,3 +224,43 @@ fn bad_options_and_a_missing_redis_server_are_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("apt-get install redis-server"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn print_env_gives_the_exports_other_suites_read() {
+    let mut child = Command::new(BIN)
+        .args(["emulator", "--nodes", "2", "--grace-s", "1", "--print-env"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let child = Emulator(child);
+    let mut lines = String::new();
+    for _ in 0..4 {
+        out.read_line(&mut lines).unwrap();
+    }
+    // A real shell reads them.
+    let shell = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{lines}\nprintf '%s\\n' \"$FAULT_INJECTION_API_URL\" \"$RE_FAULT_INJECTOR_URL\" \"$REDIS_ENDPOINTS_CONFIG_PATH\" \"$DATABASE_NAME\""
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(shell.stdout).unwrap();
+    let values: Vec<&str> = text.lines().collect();
+    assert_eq!(values.len(), 4, "{lines}");
+    assert!(values[0].starts_with("http://127.0.0.1:"), "{lines}");
+    assert_eq!(values[0], values[1]);
+    assert_eq!(values[3], "standalone");
+    let file = EndpointsFile::load(std::path::Path::new(values[2])).unwrap();
+    assert!(file.database("standalone").is_ok());
+    let health: Value = reqwest::get(format!("{}/health", values[0]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    drop(child);
+}

@@ -90,6 +90,14 @@ impl Api {
     }
 }
 
+/// The id and port of a database `create_database` described.
+fn ids(out: &Value) -> (u64, u64) {
+    (
+        out["bdb_id"].as_u64().expect("bdb_id is an integer"),
+        out["port"].as_u64().expect("port is an integer"),
+    )
+}
+
 /// An RFC 3339 time in UTC with microseconds, as typed clients decode it.
 fn assert_rfc3339(v: &Value, what: &str) {
     let s = v
@@ -251,11 +259,26 @@ async fn a_created_database_is_described_as_a_real_cluster_describes_it() {
     let file = api.emu.endpoints_file().to_json();
     assert_eq!(file["described"]["raw_endpoints"][0], *raw);
 
-    let s = api.run(json!({"type": "create_database", "parameters": {"database_config": {"eviction_policy": "sometimes"}}})).await;
-    assert!(
-        s["error"].as_str().unwrap().contains("allkeys-lru"),
-        "the error lists the policies: {s}"
-    );
+    // Bad settings are refused at once, saying what would do.
+    for (config, says) in [
+        (json!({"eviction_policy": "sometimes"}), "allkeys-lru"),
+        (json!({"memory_size": 1000}), "memory_size"),
+        (json!({"shards_count": 99}), "shards_count"),
+        (json!({"shards_count": 2, "sharding": false}), "sharding"),
+        (json!({"grace_s": -1}), "grace_s"),
+    ] {
+        let (code, body) = api
+            .post(json!({"type": "create_database", "parameters": {"database_config": config}}))
+            .await;
+        assert_eq!(code, 422, "{config} -> {body}");
+        assert!(body["error"].as_str().unwrap().contains(says), "{body}");
+    }
+    let (code, body) = api
+        .post(json!({"type": "update_cluster_config", "parameters": {"config": {"client_maint_notifications": "no"}}}))
+        .await;
+    assert_eq!(code, 422, "{body}");
+    // Nothing broke: the database is still there and serving.
+    p.ping().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,10 +373,8 @@ async fn sequences_accept_every_shape_callers_send() {
 async fn notifications_turned_off_on_the_cluster_are_refused_and_not_sent() {
     let api = fast_api().await;
     let out = api.create(json!({"name": "off"})).await;
-    let (id, addr) = (
-        out["bdb_id"].as_u64().unwrap(),
-        format!("127.0.0.1:{}", out["port"]),
-    );
+    let (id, port) = ids(&out);
+    let addr = format!("127.0.0.1:{port}");
     let before = Probe::connect(&addr, true, Some(Some(EndpointType::InternalIp)))
         .await
         .unwrap();
@@ -404,10 +425,7 @@ async fn notifications_turned_off_on_the_cluster_are_refused_and_not_sent() {
 async fn a_completion_is_replayed_only_on_the_node_whose_proxy_sent_it() {
     let api = fast_api().await;
     let out = api.create(json!({"name": "replay"})).await;
-    let (id, port) = (
-        out["bdb_id"].as_u64().unwrap(),
-        out["port"].as_u64().unwrap(),
-    );
+    let (id, port) = ids(&out);
     let s = api
         .run(json!({"type": "migrate", "parameters": {"bdb_id": id}}))
         .await;
@@ -457,10 +475,7 @@ async fn host_names_live_in_the_cluster_domain_and_moving_names_the_node() {
     let out = api
         .create(json!({"name": "named", "replication": false}))
         .await;
-    let (id, port) = (
-        out["bdb_id"].as_u64().unwrap(),
-        out["port"].as_u64().unwrap(),
-    );
+    let (id, port) = ids(&out);
     assert_eq!(
         out["raw_endpoints"][0]["dns_name"],
         format!("redis-{port}.maint-e2e.localhost")
@@ -507,10 +522,7 @@ async fn several_shards_sit_behind_one_endpoint_and_keys_find_theirs() {
         .await;
     assert_eq!(out["shards_count"], 2);
     assert_eq!(out["ignored"], json!([]));
-    let (id, port) = (
-        out["bdb_id"].as_u64().unwrap(),
-        out["port"].as_u64().unwrap(),
-    );
+    let (id, port) = ids(&out);
     let addr = format!("127.0.0.1:{port}");
     let p = Probe::connect(&addr, true, Some(Some(EndpointType::InternalIp)))
         .await
@@ -647,10 +659,7 @@ async fn the_completion_follows_the_switch_by_the_settle_time() {
     let out = api
         .create(json!({"name": "settle", "settle_s": 1.0, "lead_s": 0.2}))
         .await;
-    let (id, port) = (
-        out["bdb_id"].as_u64().unwrap(),
-        out["port"].as_u64().unwrap(),
-    );
+    let (id, port) = ids(&out);
     let p = Probe::connect(
         &format!("127.0.0.1:{port}"),
         true,

@@ -129,8 +129,24 @@ pub fn submit(
         // Checked now, so that a caller learns at once (and in the words a
         // real cluster uses) that the port is taken.
         Action::CreateDatabase { database_config } => {
+            let shards = database_config.shard_count()?;
+            database_config.shard_args(shards)?;
+            database_config
+                .timing
+                .validate()
+                .map_err(ActionError::Invalid)?;
             if let Some(p) = database_config.wanted_port() {
                 emu.check_port(p)?;
+            }
+        }
+        Action::UpdateClusterConfig { config } => {
+            if let Some(v) = config
+                .get("client_maint_notifications")
+                .filter(|v| !v.is_boolean())
+            {
+                return Err(ActionError::Invalid(format!(
+                    "client_maint_notifications is true or false, got {v}"
+                )));
             }
         }
         Action::SequenceOfActions { bdb_id, actions } => {

@@ -6,6 +6,8 @@
 //! * [`timing`]: every timing knob ([`Timings`], [`TimingOverrides`]);
 //! * [`database`]: state the proxies of one database share;
 //! * [`proxy`]: the RESP-aware endpoint proxy that emits notifications;
+//! * `routing`: which shard each command goes to, and how replies of several
+//!   shards merge;
 //! * [`keys`]: hash slots and key positions, for several shards behind one
 //!   endpoint;
 //! * [`naming`]: the cluster's host names (the database's, the FQDN forms of
@@ -32,6 +34,7 @@ pub mod naming;
 mod operations;
 pub mod proxy;
 pub mod request;
+mod routing;
 pub mod shard;
 pub mod spec;
 pub mod timing;

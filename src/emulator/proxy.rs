@@ -1,4 +1,6 @@
-//! The endpoint proxy: one per (database, node), plus the public address.
+//! The endpoint proxy: one per (database, node), plus the public address. One
+//! concept over several hundred lines: a proxied client connection, from
+//! accept to close. Where each command goes among shards is in `routing`.
 //!
 //! Each client connection is one task that owns both sockets. Client commands are
 //! decoded with the RESP2 decoder (clients send arrays of bulk strings) and kept in
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
-use redis_protocol::resp2::types::{BytesFrame as Resp2Frame, Resp2Frame as _};
+use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
 use redis_protocol::resp3::types::BytesFrame as Resp3Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -26,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::database::{Announcement, Control, DbShared, Node, Route};
-use super::keys;
+use super::routing::{self, command, merge, Command, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT};
 use crate::notification::EndpointType;
 
 /// Binds the database's port on `addrs` and serves them as `node` until `cancel`.
@@ -102,37 +104,6 @@ async fn accept_loop(
     }
 }
 
-struct Command {
-    raw: Bytes,
-    args: Vec<Bytes>,
-}
-
-impl Command {
-    fn name(&self) -> String {
-        self.arg(0).to_ascii_uppercase()
-    }
-
-    fn arg(&self, i: usize) -> String {
-        self.args
-            .get(i)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .unwrap_or_default()
-    }
-
-    fn is_maint(&self) -> bool {
-        self.name() == "CLIENT" && self.arg(1).eq_ignore_ascii_case("MAINT_NOTIFICATIONS")
-    }
-
-    /// Connection state every shard must share (replayed on a new shard too).
-    fn is_session(&self) -> bool {
-        match self.name().as_str() {
-            "HELLO" | "AUTH" | "SELECT" | "RESET" => true,
-            "CLIENT" => self.arg(1).eq_ignore_ascii_case("SETNAME"),
-            _ => false,
-        }
-    }
-}
-
 /// What a forwarded command changes once its reply arrives.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum After {
@@ -143,17 +114,6 @@ enum After {
     Reset,
     /// `QUIT`: close after the reply.
     Quit,
-}
-
-/// How the replies of a command sent to several shards become one.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Merge {
-    /// The first shard's reply (the others must not be errors).
-    First,
-    /// The sum of integer replies (`DBSIZE`).
-    Sum,
-    /// The elements of every array reply, in shard order (`KEYS`).
-    Concat,
 }
 
 /// Where the reply of one shard goes.
@@ -200,28 +160,6 @@ struct Session {
     /// The protocol the last HELLO asks for: replies to a replayed session
     /// come in it.
     proto: Option<u8>,
-}
-
-/// A transaction of a database of several shards: it runs on one shard, the
-/// one its first key (or WATCH) names. MULTI is held back until then.
-#[derive(Default)]
-struct ShardedTx {
-    shard: Option<usize>,
-    /// MULTI, answered by the proxy and not sent yet.
-    deferred_multi: Option<Bytes>,
-    /// A queued command named a key of another shard: EXEC aborts.
-    aborted: bool,
-}
-
-const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
-const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
-
-/// Where a command goes.
-enum Plan {
-    /// To these shards; with several, their replies merge.
-    Send(Vec<usize>, Merge),
-    /// Answered by the proxy.
-    Answer(&'static [u8]),
 }
 
 struct Conn {
@@ -415,30 +353,6 @@ async fn read_upstreams(ups: &mut [Option<Upstream>]) -> (usize, std::io::Result
     .await
 }
 
-fn command(frame: Resp2Frame, raw: Bytes) -> Result<Command> {
-    let Resp2Frame::Array(items) = frame else {
-        bail!(
-            "client sent a {:?} frame; commands are arrays of bulk strings",
-            frame.kind()
-        );
-    };
-    let mut args = Vec::with_capacity(items.len());
-    for i in items {
-        match i {
-            Resp2Frame::BulkString(b) | Resp2Frame::SimpleString(b) => args.push(b),
-            Resp2Frame::Integer(n) => args.push(Bytes::from(n.to_string())),
-            other => bail!(
-                "command argument is a {:?}; expected a bulk string",
-                other.kind()
-            ),
-        }
-    }
-    if args.is_empty() {
-        bail!("empty command");
-    }
-    Ok(Command { raw, args })
-}
-
 enum Decoded {
     Push(Bytes),
     Reply { raw: Bytes, error: bool },
@@ -466,44 +380,6 @@ fn decode(buf: &mut BytesMut, proto: u8) -> Result<Option<Decoded>> {
                 }
             }),
         )
-    }
-}
-
-/// Merges the replies of one command from several shards (raw frames, in
-/// shard order) into one.
-fn merge(parts: &[Bytes], how: Merge) -> Bytes {
-    if let Some(err) = parts.iter().find(|p| p.first() == Some(&b'-')) {
-        return err.clone();
-    }
-    let header = |p: &Bytes| -> Option<(i64, usize)> {
-        let end = p.windows(2).position(|w| w == b"\r\n")?;
-        let n = std::str::from_utf8(&p[1..end]).ok()?.parse().ok()?;
-        Some((n, end + 2))
-    };
-    match how {
-        Merge::First => parts.first().cloned().unwrap_or_default(),
-        Merge::Sum => {
-            let total: i64 = parts.iter().filter_map(header).map(|(n, _)| n).sum();
-            Bytes::from(format!(":{total}\r\n"))
-        }
-        Merge::Concat => {
-            let mut count = 0;
-            let mut body = BytesMut::new();
-            for p in parts {
-                if let Some((n, at)) = header(p) {
-                    count += n.max(0);
-                    body.extend_from_slice(&p[at..]);
-                }
-            }
-            let kind = parts
-                .first()
-                .and_then(|p| p.first())
-                .copied()
-                .unwrap_or(b'*');
-            let mut out = BytesMut::from(format!("{}{count}\r\n", kind as char).as_bytes());
-            out.extend_from_slice(&body);
-            out.freeze()
-        }
     }
 }
 
@@ -610,64 +486,6 @@ impl Conn {
         self.push(a, Instant::now());
     }
 
-    /// Where `c` goes among `shards` shards: by the hash slot of its keys; the
-    /// session and the commands about every key to every shard; the rest to
-    /// the first shard. A transaction stays on the shard it started on.
-    fn plan(&mut self, c: &Command, shards: usize) -> Plan {
-        if shards == 1 {
-            return Plan::Send(vec![0], Merge::First);
-        }
-        let every = || (0..shards).collect::<Vec<_>>();
-        let name = c.name();
-        let keyed = self.db.key_specs.as_ref().and_then(|specs| {
-            let slots: Vec<u16> = specs
-                .keys(&c.args)
-                .iter()
-                .map(|&i| keys::slot(&c.args[i]))
-                .collect();
-            let first = *slots.first()?;
-            Some(match slots.iter().all(|s| *s == first) {
-                true => Ok(keys::shard_of(first, shards)),
-                false => Err(()),
-            })
-        });
-        if self.in_multi {
-            let target = match keyed {
-                Some(Ok(s)) => Some(s),
-                Some(Err(())) => None,
-                None => Some(self.tx.shard.unwrap_or(0)),
-            };
-            return match name.as_str() {
-                "EXEC" | "DISCARD" => match self.tx.shard {
-                    None if name == "EXEC" && self.tx.aborted => Plan::Answer(EXECABORT),
-                    None if name == "EXEC" => Plan::Answer(b"*0\r\n"),
-                    None => Plan::Answer(b"+OK\r\n"),
-                    Some(s) => Plan::Send(vec![s], Merge::First),
-                },
-                _ => match (target, self.tx.shard) {
-                    (Some(t), None) => Plan::Send(vec![t], Merge::First),
-                    (Some(t), Some(s)) if t == s => Plan::Send(vec![s], Merge::First),
-                    _ => Plan::Answer(CROSSSLOT),
-                },
-            };
-        }
-        match name.as_str() {
-            "MULTI" => match self.tx.shard {
-                Some(s) => Plan::Send(vec![s], Merge::First),
-                None => Plan::Answer(b"+OK\r\n"),
-            },
-            _ if c.is_session() => Plan::Send(every(), Merge::First),
-            "FLUSHALL" | "FLUSHDB" | "SCRIPT" | "FUNCTION" => Plan::Send(every(), Merge::First),
-            "DBSIZE" => Plan::Send(every(), Merge::Sum),
-            "KEYS" => Plan::Send(every(), Merge::Concat),
-            _ => match keyed {
-                Some(Ok(s)) => Plan::Send(vec![s], Merge::First),
-                Some(Err(())) => Plan::Answer(CROSSSLOT),
-                None => Plan::Send(vec![self.tx.shard.unwrap_or(0)], Merge::First),
-            },
-        }
-    }
-
     /// Forwards the commands at the front of `pending` (up to the next local
     /// one) on the route `guard` holds, connecting to a shard first if its
     /// address changed.
@@ -684,7 +502,13 @@ impl Conn {
         let mut batches = vec![BytesMut::new(); shards];
         while pending.front().is_some_and(|c| !c.is_maint()) {
             let c = pending.pop_front().unwrap();
-            let plan = self.plan(&c, shards);
+            let plan = routing::plan(
+                &c,
+                shards,
+                self.db.key_specs.as_deref(),
+                self.in_multi,
+                &self.tx,
+            );
             if let Plan::Send(targets, _) = &plan {
                 for &t in targets {
                     if ups[t].as_ref().map(|u| u.addr) != Some(guard.upstreams[t]) {
@@ -942,34 +766,5 @@ impl Conn {
             }
         }
         Ok(Upstream { addr, r, w, buf })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b(s: &str) -> Bytes {
-        Bytes::from(s.to_string())
-    }
-
-    #[test]
-    fn replies_of_several_shards_merge() {
-        assert_eq!(merge(&[b(":2\r\n"), b(":3\r\n")], Merge::Sum), b(":5\r\n"));
-        assert_eq!(
-            merge(
-                &[b("*1\r\n$1\r\na\r\n"), b("*0\r\n"), b("*1\r\n$1\r\nb\r\n")],
-                Merge::Concat
-            ),
-            b("*2\r\n$1\r\na\r\n$1\r\nb\r\n")
-        );
-        assert_eq!(
-            merge(&[b("+OK\r\n"), b("+OK\r\n")], Merge::First),
-            b("+OK\r\n")
-        );
-        assert_eq!(
-            merge(&[b("+OK\r\n"), b("-ERR no\r\n")], Merge::First),
-            b("-ERR no\r\n")
-        );
     }
 }

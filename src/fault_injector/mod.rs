@@ -296,3 +296,26 @@ async fn send<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&body)
         .with_context(|| format!("{what}: the fault injector answered {body}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_in_rfc_3339_and_read_in_either_form() {
+        let t = Timestamp(UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456));
+        let text = serde_json::to_value(t).unwrap();
+        assert_eq!(text, "2026-11-18T11:06:40.123456Z");
+        assert_eq!(serde_json::from_value::<Timestamp>(text).unwrap(), t);
+        let number: Timestamp = serde_json::from_value(serde_json::json!(1_795_000_000.5)).unwrap();
+        assert_eq!(number.epoch_seconds(), 1_795_000_000.5);
+        let err = serde_json::from_value::<Timestamp>(serde_json::json!("yesterday"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("RFC 3339") && err.contains("yesterday"),
+            "{err}"
+        );
+        assert!(serde_json::from_value::<Timestamp>(serde_json::json!(true)).is_err());
+    }
+}
