@@ -90,6 +90,13 @@ impl Api {
     }
 }
 
+/// A raw RESP3 connection that opted in for internal IPs.
+async fn opted_in(addr: &str) -> Probe {
+    Probe::connect(addr, true, Some(Some(EndpointType::InternalIp)))
+        .await
+        .unwrap()
+}
+
 /// The id and port of a database `create_database` described.
 fn ids(out: &Value) -> (u64, u64) {
     (
@@ -375,9 +382,7 @@ async fn notifications_turned_off_on_the_cluster_are_refused_and_not_sent() {
     let out = api.create(json!({"name": "off"})).await;
     let (id, port) = ids(&out);
     let addr = format!("127.0.0.1:{port}");
-    let before = Probe::connect(&addr, true, Some(Some(EndpointType::InternalIp)))
-        .await
-        .unwrap();
+    let before = opted_in(&addr).await;
     let s = api
         .run(json!({"type": "update_cluster_config", "parameters": {"config": {"client_maint_notifications": false, "oss_cluster_client_maint_notifications": false}}}))
         .await;
@@ -438,13 +443,7 @@ async fn a_completion_is_replayed_only_on_the_node_whose_proxy_sent_it() {
     };
     // A new connection on the node that sent MIGRATED is replayed it.
     let old_node = api.emu.database(id).unwrap().shared.active_node();
-    let same = Probe::connect(
-        &format!("{}:{port}", old_node.internal_ip()),
-        true,
-        Some(Some(EndpointType::InternalIp)),
-    )
-    .await
-    .unwrap();
+    let same = opted_in(&format!("{}:{port}", old_node.internal_ip())).await;
     assert_eq!(migrated(&same), 1);
     let s = api
         .run(json!({"type": "bind", "parameters": {"bdb_id": id}}))
@@ -453,13 +452,7 @@ async fn a_completion_is_replayed_only_on_the_node_whose_proxy_sent_it() {
     // A connection that arrives on the new node (as a handoff does) is not.
     let new_node = api.emu.database(id).unwrap().shared.active_node();
     assert_ne!(new_node, old_node);
-    let moved = Probe::connect(
-        &format!("{}:{port}", new_node.internal_ip()),
-        true,
-        Some(Some(EndpointType::InternalIp)),
-    )
-    .await
-    .unwrap();
+    let moved = opted_in(&format!("{}:{port}", new_node.internal_ip())).await;
     moved.ping().await.unwrap();
     assert_eq!(migrated(&moved), 0, "{:?}", moved.pushes());
 }
@@ -524,9 +517,7 @@ async fn several_shards_sit_behind_one_endpoint_and_keys_find_theirs() {
     assert_eq!(out["ignored"], json!([]));
     let (id, port) = ids(&out);
     let addr = format!("127.0.0.1:{port}");
-    let p = Probe::connect(&addr, true, Some(Some(EndpointType::InternalIp)))
-        .await
-        .unwrap();
+    let p = opted_in(&addr).await;
     // "foo" hashes to slot 12182 (second half), "bar" to 5061 (first half).
     for (k, v) in [("foo", "1"), ("bar", "2"), ("{foo}x", "3")] {
         assert_eq!(p.command(&["SET", k, v]).await.unwrap(), b"+OK\r\n");
@@ -660,13 +651,7 @@ async fn the_completion_follows_the_switch_by_the_settle_time() {
         .create(json!({"name": "settle", "settle_s": 1.0, "lead_s": 0.2}))
         .await;
     let (id, port) = ids(&out);
-    let p = Probe::connect(
-        &format!("127.0.0.1:{port}"),
-        true,
-        Some(Some(EndpointType::InternalIp)),
-    )
-    .await
-    .unwrap();
+    let p = opted_in(&format!("127.0.0.1:{port}")).await;
     let s = api
         .run(json!({"type": "failover", "parameters": {"bdb_id": id}}))
         .await;

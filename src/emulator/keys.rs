@@ -171,6 +171,27 @@ impl KeySpecs {
     }
 }
 
+/// A `COMMAND` table of `(name, first key, last key, step)` rows, as a
+/// shard would answer, for tests.
+#[cfg(test)]
+pub(crate) fn command_table(rows: &[(&str, i64, i64, i64)]) -> KeySpecs {
+    use redis::Value as V;
+    KeySpecs::from_command_reply(&V::Array(
+        rows.iter()
+            .map(|(name, first, last, step)| {
+                V::Array(vec![
+                    V::BulkString(name.as_bytes().to_vec()),
+                    V::Int(-2),
+                    V::Array(vec![]),
+                    V::Int(*first),
+                    V::Int(*last),
+                    V::Int(*step),
+                ])
+            })
+            .collect(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,23 +231,12 @@ mod tests {
 
     #[test]
     fn keys_follow_the_command_table_and_the_movable_layouts() {
-        use redis::Value as V;
-        let entry = |name: &str, first, last, step| {
-            V::Array(vec![
-                V::BulkString(name.as_bytes().to_vec()),
-                V::Int(-2),
-                V::Array(vec![]),
-                V::Int(first),
-                V::Int(last),
-                V::Int(step),
-            ])
-        };
-        let specs = KeySpecs::from_command_reply(&V::Array(vec![
-            entry("get", 1, 1, 1),
-            entry("mset", 1, -1, 2),
-            entry("del", 1, -1, 1),
-            entry("ping", 0, 0, 0),
-        ]));
+        let specs = command_table(&[
+            ("get", 1, 1, 1),
+            ("mset", 1, -1, 2),
+            ("del", 1, -1, 1),
+            ("ping", 0, 0, 0),
+        ]);
         assert_eq!(specs.len(), 4);
         assert_eq!(specs.keys(&args(&["GET", "k"])), vec![1]);
         assert_eq!(specs.keys(&args(&["mset", "a", "1", "b", "2"])), vec![1, 3]);

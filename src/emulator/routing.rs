@@ -220,22 +220,7 @@ mod tests {
     }
 
     fn specs() -> KeySpecs {
-        use redis::Value as V;
-        let entry = |name: &str, first, last| {
-            V::Array(vec![
-                V::BulkString(name.as_bytes().to_vec()),
-                V::Int(-2),
-                V::Array(vec![]),
-                V::Int(first),
-                V::Int(last),
-                V::Int(1),
-            ])
-        };
-        KeySpecs::from_command_reply(&V::Array(vec![
-            entry("get", 1, 1),
-            entry("mget", 1, -1),
-            entry("incr", 1, 1),
-        ]))
+        keys::command_table(&[("get", 1, 1, 1), ("mget", 1, -1, 1), ("incr", 1, 1, 1)])
     }
 
     fn targets(p: Plan) -> Result<(Vec<usize>, Merge), &'static [u8]> {

@@ -75,6 +75,15 @@ impl MaintWorld {
         (&mut w.watch).await?
     }
 
+    /// The database a step created last, with its description.
+    fn last_created(&self) -> Result<(&String, &Value)> {
+        self.injector
+            .created
+            .iter()
+            .next_back()
+            .ok_or_else(|| anyhow!("no database was created in this scenario"))
+    }
+
     /// The bdb_id of a database a step created.
     fn created_id(&self, name: &str) -> Result<u64> {
         self.injector
@@ -312,12 +321,7 @@ async fn when_delete(w: &mut MaintWorld, name: String) -> StepResult {
 /// The output of the last `create_database` has what callers read.
 #[then("its description has bdb_id, endpoints, username, password, tls and raw_endpoints")]
 async fn then_description(w: &mut MaintWorld) -> StepResult {
-    let (name, out) = w
-        .injector
-        .created
-        .iter()
-        .next_back()
-        .ok_or_else(|| anyhow!("no database was created in this scenario"))?;
+    let (name, out) = w.last_created()?;
     for key in [
         "bdb_id",
         "endpoints",
@@ -471,12 +475,7 @@ async fn then_refused_saying(w: &mut MaintWorld, text: String) -> StepResult {
 /// a real cluster's description has.
 #[then("its raw endpoint has addr, addr_type, dns_name, port, proxy_policy and uid")]
 async fn then_raw_endpoint(w: &mut MaintWorld) -> StepResult {
-    let (name, out) = w
-        .injector
-        .created
-        .iter()
-        .next_back()
-        .ok_or_else(|| anyhow!("no database was created in this scenario"))?;
+    let (name, out) = w.last_created()?;
     let raw = out
         .pointer("/raw_endpoints/0")
         .ok_or_else(|| anyhow!("the description of {name:?} has no raw_endpoints[0]: {out}"))?;
