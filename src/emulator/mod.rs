@@ -56,6 +56,9 @@ use shard::{Shard, ShardSet, ShardSpec, Shards};
 pub use spec::DatabaseSpec;
 pub use timing::{TimingOverrides, Timings};
 
+/// Ports given to databases created without one, as on a real cluster.
+pub const DATABASE_PORTS: std::ops::Range<u16> = 10000..20000;
+
 /// What a real cluster answers when `create_database` asks for a port it
 /// cannot have; callers that retry on the next port look for these words.
 pub const PORT_UNAVAILABLE: &str = "port_unavailable: Unavailable or invalid port";
@@ -503,15 +506,26 @@ impl Emulator {
         held.is_ok()
     }
 
-    /// A port free on the public address and on every node.
+    /// A port free on the public address and on every node, from the range a
+    /// real cluster gives databases. The range lies below the kernel's
+    /// ephemeral ports, so an outgoing connection (a replica's, a test's)
+    /// cannot take the port between this probe and the proxy's bind; the
+    /// scan starts at a different place in every process.
     fn free_database_port(&self) -> Result<u16> {
-        for _ in 0..20 {
-            let p = shard::free_port()?;
-            if self.port_is_free(p) {
-                return Ok(p);
-            }
-        }
-        anyhow::bail!("found no port free on every node address after 20 tries")
+        let (first, len) = (DATABASE_PORTS.start, DATABASE_PORTS.len());
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as usize)
+            .unwrap_or(0)
+            ^ (std::process::id() as usize).wrapping_mul(7919);
+        (0..len)
+            .map(|i| first + ((seed + i) % len) as u16)
+            .find(|&p| self.port_is_free(p))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no port in {DATABASE_PORTS:?} is free on 127.0.0.1 and every node address; stop what holds them or pass a port"
+                )
+            })
     }
 
     /// Deletes a database: proxies closed, shard processes stopped.
