@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use maint_e2e::emulator::{DatabaseSpec, Emulator, EmulatorConfig};
+use maint_e2e::emulator::{Emulator, EmulatorConfig};
+use maint_e2e::DatabaseSpec;
 use redis::aio::MultiplexedConnection;
 
 async fn connect(addr: &str) -> MultiplexedConnection {
@@ -66,8 +67,8 @@ async fn main() {
         })
         .await
         .unwrap();
-    let shard = db.shards.lock().await.sets[0].primary.addr.to_string();
-    let proxy = format!("127.0.0.1:{}", db.shared.port);
+    let shard = db.shard_sets().await[0].primary.to_string();
+    let proxy = format!("127.0.0.1:{}", db.port());
     println!(
         "{:<8} {:>10} {:>10} {:>10} {:>14}",
         "path", "p50", "p99", "p99.9", "SET ops/s"

@@ -35,7 +35,7 @@ Feature: Connection handoff
     Given a client "app" with maintenance notifications enabled
     And a client "worker" with maintenance notifications enabled
     And steady traffic from "app"
-    When "worker" sends a BLPOP that blocks for 1 seconds
+    When "worker" sends a BLPOP that blocks for 1 s
     And the database endpoint is rebound to another node
     Then the request in flight completed without error after the handoff
     And every connection of "worker" hands off exactly once
@@ -91,7 +91,7 @@ Feature: Connection handoff
     And the timeouts of "app" are back to their configured values
 
   @emulator
-  Scenario: CH7 a handoff target whose certificate the client does not trust is refused
+  Scenario: CH9 a handoff target whose certificate the client does not trust is refused
     Given the database uses TLS with certificates from the cluster's CA
     And a client "app" with maintenance notifications enabled and these settings:
       | handoff timeout     | 1 s |

@@ -5,7 +5,7 @@ Feature: Fault injector API
   status" lists them. The emulator serves the same API, so test suites written
   against the real service run unchanged against it.
 
-  Scenario Outline: FI1 a <action> goes from pending through running to success
+  Scenario Outline: FI1a a <action> goes from pending through running to success
     Given a standalone database
     When a <action> is posted to the fault injector
     Then the fault injector accepted it as pending
@@ -17,7 +17,7 @@ Feature: Fault injector API
       | migration |
       | rebind    |
 
-  Scenario: FI1 a failed action carries an error that says why
+  Scenario: FI1b a failed action carries an error that says why
     Given a standalone database
     When a database "fi1-single" without replication is created through the fault injector
     And a failover of "fi1-single" is posted to the fault injector
@@ -25,7 +25,7 @@ Feature: Fault injector API
     When the database "fi1-single" is deleted through the fault injector
     Then rladmin status no longer lists "fi1-single"
 
-  Scenario Outline: FI1 the <effect> effect of the trigger catalogue runs under traffic without an error
+  Scenario Outline: FI7 the <effect> effect of the trigger catalogue runs under traffic without an error
     Given a standalone database
     And a client "app" with 2 connections and maintenance notifications enabled
     And steady traffic from "app"
@@ -80,4 +80,4 @@ Feature: Fault injector API
     And the traffic saw no errors
     And every acknowledged write is readable
     When a client "strict" with maintenance notifications enabled connects
-    Then connecting fails with an error that says "disabled"
+    Then connecting "strict" fails with an error that says "disabled"

@@ -8,7 +8,7 @@ Feature: Handshake
   Scenario: HS1 mode enabled against a server without maintenance notifications fails clearly
     Given a plain redis-server that knows nothing of maintenance notifications
     When a client "app" with maintenance notifications enabled connects to the plain redis-server
-    Then connecting fails with an error that says "does not support maintenance notifications"
+    Then connecting "app" fails with an error that says "does not support maintenance notifications"
 
   Scenario: HS2 mode auto against a server without maintenance notifications works, with the feature off
     Given a plain redis-server that knows nothing of maintenance notifications
@@ -20,7 +20,7 @@ Feature: Handshake
   Scenario: HS3 over RESP2, mode enabled fails and mode auto falls back
     Given a standalone database
     When a client "strict" using RESP2 with maintenance notifications enabled connects
-    Then connecting fails with an error that says "RESP3"
+    Then connecting "strict" fails with an error that says "RESP3"
     When a client "app" using RESP2 with maintenance notifications auto connects
     Then "app" has maintenance notifications off
     And "app" can still write and read
@@ -28,7 +28,7 @@ Feature: Handshake
   Scenario: HS4 a connection that opts in during a window receives the open notification before its +OK
     Given a standalone database
     And a client "app" with maintenance notifications enabled
-    When a migration of the database's shard starts with a lead of 3 seconds
+    When a migration of the database's shard starts with a lead of 3 s
     And "app" receives MIGRATING
     Then a raw connection that opts in now receives MIGRATING before its +OK
     When "app" opens a new connection

@@ -29,13 +29,13 @@ Feature: Push notifications
 
   Scenario Outline: PN3 a rebind sends MOVING in the address form the connection asked for
     Given a client "app" with maintenance notifications enabled and endpoint type <type>
-    And an idle probe connection that opted in for endpoint type <type>
+    And an idle raw connection that opted in for endpoint type <type>
     And steady traffic from "app"
     When the database endpoint is rebound to another node
     Then "app" receives MOVING with <form>
     And every connection of "app" hands off exactly once
     And every connection of "app" now uses the endpoint MOVING named
-    And the probe is closed by the server when the grace period of its MOVING ends
+    And the raw connection is closed by the server when the grace period of its MOVING ends
     And the traffic saw no errors
     And every acknowledged write is readable
     And the timeouts of "app" are back to their configured values
@@ -77,12 +77,12 @@ Feature: Push notifications
 
   Scenario: PN6 a connection that never opted in receives no push
     Given a client "legacy" using RESP2 with maintenance notifications auto
-    And a RESP2 probe connection
+    And a raw RESP2 connection
     And steady traffic from "legacy"
     When the database fails over
     And the database's shard migrates to another node
     Then "legacy" received no notification
-    And the RESP2 probe received no push and still answers PING
+    And the raw RESP2 connection received no push and still answers PING
     And the traffic saw no errors
     And every acknowledged write is readable
     And the timeouts of "legacy" are back to their configured values

@@ -72,6 +72,16 @@ pub enum ConfigError {
     },
 }
 
+/// An endpoint that is not a `redis://host:port` or `rediss://host:port` URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("endpoint {text:?}: {problem}; expected redis://host:port or rediss://host:port")]
+pub struct BadEndpoint {
+    /// What was given.
+    pub text: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
 /// One `redis://` or `rediss://` endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DatabaseEndpoint {
@@ -85,26 +95,34 @@ pub struct DatabaseEndpoint {
 
 impl DatabaseEndpoint {
     /// Parses a `redis://host:port` or `rediss://host:port` URL.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let url = url::Url::parse(text)
-            .map_err(|e| format!("{text:?} is not a URL ({e}); expected redis://host:port"))?;
+    pub fn parse(text: &str) -> Result<Self, BadEndpoint> {
+        let bad = |problem: String| BadEndpoint {
+            text: text.to_string(),
+            problem,
+        };
+        let url = url::Url::parse(text).map_err(|e| bad(format!("it is not a URL ({e})")))?;
         let tls = match url.scheme() {
             "redis" => false,
             "rediss" => true,
-            other => {
-                return Err(format!(
-                    "{text:?} has scheme {other:?}; expected redis:// or rediss://"
-                ))
-            }
+            other => return Err(bad(format!("it has scheme {other:?}"))),
         };
         let host = url
             .host_str()
-            .ok_or_else(|| format!("{text:?} has no host; expected redis://host:port"))?
+            .ok_or_else(|| bad("it has no host".into()))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
         let port = url.port().unwrap_or(6379);
         Ok(DatabaseEndpoint { tls, host, port })
+    }
+
+    /// A `redis://` endpoint at `addr`.
+    pub fn plain(addr: std::net::SocketAddr) -> Self {
+        DatabaseEndpoint {
+            tls: false,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
     }
 
     /// `host:port`, with brackets around IPv6 hosts.
@@ -146,6 +164,20 @@ pub struct DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// A database named `name` at `endpoint`, with no id, user or password.
+    pub fn at(name: &str, endpoint: DatabaseEndpoint) -> Self {
+        DatabaseConfig {
+            name: name.to_string(),
+            bdb_id: None,
+            username: None,
+            password: None,
+            tls: endpoint.tls,
+            certificates_location: None,
+            endpoints: vec![endpoint],
+            raw_endpoints: None,
+        }
+    }
+
     /// The first endpoint, which clients dial.
     pub fn primary_endpoint(&self) -> &DatabaseEndpoint {
         &self.endpoints[0]
@@ -236,30 +268,13 @@ impl EndpointsFile {
             };
             let bdb_id = match db.get("bdb_id") {
                 None | Some(Value::Null) => None,
-                Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+                Some(v) => Some(crate::fault_injector::id_from(v, "").ok_or_else(|| {
                     field(
                         name,
                         "bdb_id",
-                        format!("expected a positive integer, found {n}"),
+                        format!("expected a positive integer or a numeric string, found {v}"),
                     )
                 })?),
-                Some(Value::String(s)) => Some(s.trim().parse().map_err(|_| {
-                    field(
-                        name,
-                        "bdb_id",
-                        format!("expected a number or a numeric string, found {s:?}"),
-                    )
-                })?),
-                Some(other) => {
-                    return Err(field(
-                        name,
-                        "bdb_id",
-                        format!(
-                            "expected a number or a numeric string, found {}",
-                            kind_of(other)
-                        ),
-                    ))
-                }
             };
             let string = |key: &str| -> Result<Option<String>, ConfigError> {
                 match db.get(key) {
@@ -289,7 +304,7 @@ impl EndpointsFile {
                     .enumerate()
                     .map(|(i, e)| match e {
                         Value::String(s) => DatabaseEndpoint::parse(s)
-                            .map_err(|p| field(name, &format!("endpoints[{i}]"), p)),
+                            .map_err(|p| field(name, &format!("endpoints[{i}]"), p.to_string())),
                         other => Err(field(
                             name,
                             &format!("endpoints[{i}]"),

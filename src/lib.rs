@@ -7,21 +7,32 @@
 //! * [`emulator`]: a local Redis Enterprise stand-in (real `redis-server` shards,
 //!   endpoint proxies that emit notifications, the fault injector API);
 //! * [`client`]: the client under test, smart client handoffs on redis-rs;
-//! * [`tracker`]: every notification and client event, and the assertions on them;
+//! * [`tracker`]: every client event of a scenario, and waiting on them;
+//! * [`timeline`]: every claim about a client, as a pure function over its events;
 //! * [`workload`]: background traffic, error classes, acknowledged-write ledger;
-//! * [`probe`]: raw RESP connections, to check what a server sends byte for byte;
-//! * [`wait`]: bounded waits on conditions that change with a notification;
+//! * [`raw`]: raw RESP connections, to check what a server sends byte for byte;
+//! * [`wait`]: the one way to wait, with a bound (on a notified change, or by polling);
+//! * [`timing`]: every fixed duration of the harness, with why it has its value;
 //! * [`steps`]: the cucumber World and step definitions.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub use client::{Client, ClientError, ClientFactory, ClientOptions, Mode};
+pub use config::{DatabaseConfig, EndpointsFile, Target};
+pub use emulator::{Emulator, EmulatorConfig, Timings};
+pub use fault_injector::{Action, DatabaseSpec, FaultInjectorClient};
+pub use notification::{EndpointType, Kind, Notification};
+pub use tracker::Tracker;
 
 pub mod client;
 pub mod config;
 pub mod emulator;
 pub mod fault_injector;
 pub mod notification;
-pub mod probe;
+pub mod raw;
 pub mod steps;
+pub mod timeline;
+pub mod timing;
 pub mod tracker;
 pub mod wait;
 pub mod workload;

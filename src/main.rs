@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use maint_e2e::emulator::naming::Naming;
-use maint_e2e::emulator::{api, DatabaseSpec, Emulator, EmulatorConfig, TimingOverrides, Timings};
+use maint_e2e::emulator::Naming;
+use maint_e2e::emulator::{api, Emulator, EmulatorConfig, Timings};
+use maint_e2e::fault_injector::{DatabaseSpec, TimingOverrides};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -52,7 +53,7 @@ struct EmulatorArgs {
     /// DNS domain of the cluster's host names (the database's and the FQDN
     /// forms of MOVING); when names in it do not resolve to loopback here,
     /// `localhost` is used instead.
-    #[arg(long, default_value = maint_e2e::emulator::naming::DEFAULT_DOMAIN)]
+    #[arg(long, default_value = maint_e2e::emulator::DEFAULT_DOMAIN)]
     domain: String,
     /// Print shell `export` lines for other clients' suites (the fault
     /// injector's and the endpoints file's variables, the database name)
@@ -104,7 +105,7 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
     };
     overrides
         .validate()
-        .map_err(|e| anyhow::anyhow!("--{}", e.replacen('_', "-", 1)))?;
+        .map_err(|e| anyhow::anyhow!("--{}", e.0.replacen('_', "-", 1)))?;
     let emu = Emulator::new(EmulatorConfig {
         nodes: args.nodes,
         timings: Timings::default().with(&overrides),
@@ -161,8 +162,8 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         tracing::info!(
-            bdb_id = db.shared.id,
-            port = db.shared.port,
+            bdb_id = db.id(),
+            port = db.port(),
             "emulator ready; stop it with Ctrl-C or SIGTERM"
         );
         wait_for_signal().await;

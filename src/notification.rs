@@ -1,7 +1,7 @@
 //! The wire contract: typed maintenance notifications and their RESP3 push frames.
 //!
 //! The emulator encodes with [`Notification::to_resp3`]; the client decodes what
-//! redis-rs delivers with [`Notification::from_push`]; raw probes decode whole
+//! redis-rs delivers with [`Notification::from_push`]; raw connections decode whole
 //! frames with [`Notification::from_resp3_frame`]. All decoding goes through one
 //! liberal parser (see `WIRE.md`): any letter case, integers as numbers or numeric
 //! strings, extra trailing elements ignored, missing optional elements allowed.
@@ -49,15 +49,23 @@ impl EndpointType {
     }
 
     /// Parses the wire spelling in any letter case.
-    pub fn parse(text: &str) -> Result<EndpointType, String> {
+    pub fn parse(text: &str) -> Result<EndpointType, UnknownEndpointType> {
         EndpointType::ALL
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(text.trim()))
-            .ok_or_else(|| {
-                format!(
-                    "unknown endpoint type {text:?}; expected one of internal-ip, internal-fqdn, external-ip, external-fqdn, none"
-                )
-            })
+            .ok_or_else(|| UnknownEndpointType(text.to_string()))
+    }
+
+    /// The form `auto` asks for: FQDN with TLS, IP without; internal for a
+    /// private, loopback, link-local or CGNAT address, external otherwise
+    /// (and for an address not known).
+    pub fn for_address(ip: Option<IpAddr>, tls: bool) -> EndpointType {
+        match (tls, ip.is_some_and(is_internal)) {
+            (true, true) => EndpointType::InternalFqdn,
+            (true, false) => EndpointType::ExternalFqdn,
+            (false, true) => EndpointType::InternalIp,
+            (false, false) => EndpointType::ExternalIp,
+        }
     }
 
     /// True for the host-name forms.
@@ -74,6 +82,35 @@ impl fmt::Display for EndpointType {
         f.write_str(self.as_str())
     }
 }
+
+/// True for a private, loopback, link-local or CGNAT address: one a client
+/// inside the cluster's network reaches.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// An endpoint type name that is not one of the five.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown endpoint type {0:?}; expected one of internal-ip, internal-fqdn, external-ip, external-fqdn, none")]
+pub struct UnknownEndpointType(pub String);
+
+/// A slot or slot range that is not `N` or `N-M` with N <= M <= 16383.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad slot range {0:?}; slots are N or N-M with N <= M <= 16383")]
+pub struct BadSlots(pub String);
 
 /// The seven maintenance notification kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -470,7 +507,7 @@ impl Notification {
         }
     }
 
-    /// Decodes one complete RESP3 frame from raw bytes (a test and probe helper).
+    /// Decodes one complete RESP3 frame from raw bytes (for tests and raw connections).
     pub fn from_resp3_bytes(bytes: &[u8]) -> Result<Option<Self>, NotificationError> {
         let mut buf = BytesMut::from(bytes);
         match redis_protocol::resp3::decode::complete::decode_bytes_mut(&mut buf) {
@@ -629,6 +666,24 @@ impl Notification {
         }
     }
 
+    /// The elements of the push as JSON (strings, integers, null, arrays), as
+    /// the fault injector's `send_push` takes them.
+    pub fn to_json(&self) -> serde_json::Value {
+        fn json(f: &BytesFrame) -> serde_json::Value {
+            match f {
+                BytesFrame::BlobString { data, .. } => {
+                    String::from_utf8_lossy(data).into_owned().into()
+                }
+                BytesFrame::Number { data, .. } => (*data).into(),
+                BytesFrame::Array { data, .. } | BytesFrame::Push { data, .. } => {
+                    data.iter().map(json).collect()
+                }
+                _ => serde_json::Value::Null,
+            }
+        }
+        json(&self.to_frame())
+    }
+
     /// Encodes as the bytes of a RESP3 push frame.
     pub fn to_resp3(&self) -> Bytes {
         let mut buf = BytesMut::new();
@@ -765,14 +820,15 @@ fn slot_move(entry: &Element) -> Result<SlotMove, NotificationError> {
 }
 
 /// Parses a slot list such as `0,5-10,20` into inclusive ranges.
-pub fn parse_slots(list: &str) -> Result<Vec<(u16, u16)>, String> {
+pub fn parse_slots(list: &str) -> Result<Vec<(u16, u16)>, BadSlots> {
     let mut out = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let a: u16 = a.trim().parse().map_err(|_| format!("bad slot {part:?}"))?;
-        let b: u16 = b.trim().parse().map_err(|_| format!("bad slot {part:?}"))?;
+        let bad = || BadSlots(part.to_string());
+        let a: u16 = a.trim().parse().map_err(|_| bad())?;
+        let b: u16 = b.trim().parse().map_err(|_| bad())?;
         if a > b || b > 16383 {
-            return Err(format!("bad slot range {part:?}"));
+            return Err(bad());
         }
         out.push((a, b));
     }
@@ -782,6 +838,25 @@ pub fn parse_slots(list: &str) -> Result<Vec<(u16, u16)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_elements_follow_the_wire_layout() {
+        let moving = Notification::Moving {
+            seq: 7,
+            time_s: 15,
+            endpoint: None,
+        };
+        assert_eq!(moving.to_json(), serde_json::json!(["MOVING", 7, 15, null]));
+        let migrating = Notification::Migrating {
+            seq: 3,
+            time_s: Some(5),
+            shards: vec!["1".into(), "2".into()],
+        };
+        assert_eq!(
+            migrating.to_json(),
+            serde_json::json!(["MIGRATING", 3, 5, "1,2"])
+        );
+    }
     use redis::Value as V;
 
     fn bulk(s: &str) -> V {

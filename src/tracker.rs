@@ -1,15 +1,14 @@
-//! Records every notification and client event, and answers the assertions the
-//! steps make about them. Assertions read events, never log text.
+//! Records every client event of a scenario, hands each client's timeline to
+//! the claims of [`crate::timeline`], and waits for a timeline to hold.
+//! Claims read events, never log text.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Result;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
-use crate::client::{ClientEvent, EventKind, EventSink};
-use crate::notification::{Kind, Notification};
+use crate::client::{ClientEvent, EventSink};
 
 /// The event log of a scenario.
 #[derive(Default)]
@@ -25,19 +24,6 @@ impl EventSink for Tracker {
     }
 }
 
-/// A notification as one connection received it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Received {
-    /// Connection id.
-    pub conn: u64,
-    /// When.
-    pub at: Instant,
-    /// What.
-    pub notification: Notification,
-    /// Replayed during the connection's set-up rather than sent live.
-    pub at_setup: bool,
-}
-
 impl Tracker {
     /// A new, empty log.
     pub fn new() -> Self {
@@ -49,8 +35,8 @@ impl Tracker {
         self.events.lock().unwrap().clone()
     }
 
-    /// Events of one client.
-    pub fn of_client(&self, client: &str) -> Vec<ClientEvent> {
+    /// The timeline of one client: its events, in order.
+    pub fn timeline(&self, client: &str) -> Vec<ClientEvent> {
         self.events
             .lock()
             .unwrap()
@@ -60,36 +46,9 @@ impl Tracker {
             .collect()
     }
 
-    /// Notifications one client received, in order.
-    pub fn notifications(&self, client: &str) -> Vec<Received> {
-        self.of_client(client)
-            .into_iter()
-            .filter_map(|e| match e.kind {
-                EventKind::Notification {
-                    notification,
-                    at_setup,
-                } => Some(Received {
-                    conn: e.conn,
-                    at: e.at,
-                    notification,
-                    at_setup,
-                }),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Notifications of `kind` one client received.
-    pub fn notifications_of(&self, client: &str, kind: Kind) -> Vec<Received> {
-        self.notifications(client)
-            .into_iter()
-            .filter(|r| r.notification.kind() == kind)
-            .collect()
-    }
-
     /// A readable dump of one client's events, for failure messages.
     pub fn describe(&self, client: &str) -> String {
-        let events = self.of_client(client);
+        let events = self.timeline(client);
         let Some(first) = events.first().map(|e| e.at) else {
             return format!("(client {client:?} recorded no events)");
         };
@@ -100,8 +59,8 @@ impl Tracker {
             .join("\n")
     }
 
-    /// Waits until `ready` holds for the event log, or fails after `within`
-    /// saying `what` was awaited.
+    /// Waits until `ready` holds for the events of every client, or fails
+    /// after `within` saying `what` was awaited.
     pub async fn wait_for<T>(
         &self,
         within: Duration,
@@ -109,6 +68,22 @@ impl Tracker {
         mut ready: impl FnMut(&[ClientEvent]) -> Option<T>,
     ) -> Result<T> {
         // A snapshot, so that `ready` may call back into the tracker.
-        crate::wait::until(&self.changed, within, what, || ready(&self.events())).await
+        Ok(crate::wait::until(&self.changed, within, what, || ready(&self.events())).await?)
+    }
+
+    /// Waits until `ready` holds for the timeline of `client`, or fails after
+    /// `within` saying `what` was awaited, with the timeline.
+    pub async fn wait_on<T>(
+        &self,
+        client: &str,
+        within: Duration,
+        what: &str,
+        mut ready: impl FnMut(&[ClientEvent]) -> Option<T>,
+    ) -> Result<T> {
+        let waited = crate::wait::until(&self.changed, within, what, || {
+            ready(&self.timeline(client))
+        })
+        .await;
+        waited.map_err(|e| anyhow::anyhow!("{e}; {client:?} saw:\n{}", self.describe(client)))
     }
 }

@@ -1,10 +1,22 @@
-//! Waiting for a condition that changes together with a [`Notify`], with a bound.
+//! The one way to wait, with a bound: [`until`] for state that changes
+//! together with a [`Notify`], [`poll`] for state that can only be asked for
+//! (a server's INFO, the fault injector's status).
 
+use std::future::Future;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// A wait that ran out of time, saying what was awaited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("waited {within:?} for {what}")]
+pub struct TimedOut {
+    /// What was awaited.
+    pub what: String,
+    /// For how long.
+    pub within: Duration,
+}
 
 /// Re-checks `check` each time `changed` is notified until it yields a value,
 /// or fails after `within` saying `what` was awaited. Whoever changes the state
@@ -14,7 +26,7 @@ pub async fn until<T>(
     within: Duration,
     what: &str,
     mut check: impl FnMut() -> Option<T>,
-) -> Result<T> {
+) -> Result<T, TimedOut> {
     let deadline = Instant::now() + within;
     loop {
         // Registered before the check, so that no change slips in between.
@@ -28,8 +40,43 @@ pub async fn until<T>(
             if let Some(v) = check() {
                 return Ok(v);
             }
-            bail!("waited {within:?} for {what}");
+            return Err(TimedOut {
+                what: what.to_string(),
+                within,
+            });
         }
+    }
+}
+
+/// What one look at polled state found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Look<T, N> {
+    /// The awaited value.
+    Ready(T),
+    /// Not yet; what was seen instead (for the message when time runs out).
+    NotYet(N),
+}
+
+/// Asks `look` every `every` until it is [`Look::Ready`], for at most
+/// `within`. Returns `Ok(Ok(value))`, `Ok(Err(last seen))` when time ran out
+/// (asked once more at the deadline), or the first error `look` returned.
+pub async fn poll<T, N, E, Fut>(
+    every: Duration,
+    within: Duration,
+    mut look: impl FnMut() -> Fut,
+) -> Result<Result<T, N>, E>
+where
+    Fut: Future<Output = Result<Look<T, N>, E>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = look().await?;
+        match seen {
+            Look::Ready(v) => return Ok(Ok(v)),
+            Look::NotYet(n) if Instant::now() >= deadline => return Ok(Err(n)),
+            Look::NotYet(_) => {}
+        }
+        tokio::time::sleep_until((Instant::now() + every).min(deadline)).await;
     }
 }
 
@@ -59,5 +106,40 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "waited 100ms for eight");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_until_ready_gives_the_last_look_at_the_deadline_and_stops_on_error() {
+        let asked = AtomicU32::new(0);
+        let look = || async {
+            let n = asked.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(if n == 3 {
+                Look::Ready(n)
+            } else {
+                Look::NotYet(n)
+            })
+        };
+        let started = Instant::now();
+        let got = poll(Duration::from_millis(10), Duration::from_secs(1), look).await;
+        assert_eq!(got, Ok(Ok(3)));
+        assert_eq!(started.elapsed(), Duration::from_millis(30));
+
+        let started = Instant::now();
+        let never = poll(
+            Duration::from_millis(40),
+            Duration::from_millis(100),
+            || async { Ok::<Look<(), &str>, String>(Look::NotYet("still pending")) },
+        )
+        .await;
+        assert_eq!(never, Ok(Err("still pending")));
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+
+        let failed = poll(
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+            || async { Err::<Look<(), ()>, _>("refused") },
+        )
+        .await;
+        assert_eq!(failed, Err("refused"));
     }
 }

@@ -137,7 +137,8 @@ impl Workload {
             &format!("{n} successful operations"),
             || (shared.ok.load(Ordering::Relaxed) >= n).then_some(()),
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Stops the loops and reports.

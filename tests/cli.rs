@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use maint_e2e::config::EndpointsFile;
-use maint_e2e::probe::Probe;
+use maint_e2e::raw::RawConnection;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maint-e2e");
@@ -122,7 +122,7 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
     let file = EndpointsFile::load(&endpoints).unwrap();
     let db = file.database("standalone").unwrap();
     assert!(db.bdb_id.is_some());
-    let probe = Probe::connect(&db.primary_endpoint().address(), true, Some(None))
+    let probe = RawConnection::connect(&db.primary_endpoint().address(), true, Some(None))
         .await
         .unwrap();
     probe.ping().await.unwrap();
@@ -142,7 +142,7 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
         .contains("BEGIN CERTIFICATE"));
 
     let sharded = file.database("standalone-sharded").unwrap();
-    let p = Probe::connect(&sharded.primary_endpoint().address(), true, None)
+    let p = RawConnection::connect(&sharded.primary_endpoint().address(), true, None)
         .await
         .unwrap();
     assert_eq!(

@@ -8,12 +8,12 @@ use maint_e2e::client::{
     ClientError, ClientFactory, ClientOptions, MaintState, Mode, NoEvents, Protocol,
 };
 use maint_e2e::config::{DatabaseConfig, DatabaseEndpoint};
-use maint_e2e::emulator::shard::{redis_server_bin, Shard, ShardSpec};
+use maint_e2e::emulator::{redis_server_bin, Shard, ShardSpec};
 
 /// An emulator with one database made from `spec`, and that database's entry
 /// of the endpoints file.
 async fn emulated(
-    spec: maint_e2e::emulator::DatabaseSpec,
+    spec: maint_e2e::DatabaseSpec,
 ) -> (
     Arc<maint_e2e::emulator::Emulator>,
     Arc<maint_e2e::emulator::Database>,
@@ -27,11 +27,7 @@ async fn emulated(
     })
     .unwrap();
     let db = emu.create_database(spec).await.unwrap();
-    let config = emu
-        .endpoints_file()
-        .database(&db.shared.name)
-        .unwrap()
-        .clone();
+    let config = emu.endpoints_file().database(db.name()).unwrap().clone();
     (emu, db, config)
 }
 
@@ -161,7 +157,7 @@ async fn resp2_with_enabled_mode_is_refused_and_auto_falls_back() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_connection_error() {
-    let port = maint_e2e::emulator::shard::free_port().unwrap();
+    let port = maint_e2e::emulator::free_port().unwrap();
     let f = factory_at(port);
     let err = f.create("c", ClientOptions::default()).await.err().unwrap();
     assert_eq!(err.class(), "connection", "{err}");
@@ -169,8 +165,8 @@ async fn an_unreachable_server_is_a_connection_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_failover() {
-    use maint_e2e::emulator::actions::{self, Action};
-    use maint_e2e::emulator::DatabaseSpec;
+    use maint_e2e::Action;
+    use maint_e2e::DatabaseSpec;
     let (emu, db, good) = emulated(DatabaseSpec {
         password: Some("s3cret".into()),
         ..DatabaseSpec::default()
@@ -193,12 +189,9 @@ async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_
     let f = ClientFactory::new(good, Arc::new(NoEvents));
     let c = f.create("owner", ClientOptions::default()).await.unwrap();
     let _: () = c.query(redis::cmd("SET").arg("k").arg("v")).await.unwrap();
-    actions::run(
-        &emu,
-        &Action::parse(
-            &serde_json::json!({"type": "failover", "parameters": {"bdb_id": db.shared.id}}),
-        )
-        .unwrap(),
+    emu.run(
+        &Action::parse(&serde_json::json!({"type": "failover", "parameters": {"bdb_id": db.id()}}))
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -211,8 +204,8 @@ async fn a_wrong_password_is_a_clear_handshake_error_and_the_right_one_survives_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_database_is_verified_against_its_ca_and_a_bad_ca_is_a_clear_error() {
-    use maint_e2e::emulator::tls::TlsMaterial;
-    use maint_e2e::emulator::DatabaseSpec;
+    use maint_e2e::emulator::TlsMaterial;
+    use maint_e2e::DatabaseSpec;
     let (emu, _db, good) = emulated(DatabaseSpec {
         tls: Some(true),
         replication: Some(false),

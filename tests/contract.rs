@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use maint_e2e::emulator::naming::Naming;
+use maint_e2e::emulator::Naming;
 use maint_e2e::emulator::{api, Emulator, EmulatorConfig, Timings};
 use maint_e2e::notification::{EndpointType, Kind, Notification};
-use maint_e2e::probe::Probe;
+use maint_e2e::raw::RawConnection;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -91,8 +91,8 @@ impl Api {
 }
 
 /// A raw RESP3 connection that opted in for internal IPs.
-async fn opted_in(addr: &str) -> Probe {
-    Probe::connect(addr, true, Some(Some(EndpointType::InternalIp)))
+async fn opted_in(addr: &str) -> RawConnection {
+    RawConnection::connect(addr, true, Some(Some(EndpointType::InternalIp)))
         .await
         .unwrap()
 }
@@ -252,7 +252,7 @@ async fn a_created_database_is_described_as_a_real_cluster_describes_it() {
     assert!(raw["uid"].is_string(), "uid is a string: {raw}");
 
     // The settings that map onto redis-server are in force on the shard.
-    let p = Probe::connect(&format!("127.0.0.1:{port}"), false, None)
+    let p = RawConnection::connect(&format!("127.0.0.1:{port}"), false, None)
         .await
         .unwrap();
     let got =
@@ -392,7 +392,7 @@ async fn notifications_turned_off_on_the_cluster_are_refused_and_not_sent() {
         json!(["oss_cluster_client_maint_notifications"])
     );
 
-    let p = Probe::connect(&addr, true, None).await.unwrap();
+    let p = RawConnection::connect(&addr, true, None).await.unwrap();
     let refused = p
         .command(&[
             "CLIENT",
@@ -435,14 +435,14 @@ async fn a_completion_is_replayed_only_on_the_node_whose_proxy_sent_it() {
         .run(json!({"type": "migrate", "parameters": {"bdb_id": id}}))
         .await;
     assert_eq!(s["status"], "success");
-    let migrated = |p: &Probe| {
+    let migrated = |p: &RawConnection| {
         p.pushes()
             .iter()
             .filter(|(_, n)| matches!(n, Ok(Some(n)) if n.kind() == Kind::Migrated))
             .count()
     };
     // A new connection on the node that sent MIGRATED is replayed it.
-    let old_node = api.emu.database(id).unwrap().shared.active_node();
+    let old_node = api.emu.database(id).unwrap().active_node();
     let same = opted_in(&format!("{}:{port}", old_node.internal_ip())).await;
     assert_eq!(migrated(&same), 1);
     let s = api
@@ -450,7 +450,7 @@ async fn a_completion_is_replayed_only_on_the_node_whose_proxy_sent_it() {
         .await;
     assert_eq!(s["status"], "success");
     // A connection that arrives on the new node (as a handoff does) is not.
-    let new_node = api.emu.database(id).unwrap().shared.active_node();
+    let new_node = api.emu.database(id).unwrap().active_node();
     assert_ne!(new_node, old_node);
     let moved = opted_in(&format!("{}:{port}", new_node.internal_ip())).await;
     moved.ping().await.unwrap();
@@ -474,10 +474,10 @@ async fn host_names_live_in_the_cluster_domain_and_moving_names_the_node() {
         format!("redis-{port}.maint-e2e.localhost")
     );
     let addr = format!("127.0.0.1:{port}");
-    let internal = Probe::connect(&addr, true, Some(Some(EndpointType::InternalFqdn)))
+    let internal = RawConnection::connect(&addr, true, Some(Some(EndpointType::InternalFqdn)))
         .await
         .unwrap();
-    let external = Probe::connect(&addr, true, Some(Some(EndpointType::ExternalFqdn)))
+    let external = RawConnection::connect(&addr, true, Some(Some(EndpointType::ExternalFqdn)))
         .await
         .unwrap();
     let bind = api.run(json!({"type": "bind", "parameters": {"bdb_id": id, "target_node": "2"}}));
@@ -524,18 +524,24 @@ async fn several_shards_sit_behind_one_endpoint_and_keys_find_theirs() {
     }
     let db = api.emu.database(id).unwrap();
     let direct: Vec<String> = {
-        let shards = db.shards.lock().await;
-        assert_eq!(shards.sets.len(), 2);
-        assert_eq!(shards.sets[0].slots, (0, 8191));
-        assert_eq!(shards.sets[1].slots, (8192, 16383));
+        let sets = db.shard_sets().await;
+        assert_eq!(sets.len(), 2);
+        assert_eq!(sets[0].slots, (0, 8191));
+        assert_eq!(sets[1].slots, (8192, 16383));
         let mut keys = Vec::new();
-        for set in &shards.sets {
-            keys.push(set.primary.admin(&["KEYS", "*"]).await.unwrap());
-            let max = set
-                .primary
-                .admin(&["CONFIG", "GET", "maxmemory"])
+        for set in &sets {
+            // Straight to the shard's redis-server, past the proxy.
+            let shard = RawConnection::connect(&set.primary.to_string(), false, None)
                 .await
                 .unwrap();
+            let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+            keys.push(text(shard.command(&["KEYS", "*"]).await.unwrap()));
+            let max = text(
+                shard
+                    .command(&["CONFIG", "GET", "maxmemory"])
+                    .await
+                    .unwrap(),
+            );
             assert!(max.contains("52428800"), "memory split over shards: {max}");
         }
         keys
@@ -594,14 +600,14 @@ async fn several_shards_sit_behind_one_endpoint_and_keys_find_theirs() {
 
     // A failover moves every primary shard; the notifications name them all
     // in one element, and every key is still there.
-    let ids: Vec<String> = {
-        let shards = db.shards.lock().await;
-        shards
-            .sets
+    let primary_ids = || async {
+        db.shard_sets()
+            .await
             .iter()
-            .map(|s| s.primary.id.to_string())
-            .collect()
+            .map(|s| s.primary_id.to_string())
+            .collect::<Vec<_>>()
     };
+    let ids = primary_ids().await;
     let s = api
         .run(json!({"type": "failover", "parameters": {"bdb_id": id}}))
         .await;
@@ -616,14 +622,7 @@ async fn several_shards_sit_behind_one_endpoint_and_keys_find_theirs() {
         matches!(started, Notification::FailingOver { ref shards, .. } if *shards == ids),
         "{started:?}"
     );
-    let moved: Vec<String> = {
-        let shards = db.shards.lock().await;
-        shards
-            .sets
-            .iter()
-            .map(|s| s.primary.id.to_string())
-            .collect()
-    };
+    let moved = primary_ids().await;
     assert!(
         moved.iter().all(|m| !ids.contains(m)),
         "{ids:?} -> {moved:?}"

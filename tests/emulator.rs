@@ -5,10 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use maint_e2e::emulator::actions::{self, Action};
-use maint_e2e::emulator::{api, DatabaseSpec, Emulator, EmulatorConfig, Timings};
+use maint_e2e::emulator::ActionError;
+use maint_e2e::emulator::{api, Emulator, EmulatorConfig, Timings};
+use maint_e2e::fault_injector::ActionState;
 use maint_e2e::notification::{EndpointType, Kind, Notification};
-use maint_e2e::probe::{Frame, Probe};
+use maint_e2e::raw::{Frame, RawConnection};
+use maint_e2e::wait::{poll, Look};
+use maint_e2e::Action;
+use maint_e2e::DatabaseSpec;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,17 +38,17 @@ async fn database(emu: &Emulator, replication: bool) -> (u64, String) {
         })
         .await
         .unwrap();
-    (db.shared.id, format!("127.0.0.1:{}", db.shared.port))
+    (db.id(), format!("127.0.0.1:{}", db.port()))
 }
 
 /// Runs a fault injector action in the background.
 fn spawn_action(
     emu: &Arc<Emulator>,
     body: Value,
-) -> tokio::task::JoinHandle<Result<Value, actions::ActionError>> {
+) -> tokio::task::JoinHandle<Result<Value, ActionError>> {
     let emu = emu.clone();
     let action = Action::parse(&body).unwrap();
-    tokio::spawn(async move { actions::run(&emu, &action).await })
+    tokio::spawn(async move { emu.run(&action).await })
 }
 
 /// Writes `request`, then reads until exactly `expected` arrived.
@@ -74,7 +78,7 @@ async fn resp2_and_resp3_connections_get_byte_exact_replies() {
     )
     .await;
 
-    let p = Probe::connect(&addr, true, None).await.unwrap();
+    let p = RawConnection::connect(&addr, true, None).await.unwrap();
     assert_eq!(p.command(&["GET", "missing"]).await.unwrap(), b"_\r\n");
     assert_eq!(p.command(&["SET", "k", "v"]).await.unwrap(), b"+OK\r\n");
     exchange(
@@ -98,7 +102,7 @@ async fn maint_notifications_are_answered_by_the_proxy_in_reply_order() {
         b"-ERR CLIENT MAINT_NOTIFICATIONS needs RESP3: send HELLO 3 first\r\n+PONG\r\n",
     )
     .await;
-    let p = Probe::connect(&addr, true, None).await.unwrap();
+    let p = RawConnection::connect(&addr, true, None).await.unwrap();
     let reply = |args: &'static [&'static str]| {
         let p = &p;
         async move { String::from_utf8(p.command(args).await.unwrap()).unwrap() }
@@ -167,7 +171,7 @@ async fn maint_notifications_are_answered_by_the_proxy_in_reply_order() {
 async fn malformed_client_input_closes_only_that_connection() {
     let emu = emulator(Duration::from_millis(100));
     let (_, addr) = database(&emu, false).await;
-    let healthy = Probe::connect(&addr, true, None).await.unwrap();
+    let healthy = RawConnection::connect(&addr, true, None).await.unwrap();
     let mut bad = TcpStream::connect(&addr).await.unwrap();
     bad.write_all(b"*1\r\n:notanumber\r\n").await.unwrap();
     let mut got = Vec::new();
@@ -185,7 +189,9 @@ async fn malformed_client_input_closes_only_that_connection() {
 async fn a_connection_opting_in_mid_window_gets_the_start_before_ok() {
     let emu = emulator(Duration::from_millis(1500));
     let (id, addr) = database(&emu, true).await;
-    let before = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let before = RawConnection::connect(&addr, true, Some(None))
+        .await
+        .unwrap();
     let task = spawn_action(
         &emu,
         json!({"type": "failover", "parameters": {"bdb_id": id}}),
@@ -197,7 +203,9 @@ async fn a_connection_opting_in_mid_window_gets_the_start_before_ok() {
         .await
         .unwrap();
     // The window is open for about 1.5 s: join it now.
-    let late = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let late = RawConnection::connect(&addr, true, Some(None))
+        .await
+        .unwrap();
     let frames = late.frames();
     assert!(
         matches!(
@@ -237,28 +245,28 @@ async fn moving_is_formatted_per_connection_and_the_old_node_closes_after_the_gr
     let emu = emulator(Duration::from_millis(100));
     let (id, addr) = database(&emu, false).await;
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    let ip = Probe::connect(&addr, true, Some(Some(EndpointType::InternalIp)))
+    let ip = RawConnection::connect(&addr, true, Some(Some(EndpointType::InternalIp)))
         .await
         .unwrap();
-    let ext = Probe::connect(&addr, true, Some(Some(EndpointType::ExternalIp)))
+    let ext = RawConnection::connect(&addr, true, Some(Some(EndpointType::ExternalIp)))
         .await
         .unwrap();
-    let none = Probe::connect(&addr, true, Some(Some(EndpointType::None)))
+    let none = RawConnection::connect(&addr, true, Some(Some(EndpointType::None)))
         .await
         .unwrap();
-    let fqdn = Probe::connect(&addr, true, Some(Some(EndpointType::InternalFqdn)))
+    let fqdn = RawConnection::connect(&addr, true, Some(Some(EndpointType::InternalFqdn)))
         .await
         .unwrap();
     let started = tokio::time::Instant::now();
-    let out = actions::run(
-        &emu,
-        &Action::parse(&json!({"type": "bind", "parameters": {"bdb_id": id, "grace_s": 1}}))
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let out = emu
+        .run(
+            &Action::parse(&json!({"type": "bind", "parameters": {"bdb_id": id, "grace_s": 1}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     let to = out["to_node"].as_u64().unwrap();
-    let endpoint = |p: &Probe| match p.pushes().first() {
+    let endpoint = |p: &RawConnection| match p.pushes().first() {
         Some((_, Ok(Some(Notification::Moving { endpoint, .. })))) => {
             endpoint.clone().map(|e| e.to_string())
         }
@@ -278,13 +286,13 @@ async fn moving_is_formatted_per_connection_and_the_old_node_closes_after_the_gr
     }
     // The old node no longer listens; the new node and the public address serve.
     assert!(TcpStream::connect(("127.0.1.1", port)).await.is_err());
-    Probe::connect(&format!("127.0.{to}.1:{port}"), false, None)
+    RawConnection::connect(&format!("127.0.{to}.1:{port}"), false, None)
         .await
         .unwrap()
         .ping()
         .await
         .unwrap();
-    Probe::connect(&addr, false, None)
+    RawConnection::connect(&addr, false, None)
         .await
         .unwrap()
         .ping()
@@ -349,12 +357,8 @@ async fn the_api_answers_bad_input_with_status_and_a_message() {
                 .wait(v["action_id"].as_str().unwrap(), Duration::from_secs(10))
                 .await
                 .unwrap();
-            assert_eq!(s.status, "failed");
-            assert!(s
-                .error
-                .unwrap()
-                .to_string()
-                .contains("target_node 7 does not exist"));
+            assert_eq!(s.status, ActionState::Failed);
+            assert!(s.error_text().contains("target_node 7 does not exist"));
             continue;
         }
         assert_eq!(status, want, "{body}: {v}");
@@ -401,53 +405,57 @@ async fn actions_go_pending_running_success_and_failures_carry_an_error() {
     let fi =
         maint_e2e::fault_injector::FaultInjectorClient::new(&format!("http://{addr}")).unwrap();
     let created = fi
-        .run(
-            "create_database",
-            json!({"database_config": {"name": "solo", "replication": false}}),
+        .create_database(
+            DatabaseSpec {
+                replication: Some(false),
+                ..DatabaseSpec::named("solo")
+            },
             Duration::from_secs(20),
         )
         .await
         .unwrap();
-    let out = created.output.unwrap();
-    let id = out["bdb_id"].as_u64().unwrap();
-    assert!(out["endpoints"][0]
-        .as_str()
-        .unwrap()
-        .starts_with("redis://127.0.0.1:"));
+    let id = created.bdb_id;
+    assert!(created.endpoints[0].starts_with("redis://127.0.0.1:"));
 
-    let action = fi.trigger("migrate", json!({"bdb_id": id})).await.unwrap();
-    let mut seen = vec![];
-    loop {
-        let s = fi.status(&action).await.unwrap();
-        if seen.last() != Some(&s.status) {
-            seen.push(s.status.clone());
-        }
-        if s.is_terminal() {
-            assert!(s.end_time.is_some() && s.start_time.is_some());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(seen.last().map(String::as_str), Some("success"), "{seen:?}");
-    assert!(
-        seen.iter()
-            .all(|s| ["pending", "running", "success"].contains(&s.as_str())),
-        "{seen:?}"
-    );
+    let action = fi.submit(&Action::migrate(id)).await.unwrap().action_id;
+    let seen = std::sync::Mutex::new(Vec::new());
+    let ended = poll(
+        Duration::from_millis(20),
+        Duration::from_secs(30),
+        || async {
+            let s = fi.status(&action).await?;
+            let mut states = seen.lock().unwrap();
+            if states.last() != Some(&s.status) {
+                states.push(s.status);
+            }
+            Ok::<_, maint_e2e::fault_injector::FaultInjectorError>(match s.is_terminal() {
+                true => Look::Ready(s),
+                false => Look::NotYet(s.status),
+            })
+        },
+    )
+    .await;
+    let s = ended.unwrap().unwrap();
+    assert!(s.end_time.is_some() && s.start_time.is_some());
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.last(), Some(&ActionState::Success), "{seen:?}");
+    let lifecycle = [
+        ActionState::Pending,
+        ActionState::Running,
+        ActionState::Success,
+    ];
+    assert!(seen.iter().all(|s| lifecycle.contains(s)), "{seen:?}");
 
-    let failed = fi.trigger("failover", json!({"bdb_id": id})).await.unwrap();
+    let failed = fi.submit(&Action::failover(id)).await.unwrap().action_id;
     let s = fi.wait(&failed, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(s.status, "failed");
-    assert!(s.error.unwrap().to_string().contains("no replica"));
+    assert_eq!(s.status, ActionState::Failed);
+    assert!(s.error_text().contains("no replica"));
 
-    let status = fi
-        .run(
-            "execute_rladmin_command",
-            json!({"rladmin_command": "status"}),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    let rladmin = Action::ExecuteRladminCommand {
+        rladmin_command: "status".into(),
+        bdb_id: None,
+    };
+    let status = fi.run(&rladmin, Duration::from_secs(10)).await.unwrap();
     let text = status.output.unwrap()["output"]
         .as_str()
         .unwrap()
@@ -465,13 +473,10 @@ async fn actions_go_pending_running_success_and_failures_carry_an_error() {
         .unwrap();
     assert_eq!(list["actions"].as_array().unwrap().len(), 4);
 
-    fi.run(
-        "delete_database",
-        json!({"bdb_id": id}),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let delete = Action::DeleteDatabase {
+        bdb_id: maint_e2e::fault_injector::BdbId(id),
+    };
+    fi.run(&delete, Duration::from_secs(10)).await.unwrap();
     assert!(emu.database(id).is_none());
     cancel.cancel();
     emu.shutdown().await;
@@ -501,7 +506,9 @@ async fn pushes_never_split_a_reply_even_a_large_one() {
     let emu = emulator(Duration::from_millis(50));
     let (id, addr) = database(&emu, true).await;
     let big = "x".repeat(512 * 1024);
-    let probe = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let probe = RawConnection::connect(&addr, true, Some(None))
+        .await
+        .unwrap();
     assert_eq!(
         probe.command(&["SET", "big", &big]).await.unwrap(),
         b"+OK\r\n"
@@ -539,7 +546,7 @@ async fn a_transaction_is_never_split_across_a_failover() {
     let emu = emulator(Duration::from_millis(50));
     let (id, addr) = database(&emu, true).await;
     let db = emu.database(id).unwrap();
-    let p = Probe::connect(&addr, true, None).await.unwrap();
+    let p = RawConnection::connect(&addr, true, None).await.unwrap();
     assert_eq!(p.command(&["MULTI"]).await.unwrap(), b"+OK\r\n");
     assert_eq!(
         p.command(&["SET", "tx", "1"]).await.unwrap(),
@@ -550,14 +557,18 @@ async fn a_transaction_is_never_split_across_a_failover() {
         json!({"type": "failover", "parameters": {"bdb_id": id}}),
     );
     // The switch-over now waits for the open transaction.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while db.shared.route.try_read().is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the failover never reached the gate"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let gated = poll(
+        Duration::from_millis(10),
+        Duration::from_secs(5),
+        || async {
+            Ok::<_, ()>(match db.is_switching() {
+                true => Look::Ready(()),
+                false => Look::NotYet(()),
+            })
+        },
+    )
+    .await;
+    assert_eq!(gated, Ok(Ok(())), "the failover never reached the gate");
     assert!(!failover.is_finished());
     assert_eq!(p.command(&["EXEC"]).await.unwrap(), b"*1\r\n+OK\r\n");
     failover.await.unwrap().unwrap();
@@ -569,7 +580,9 @@ async fn a_transaction_is_never_split_across_a_failover() {
 async fn quit_closes_and_reset_drops_the_opt_in() {
     let emu = emulator(Duration::from_millis(50));
     let (_, addr) = database(&emu, false).await;
-    let p = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let p = RawConnection::connect(&addr, true, Some(None))
+        .await
+        .unwrap();
     assert_eq!(p.command(&["RESET"]).await.unwrap(), b"+RESET\r\n");
     // Back to RESP2: opting in again is refused until HELLO 3.
     let again = p
@@ -672,7 +685,7 @@ async fn the_trigger_catalogue_lists_every_standalone_effect_and_refuses_bad_que
 }
 
 /// The pushes a probe received, as (kind, seq).
-fn received(p: &Probe) -> Vec<(Kind, i64)> {
+fn received(p: &RawConnection) -> Vec<(Kind, i64)> {
     p.pushes()
         .into_iter()
         .filter_map(|(_, n)| n.ok().flatten())
@@ -688,7 +701,9 @@ async fn each_standalone_effect_sends_what_the_catalogue_promises() {
         json!({"type": "topology_change_standalone", "parameters": {
             "bdb_id": id, "effect": effect, "grace_s": 0.6, "cluster_index": 0}})
     };
-    let kept = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let kept = RawConnection::connect(&addr, true, Some(None))
+        .await
+        .unwrap();
     spawn_action(&emu, effect("data_movement_no_conn_drop"))
         .await
         .unwrap()
@@ -705,7 +720,9 @@ async fn each_standalone_effect_sends_what_the_catalogue_promises() {
     assert!(kept.closed_at().is_none());
     kept.ping().await.unwrap();
 
-    let moved = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let moved = RawConnection::connect(&addr, true, Some(None))
+        .await
+        .unwrap();
     let out = spawn_action(&emu, effect("data_movement_conn_drop"))
         .await
         .unwrap()
@@ -746,7 +763,9 @@ async fn each_standalone_effect_sends_what_the_catalogue_promises() {
     moved.wait_closed(Duration::from_secs(3)).await.unwrap();
 
     for e in ["conn_drop", "dns_resolution_change"] {
-        let p = Probe::connect(&addr, true, Some(None)).await.unwrap();
+        let p = RawConnection::connect(&addr, true, Some(None))
+            .await
+            .unwrap();
         spawn_action(&emu, effect(e)).await.unwrap().unwrap();
         p.wait_notification(Duration::from_secs(3), e, |n| n.kind() == Kind::Moving)
             .await
@@ -758,7 +777,7 @@ async fn each_standalone_effect_sends_what_the_catalogue_promises() {
         "bdb_id": id, "effect": "conn_drop", "trigger": "maintenance_mode"}}),
     )
     .unwrap();
-    let e = actions::run(&emu, &bad).await.unwrap_err().to_string();
+    let e = emu.run(&bad).await.unwrap_err().to_string();
     assert!(e.contains("endpoint_rebind"), "{e}");
     emu.shutdown().await;
 }
@@ -774,15 +793,17 @@ async fn the_last_completion_is_replayed_to_new_connections_unless_turned_off() 
             })
             .await
             .unwrap();
-        let addr = format!("127.0.0.1:{}", db.shared.port);
+        let addr = format!("127.0.0.1:{}", db.port());
         spawn_action(
             &emu,
-            json!({"type": "failover", "parameters": {"bdb_id": db.shared.id}}),
+            json!({"type": "failover", "parameters": {"bdb_id": db.id()}}),
         )
         .await
         .unwrap()
         .unwrap();
-        let late = Probe::connect(&addr, true, Some(None)).await.unwrap();
+        let late = RawConnection::connect(&addr, true, Some(None))
+            .await
+            .unwrap();
         let frames = late.frames();
         if replay {
             assert!(
@@ -807,7 +828,7 @@ async fn the_last_completion_is_replayed_to_new_connections_unless_turned_off() 
 async fn injected_latency_delays_replies_while_it_lasts() {
     let emu = emulator(Duration::from_millis(100));
     let (id, addr) = database(&emu, false).await;
-    let p = Probe::connect(&addr, true, None).await.unwrap();
+    let p = RawConnection::connect(&addr, true, None).await.unwrap();
     let cancel = CancellationToken::new();
     let api = api::serve(emu.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
         .await
@@ -836,7 +857,7 @@ async fn injected_latency_delays_replies_while_it_lasts() {
         )
         .await
         .unwrap();
-    assert_eq!(done.status, "success", "{done:?}");
+    assert_eq!(done.status, ActionState::Success, "{done:?}");
     let t = tokio::time::Instant::now();
     p.ping().await.unwrap();
     assert!(
@@ -848,7 +869,7 @@ async fn injected_latency_delays_replies_while_it_lasts() {
     let bad = Action::parse(&json!({"type": "network_latency", "parameters": {
         "bdb_id": id, "delay_ms": 10, "duration_s": 1, "node": 9}}))
     .unwrap();
-    let e = actions::run(&emu, &bad).await.unwrap_err().to_string();
+    let e = emu.run(&bad).await.unwrap_err().to_string();
     assert!(e.contains("node 9 does not exist"), "{e}");
     emu.shutdown().await;
 }
@@ -857,7 +878,9 @@ async fn injected_latency_delays_replies_while_it_lasts() {
 async fn moving_reaches_late_public_connections_and_is_resent_to_those_that_stay() {
     let emu = emulator(Duration::from_millis(100));
     let (id, addr) = database(&emu, false).await;
-    let stays = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let stays = RawConnection::connect(&addr, true, Some(None))
+        .await
+        .unwrap();
     let task = spawn_action(
         &emu,
         json!({"type": "bind", "parameters": {"bdb_id": id, "grace_s": 1.2}}),
@@ -869,7 +892,9 @@ async fn moving_reaches_late_public_connections_and_is_resent_to_those_that_stay
         .await
         .unwrap();
     // A connection made through the public address during the window is told too.
-    let late = Probe::connect(&addr, true, Some(None)).await.unwrap();
+    let late = RawConnection::connect(&addr, true, Some(None))
+        .await
+        .unwrap();
     let frames = late.frames();
     assert!(
         matches!(&frames[1], Frame::Push { notification: Ok(Some(n)), .. } if n.seq() == first.seq()),
@@ -903,7 +928,7 @@ async fn timing_overrides_out_of_range_are_refused_with_their_name() {
     let a =
         Action::parse(&json!({"type": "failover", "parameters": {"bdb_id": id, "lead_s": 4000}}))
             .unwrap();
-    let e = actions::run(&emu, &a).await.unwrap_err().to_string();
+    let e = emu.run(&a).await.unwrap_err().to_string();
     assert!(e.contains("lead_s must be"), "{e}");
     emu.shutdown().await;
 }

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maint_e2e::client::{Client, ClientFactory, ClientOptions, EventKind, Mode};
-use maint_e2e::emulator::actions::{self, Action};
-use maint_e2e::emulator::database::Node;
-use maint_e2e::emulator::{DatabaseSpec, Emulator, EmulatorConfig, Timings};
+use maint_e2e::emulator::ActionError;
+use maint_e2e::emulator::Node;
+use maint_e2e::emulator::{Emulator, EmulatorConfig, Timings};
 use maint_e2e::tracker::Tracker;
+use maint_e2e::Action;
+use maint_e2e::DatabaseSpec;
 use serde_json::json;
 
 /// An emulator with one database, and a client factory whose events a tracker records.
@@ -25,8 +27,8 @@ struct Setup {
 async fn act(
     emu: &Arc<Emulator>,
     body: serde_json::Value,
-) -> Result<serde_json::Value, actions::ActionError> {
-    actions::run(emu, &Action::parse(&body).unwrap()).await
+) -> Result<serde_json::Value, ActionError> {
+    emu.run(&Action::parse(&body).unwrap()).await
 }
 
 /// A client of `factory` with notifications enabled and `o` otherwise.
@@ -48,7 +50,7 @@ async fn push(
     emu: &Arc<Emulator>,
     id: u64,
     elements: serde_json::Value,
-) -> Result<serde_json::Value, actions::ActionError> {
+) -> Result<serde_json::Value, ActionError> {
     act(
         emu,
         json!({"type": "send_push", "parameters": {"bdb_id": id, "push": elements}}),
@@ -65,11 +67,7 @@ async fn setup(nodes: usize, grace: Duration) -> Setup {
     .unwrap();
     let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
     let tracker = Arc::new(Tracker::new());
-    let config = emu
-        .endpoints_file()
-        .database(&db.shared.name)
-        .unwrap()
-        .clone();
+    let config = emu.endpoints_file().database(db.name()).unwrap().clone();
     let factory = ClientFactory::new(config, tracker.clone());
     Setup {
         emu,
@@ -95,11 +93,11 @@ async fn the_old_connection_is_released_long_before_the_grace_ends() {
         },
     )
     .await;
-    let from = db.shared.active_node();
-    assert_eq!(db.shared.connections_on(from), 3);
+    let from = db.active_node();
+    assert_eq!(db.connections_on(from), 3);
     let bind = {
         let emu = emu.clone();
-        let id = db.shared.id;
+        let id = db.id();
         tokio::spawn(async move {
             act(&emu, json!({"type": "bind", "parameters": {"bdb_id": id}})).await
         })
@@ -120,15 +118,15 @@ async fn the_old_connection_is_released_long_before_the_grace_ends() {
     };
     // Well within the 5 s grace: the server has not closed anything yet.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while db.shared.connections_on(from) > 0 {
+    while db.connections_on(from) > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{} connections still open on the old node",
-            db.shared.connections_on(from)
+            db.connections_on(from)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(db.shared.connections_on(to), 3);
+    assert_eq!(db.connections_on(to), 3);
     assert!(
         !bind.is_finished(),
         "the grace period should still be running"
@@ -149,11 +147,11 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
     })
     .unwrap();
     let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
-    let first_primary = db.shards.lock().await.sets[0].primary.id;
+    let first_primary = db.shard_sets().await[0].primary_id;
     let out = act(
         &emu,
         json!({"type": "sequence_of_actions", "parameters": {
-        "bdb_id": db.shared.id,
+        "bdb_id": db.id(),
         "actions": [
             {"type": "failover", "params": {}},
             {"type": "migrate", "params": {}, "delay": 0.1},
@@ -174,7 +172,7 @@ async fn a_sequence_of_actions_runs_in_order_and_reports_each_step() {
     let bad = act(
         &emu,
         json!({"type": "sequence_of_actions", "parameters": {
-            "bdb_id": db.shared.id, "actions": [{"type": "teleport", "params": {}}]}}),
+            "bdb_id": db.id(), "actions": [{"type": "teleport", "params": {}}]}}),
     )
     .await
     .unwrap_err();
@@ -207,7 +205,7 @@ async fn a_lost_completion_is_closed_by_the_backstop_and_nested_windows_wait_for
     )
     .await;
     let conn = client.connections()[0].clone();
-    let id = db.shared.id;
+    let id = db.id();
     let run = |body: serde_json::Value| {
         let emu = emu.clone();
         async move { act(&emu, body).await.unwrap() }
@@ -297,7 +295,7 @@ async fn malformed_pushes_are_reported_and_dropped_and_liberal_ones_understood()
         },
     )
     .await;
-    let id = db.shared.id;
+    let id = db.id();
     let send = |elements: serde_json::Value| {
         let emu = emu.clone();
         async move { push(&emu, id, elements).await.unwrap() }
@@ -377,7 +375,7 @@ async fn a_black_holed_handoff_target_is_retried_then_given_up_without_a_wedge()
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = hole.local_addr().unwrap().to_string();
     let started = tokio::time::Instant::now();
-    push(&emu, db.shared.id, json!(["MOVING", 77, 30, target]))
+    push(&emu, db.id(), json!(["MOVING", 77, 30, target]))
         .await
         .unwrap();
     // The client keeps serving on the old connection while it tries.

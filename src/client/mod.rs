@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::config::DatabaseConfig;
 use crate::notification::{Endpoint, EndpointType};
+use crate::timing::RESOLVE_CAP;
 use connection::ManagedConnection;
 pub use events::{ClientEvent, EventKind, EventSink, MaintState, NoEvents};
 
@@ -34,17 +35,20 @@ pub enum Mode {
 
 impl Mode {
     /// Parses `disabled`, `enabled` or `auto`.
-    pub fn parse(s: &str) -> Result<Mode, String> {
+    pub fn parse(s: &str) -> Result<Mode, UnknownMode> {
         match s.trim().to_ascii_lowercase().as_str() {
             "disabled" => Ok(Mode::Disabled),
             "enabled" => Ok(Mode::Enabled),
             "auto" => Ok(Mode::Auto),
-            other => Err(format!(
-                "unknown mode {other:?}; expected disabled, enabled or auto"
-            )),
+            other => Err(UnknownMode(other.to_string())),
         }
     }
 }
+
+/// A mode name that is not disabled, enabled or auto.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown mode {0:?}; expected disabled, enabled or auto")]
+pub struct UnknownMode(pub String);
 
 /// Which MOVING address form the client asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,16 +151,20 @@ pub enum ClientError {
     /// The handshake failed (auth, notifications refused in enabled mode, RESP2 + enabled).
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// The options contradict themselves or are out of range; nothing was dialled.
+    #[error("invalid client options: {0}")]
+    Options(String),
 }
 
 impl ClientError {
-    /// A short class name: timeout, connection, server, handshake.
+    /// A short class name: timeout, connection, server, handshake, options.
     pub fn class(&self) -> &'static str {
         match self {
             ClientError::Timeout { .. } => "timeout",
             ClientError::Connection(_) => "connection",
             ClientError::Server(_) => "server",
             ClientError::Handshake(_) => "handshake",
+            ClientError::Options(_) => "options",
         }
     }
 
@@ -180,40 +188,14 @@ impl ClientError {
 pub async fn auto_endpoint_type(host: &str, port: u16, tls: bool) -> EndpointType {
     let ip = match host.parse::<IpAddr>() {
         Ok(ip) => Some(ip),
-        Err(_) => tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::lookup_host((host, port)),
-        )
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .and_then(|mut it| it.next())
-        .map(|a| a.ip()),
+        Err(_) => tokio::time::timeout(RESOLVE_CAP, tokio::net::lookup_host((host, port)))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .and_then(|mut it| it.next())
+            .map(|a| a.ip()),
     };
-    let internal = ip.is_some_and(is_internal);
-    match (tls, internal) {
-        (true, true) => EndpointType::InternalFqdn,
-        (true, false) => EndpointType::ExternalFqdn,
-        (false, true) => EndpointType::InternalIp,
-        (false, false) => EndpointType::ExternalIp,
-    }
-}
-
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
+    EndpointType::for_address(ip, tls)
 }
 
 /// An open MOVING window of a client: new connections go to its endpoint.
@@ -340,9 +322,7 @@ impl ClientFactory {
             None
         };
         if options.pool_size == 0 {
-            return Err(ClientError::Handshake(
-                "pool_size must be at least 1".into(),
-            ));
+            return Err(ClientError::Options("pool_size must be at least 1".into()));
         }
         if options.mode == Mode::Enabled && options.protocol == Protocol::Resp2 {
             return Err(ClientError::Handshake(
@@ -464,6 +444,7 @@ mod tests {
         assert_eq!(Mode::parse("Enabled"), Ok(Mode::Enabled));
         assert!(Mode::parse("on")
             .unwrap_err()
+            .to_string()
             .contains("disabled, enabled or auto"));
     }
 }

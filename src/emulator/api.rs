@@ -1,5 +1,6 @@
 //! The fault injector HTTP API, served by the emulator. Handlers only translate
-//! HTTP into calls on [`Emulator`] and [`ActionStore`].
+//! HTTP to the [`crate::fault_injector`] contract and call [`Emulator`] and
+//! [`ActionStore`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,10 +16,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::actions::{self, Action, ActionError, ActionStore};
 use super::catalogue;
-use super::Emulator;
-use crate::fault_injector::ApiError;
+use super::{ActionError, ActionStore, Emulator};
+use crate::fault_injector::{Action, ActionAccepted, ActionState, ApiError};
 
 #[derive(Clone)]
 struct AppState {
@@ -93,10 +93,14 @@ async fn post_action(State(s): State<AppState>, body: Bytes) -> Response {
     };
     let action = match Action::parse(&value) {
         Ok(a) => a,
-        Err(e) => return e.into_response(),
+        Err(e) => return ActionError::from(e).into_response(),
     };
-    match actions::submit(&s.emulator, &s.actions, action) {
-        Ok(id) => Json(json!({"action_id": id, "status": "pending"})).into_response(),
+    match s.actions.submit(&s.emulator, action) {
+        Ok(action_id) => Json(ActionAccepted {
+            action_id,
+            status: ActionState::Pending,
+        })
+        .into_response(),
         Err(e) => e.into_response(),
     }
 }

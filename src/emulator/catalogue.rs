@@ -4,8 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::actions::ActionError;
-use super::Emulator;
+use super::{ActionError, Emulator};
 
 /// What a trigger runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -105,6 +105,7 @@ impl KeySpecs {
     }
 
     /// Number of commands known.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.specs.len()
     }

@@ -2,8 +2,8 @@
 //! injector.
 //!
 //! * [`shard`]: real `redis-server` processes, and the shard sets of a database;
-//! * [`spec`]: what `create_database` asks for, checked;
-//! * [`timing`]: every timing knob ([`Timings`], [`TimingOverrides`]);
+//! * `spec`: what the emulator makes of a `database_config`;
+//! * [`timing`]: every timing knob of the maintenance ([`Timings`]);
 //! * [`database`]: state the proxies of one database share;
 //! * [`proxy`]: the RESP-aware endpoint proxy that emits notifications;
 //! * `routing`: which shard each command goes to, and how replies of several
@@ -12,33 +12,37 @@
 //!   endpoint;
 //! * [`naming`]: the cluster's host names (the database's, the FQDN forms of
 //!   MOVING);
-//! * [`request`]: the actions callers post, read liberally and checked;
-//! * [`actions`]: the action store and its lifecycle (pending, running,
-//!   success or failed);
-//! * `operations`: failover, migrate, bind and topology changes, as they
-//!   really happen;
+//! * `jobs`: the action store and its lifecycle (pending, running, success or
+//!   failed);
+//! * `operations`: what each action does, one file per operation (failover,
+//!   migrate, bind, topology changes, latency, pushes, cluster settings,
+//!   databases);
 //! * [`catalogue`]: which trigger produces each effect a standalone client sees;
+//! * `rladmin`: the text `rladmin status` prints;
 //! * [`tls`]: the emulator's CA and the endpoints' server certificate;
-//! * [`api`]: the fault injector's HTTP API over all of it.
+//! * [`api`]: the fault injector's HTTP API: HTTP in, the
+//!   [`crate::fault_injector`] contract out;
+//! * `error`: [`ActionError`], why an action was refused or failed.
 //!
 //! Topology: node `n` owns `127.0.n.1` (internal) and `127.0.n.2` (external); a
 //! database listens on port P on the node that holds its endpoint, and on its
 //! public address `127.0.0.1:P`, which routes to that node.
 
-pub mod actions;
 pub mod api;
 pub mod catalogue;
-pub mod database;
-pub mod keys;
-pub mod naming;
+mod database;
+mod error;
+mod jobs;
+mod keys;
+mod naming;
 mod operations;
-pub mod proxy;
-pub mod request;
+mod proxy;
+mod rladmin;
 mod routing;
-pub mod shard;
-pub mod spec;
-pub mod timing;
-pub mod tls;
+mod shard;
+mod spec;
+mod timing;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -51,10 +55,17 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseConfig, DatabaseEndpoint, EndpointsFile};
-use database::{ClusterSettings, DbShared, Node};
-use shard::{Shard, ShardSet, ShardSpec, Shards};
-pub use spec::DatabaseSpec;
-pub use timing::{TimingOverrides, Timings};
+pub use database::Node;
+use database::{ClusterSettings, DbShared};
+pub use error::ActionError;
+pub use jobs::ActionStore;
+pub use naming::{Naming, DEFAULT_DOMAIN};
+pub use shard::{free_port, redis_server_bin, Shard, ShardSpec};
+use shard::{ShardSet, Shards};
+pub use timing::Timings;
+pub use tls::TlsMaterial;
+
+use crate::fault_injector::{Action, DatabaseSpec};
 
 /// Ports given to databases created without one, as on a real cluster.
 pub const DATABASE_PORTS: std::ops::Range<u16> = 10000..20000;
@@ -92,15 +103,15 @@ impl Default for EmulatorConfig {
 /// One emulated database.
 pub struct Database {
     /// What the proxies share.
-    pub shared: Arc<DbShared>,
+    pub(crate) shared: Arc<DbShared>,
     /// Timing of this database's maintenance.
-    pub timings: Timings,
+    pub(crate) timings: Timings,
     /// Password of the default user.
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// TLS on every endpoint of the database.
-    pub tls: Option<Arc<tls::TlsMaterial>>,
+    pub(crate) tls: Option<Arc<tls::TlsMaterial>>,
     /// The shard processes.
-    pub shards: tokio::sync::Mutex<Shards>,
+    pub(crate) shards: tokio::sync::Mutex<Shards>,
     /// `redis-server` options every shard of this database starts with.
     shard_args: Vec<String>,
     listeners: Mutex<HashMap<usize, CancellationToken>>,
@@ -108,7 +119,70 @@ pub struct Database {
     busy: AtomicBool,
 }
 
+/// One primary shard and its replica as seen from outside: ids, addresses,
+/// nodes and the slots they own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardSetView {
+    /// Id of the primary shard.
+    pub primary_id: u32,
+    /// Address of the primary's `redis-server`.
+    pub primary: SocketAddr,
+    /// Node the primary lives on.
+    pub primary_node: usize,
+    /// Address of the replica's `redis-server`, when there is one.
+    pub replica: Option<SocketAddr>,
+    /// First and last hash slot.
+    pub slots: (u16, u16),
+}
+
 impl Database {
+    /// Its bdb_id.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Its port (on 127.0.0.1 and on the node that holds the endpoint).
+    pub fn port(&self) -> u16 {
+        self.shared.port
+    }
+
+    /// The node that holds the endpoint.
+    pub fn active_node(&self) -> Node {
+        self.shared.active_node()
+    }
+
+    /// Proxied connections open on `node`.
+    pub fn connections_on(&self, node: Node) -> usize {
+        self.shared.connections_on(node)
+    }
+
+    /// True while a switch-over holds the database's traffic.
+    pub fn is_switching(&self) -> bool {
+        self.shared.route.try_read().is_err()
+    }
+
+    /// Its shard sets, in slot order.
+    pub async fn shard_sets(&self) -> Vec<ShardSetView> {
+        self.shards
+            .lock()
+            .await
+            .sets
+            .iter()
+            .map(|s| ShardSetView {
+                primary_id: s.primary.id,
+                primary: s.primary.addr,
+                primary_node: s.primary.node,
+                replica: s.replica.as_ref().map(|r| r.addr),
+                slots: s.slots,
+            })
+            .collect()
+    }
+
     /// The endpoints-file entry a client of this database needs.
     pub fn config(&self) -> DatabaseConfig {
         DatabaseConfig {
@@ -239,6 +313,22 @@ impl Emulator {
         self.databases.lock().unwrap().get(&id).cloned()
     }
 
+    /// A database that exists, or a refusal that lists those that do.
+    pub fn existing_database(&self, id: u64) -> Result<Arc<Database>, ActionError> {
+        self.database(id).ok_or_else(|| {
+            ActionError::Invalid(format!(
+                "no database with bdb_id {id}; existing: {:?}",
+                self.databases.lock().unwrap().keys().collect::<Vec<_>>()
+            ))
+        })
+    }
+
+    /// Runs `action` to its end, as `POST /action` would in the background;
+    /// returns its output.
+    pub async fn run(self: &Arc<Self>, action: &Action) -> Result<Value, ActionError> {
+        operations::run(self, action).await
+    }
+
     /// All databases.
     pub fn databases(&self) -> Vec<Arc<Database>> {
         self.databases.lock().unwrap().values().cloned().collect()
@@ -365,17 +455,14 @@ impl Emulator {
     /// Creates a database: its primary shards (one per slot range), a replica
     /// of each on another node (with replication), the endpoint proxy and the
     /// public address.
-    pub async fn create_database(
-        &self,
-        spec: DatabaseSpec,
-    ) -> Result<Arc<Database>, actions::ActionError> {
-        use actions::ActionError::Invalid;
+    pub async fn create_database(&self, spec: DatabaseSpec) -> Result<Arc<Database>, ActionError> {
+        use ActionError::Invalid;
         if spec.oss_cluster.unwrap_or(false) {
             return Err(Invalid("oss_cluster databases are not emulated yet; create a database without the OSS Cluster API (oss_cluster: false)".into()));
         }
         let count = spec.shard_count()?;
         let shard_args = spec.shard_args(count)?;
-        spec.timing.validate().map_err(Invalid)?;
+        spec.timing.validate()?;
         let name = spec.name.clone();
         if let Some(name) = &name {
             if self.databases().iter().any(|d| &d.shared.name == name) {
@@ -391,7 +478,7 @@ impl Emulator {
         let name = name.unwrap_or_else(|| format!("db{id}"));
         let nodes = self.nodes();
         let first = (id as usize - 1) % nodes.len();
-        let failed = |e: anyhow::Error| actions::ActionError::Failed(format!("{e:#}"));
+        let failed = ActionError::from;
         let mut shards = self
             .start_shards(
                 first,
@@ -464,9 +551,9 @@ impl Emulator {
     }
 
     /// Refuses a port that is taken, in the words a real cluster uses.
-    pub(crate) fn check_port(&self, port: u16) -> Result<(), actions::ActionError> {
+    pub(crate) fn check_port(&self, port: u16) -> Result<(), ActionError> {
         if port < 1024 || !self.port_is_free(port) {
-            return Err(actions::ActionError::Invalid(format!(
+            return Err(ActionError::Invalid(format!(
                 "{PORT_UNAVAILABLE}: port {port} is taken on 127.0.0.1 or on a node address (or below 1024); choose another port or leave it out"
             )));
         }
@@ -529,10 +616,13 @@ impl Emulator {
     }
 
     /// Deletes a database: proxies closed, shard processes stopped.
-    pub async fn delete_database(&self, id: u64) -> Result<(), actions::ActionError> {
-        let db = self.databases.lock().unwrap().remove(&id).ok_or_else(|| {
-            actions::ActionError::Invalid(format!("no database with bdb_id {id}"))
-        })?;
+    pub async fn delete_database(&self, id: u64) -> Result<(), ActionError> {
+        let db = self
+            .databases
+            .lock()
+            .unwrap()
+            .remove(&id)
+            .ok_or_else(|| ActionError::Invalid(format!("no database with bdb_id {id}")))?;
         db.shutdown().await;
         Ok(())
     }

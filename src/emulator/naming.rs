@@ -14,15 +14,12 @@
 
 use std::net::ToSocketAddrs;
 use std::sync::mpsc;
-use std::time::Duration;
 
 use super::database::Node;
+use crate::timing::RESOLVE_CAP;
 
 /// The domain the emulator's names live in, when it resolves.
 pub const DEFAULT_DOMAIN: &str = "maint-e2e.localhost";
-
-/// How long the start-up check may wait for the system's resolver.
-const RESOLVE_CAP: Duration = Duration::from_secs(2);
 
 /// The names of a cluster: under a domain, or all `localhost`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::database::{Announcement, Control, DbShared, Node, Route};
 use super::routing::{self, command, merge, Command, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT};
 use crate::notification::EndpointType;
+use crate::timing::{ACCEPT_RETRY, TLS_ACCEPT_WITHIN};
 
 /// Binds the database's port on `addrs` and serves them as `node` until `cancel`.
 pub async fn listen_node(
@@ -97,7 +98,7 @@ async fn accept_loop(
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                 }
             }
         }
@@ -199,7 +200,7 @@ async fn accept(
     match tls {
         None => serve(db, node, public, local_external, stream, cancel).await,
         Some(acceptor) => {
-            let tls = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream))
+            let tls = tokio::time::timeout(TLS_ACCEPT_WITHIN, acceptor.accept(stream))
                 .await
                 .context("the TLS handshake did not finish within 5 s")?
                 .context("TLS handshake")?;

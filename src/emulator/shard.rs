@@ -9,6 +9,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::process::{Child, ChildStdin, Command};
 
+use crate::timing::{
+    REPLICATION_POLL, SERVER_POLL, SHARD_COMMAND_TIMEOUT, SHARD_CONNECT_TIMEOUT, SHARD_PID_WITHIN,
+    SHARD_START_WITHIN, SHARD_STOP_WITHIN,
+};
+use crate::wait::{poll, Look};
+
 /// Environment variable naming the `redis-server` binary.
 pub const REDIS_SERVER_BIN_ENV: &str = "REDIS_SERVER_BIN";
 
@@ -141,7 +147,7 @@ impl Shard {
         if let Some(out) = child.stdout.take() {
             use tokio::io::AsyncBufReadExt;
             let mut out = tokio::io::BufReader::new(out);
-            tokio::time::timeout(Duration::from_secs(5), out.read_line(&mut first))
+            tokio::time::timeout(SHARD_PID_WITHIN, out.read_line(&mut first))
                 .await
                 .context("redis-server's guard did not report a PID")??;
         }
@@ -150,7 +156,7 @@ impl Shard {
             .parse()
             .with_context(|| format!("redis-server's guard printed {first:?}, not a PID"))?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut shard = Shard {
+        let shard = Shard {
             id: spec.id,
             node: spec.node,
             addr,
@@ -160,8 +166,9 @@ impl Shard {
             pid,
             log,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        let starting = tokio::sync::Mutex::new(shard);
+        let answered = poll(SERVER_POLL, SHARD_START_WITHIN, || async {
+            let mut shard = starting.lock().await;
             if let Some(status) = shard.child.try_wait()? {
                 let mut stderr = String::new();
                 if let Some(mut e) = shard.child.stderr.take() {
@@ -178,17 +185,19 @@ impl Shard {
             if let Ok(mut c) = shard.connect().await {
                 let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
                 if pong.is_ok() {
-                    break;
+                    return Ok(Look::Ready(()));
                 }
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "redis-server for shard {} on port {port} did not answer PING within 10 s; {}",
-                    spec.id,
-                    shard.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(Look::NotYet(()))
+        })
+        .await?;
+        let shard = starting.into_inner();
+        if answered.is_err() {
+            bail!(
+                "redis-server for shard {} on port {port} did not answer PING within {SHARD_START_WITHIN:?}; {}",
+                spec.id,
+                shard.log_tail()
+            );
         }
         // REPLICAOF at run time connects at once; `--replicaof` waits for the
         // next once-a-second replication cron.
@@ -227,8 +236,8 @@ impl Shard {
         }
         let client = redis::Client::open(info)?;
         let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
+            .set_connection_timeout(Some(SHARD_CONNECT_TIMEOUT))
+            .set_response_timeout(Some(SHARD_COMMAND_TIMEOUT));
         Ok(client
             .get_multiplexed_async_connection_with_config(&cfg)
             .await?)
@@ -264,30 +273,23 @@ impl Shard {
 
     /// Waits until this replica's link to its primary is up.
     pub async fn wait_link_up(&self, within: Duration) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if self
-                .replication_field("master_link_status")
-                .await?
-                .as_deref()
-                == Some("up")
-                && self
-                    .replication_field("master_sync_in_progress")
-                    .await?
-                    .as_deref()
-                    == Some("0")
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "shard {} at {} did not finish syncing from its primary within {within:?}",
-                    self.id,
-                    self.addr
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let synced = poll(SERVER_POLL, within, || async {
+            let up = self.replication_field("master_link_status").await?;
+            let syncing = self.replication_field("master_sync_in_progress").await?;
+            anyhow::Ok(match (up.as_deref(), syncing.as_deref()) {
+                (Some("up"), Some("0")) => Look::Ready(()),
+                _ => Look::NotYet(()),
+            })
+        })
+        .await?;
+        if synced.is_err() {
+            bail!(
+                "shard {} at {} did not finish syncing from its primary within {within:?}",
+                self.id,
+                self.addr
+            );
         }
+        Ok(())
     }
 
     /// Makes this shard replicate `primary` (or become a primary with `None`).
@@ -317,7 +319,7 @@ impl Shard {
             }
         }
         self.lifeline.take();
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+        if tokio::time::timeout(SHARD_STOP_WITHIN, self.child.wait())
             .await
             .is_err()
         {
@@ -342,29 +344,23 @@ pub fn info_field(info: &str, field: &str) -> Option<String> {
 
 /// Waits until `replica` has applied everything `primary` has written.
 pub async fn wait_caught_up(primary: &Shard, replica: &Shard, within: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let want: u64 = primary
-            .replication_field("master_repl_offset")
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let have: u64 = replica
-            .replication_field("slave_repl_offset")
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if have >= want {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "replica shard {} reached offset {have} of {want} within {within:?}; refusing to promote it and lose writes",
-                replica.id
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let offset = |v: Option<String>| -> u64 { v.and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let caught_up = poll(REPLICATION_POLL, within, || async {
+        let want = offset(primary.replication_field("master_repl_offset").await?);
+        let have = offset(replica.replication_field("slave_repl_offset").await?);
+        anyhow::Ok(match have >= want {
+            true => Look::Ready(()),
+            false => Look::NotYet((have, want)),
+        })
+    })
+    .await?;
+    if let Err((have, want)) = caught_up {
+        bail!(
+            "replica shard {} reached offset {have} of {want} within {within:?}; refusing to promote it and lose writes",
+            replica.id
+        );
     }
+    Ok(())
 }
 
 /// An ephemeral port free on 127.0.0.1 right now.

@@ -1,9 +1,10 @@
-//! Every timing knob of the emulator, in one place: the emulator's defaults,
-//! overridden by a database, overridden by an action.
+//! Every timing knob of the emulator's maintenance, in one place: the
+//! emulator's defaults, overridden by a database, overridden by an action
+//! ([`TimingOverrides`]).
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use crate::fault_injector::TimingOverrides;
 
 /// Every timing knob of the emulator, in one place.
 #[derive(Clone, Debug)]
@@ -60,45 +61,5 @@ impl Timings {
             sync_timeout: Duration::from_secs(10),
             settle: Duration::ZERO,
         }
-    }
-}
-
-/// Timing a database or a single action may set, in seconds, over the
-/// emulator's [`Timings`]: an action's value wins over its database's, which wins
-/// over the emulator's.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq)]
-pub struct TimingOverrides {
-    /// MOVING grace (time_s of MOVING; the old endpoint closes after it).
-    #[serde(default)]
-    pub grace_s: Option<f64>,
-    /// How long a start notification precedes the disruption.
-    #[serde(default)]
-    pub lead_s: Option<f64>,
-    /// How long a MIGRATING / FAILING_OVER window announces beyond the lead.
-    #[serde(default)]
-    pub window_s: Option<f64>,
-    /// How long after the switch-over the completion is sent.
-    #[serde(default)]
-    pub settle_s: Option<f64>,
-}
-
-impl TimingOverrides {
-    /// Checks that every value is a number of seconds between 0 and 3600.
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [
-            ("grace_s", self.grace_s),
-            ("lead_s", self.lead_s),
-            ("window_s", self.window_s),
-            ("settle_s", self.settle_s),
-        ] {
-            if let Some(v) = v {
-                if !(0.0..=3600.0).contains(&v) {
-                    return Err(format!(
-                        "{name} must be a number of seconds between 0 and 3600, got {v}"
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
 }

@@ -55,17 +55,13 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
 }
 
 impl MaintWorld {
-    /// Creates a client named `name` with the suite's options changed by `tweak`.
+    /// Creates a client named `name` with the suite's options changed by
+    /// `tweak`; failing to connect fails the step.
     pub async fn create_client(
         &mut self,
         name: &str,
         tweak: impl FnOnce(&mut ClientOptions),
     ) -> anyhow::Result<()> {
-        if self.clients.contains_key(name) {
-            return Err(anyhow!(
-                "a client named {name:?} exists already in this scenario"
-            ));
-        }
         let mut options = self.suite_options();
         tweak(&mut options);
         let client = self
@@ -74,8 +70,7 @@ impl MaintWorld {
             .create(name, options)
             .await
             .map_err(|e| anyhow!("creating client {name:?}: {e}"))?;
-        self.clients.insert(name.to_string(), client);
-        Ok(())
+        self.add_client(name, Ok(client))
     }
 }
 
@@ -97,9 +92,10 @@ async fn given_client(
     let mut o = w.suite_options();
     o.mode = mode.0;
     if !connections.is_empty() {
-        o.pool_size = connections
-            .parse()
-            .map_err(|_| anyhow!("{connections:?} is not a number of connections"))?;
+        o.pool_size = match connections.parse() {
+            Ok(n @ 1..=64) => n,
+            _ => fail!("{connections:?} connections: a client has between 1 and 64"),
+        };
     }
     if !endpoint_type.is_empty() {
         o.endpoint_type = endpoint_type

@@ -1,30 +1,26 @@
 //! Handoffs: `Then every connection of "app" hands off exactly once`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use cucumber::{then, when};
 use tokio::time::Instant;
 
+use super::params::DurationParam;
 use super::{InFlight, MaintWorld, StepResult};
-use crate::client::EventKind;
 use crate::notification::{Endpoint, Kind, Notification};
-use crate::tracker::Received;
+use crate::timeline::{self, about, Received};
+use crate::timing::{BAND_SLACK, BLOCKED_WITHIN, SERVER_POLL};
+use crate::wait::{poll, Look};
 
 impl MaintWorld {
     /// Waits for the first MOVING `client` received.
     pub async fn wait_moving(&self, client: &str) -> Result<Received> {
-        let tracker = self.tracker.clone();
-        tracker
-            .wait_for(self.patience(), &format!("MOVING on {client:?}"), |_| {
-                tracker
-                    .notifications_of(client, Kind::Moving)
-                    .into_iter()
-                    .next()
+        self.tracker
+            .wait_on(client, self.patience(), "MOVING", |events| {
+                timeline::first(events, Kind::Moving)
             })
             .await
-            .map_err(|e| anyhow!("{e}; {client:?} saw:\n{}", self.tracker.describe(client)))
     }
 
     /// The endpoint the first MOVING `client` received names.
@@ -38,17 +34,6 @@ impl MaintWorld {
             other => fail!("{client:?} received {other} without an endpoint"),
         }
     }
-
-    /// Successful handoffs per connection of `client`, as (seq, endpoint, when).
-    fn handoffs(&self, client: &str) -> BTreeMap<u64, Vec<(i64, String, Instant)>> {
-        let mut m: BTreeMap<u64, Vec<_>> = BTreeMap::new();
-        for e in self.tracker.of_client(client) {
-            if let EventKind::HandoffSucceeded { seq, endpoint } = e.kind {
-                m.entry(e.conn).or_default().push((seq, endpoint, e.at));
-            }
-        }
-        m
-    }
 }
 
 /// One handoff per connection per MOVING event, none failed.
@@ -56,59 +41,14 @@ impl MaintWorld {
 async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult {
     let c = w.client(&client)?;
     let ids: Vec<u64> = c.connections().iter().map(|c| c.id).collect();
-    let tracker = w.tracker.clone();
-    let name = client.clone();
-    let waited = tracker
-        .wait_for(
-            w.patience(),
-            &format!("a handoff on every connection of {client:?}"),
-            |events| {
-                ids.iter()
-                    .all(|id| {
-                        events.iter().any(|e| {
-                            e.client == name
-                                && e.conn == *id
-                                && matches!(
-                                    e.kind,
-                                    EventKind::HandoffSucceeded { .. }
-                                        | EventKind::HandoffFailed { .. }
-                                )
-                        })
-                    })
-                    .then_some(())
-            },
-        )
-        .await;
-    if let Err(e) = waited {
-        fail!("{e}:\n{}", w.tracker.describe(&client));
-    }
-    let handoffs = w.handoffs(&client);
-    for id in &ids {
-        let failed: Vec<_> = w
-            .tracker
-            .of_client(&client)
-            .into_iter()
-            .filter(|e| e.conn == *id && matches!(e.kind, EventKind::HandoffFailed { .. }))
-            .collect();
-        if !failed.is_empty() {
-            fail!(
-                "connection {id} of {client:?} failed a handoff:\n{}",
-                w.tracker.describe(&client)
-            );
-        }
-        let mut seqs: Vec<i64> = handoffs
-            .get(id)
-            .map(|v| v.iter().map(|h| h.0).collect())
-            .unwrap_or_default();
-        let n = seqs.len();
-        seqs.dedup();
-        if n != 1 || seqs.len() != 1 {
-            fail!(
-                "connection {id} of {client:?} handed off {n} times (seqs {seqs:?}), expected once:\n{}",
-                w.tracker.describe(&client)
-            );
-        }
-    }
+    let what = "a handoff on every connection";
+    w.tracker
+        .wait_on(&client, w.patience(), what, |events| {
+            timeline::handoff_ended_on_all(events, &ids).then_some(())
+        })
+        .await?;
+    timeline::one_handoff_each(&w.tracker.timeline(&client), &ids)
+        .map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }
 
@@ -145,7 +85,7 @@ async fn when_opens_connection(w: &mut MaintWorld, client: String) -> StepResult
         .add_connection()
         .await
         .map_err(|e| anyhow!("opening a connection for {client:?}: {e}"))?;
-    w.extra_connections.entry(client).or_default().push(conn);
+    w.record_mut(&client)?.opened.push(conn);
     Ok(())
 }
 
@@ -153,19 +93,8 @@ async fn when_opens_connection(w: &mut MaintWorld, client: String) -> StepResult
 #[then(expr = "the new connection of {string} uses the endpoint MOVING named")]
 async fn then_new_connection_target(w: &mut MaintWorld, client: String) -> StepResult {
     let target = w.moving_target(&client).await?;
-    let conn = w
-        .extra_connections
-        .get(&client)
-        .and_then(|v| v.last())
-        .ok_or_else(|| anyhow!("{client:?} opened no new connection; use `When \"{client}\" opens a new connection`"))?;
-    let first = w
-        .tracker
-        .of_client(&client)
-        .into_iter()
-        .find_map(|e| match e.kind {
-            EventKind::Connected { endpoint, .. } if e.conn == conn.id => Some(endpoint),
-            _ => None,
-        });
+    let conn = w.new_connection(&client)?;
+    let first = timeline::first_dial(&w.tracker.timeline(&client), conn.id);
     if first.as_deref() != Some(target.to_string().as_str()) {
         fail!(
             "the new connection {} of {client:?} dialled {first:?}, MOVING named {target}",
@@ -176,8 +105,9 @@ async fn then_new_connection_target(w: &mut MaintWorld, client: String) -> StepR
 }
 
 /// Starts a blocking request that outlives the MOVING.
-#[when(expr = "{string} sends a BLPOP that blocks for {int} seconds")]
-async fn when_blpop(w: &mut MaintWorld, client: String, secs: u64) -> StepResult {
+#[when(expr = "{string} sends a BLPOP that blocks for {duration}")]
+async fn when_blpop(w: &mut MaintWorld, client: String, block: DurationParam) -> StepResult {
+    let secs = block.bounded("a BLPOP's block")?.as_secs_f64();
     let c = w.client(&client)?;
     let conn = c
         .connections()
@@ -194,60 +124,54 @@ async fn when_blpop(w: &mut MaintWorld, client: String, secs: u64) -> StepResult
     });
     // The scenario moves on once the server holds the request.
     let addr = w.env()?.db.primary_endpoint().address();
-    let probe = crate::probe::Probe::connect(&addr, false, None).await?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let info =
-            String::from_utf8_lossy(&probe.command(&["INFO", "clients"]).await?).into_owned();
+    let raw = crate::raw::RawConnection::connect(&addr, false, None).await?;
+    let blocked = poll(SERVER_POLL, BLOCKED_WITHIN, || async {
+        let info = String::from_utf8_lossy(&raw.command(&["INFO", "clients"]).await?).into_owned();
         let blocked = info
             .lines()
             .find_map(|l| l.trim().strip_prefix("blocked_clients:"))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        if blocked >= 1 {
-            break;
-        }
-        if Instant::now() > deadline {
-            fail!("the BLPOP of {client:?} never blocked on the server: {info}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        anyhow::Ok(match blocked {
+            0 => Look::NotYet(info),
+            _ => Look::Ready(()),
+        })
+    })
+    .await?;
+    if let Err(info) = blocked {
+        fail!("the BLPOP of {client:?} never blocked on the server: {info}");
     }
-    w.in_flight = Some(InFlight {
-        client,
-        handle,
-        endpoint,
-    });
+    w.record_mut(&client)?.in_flight = Some(InFlight { handle, endpoint });
     Ok(())
 }
 
 /// The blocking request finished on the old connection, after the handoff, without error.
 #[then("the request in flight completed without error after the handoff")]
 async fn then_in_flight_ok(w: &mut MaintWorld) -> StepResult {
-    let f = w
-        .in_flight
-        .take()
-        .ok_or_else(|| anyhow!("no request in flight; use `When \"app\" sends a BLPOP ...`"))?;
-    let (result, done_at) = tokio::time::timeout(w.patience(), f.handle)
-        .await
-        .map_err(|_| anyhow!("the request in flight never finished"))??;
-    if let Err(e) = result {
-        fail!("the request in flight on {:?} failed: {e}", f.endpoint);
+    let mut requests = Vec::new();
+    for (name, r) in &mut w.clients {
+        if let Some(f) = r.in_flight.take() {
+            requests.push((name.clone(), f));
+        }
     }
-    let handed_off_at = w
-        .handoffs(&f.client)
-        .values()
-        .flatten()
-        .map(|h| h.2)
-        .min()
-        .ok_or_else(|| {
-            anyhow!(
-                "{:?} never handed off:\n{}",
-                f.client,
-                w.tracker.describe(&f.client)
-            )
-        })?;
-    if done_at < handed_off_at {
-        fail!("the request finished before the handoff; make it block longer");
+    if requests.is_empty() {
+        fail!("no request in flight; use `When \"app\" sends a BLPOP ...`");
+    }
+    for (client, f) in requests {
+        let (result, done_at) = tokio::time::timeout(w.patience(), f.handle)
+            .await
+            .map_err(|_| anyhow!("the request in flight of {client:?} never finished"))??;
+        if let Err(e) = result {
+            fail!(
+                "the request in flight of {client:?} on {:?} failed: {e}",
+                f.endpoint
+            );
+        }
+        let handed_off_at = timeline::first_handoff_at(&w.tracker.timeline(&client))
+            .ok_or_else(|| w.unmet(&client, timeline::Unmet("never handed off".into())))?;
+        if done_at < handed_off_at {
+            fail!("the request of {client:?} finished before the handoff; make it block longer");
+        }
     }
     Ok(())
 }
@@ -268,26 +192,21 @@ async fn then_reconnect_half_grace(w: &mut MaintWorld, client: String) -> StepRe
         );
     };
     let configured = w.env()?.db.primary_endpoint().address();
-    let tracker = w.tracker.clone();
-    let name = client.clone();
-    let (at, endpoint) = tracker
-        .wait_for(w.patience(), "a handoff after MOVING null", |events| {
-            events.iter().find_map(|e| match &e.kind {
-                EventKind::HandoffSucceeded { endpoint, .. }
-                    if e.client == name && e.conn == moving.conn =>
-                {
-                    Some((e.at, endpoint.clone()))
-                }
-                _ => None,
-            })
-        })
+    let (at, endpoint) = w
+        .tracker
+        .wait_on(
+            &client,
+            w.patience(),
+            "a handoff after MOVING null",
+            |events| timeline::handoff_of(events, moving.conn),
+        )
         .await?;
     if endpoint != configured {
         fail!("{client:?} reconnected to {endpoint}, expected the configured {configured}");
     }
     let half = Duration::from_secs(time_s) / 2;
     let took = at - moving.at;
-    if took < half.mul_f64(0.8) || took > half.mul_f64(1.5) + Duration::from_millis(500) {
+    if !about(took, half, BAND_SLACK) {
         fail!("{client:?} reconnected {took:?} after MOVING; expected about {half:?} (time_s/2)");
     }
     Ok(())
@@ -296,43 +215,25 @@ async fn then_reconnect_half_grace(w: &mut MaintWorld, client: String) -> StepRe
 /// Repeated MOVINGs of one event were ignored.
 #[then(expr = "{string} ignored every repeated MOVING")]
 async fn then_ignored_repeats(w: &mut MaintWorld, client: String) -> StepResult {
-    let received = w.tracker.notifications_of(&client, Kind::Moving).len();
-    let ignored = w
-        .tracker
-        .of_client(&client)
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::MovingIgnored { .. }))
-        .count();
     let conns = w.client(&client)?.connections().len();
-    if received <= conns || ignored != received - conns {
-        fail!(
-            "{client:?} received {received} MOVING on {conns} connections and ignored {ignored}; expected repeats, all ignored:\n{}",
-            w.tracker.describe(&client)
-        );
-    }
+    timeline::repeats_ignored(&w.tracker.timeline(&client), conns)
+        .map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }
 
 /// Every attempt of a handoff failed and the client gave up.
 #[then(expr = "{string} gives up the handoff after {int} attempts")]
 async fn then_gives_up(w: &mut MaintWorld, client: String, attempts: usize) -> StepResult {
-    let tracker = w.tracker.clone();
-    let name = client.clone();
-    let conn = tracker
-        .wait_for(w.patience(), "the handoff to be given up", |events| {
-            events.iter().find_map(|e| {
-                (e.client == name && matches!(e.kind, EventKind::HandoffFailed { .. }))
-                    .then_some(e.conn)
-            })
-        })
-        .await
-        .map_err(|e| anyhow!("{e}:\n{}", w.tracker.describe(&client)))?;
-    let failed = w
+    let conn = w
         .tracker
-        .of_client(&client)
-        .iter()
-        .filter(|e| e.conn == conn && matches!(e.kind, EventKind::HandoffAttemptFailed { .. }))
-        .count();
+        .wait_on(
+            &client,
+            w.patience(),
+            "the handoff to be given up",
+            timeline::gave_up,
+        )
+        .await?;
+    let failed = timeline::failed_attempts(&w.tracker.timeline(&client), conn);
     if failed != attempts {
         fail!(
             "connection {conn} of {client:?} made {failed} failed attempts, expected {attempts}:\n{}",
@@ -345,24 +246,7 @@ async fn then_gives_up(w: &mut MaintWorld, client: String, attempts: usize) -> S
 /// Every failed attempt names the server's certificate as the reason.
 #[then(expr = "every failed handoff attempt of {string} names the server's certificate")]
 async fn then_attempts_name_certificate(w: &mut MaintWorld, client: String) -> StepResult {
-    let reasons: Vec<String> = w
-        .tracker
-        .of_client(&client)
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::HandoffAttemptFailed { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
-    if reasons.is_empty()
-        || !reasons
-            .iter()
-            .all(|r| r.to_lowercase().contains("certificate"))
-    {
-        fail!(
-            "expected every failed attempt to name the certificate; reasons: {reasons:?}:\n{}",
-            w.tracker.describe(&client)
-        );
-    }
+    timeline::attempts_name(&w.tracker.timeline(&client), "certificate")
+        .map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }

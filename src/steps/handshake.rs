@@ -10,9 +10,9 @@ use super::params::{KindParam, ModeParam};
 use super::{MaintWorld, StepResult};
 use crate::client::{ClientFactory, MaintState, Protocol};
 use crate::config::{DatabaseConfig, DatabaseEndpoint};
-use crate::emulator::shard::{redis_server_bin, Shard, ShardSpec};
+use crate::emulator::{redis_server_bin, Shard, ShardSpec};
 use crate::notification::EndpointType;
-use crate::probe::{Frame, Probe};
+use crate::raw::{Frame, RawConnection};
 
 impl MaintWorld {
     /// Records the outcome of creating a client: the client, or why it failed.
@@ -30,14 +30,7 @@ impl MaintWorld {
             Some(f) => f.create(name, o).await,
             None => self.env()?.factory.create(name, o).await,
         };
-        match made {
-            Ok(c) => {
-                self.clients.insert(name.to_string(), c);
-                self.connect_error = None;
-            }
-            Err(e) => self.connect_error = Some(e.to_string()),
-        }
-        Ok(())
+        self.add_client(name, made)
     }
 
     fn maint_states(&self, client: &str) -> Result<Vec<MaintState>> {
@@ -69,7 +62,7 @@ async fn given_plain_server(w: &mut MaintWorld) -> StepResult {
         },
     )
     .await?;
-    w.plain_server = Some((shard, dir));
+    w.resources.plain_server = Some((shard, dir));
     Ok(())
 }
 
@@ -78,23 +71,10 @@ async fn given_plain_server(w: &mut MaintWorld) -> StepResult {
     expr = "a client {string} with maintenance notifications {mode} connects to the plain redis-server"
 )]
 async fn when_client_on_plain(w: &mut MaintWorld, name: String, mode: ModeParam) -> StepResult {
-    let (shard, _) = w.plain_server.as_ref().ok_or_else(|| {
+    let (shard, _) = w.resources.plain_server.as_ref().ok_or_else(|| {
         anyhow!("no plain server; start with `Given a plain redis-server that knows nothing of maintenance notifications`")
     })?;
-    let db = DatabaseConfig {
-        name: "plain".into(),
-        bdb_id: None,
-        username: None,
-        password: None,
-        tls: false,
-        certificates_location: None,
-        endpoints: vec![DatabaseEndpoint {
-            tls: false,
-            host: shard.addr.ip().to_string(),
-            port: shard.addr.port(),
-        }],
-        raw_endpoints: None,
-    };
+    let db = DatabaseConfig::at("plain", DatabaseEndpoint::plain(shard.addr));
     let factory = ClientFactory::new(db, w.tracker.clone());
     // The client outlives its factory in the World; teardown closes it.
     w.connect_client(&name, Some(&factory), mode, Protocol::Resp3)
@@ -117,10 +97,10 @@ async fn when_resp2_client(w: &mut MaintWorld, name: String, mode: ModeParam) ->
     Ok(())
 }
 
-/// The last connect failed, saying `text`.
-#[then(expr = "connecting fails with an error that says {string}")]
-async fn then_connect_failed(w: &mut MaintWorld, text: String) -> StepResult {
-    match &w.connect_error {
+/// Connecting the client failed, saying `text`.
+#[then(expr = "connecting {string} fails with an error that says {string}")]
+async fn then_connect_failed(w: &mut MaintWorld, client: String, text: String) -> StepResult {
+    match &w.record(&client)?.connect_error {
         Some(e) if e.contains(&text) => Ok(()),
         Some(e) => fail!("connecting failed with {e:?}, which does not say {text:?}"),
         None => fail!("connecting succeeded; expected an error that says {text:?}"),
@@ -153,7 +133,7 @@ async fn then_off(w: &mut MaintWorld, client: String) -> StepResult {
 #[then(expr = "a raw connection that opts in now receives {kind} before its +OK")]
 async fn then_raw_before_ok(w: &mut MaintWorld, kind: KindParam) -> StepResult {
     let addr = w.env()?.db.primary_endpoint().address();
-    let p = Probe::connect(&addr, true, Some(None)).await?;
+    let p = RawConnection::connect(&addr, true, Some(None)).await?;
     let frames = p.frames();
     let push = frames.iter().position(
         |f| matches!(f, Frame::Push { notification: Ok(Some(n)), .. } if n.kind() == kind.0),
@@ -183,27 +163,8 @@ async fn then_auto_type(w: &mut MaintWorld, client: String) -> StepResult {
             .ok_or_else(|| anyhow!("{} does not resolve", e.host))?
             .ip(),
     };
-    let internal = match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    };
     let tls = db.tls || e.tls;
-    let want = match (tls, internal) {
-        (true, true) => EndpointType::InternalFqdn,
-        (true, false) => EndpointType::ExternalFqdn,
-        (false, true) => EndpointType::InternalIp,
-        (false, false) => EndpointType::ExternalIp,
-    };
+    let want = EndpointType::for_address(Some(ip), tls);
     for s in w.maint_states(&client)? {
         if s != MaintState::On(Some(want)) {
             fail!(

@@ -2,22 +2,25 @@
 
 use anyhow::{anyhow, Result};
 use cucumber::when;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
-use super::params::KindParam;
+use super::params::{DurationParam, KindParam};
 use super::{ActionRun, MaintWorld, StepResult};
+use crate::fault_injector::{Action, BdbId, TimingOverrides};
 use crate::notification::{Kind, Notification};
+use crate::timeline;
 
 impl MaintWorld {
-    /// Posts an action for the database under test; returns its index in `actions`.
-    pub async fn start_action(&mut self, action_type: &str, mut params: Value) -> Result<usize> {
+    /// Posts the action `make` builds for the database under test; returns
+    /// its index in `actions`.
+    pub async fn start_action(&mut self, make: impl FnOnce(u64) -> Action) -> Result<usize> {
         let env = self.env()?;
-        params["bdb_id"] = json!(env.bdb_id);
+        let action = make(env.bdb_id);
         let started = Instant::now();
-        let id = env.fault_injector.trigger(action_type, params).await?;
+        let id = env.fault_injector.submit(&action).await?.action_id;
         self.actions.push(ActionRun {
-            action_type: action_type.to_string(),
+            action_type: action.type_name(),
             id,
             started,
             status: None,
@@ -35,21 +38,21 @@ impl MaintWorld {
             .clone();
         let status = self.env()?.fault_injector.wait(&run.id, patience).await?;
         self.actions[index].status = Some(status.clone());
-        if status.status != "success" && status.status != "finished" {
+        if !status.status.is_success() {
             fail!(
                 "{} action {} ended {}: {}",
                 run.action_type,
                 run.id,
                 status.status,
-                status.error.map(|e| e.to_string()).unwrap_or_default()
+                status.error_text()
             );
         }
         Ok(())
     }
 
-    /// Runs an action to its end.
-    pub async fn run_action(&mut self, action_type: &str, params: Value) -> Result<()> {
-        let i = self.start_action(action_type, params).await?;
+    /// Runs the action `make` builds for the database under test to its end.
+    pub async fn run_action(&mut self, make: impl FnOnce(u64) -> Action) -> Result<()> {
+        let i = self.start_action(make).await?;
         self.finish_action(i).await
     }
 
@@ -66,21 +69,21 @@ impl MaintWorld {
 /// `failover`: the replica is promoted.
 #[when("the database fails over")]
 async fn when_failover(w: &mut MaintWorld) -> StepResult {
-    w.run_action("failover", json!({})).await?;
+    w.run_action(Action::failover).await?;
     Ok(())
 }
 
 /// `migrate`: the primary shard moves to a new process on another node.
 #[when("the database's shard migrates to another node")]
 async fn when_migrate(w: &mut MaintWorld) -> StepResult {
-    w.run_action("migrate", json!({})).await?;
+    w.run_action(Action::migrate).await?;
     Ok(())
 }
 
 /// `bind`: the endpoint moves to another node; waits until the old one closed.
 #[when("the database endpoint is rebound to another node")]
 async fn when_bind(w: &mut MaintWorld) -> StepResult {
-    w.run_action("bind", json!({})).await?;
+    w.run_action(Action::bind).await?;
     Ok(())
 }
 
@@ -88,14 +91,30 @@ async fn when_bind(w: &mut MaintWorld) -> StepResult {
 #[when("the database endpoint is rebound to another node with MOVING sent twice")]
 async fn when_bind_repeated(w: &mut MaintWorld) -> StepResult {
     w.emulator()?;
-    w.run_action("bind", json!({"repeat": 2})).await?;
+    w.run_action(|bdb| match Action::bind(bdb) {
+        Action::Bind {
+            bdb_id,
+            endpoint_type,
+            target_node,
+            timing,
+            ..
+        } => Action::Bind {
+            bdb_id,
+            endpoint_type,
+            target_node,
+            repeat: Some(2),
+            timing,
+        },
+        other => other,
+    })
+    .await?;
     Ok(())
 }
 
 /// Starts a `bind` without waiting for it.
 #[when("a rebind of the database endpoint starts")]
 async fn when_bind_starts(w: &mut MaintWorld) -> StepResult {
-    w.start_action("bind", json!({})).await?;
+    w.start_action(Action::bind).await?;
     Ok(())
 }
 
@@ -111,15 +130,32 @@ async fn when_bind_completes(w: &mut MaintWorld) -> StepResult {
 #[when("the database's shard migrates to another node and MIGRATED is lost")]
 async fn when_migrate_lost(w: &mut MaintWorld) -> StepResult {
     w.emulator()?;
-    w.run_action("migrate", json!({"drop_completion": true}))
-        .await?;
+    w.run_action(|bdb| Action::Migrate {
+        bdb_id: BdbId(bdb),
+        shard_id: None,
+        target_node: None,
+        drop_completion: true,
+        timing: TimingOverrides::default(),
+    })
+    .await?;
     Ok(())
 }
 
-/// Starts a `migrate` whose MIGRATING comes `lead` seconds before the switch.
-#[when(expr = "a migration of the database's shard starts with a lead of {int} seconds")]
-async fn when_migrate_starts(w: &mut MaintWorld, lead: u64) -> StepResult {
-    w.start_action("migrate", json!({"lead_s": lead})).await?;
+/// Starts a `migrate` whose MIGRATING comes `lead` before the switch.
+#[when(expr = "a migration of the database's shard starts with a lead of {duration}")]
+async fn when_migrate_starts(w: &mut MaintWorld, lead: DurationParam) -> StepResult {
+    let lead = lead.bounded("the lead")?.as_secs_f64();
+    w.start_action(|bdb| Action::Migrate {
+        bdb_id: BdbId(bdb),
+        shard_id: None,
+        target_node: None,
+        drop_completion: false,
+        timing: TimingOverrides {
+            lead_s: Some(lead),
+            ..TimingOverrides::default()
+        },
+    })
+    .await?;
     Ok(())
 }
 
@@ -136,13 +172,21 @@ async fn when_migrate_completes(w: &mut MaintWorld) -> StepResult {
 
 /// `network_latency` on every endpoint of the database (emulator only); in
 /// force when the step returns.
-#[when(expr = "replies of the database are delayed by {int} ms for {int} seconds")]
-async fn when_latency(w: &mut MaintWorld, delay_ms: u64, secs: u64) -> StepResult {
+#[when(expr = "replies of the database are delayed by {duration} for {duration}")]
+async fn when_latency(
+    w: &mut MaintWorld,
+    delay: DurationParam,
+    lasting: DurationParam,
+) -> StepResult {
     w.emulator()?;
-    w.start_action(
-        "network_latency",
-        json!({"delay_ms": delay_ms, "duration_s": secs}),
-    )
+    let delay_ms = delay.bounded("the delay")?.as_millis() as u64;
+    let secs = lasting.bounded("how long it lasts")?.as_secs_f64();
+    w.start_action(|bdb| Action::NetworkLatency {
+        bdb_id: BdbId(bdb),
+        delay_ms,
+        duration_s: secs,
+        node: None,
+    })
     .await?;
     Ok(())
 }
@@ -173,7 +217,7 @@ async fn when_send_push(w: &mut MaintWorld, kind: KindParam, seq: i64) -> StepRe
         },
         other => fail!("the emulator sends MIGRATING, MIGRATED, FAILING_OVER or FAILED_OVER this way, not {other}"),
     };
-    w.send_push(&n, push_elements(&n)).await?;
+    w.send_push(&n).await?;
     Ok(())
 }
 
@@ -184,7 +228,7 @@ async fn when_moving_black_hole(w: &mut MaintWorld) -> StepResult {
     w.emulator()?;
     let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = hole.local_addr()?;
-    w.black_holes.push(hole);
+    w.resources.black_holes.push(hole);
     let n = Notification::Moving {
         seq: 901,
         time_s: 10,
@@ -193,7 +237,7 @@ async fn when_moving_black_hole(w: &mut MaintWorld) -> StepResult {
             addr.port(),
         )),
     };
-    w.send_push(&n, push_elements(&n)).await?;
+    w.send_push(&n).await?;
     Ok(())
 }
 
@@ -206,12 +250,12 @@ async fn when_moving_impostor(w: &mut MaintWorld) -> StepResult {
         .prefix("maint-e2e-impostor-")
         .tempdir()?;
     let names = ["127.0.0.1".to_string(), "localhost".to_string()];
-    let material = crate::emulator::tls::TlsMaterial::generate(dir.path(), "another CA", &names)?;
-    w.temp_dirs.push(dir);
+    let material = crate::emulator::TlsMaterial::generate(dir.path(), "another CA", &names)?;
+    w.resources.temp_dirs.push(dir);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let acceptor = material.acceptor();
-    w.tasks.push(tokio::spawn(async move {
+    w.resources.tasks.push(tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
@@ -225,44 +269,8 @@ async fn when_moving_impostor(w: &mut MaintWorld) -> StepResult {
         time_s: 10,
         endpoint: Some(crate::notification::Endpoint::new("127.0.0.1", addr.port())),
     };
-    w.send_push(&n, push_elements(&n)).await?;
+    w.send_push(&n).await?;
     Ok(())
-}
-
-/// The JSON elements of a `send_push` for `n`.
-fn push_elements(n: &Notification) -> Value {
-    match n {
-        Notification::Migrating {
-            seq,
-            time_s,
-            shards,
-        }
-        | Notification::FailingOver {
-            seq,
-            time_s,
-            shards,
-        } => {
-            let mut v = vec![json!(n.kind().as_str()), json!(seq), json!(time_s)];
-            v.extend(shards.iter().map(|s| json!(s)));
-            Value::Array(v)
-        }
-        Notification::Migrated { seq, shards } | Notification::FailedOver { seq, shards } => {
-            let mut v = vec![json!(n.kind().as_str()), json!(seq)];
-            v.extend(shards.iter().map(|s| json!(s)));
-            Value::Array(v)
-        }
-        Notification::Moving {
-            seq,
-            time_s,
-            endpoint,
-        } => json!([
-            "MOVING",
-            seq,
-            time_s,
-            endpoint.as_ref().map(|e| e.to_string())
-        ]),
-        other => json!([other.kind().as_str(), other.seq()]),
-    }
 }
 
 impl MaintWorld {
@@ -277,18 +285,22 @@ impl MaintWorld {
         self.finish_action(i).await
     }
 
-    /// Sends `push` through the emulator and waits until every client of the
-    /// scenario received `n`.
-    pub async fn send_push(&mut self, n: &Notification, push: Value) -> Result<()> {
-        self.run_action("send_push", json!({ "push": push }))
-            .await?;
+    /// Sends `n` through the emulator and waits until every client of the
+    /// scenario received it.
+    pub async fn send_push(&mut self, n: &Notification) -> Result<()> {
+        let Value::Array(push) = n.to_json() else {
+            fail!("{n} does not make a push");
+        };
+        self.run_action(|bdb| Action::SendPush {
+            bdb_id: BdbId(bdb),
+            push,
+        })
+        .await?;
         let names: Vec<String> = self.clients.keys().cloned().collect();
-        let tracker = self.tracker.clone();
         for name in names {
-            tracker
-                .wait_for(self.patience(), &format!("{n} on {name:?}"), |_| {
-                    tracker
-                        .notifications(&name)
+            self.tracker
+                .wait_on(&name, self.patience(), &format!("{n}"), |events| {
+                    timeline::notifications(events)
                         .iter()
                         .any(|r| &r.notification == n)
                         .then_some(())

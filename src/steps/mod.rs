@@ -1,11 +1,14 @@
 //! The cucumber World and the step definitions, grouped by subject:
 //! [`database`] (the target), [`clients`], [`maintenance`] (fault injector
 //! actions), [`notifications`], [`timeouts`], [`handoff`], [`handshake`],
-//! [`traffic`], [`probes`] and [`fault_injector`] (the API's own contract).
+//! [`traffic`], [`raw`] (raw connections) and [`fault_injector`] (the API's
+//! own contract).
 //!
-//! Steps stay thin: they parse their line and call World methods that return
-//! `Result`; a failure message says what was expected and what happened,
-//! with the client's event log.
+//! The World holds the target, the event tracker, one [`ClientUnderTest`] per
+//! client name, and what the scenario must clean up. Steps stay thin: they
+//! parse their line, wait on the tracker, call a claim of
+//! [`crate::timeline`], and report what was expected and what happened, with
+//! the client's timeline.
 
 /// Returns an error from a step or a World method, whatever its error type.
 macro_rules! fail {
@@ -22,7 +25,7 @@ pub mod handshake;
 pub mod maintenance;
 pub mod notifications;
 pub mod params;
-pub mod probes;
+pub mod raw;
 pub mod timeouts;
 pub mod traffic;
 
@@ -31,34 +34,23 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::client::connection::ManagedConnection;
-use crate::client::{Client, ClientFactory, ClientOptions};
-use crate::config::{DatabaseConfig, EndpointsFile, Target};
-use crate::emulator::{api, Emulator, EmulatorConfig, Timings};
-use crate::fault_injector::{ActionStatus, FaultInjectorClient};
-use crate::probe::Probe;
+use crate::client::{Client, ClientError, ClientOptions};
+use crate::config::Target;
+use crate::fault_injector::ActionStatus;
+use crate::raw::RawConnection;
+use crate::timeline::Unmet;
+use crate::timing::{
+    DEFAULT_PATIENCE, PATIENCE_MARGIN, SUITE_HANDOFF_TIMEOUT, SUITE_POST_HANDOFF_RELAXED,
+    SUITE_RELAXED_TIMEOUT, SUITE_RELAXED_WINDOW_MAX, SUITE_RESPONSE_TIMEOUT,
+};
 use crate::tracker::Tracker;
 use crate::workload::{Report, Workload};
 
-/// Names the database of the endpoints file the suite uses against an external
-/// target (default `standalone`).
-pub const DATABASE_ENV: &str = "MAINT_E2E_DATABASE";
-/// MOVING grace, in seconds, the suite expects from an external target (default 15).
-pub const GRACE_ENV: &str = "MAINT_E2E_GRACE_S";
-
-/// Names the TLS database of the endpoints file (default `standalone-tls`).
-pub const TLS_DATABASE_ENV: &str = "MAINT_E2E_TLS_DATABASE";
-
-/// Names the database of several shards behind one endpoint (default
-/// `standalone-sharded`).
-pub const SHARDED_DATABASE_ENV: &str = "MAINT_E2E_SHARDED_DATABASE";
-
-/// MOVING grace of the embedded emulator: short, so scenarios take seconds.
-pub const EMULATOR_GRACE: Duration = Duration::from_secs(2);
+pub use database::{Env, DATABASE_ENV, GRACE_ENV, SHARDED_DATABASE_ENV, TLS_DATABASE_ENV};
 
 /// A step failure: prints the whole error chain.
 pub struct Failure(anyhow::Error);
@@ -78,27 +70,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// What every step returns.
 pub type StepResult = std::result::Result<(), Failure>;
 
-/// The database under test, its fault injector and its client factory.
-pub struct Env {
-    emulator: Option<Arc<Emulator>>,
-    api_cancel: CancellationToken,
-    /// The fault injector (the emulator's or a real one).
-    pub fault_injector: FaultInjectorClient,
-    /// The database.
-    pub db: DatabaseConfig,
-    /// Its id.
-    pub bdb_id: u64,
-    /// MOVING grace to expect.
-    pub grace: Duration,
-    /// Builds the clients.
-    pub factory: ClientFactory,
-}
-
 /// A fault injector action the scenario ran.
 #[derive(Clone, Debug)]
 pub struct ActionRun {
     /// Type.
-    pub action_type: String,
+    pub action_type: &'static str,
     /// Id.
     pub id: String,
     /// When it was posted.
@@ -107,17 +83,75 @@ pub struct ActionRun {
     pub status: Option<ActionStatus>,
 }
 
-/// A request started in the background by a step.
+/// A request a step started in the background.
 pub struct InFlight {
-    /// Client it runs on.
-    pub client: String,
     /// The request's outcome and when it came.
-    pub handle: tokio::task::JoinHandle<(
-        std::result::Result<redis::Value, crate::client::ClientError>,
-        Instant,
-    )>,
+    pub handle: tokio::task::JoinHandle<(std::result::Result<redis::Value, ClientError>, Instant)>,
     /// Endpoint of the connection it was sent on.
     pub endpoint: Option<String>,
+}
+
+/// Background traffic of a client and, once stopped, what it did.
+pub struct Traffic {
+    /// The traffic, running or stopped (its ledger outlives it).
+    pub workload: Workload,
+    /// What it did, once stopped.
+    pub report: Option<Report>,
+}
+
+/// Everything that belongs to one client under test.
+#[derive(Default)]
+pub struct ClientUnderTest {
+    /// The client, once it connected.
+    pub client: Option<Arc<Client>>,
+    /// Why connecting failed, when it did.
+    pub connect_error: Option<String>,
+    /// Connections steps opened, in order.
+    pub opened: Vec<Arc<ManagedConnection>>,
+    /// Its background traffic.
+    pub traffic: Option<Traffic>,
+    /// A request it has in flight.
+    pub in_flight: Option<InFlight>,
+}
+
+impl ClientUnderTest {
+    async fn close(&mut self) {
+        if let Some(t) = &mut self.traffic {
+            t.workload.stop().await;
+        }
+        if let Some(f) = self.in_flight.take() {
+            f.handle.abort();
+        }
+        if let Some(c) = &self.client {
+            c.close().await;
+        }
+    }
+}
+
+/// What a scenario started that must be stopped when it ends.
+#[derive(Default)]
+pub struct Resources {
+    /// Listeners that accept connections and never answer.
+    pub black_holes: Vec<tokio::net::TcpListener>,
+    /// A plain redis-server that knows nothing of maintenance notifications.
+    pub plain_server: Option<(crate::emulator::Shard, tempfile::TempDir)>,
+    /// Background tasks a step started.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Folders a step made.
+    pub temp_dirs: Vec<tempfile::TempDir>,
+}
+
+impl Resources {
+    async fn release(&mut self) {
+        self.black_holes.clear();
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.temp_dirs.clear();
+        if let Some((shard, _dir)) = self.plain_server.take() {
+            shard.stop().await;
+        }
+    }
 }
 
 /// Per-scenario state: everything a scenario creates is its own.
@@ -129,37 +163,19 @@ pub struct MaintWorld {
     pub env: Option<Env>,
     /// Every client event.
     pub tracker: Arc<Tracker>,
-    /// Clients by name.
-    pub clients: BTreeMap<String, Arc<Client>>,
-    /// Connections opened by steps, by client.
-    pub extra_connections: BTreeMap<String, Vec<Arc<ManagedConnection>>>,
-    /// Background traffic by client.
-    pub workloads: BTreeMap<String, Workload>,
-    /// Stopped workloads, kept for their ledgers.
-    pub workloads_done: BTreeMap<String, Workload>,
-    /// Reports of stopped traffic.
-    pub reports: BTreeMap<String, Report>,
-    /// Raw probes by name.
-    pub probes: BTreeMap<String, Probe>,
+    /// The clients under test, by name.
+    pub clients: BTreeMap<String, ClientUnderTest>,
+    /// Raw connections, by name.
+    pub raw: BTreeMap<String, RawConnection>,
     /// Actions run, in order.
     pub actions: Vec<ActionRun>,
-    /// A request started in the background.
-    pub in_flight: Option<InFlight>,
+    /// What the scenario did through the fault injector: databases created
+    /// and deleted, actions it watches, refusals, cluster settings to restore.
+    pub injector: fault_injector::InjectorRecord,
     /// Unique key prefix of this scenario.
     pub prefix: String,
-    /// Listeners that accept connections and never answer.
-    pub black_holes: Vec<tokio::net::TcpListener>,
-    /// A plain redis-server that knows nothing of maintenance notifications.
-    pub plain_server: Option<(crate::emulator::shard::Shard, tempfile::TempDir)>,
-    /// Why the last `... connects` step failed to connect.
-    pub connect_error: Option<String>,
-    /// What the scenario did through the fault injector: databases created
-    /// and deleted, the action it watches, refusals, cluster settings to restore.
-    pub injector: fault_injector::InjectorRecord,
-    /// Background tasks a step started (stopped at teardown).
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Folders a step made (removed at teardown).
-    pub temp_dirs: Vec<tempfile::TempDir>,
+    /// What the teardown stops.
+    pub resources: Resources,
 }
 
 impl fmt::Debug for MaintWorld {
@@ -183,20 +199,11 @@ impl MaintWorld {
             env: None,
             tracker: Arc::new(Tracker::new()),
             clients: BTreeMap::new(),
-            extra_connections: BTreeMap::new(),
-            workloads: BTreeMap::new(),
-            workloads_done: BTreeMap::new(),
-            reports: BTreeMap::new(),
-            probes: BTreeMap::new(),
+            raw: BTreeMap::new(),
             actions: Vec::new(),
-            in_flight: None,
-            prefix: format!("maint-e2e:{}:{n}", std::process::id()),
-            black_holes: Vec::new(),
-            plain_server: None,
-            connect_error: None,
             injector: fault_injector::InjectorRecord::default(),
-            tasks: Vec::new(),
-            temp_dirs: Vec::new(),
+            prefix: format!("maint-e2e:{}:{n}", std::process::id()),
+            resources: Resources::default(),
         })
     }
 
@@ -205,188 +212,69 @@ impl MaintWorld {
         matches!(self.target, Ok(Target::Emulator))
     }
 
-    /// The environment, or an error saying which step sets it up.
-    pub fn env(&self) -> Result<&Env> {
-        self.env.as_ref().ok_or_else(|| {
-            anyhow!("no database yet: start the scenario with `Given a standalone database`")
-        })
-    }
-
-    /// Sets up the database under test: a fresh emulator, or the one the
-    /// endpoints file names.
-    pub async fn setup_database(&mut self) -> Result<()> {
-        if self.env.is_some() {
-            // Already set up (by the Background, say): one database per scenario.
-            return Ok(());
-        }
-        let target = self.target.clone().map_err(|e| anyhow!(e))?;
-        let env = match target {
-            Target::Emulator => {
-                let emulator = Emulator::new(EmulatorConfig {
-                    nodes: 3,
-                    timings: Timings::fast(EMULATOR_GRACE),
-                    ..EmulatorConfig::default()
-                })?;
-                let cancel = CancellationToken::new();
-                let addr = api::serve(emulator.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
-                    .await?;
-                let fi = FaultInjectorClient::new(&format!("http://{addr}"))?;
-                let (_, bdb_id) = fi
-                    .create_database(
-                        serde_json::json!({"name": "standalone", "replication": true}),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .context("creating the database on the emulator")?;
-                let db = emulator.endpoints_file().database("standalone")?.clone();
-                Env {
-                    emulator: Some(emulator),
-                    api_cancel: cancel,
-                    fault_injector: fi,
-                    bdb_id,
-                    grace: EMULATOR_GRACE,
-                    factory: ClientFactory::new(db.clone(), self.tracker.clone()),
-                    db,
-                }
-            }
-            Target::External {
-                endpoints,
-                fault_injector,
-            } => {
-                let file = EndpointsFile::load(&endpoints)?;
-                let name = std::env::var(DATABASE_ENV).unwrap_or_else(|_| "standalone".into());
-                let db = file.database(&name)?.clone();
-                let bdb_id = db.bdb_id.ok_or_else(|| {
-                    anyhow!(
-                        "database {name:?} in {} has no bdb_id; the fault injector needs it",
-                        endpoints.display()
-                    )
-                })?;
-                let grace = match std::env::var(GRACE_ENV) {
-                    Ok(v) => Duration::from_secs_f64(v.parse().with_context(|| {
-                        format!("{GRACE_ENV}={v:?} is not a number of seconds")
-                    })?),
-                    Err(_) => Duration::from_secs(15),
-                };
-                let fi = FaultInjectorClient::new(&fault_injector)?;
-                fi.health().await?;
-                Env {
-                    emulator: None,
-                    api_cancel: CancellationToken::new(),
-                    fault_injector: fi,
-                    bdb_id,
-                    grace,
-                    factory: ClientFactory::new(db.clone(), self.tracker.clone()),
-                    db,
-                }
-            }
-        };
-        self.env = Some(env);
-        Ok(())
-    }
-
-    /// Switches the scenario to a TLS database: one the emulator creates, or the
-    /// one [`TLS_DATABASE_ENV`] names in the endpoints file.
-    pub async fn use_tls_database(&mut self) -> Result<()> {
-        let config = serde_json::json!({"tls": true, "replication": true});
-        self.switch_database(
-            "standalone-tls",
-            TLS_DATABASE_ENV,
-            config,
-            |db, name, file| {
-                if !db.tls {
-                    anyhow::bail!(
-                        "database {name:?} in {file} is not a TLS database (tls: true, rediss://)"
-                    );
-                }
-                Ok(())
-            },
-        )
-        .await
-    }
-
-    /// Switches the scenario to a database of `shards` primary shards behind one
-    /// endpoint: one the emulator creates, or the one
-    /// [`SHARDED_DATABASE_ENV`] names in the endpoints file.
-    pub async fn use_sharded_database(&mut self, shards: u32) -> Result<()> {
-        let config = serde_json::json!({"sharding": true, "shards_count": shards, "proxy_policy": "single", "replication": true});
-        self.switch_database(
-            "standalone-sharded",
-            SHARDED_DATABASE_ENV,
-            config,
-            |_, _, _| Ok(()),
-        )
-        .await
-    }
-
-    /// Switches the scenario to another database: on the emulator, one created
-    /// with `config` and named `name`; against a cluster, the one `env_var`
-    /// names in the endpoints file (default `name`), checked by `check`.
-    async fn switch_database(
-        &mut self,
-        name: &str,
-        env_var: &str,
-        mut config: serde_json::Value,
-        check: impl Fn(&DatabaseConfig, &str, &str) -> Result<()>,
-    ) -> Result<()> {
-        self.setup_database().await?;
-        let target = self.target.clone().map_err(|e| anyhow!(e))?;
-        let patience = self.patience();
-        let env = self.env.as_mut().expect("set up above");
-        let (db, bdb_id) = match target {
-            Target::Emulator => {
-                config["name"] = name.into();
-                let (_, id) = env
-                    .fault_injector
-                    .create_database(config, patience)
-                    .await
-                    .with_context(|| format!("creating the database {name:?} on the emulator"))?;
-                let emu = env.emulator.as_ref().expect("an emulator target has one");
-                (emu.endpoints_file().database(name)?.clone(), id)
-            }
-            Target::External { endpoints, .. } => {
-                let name = std::env::var(env_var).unwrap_or_else(|_| name.into());
-                let file = EndpointsFile::load(&endpoints)?;
-                let shown = endpoints.display().to_string();
-                let db = file.database(&name).with_context(|| {
-                    format!("this scenario needs the database {name:?}: add it to {shown} or set {env_var}")
-                })?;
-                check(db, &name, &shown)?;
-                let id = db
-                    .bdb_id
-                    .ok_or_else(|| anyhow!("database {name:?} has no bdb_id"))?;
-                (db.clone(), id)
-            }
-        };
-        env.factory = ClientFactory::new(db.clone(), self.tracker.clone());
-        env.db = db;
-        env.bdb_id = bdb_id;
-        Ok(())
-    }
-
-    /// The emulator, for steps that need control only it gives.
-    pub fn emulator(&self) -> Result<Arc<Emulator>> {
-        self.env()?.emulator.clone().ok_or_else(|| {
-            anyhow!("this step needs the embedded emulator; tag the scenario @emulator")
-        })
-    }
-
-    /// A client by name.
-    pub fn client(&self, name: &str) -> Result<Arc<Client>> {
-        self.clients.get(name).cloned().ok_or_else(|| {
+    /// The record of a client under test.
+    pub fn record(&self, name: &str) -> Result<&ClientUnderTest> {
+        self.clients.get(name).ok_or_else(|| {
             anyhow!("no client named {name:?}; create it with `Given a client \"{name}\" ...`")
         })
+    }
+
+    /// The record of a client under test, to change it.
+    pub fn record_mut(&mut self, name: &str) -> Result<&mut ClientUnderTest> {
+        self.clients.get_mut(name).ok_or_else(|| {
+            anyhow!("no client named {name:?}; create it with `Given a client \"{name}\" ...`")
+        })
+    }
+
+    /// A connected client by name.
+    pub fn client(&self, name: &str) -> Result<Arc<Client>> {
+        let r = self.record(name)?;
+        r.client.clone().ok_or_else(|| {
+            anyhow!(
+                "client {name:?} did not connect: {}",
+                r.connect_error.as_deref().unwrap_or("no attempt made")
+            )
+        })
+    }
+
+    /// Records what connecting a client named `name` gave.
+    pub fn add_client(
+        &mut self,
+        name: &str,
+        made: std::result::Result<Arc<Client>, ClientError>,
+    ) -> Result<()> {
+        if self.clients.get(name).is_some_and(|r| r.client.is_some()) {
+            fail!("a client named {name:?} exists already in this scenario");
+        }
+        let (client, connect_error) = match made {
+            Ok(c) => (Some(c), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        self.clients.insert(
+            name.to_string(),
+            ClientUnderTest {
+                client,
+                connect_error,
+                ..ClientUnderTest::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// A claim that did not hold, with the timeline of `client`.
+    pub fn unmet(&self, client: &str, e: Unmet) -> anyhow::Error {
+        anyhow!("{client:?}: {e}:\n{}", self.tracker.describe(client))
     }
 
     /// Client options the suite uses: the defaults of `CLIENT.md` scaled to
     /// the target's grace so that scenarios take seconds.
     pub fn suite_options(&self) -> ClientOptions {
         ClientOptions {
-            relaxed_timeout: Duration::from_secs(3),
-            relaxed_window_max: Some(Duration::from_secs(20)),
-            post_handoff_relaxed: Some(Duration::from_millis(300)),
-            handoff_timeout: Duration::from_secs(3),
-            response_timeout: Some(Duration::from_secs(1)),
+            relaxed_timeout: SUITE_RELAXED_TIMEOUT,
+            relaxed_window_max: Some(SUITE_RELAXED_WINDOW_MAX),
+            post_handoff_relaxed: Some(SUITE_POST_HANDOFF_RELAXED),
+            handoff_timeout: SUITE_HANDOFF_TIMEOUT,
+            response_timeout: Some(SUITE_RESPONSE_TIMEOUT),
             ..ClientOptions::default()
         }
     }
@@ -395,49 +283,27 @@ impl MaintWorld {
     pub fn patience(&self) -> Duration {
         self.env
             .as_ref()
-            .map(|e| e.grace * 3 + Duration::from_secs(10))
-            .unwrap_or(Duration::from_secs(30))
+            .map(|e| e.grace * 3 + PATIENCE_MARGIN)
+            .unwrap_or(DEFAULT_PATIENCE)
     }
 
     /// Stops everything the scenario started.
     pub async fn teardown(&mut self) {
-        if let Some(w) = self.injector.watched.take() {
-            w.watch.abort();
-        }
+        self.injector.stop_watching();
         if std::mem::take(&mut self.injector.notifications_turned_off) {
             if let Err(e) = self.set_cluster_notifications(true).await {
                 tracing::warn!("turning maintenance notifications back on: {e:#}");
             }
         }
         self.delete_created().await;
-        for w in self.workloads.values_mut() {
-            w.stop().await;
-        }
-        self.workloads.clear();
-        self.probes.clear();
-        if let Some(f) = self.in_flight.take() {
-            f.handle.abort();
-        }
-        for c in self.clients.values() {
-            c.close().await;
+        self.raw.clear();
+        for r in self.clients.values_mut() {
+            r.close().await;
         }
         self.clients.clear();
-        self.black_holes.clear();
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
-        self.temp_dirs.clear();
-        if let Some((shard, _dir)) = self.plain_server.take() {
-            shard.stop().await;
-        }
+        self.resources.release().await;
         if let Some(env) = self.env.take() {
-            env.factory.destroy_all().await;
-            env.api_cancel.cancel();
-            if let Some(emu) = env.emulator {
-                let t = Instant::now();
-                emu.shutdown().await;
-                tracing::debug!(took = ?t.elapsed(), "emulator stopped");
-            }
+            env.stop().await;
         }
     }
 }

@@ -8,9 +8,8 @@ use cucumber::then;
 
 use super::params::{EndpointForm, KindParam};
 use super::{MaintWorld, StepResult};
-use crate::client::EventKind;
 use crate::notification::{Kind, Notification};
-use crate::tracker::Received;
+use crate::timeline::{self, Received};
 
 impl MaintWorld {
     /// Waits until some connection of `client` received `first` (seq N) and then
@@ -21,29 +20,12 @@ impl MaintWorld {
         first: Kind,
         second: Kind,
     ) -> Result<(Received, Received)> {
-        let tracker = self.tracker.clone();
-        let found = tracker
-            .wait_for(
-                self.patience(),
-                &format!("{first} then {second} on one connection of {client:?}"),
-                |_| {
-                    let got = tracker.notifications(client);
-                    got.iter()
-                        .filter(|a| a.notification.kind() == first)
-                        .find_map(|a| {
-                            got.iter()
-                                .find(|b| {
-                                    b.conn == a.conn
-                                        && b.notification.kind() == second
-                                        && b.notification.seq() == a.notification.seq() + 1
-                                        && b.at >= a.at
-                                })
-                                .map(|b| (a.clone(), b.clone()))
-                        })
-                },
-            )
-            .await;
-        found.map_err(|e| anyhow!("{e}; {client:?} saw:\n{}", self.tracker.describe(client)))
+        let what = format!("{first} then {second} on one connection");
+        self.tracker
+            .wait_on(client, self.patience(), &what, |events| {
+                timeline::pair(events, first, second)
+            })
+            .await
     }
 }
 
@@ -70,37 +52,8 @@ async fn then_relaxed_between(
     second: KindParam,
 ) -> StepResult {
     let (a, b) = w.wait_pair(&client, first.0, second.0).await?;
-    let events = w.tracker.of_client(&client);
-    let on_conn: Vec<_> = events.iter().filter(|e| e.conn == a.conn).collect();
-    // The relax state when `a` arrived and every change until `b`.
-    let mut relaxed = false;
-    for e in &on_conn {
-        if e.at > b.at {
-            break;
-        }
-        match e.kind {
-            EventKind::Relaxed { .. } => relaxed = true,
-            EventKind::Unrelaxed { .. } if e.at >= a.at => {
-                fail!(
-                    "connection {} of {client:?} was un-relaxed before {}:\n{}",
-                    a.conn,
-                    b.notification,
-                    w.tracker.describe(&client)
-                )
-            }
-            EventKind::Unrelaxed { .. } => relaxed = false,
-            _ => {}
-        }
-    }
-    if !relaxed {
-        fail!(
-            "connection {} of {client:?} was never relaxed between {} and {}:\n{}",
-            a.conn,
-            a.notification,
-            b.notification,
-            w.tracker.describe(&client)
-        );
-    }
+    timeline::relaxed_over(&w.tracker.timeline(&client), a.conn, a.at, b.at)
+        .map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }
 
@@ -144,28 +97,9 @@ async fn then_counts(w: &mut MaintWorld, step: &Step, client: String) -> StepRes
     let c = w.client(&client)?;
     let mut conns: Vec<u64> = c.connections().iter().map(|c| c.id).collect();
     conns.sort();
+    let events = w.tracker.timeline(&client);
     for conn in conns {
-        let mut got: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for r in w
-            .tracker
-            .notifications(&client)
-            .iter()
-            // Replays at set-up repeat an event the connection may have seen.
-            .filter(|r| r.conn == conn && !r.at_setup)
-        {
-            *got.entry(r.notification.kind().as_str()).or_insert(0) += 1;
-        }
-        let want_nonzero: BTreeMap<_, _> = want
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| (*k, *n))
-            .collect();
-        if got != want_nonzero {
-            fail!(
-                "connection {conn} of {client:?} received {got:?}, expected exactly {want_nonzero:?}:\n{}",
-                w.tracker.describe(&client)
-            );
-        }
+        timeline::exact_counts(&events, conn, &want).map_err(|e| w.unmet(&client, e))?;
     }
     Ok(())
 }
@@ -173,7 +107,7 @@ async fn then_counts(w: &mut MaintWorld, step: &Step, client: String) -> StepRes
 /// No notification at all.
 #[then(expr = "{string} received no notification")]
 async fn then_none(w: &mut MaintWorld, client: String) -> StepResult {
-    let got = w.tracker.notifications(&client);
+    let got = timeline::notifications(&w.tracker.timeline(&client));
     if !got.is_empty() {
         fail!(
             "{client:?} received {} notifications:\n{}",

@@ -15,7 +15,7 @@ pub struct ModeParam(pub Mode);
 impl FromStr for ModeParam {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Mode::parse(s).map(ModeParam)
+        Mode::parse(s).map(ModeParam).map_err(|e| e.to_string())
     }
 }
 
@@ -30,7 +30,9 @@ pub struct EndpointTypeParam(pub EndpointType);
 impl FromStr for EndpointTypeParam {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        EndpointType::parse(s).map(EndpointTypeParam)
+        EndpointType::parse(s)
+            .map(EndpointTypeParam)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -102,6 +104,15 @@ impl EndpointForm {
 #[param(name = "duration", regex = r"\d+(?:\.\d+)? ?(?:ms|s|min)|unbounded")]
 pub struct DurationParam(pub Option<std::time::Duration>);
 
+impl DurationParam {
+    /// The duration, or an error for `unbounded` where a step needs a bound.
+    pub fn bounded(self, what: &str) -> anyhow::Result<std::time::Duration> {
+        self.0.ok_or_else(|| {
+            anyhow::anyhow!("{what} cannot be unbounded; write it as 500 ms, 3 s or 2 min")
+        })
+    }
+}
+
 impl FromStr for DurationParam {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -146,7 +157,9 @@ impl FromStr for EndpointSettingParam {
         if s == "auto" {
             return Ok(EndpointSettingParam(EndpointTypeSetting::Auto));
         }
-        EndpointType::parse(s).map(|t| EndpointSettingParam(EndpointTypeSetting::Fixed(t)))
+        EndpointType::parse(s)
+            .map(|t| EndpointSettingParam(EndpointTypeSetting::Fixed(t)))
+            .map_err(|e| e.to_string())
     }
 }
 

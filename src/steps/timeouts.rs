@@ -10,77 +10,25 @@ use tokio::time::Instant;
 use super::params::{DurationParam, KindParam};
 use super::{MaintWorld, StepResult};
 use crate::client::connection::{ManagedConnection, Relaxation};
-use crate::client::{ClientError, EventKind};
+use crate::client::ClientError;
 use crate::notification::Kind;
-use crate::tracker::Received;
-
-fn show(d: Option<Duration>) -> String {
-    d.map_or("unbounded".into(), |d| format!("{d:?}"))
-}
+use crate::timeline::{self, in_band, show, Received};
+use crate::timing::{BAND_SLACK, CLUSTER_REPLAY_WITHIN};
 
 impl MaintWorld {
     /// Waits until `client` received a live `kind`; returns the latest one.
     pub async fn wait_received(&self, client: &str, kind: Kind) -> Result<Received> {
-        let tracker = self.tracker.clone();
-        tracker
-            .wait_for(self.patience(), &format!("{kind} on {client:?}"), |_| {
-                tracker
-                    .notifications_of(client, kind)
-                    .into_iter()
-                    .rfind(|r| !r.at_setup)
+        self.tracker
+            .wait_on(client, self.patience(), &format!("{kind}"), |events| {
+                timeline::latest_live(events, kind)
             })
             .await
-            .map_err(|e| anyhow!("{e}; {client:?} saw:\n{}", self.tracker.describe(client)))
     }
 
     /// The connection a step opened last for `client`.
     pub fn new_connection(&self, client: &str) -> Result<std::sync::Arc<ManagedConnection>> {
-        self.extra_connections
-            .get(client)
-            .and_then(|v| v.last())
-            .cloned()
-            .ok_or_else(|| {
-                anyhow!("{client:?} opened no new connection; use `When \"{client}\" opens a new connection`")
-            })
-    }
-
-    /// The relaxed timeout in force on connection `conn` of `client` over
-    /// `[from, to]`: it must have been relaxed throughout.
-    fn relaxed_over(
-        &self,
-        client: &str,
-        conn: u64,
-        from: Instant,
-        to: Instant,
-    ) -> Result<Option<Duration>> {
-        let mut state: Option<Option<Duration>> = None;
-        let mut seen = None;
-        for e in self.tracker.of_client(client) {
-            if e.conn != conn || e.at > to {
-                continue;
-            }
-            match e.kind {
-                EventKind::Relaxed { timeout } => {
-                    state = Some(timeout);
-                    if e.at >= from {
-                        seen = Some(timeout);
-                    }
-                }
-                EventKind::Unrelaxed { .. } if e.at > from => {
-                    fail!(
-                        "connection {conn} of {client:?} was un-relaxed inside the window:\n{}",
-                        self.tracker.describe(client)
-                    )
-                }
-                EventKind::Unrelaxed { .. } => state = None,
-                _ => {}
-            }
-        }
-        seen.or(state).ok_or_else(|| {
-            anyhow!(
-                "connection {conn} of {client:?} was not relaxed in the window:\n{}",
-                self.tracker.describe(client)
-            )
+        self.record(client)?.opened.last().cloned().ok_or_else(|| {
+            anyhow!("{client:?} opened no new connection; use `When \"{client}\" opens a new connection`")
         })
     }
 }
@@ -102,7 +50,7 @@ async fn then_receives(w: &mut MaintWorld, client: String, kind: KindParam) -> S
 /// Nothing of `kind` arrived so far.
 #[then(expr = "{string} received no {kind}")]
 async fn then_received_no(w: &mut MaintWorld, client: String, kind: KindParam) -> StepResult {
-    let got = w.tracker.notifications_of(&client, kind.0);
+    let got = timeline::notifications_of(&w.tracker.timeline(&client), kind.0);
     if !got.is_empty() {
         fail!(
             "{client:?} received {} {}:\n{}",
@@ -124,7 +72,8 @@ async fn then_relaxed_to(
     second: KindParam,
 ) -> StepResult {
     let (a, b) = w.wait_pair(&client, first.0, second.0).await?;
-    let got = w.relaxed_over(&client, a.conn, a.at, b.at)?;
+    let got = timeline::relaxed_over(&w.tracker.timeline(&client), a.conn, a.at, b.at)
+        .map_err(|e| w.unmet(&client, e))?;
     if got != timeout.0 {
         fail!(
             "connection {} of {client:?} was relaxed to {} between {} and {}, expected {}",
@@ -139,45 +88,34 @@ async fn then_relaxed_to(
 }
 
 /// The configured timeout came back, on the connection that received the
-/// latest `kind`, within a band of seconds after it.
+/// latest `kind`, within a band after it.
 #[then(
-    expr = "{string} returns to a timeout of {duration} between {float} and {float} seconds after {kind}"
+    expr = "{string} returns to a timeout of {duration} between {duration} and {duration} after {kind}"
 )]
 async fn then_returns_after(
     w: &mut MaintWorld,
     client: String,
     timeout: DurationParam,
-    lo: f64,
-    hi: f64,
+    lo: DurationParam,
+    hi: DurationParam,
     kind: KindParam,
 ) -> StepResult {
+    let (lo, hi) = (lo.bounded("a band")?, hi.bounded("a band")?);
     let r = w.wait_received(&client, kind.0).await?;
-    let tracker = w.tracker.clone();
-    let name = client.clone();
-    let within = Duration::from_secs_f64(hi) + Duration::from_secs(2);
-    let (at, got) = tracker
-        .wait_for(within, "the connection to be un-relaxed", |events| {
-            events.iter().find_map(|e| match e.kind {
-                EventKind::Unrelaxed { timeout }
-                    if e.client == name && e.conn == r.conn && e.at >= r.at =>
-                {
-                    Some((e.at, timeout))
-                }
-                _ => None,
-            })
-        })
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "{e} after {}:\n{}",
-                r.notification,
-                w.tracker.describe(&client)
-            )
-        })?;
-    let took = (at - r.at).as_secs_f64();
-    if got != timeout.0 || !(lo..=hi).contains(&took) {
+    let within = hi + BAND_SLACK;
+    let (at, got) = w
+        .tracker
+        .wait_on(
+            &client,
+            within,
+            "the connection to be un-relaxed",
+            |events| timeline::unrelaxed_after(events, r.conn, r.at),
+        )
+        .await?;
+    let took = at - r.at;
+    if got != timeout.0 || !in_band(took, lo, hi) {
         fail!(
-            "connection {} of {client:?} returned to {} {took:.3} s after {}; expected {} between {lo} and {hi} s:\n{}",
+            "connection {} of {client:?} returned to {} {took:?} after {}; expected {} between {lo:?} and {hi:?}:\n{}",
             r.conn,
             show(got),
             r.notification,
@@ -195,32 +133,8 @@ async fn then_timeout_throughout(
     client: String,
     timeout: DurationParam,
 ) -> StepResult {
-    let mut relaxations = 0;
-    for e in w.tracker.of_client(&client) {
-        let t = match e.kind {
-            EventKind::Relaxed { timeout } => {
-                relaxations += 1;
-                timeout
-            }
-            EventKind::Unrelaxed { timeout } => timeout,
-            _ => continue,
-        };
-        if t != timeout.0 {
-            fail!(
-                "connection {} of {client:?} went to {} during maintenance; it must stay {}:\n{}",
-                e.conn,
-                show(t),
-                show(timeout.0),
-                w.tracker.describe(&client)
-            );
-        }
-    }
-    if relaxations == 0 {
-        fail!(
-            "{client:?} never entered a window, so nothing was shown:\n{}",
-            w.tracker.describe(&client)
-        );
-    }
+    timeline::timeout_throughout(&w.tracker.timeline(&client), timeout.0)
+        .map_err(|e| w.unmet(&client, e))?;
     for c in w.client(&client)?.connections() {
         if c.effective_timeout() != timeout.0 {
             fail!(
@@ -234,18 +148,15 @@ async fn then_timeout_throughout(
     Ok(())
 }
 
-/// No connection is un-relaxed for `ms` milliseconds.
-#[then(expr = "{string} is still relaxed {int} ms later")]
-async fn then_still_relaxed(w: &mut MaintWorld, client: String, ms: u64) -> StepResult {
+/// No connection is un-relaxed for `d`.
+#[then(expr = "{string} is still relaxed {duration} later")]
+async fn then_still_relaxed(w: &mut MaintWorld, client: String, d: DurationParam) -> StepResult {
+    let d = d.bounded("the wait")?;
     let since = Instant::now();
-    let tracker = w.tracker.clone();
-    let name = client.clone();
-    let unrelaxed = tracker
-        .wait_for(Duration::from_millis(ms), "an un-relax", |events| {
-            events.iter().find_map(|e| {
-                (e.client == name && e.at >= since && matches!(e.kind, EventKind::Unrelaxed { .. }))
-                    .then_some(e.conn)
-            })
+    let unrelaxed = w
+        .tracker
+        .wait_on(&client, d, "an un-relax", |events| {
+            timeline::any_unrelaxed_after(events, since)
         })
         .await;
     if let Ok(conn) = unrelaxed {
@@ -273,16 +184,14 @@ async fn then_tail_ends(w: &mut MaintWorld, client: String) -> StepResult {
     let tail = c.options().post_relaxed();
     let configured = c.options().response_timeout;
     let conns = c.connections();
-    let tracker = w.tracker.clone();
-    tracker
-        .wait_for(w.patience(), "every window to close", |_| {
+    w.tracker
+        .wait_on(&client, w.patience(), "every window to close", |_| {
             conns
                 .iter()
                 .all(|c| !matches!(c.relaxation(), Relaxation::Windows { .. }))
                 .then_some(())
         })
-        .await
-        .map_err(|e| anyhow!("{e}:\n{}", w.tracker.describe(&client)))?;
+        .await?;
     let now = Instant::now();
     for conn in &conns {
         match conn.relaxation() {
@@ -307,35 +216,28 @@ async fn then_replay_opens_nothing(
     kind: KindParam,
 ) -> StepResult {
     let conn = w.new_connection(&client)?;
-    let tracker = w.tracker.clone();
-    let name = client.clone();
-    let replayed = |_: &[crate::client::ClientEvent]| {
-        tracker
-            .notifications_of(&name, kind.0)
-            .into_iter()
-            .find(|r| r.conn == conn.id && r.at_setup)
-    };
     // The emulator replays the last completion; a real server may or may not.
     let within = if w.on_emulator() {
         w.patience()
     } else {
-        Duration::from_secs(1)
+        CLUSTER_REPLAY_WITHIN
     };
-    let got = tracker
-        .wait_for(within, &format!("{} replayed at set-up", kind.0), replayed)
+    let got = w
+        .tracker
+        .wait_on(
+            &client,
+            within,
+            &format!("{} replayed at set-up", kind.0),
+            |events| timeline::replayed_at_setup(events, conn.id, kind.0),
+        )
         .await;
-    if got.is_err() && w.on_emulator() {
+    if let (Err(e), true) = (&got, w.on_emulator()) {
         fail!(
-            "the emulator did not replay {} to the new connection:\n{}",
-            kind.0,
-            w.tracker.describe(&client)
+            "the emulator did not replay {} to the new connection: {e}",
+            kind.0
         );
     }
-    let relaxed = w
-        .tracker
-        .of_client(&client)
-        .into_iter()
-        .any(|e| e.conn == conn.id && matches!(e.kind, EventKind::Relaxed { .. }));
+    let relaxed = timeline::ever_relaxed(&w.tracker.timeline(&client), conn.id);
     if relaxed || conn.is_relaxed() {
         fail!(
             "the replayed {} relaxed connection {}:\n{}",
@@ -351,17 +253,14 @@ async fn then_replay_opens_nothing(
 #[then(expr = "the new connection of {string} received {kind} at set-up and is relaxed")]
 async fn then_setup_window(w: &mut MaintWorld, client: String, kind: KindParam) -> StepResult {
     let conn = w.new_connection(&client)?;
-    let tracker = w.tracker.clone();
-    let name = client.clone();
-    tracker
-        .wait_for(w.patience(), &format!("{} at set-up", kind.0), |_| {
-            tracker
-                .notifications_of(&name, kind.0)
-                .into_iter()
-                .find(|r| r.conn == conn.id && r.at_setup)
-        })
-        .await
-        .map_err(|e| anyhow!("{e}:\n{}", w.tracker.describe(&client)))?;
+    w.tracker
+        .wait_on(
+            &client,
+            w.patience(),
+            &format!("{} at set-up", kind.0),
+            |events| timeline::replayed_at_setup(events, conn.id, kind.0),
+        )
+        .await?;
     if !conn.is_relaxed() {
         fail!(
             "connection {} of {client:?} received {} at set-up but is not relaxed:\n{}",
@@ -378,7 +277,7 @@ impl MaintWorld {
     async fn timed_get(
         &self,
         client: &str,
-    ) -> Result<(std::result::Result<redis::Value, ClientError>, f64)> {
+    ) -> Result<(std::result::Result<redis::Value, ClientError>, Duration)> {
         let c = self.client(client)?;
         let conn = c
             .connections()
@@ -388,19 +287,25 @@ impl MaintWorld {
         let key = format!("{}:{client}:slow", self.prefix);
         let started = Instant::now();
         let r = conn.query(redis::cmd("GET").arg(key)).await;
-        Ok((r, started.elapsed().as_secs_f64()))
+        Ok((r, started.elapsed()))
     }
 }
 
-/// A GET succeeds, within a band of seconds.
-#[then(expr = "a GET from {string} succeeds after between {float} and {float} seconds")]
-async fn then_get_succeeds(w: &mut MaintWorld, client: String, lo: f64, hi: f64) -> StepResult {
+/// A GET succeeds, within a band.
+#[then(expr = "a GET from {string} succeeds after between {duration} and {duration}")]
+async fn then_get_succeeds(
+    w: &mut MaintWorld,
+    client: String,
+    lo: DurationParam,
+    hi: DurationParam,
+) -> StepResult {
+    let (lo, hi) = (lo.bounded("a band")?, hi.bounded("a band")?);
     let (r, took) = w.timed_get(&client).await?;
     match r {
-        Ok(_) if (lo..=hi).contains(&took) => Ok(()),
-        Ok(_) => fail!("the GET succeeded after {took:.3} s, expected between {lo} and {hi} s"),
+        Ok(_) if in_band(took, lo, hi) => Ok(()),
+        Ok(_) => fail!("the GET succeeded after {took:?}, expected between {lo:?} and {hi:?}"),
         Err(e) => fail!(
-            "the GET failed after {took:.3} s: {e}:\n{}",
+            "the GET failed after {took:?}: {e}:\n{}",
             w.tracker.describe(&client)
         ),
     }
@@ -408,16 +313,22 @@ async fn then_get_succeeds(w: &mut MaintWorld, client: String, lo: f64, hi: f64)
 
 /// A GET times out, classified as a timeout outside any window.
 #[then(
-    expr = "a GET from {string} fails with a timeout outside a maintenance window after between {float} and {float} seconds"
+    expr = "a GET from {string} fails with a timeout outside a maintenance window after between {duration} and {duration}"
 )]
-async fn then_get_times_out(w: &mut MaintWorld, client: String, lo: f64, hi: f64) -> StepResult {
+async fn then_get_times_out(
+    w: &mut MaintWorld,
+    client: String,
+    lo: DurationParam,
+    hi: DurationParam,
+) -> StepResult {
+    let (lo, hi) = (lo.bounded("a band")?, hi.bounded("a band")?);
     let (r, took) = w.timed_get(&client).await?;
     match r {
         Err(ClientError::Timeout {
             in_window: false, ..
-        }) if (lo..=hi).contains(&took) => Ok(()),
+        }) if in_band(took, lo, hi) => Ok(()),
         other => fail!(
-            "the GET ended {other:?} after {took:.3} s; expected a timeout outside a window between {lo} and {hi} s"
+            "the GET ended {other:?} after {took:?}; expected a timeout outside a window between {lo:?} and {hi:?}"
         ),
     }
 }

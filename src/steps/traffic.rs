@@ -1,13 +1,13 @@
 //! Background traffic and the three closing checks: no errors, every
 //! acknowledged write readable, timeouts back to their configured values.
 
-use std::time::Duration;
-
 use anyhow::anyhow;
 use cucumber::{given, then};
 
-use super::{MaintWorld, StepResult};
+use super::{MaintWorld, StepResult, Traffic};
 use crate::client::{ClientOptions, Mode};
+use crate::timeline::traffic_clean;
+use crate::timing::{GRACE_MARGIN, PATIENT_RESPONSE_TIMEOUT, TRAFFIC_PACE, TRAFFIC_WARM_UP};
 use crate::workload::Workload;
 
 /// Starts writes and reads through the client, two loops.
@@ -15,53 +15,46 @@ use crate::workload::Workload;
 async fn given_traffic(w: &mut MaintWorld, client: String) -> StepResult {
     let c = w.client(&client)?;
     let prefix = format!("{}:{client}", w.prefix);
-    let workload = Workload::start(c, &prefix, 2, Duration::from_millis(5));
+    let workload = Workload::start(c, &prefix, 2, TRAFFIC_PACE);
     // Traffic is flowing once the first writes are acknowledged.
     workload
-        .wait_ok(10, Duration::from_secs(10))
+        .wait_ok(10, TRAFFIC_WARM_UP)
         .await
         .map_err(|e| anyhow!("traffic from {client:?} did not start: {e}"))?;
-    w.workloads.insert(client, workload);
+    w.record_mut(&client)?.traffic = Some(Traffic {
+        workload,
+        report: None,
+    });
     Ok(())
 }
 
 impl MaintWorld {
-    async fn stop_traffic(&mut self) {
-        for (name, mut wl) in std::mem::take(&mut self.workloads) {
-            let report = wl.stop().await;
-            self.workloads_done.insert(name.clone(), wl);
-            self.reports.insert(name, report);
+    /// Stops every client's traffic; returns the names of the clients that had
+    /// some, or an error when none had.
+    async fn stop_traffic(&mut self) -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for (name, r) in &mut self.clients {
+            if let Some(t) = &mut r.traffic {
+                if t.report.is_none() {
+                    t.report = Some(t.workload.stop().await);
+                }
+                names.push(name.clone());
+            }
         }
+        if names.is_empty() {
+            fail!("no traffic ran; start it with `Given steady traffic from \"app\"`");
+        }
+        Ok(names)
     }
 }
 
 /// Zero failed operations in every workload of the scenario.
 #[then("the traffic saw no errors")]
 async fn then_no_errors(w: &mut MaintWorld) -> StepResult {
-    w.stop_traffic().await;
-    if w.reports.is_empty() {
-        fail!("no traffic ran; start it with `Given steady traffic from \"app\"`");
-    }
-    for (name, r) in &w.reports {
-        if r.ok == 0 {
-            fail!("traffic from {name:?} completed no operation");
-        }
-        if !r.errors.is_empty() || !r.mismatches.is_empty() {
-            let first: Vec<String> = r
-                .errors
-                .iter()
-                .take(5)
-                .map(|e| format!("{}: {}", e.op, e.error))
-                .collect();
-            fail!(
-                "traffic from {name:?}: {} ok, {} errors {:?}, {} wrong reads; first: {first:?} {:?}:\n{}",
-                r.ok,
-                r.errors.len(),
-                r.by_class(),
-                r.mismatches.len(),
-                r.mismatches.iter().take(3).collect::<Vec<_>>(),
-                w.tracker.describe(name)
-            );
+    for name in w.stop_traffic().await? {
+        let traffic = w.record(&name)?.traffic.as_ref();
+        if let Some(report) = traffic.and_then(|t| t.report.as_ref()) {
+            traffic_clean(report).map_err(|e| w.unmet(&name, e))?;
         }
     }
     Ok(())
@@ -70,10 +63,7 @@ async fn then_no_errors(w: &mut MaintWorld) -> StepResult {
 /// Every write the server acknowledged reads back with its value.
 #[then("every acknowledged write is readable")]
 async fn then_writes_readable(w: &mut MaintWorld) -> StepResult {
-    w.stop_traffic().await;
-    if w.workloads_done.is_empty() {
-        fail!("no traffic ran; start it with `Given steady traffic from \"app\"`");
-    }
+    let names = w.stop_traffic().await?;
     let reader = w
         .env()?
         .factory
@@ -81,13 +71,17 @@ async fn then_writes_readable(w: &mut MaintWorld) -> StepResult {
             &format!("{}-reader", w.prefix),
             ClientOptions {
                 mode: Mode::Disabled,
-                response_timeout: Some(Duration::from_secs(5)),
+                response_timeout: Some(PATIENT_RESPONSE_TIMEOUT),
                 ..ClientOptions::default()
             },
         )
         .await
         .map_err(|e| anyhow!("connecting to read back: {e}"))?;
-    for (name, wl) in &w.workloads_done {
+    for name in names {
+        let Some(t) = &w.record(&name)?.traffic else {
+            continue;
+        };
+        let wl = &t.workload;
         let problems = wl.verify(&reader).await;
         if !problems.is_empty() {
             fail!(
@@ -108,17 +102,13 @@ async fn then_timeouts_restored(w: &mut MaintWorld, client: String) -> StepResul
     let c = w.client(&client)?;
     let configured = c.options().response_timeout;
     let tail = c.options().post_relaxed();
-    let within = tail + Duration::from_secs(5);
+    let within = tail + GRACE_MARGIN;
     let conns = c.connections();
-    let tracker = w.tracker.clone();
-    let waited = tracker
-        .wait_for(within, "every connection to be un-relaxed", |_| {
+    w.tracker
+        .wait_on(&client, within, "every connection to be un-relaxed", |_| {
             conns.iter().all(|c| !c.is_relaxed()).then_some(())
         })
-        .await;
-    if let Err(e) = waited {
-        fail!("{e}:\n{}", w.tracker.describe(&client));
-    }
+        .await?;
     for conn in conns {
         if conn.effective_timeout() != configured {
             fail!(
@@ -136,7 +126,7 @@ async fn then_timeouts_restored(w: &mut MaintWorld, client: String) -> StepResul
 async fn then_still_works(w: &mut MaintWorld, client: String) -> StepResult {
     let c = w.client(&client)?;
     for conn in c.connections() {
-        let key = format!("{}:{client}:probe:{}", w.prefix, conn.id);
+        let key = format!("{}:{client}:check:{}", w.prefix, conn.id);
         conn.query(redis::cmd("SET").arg(&key).arg("ok"))
             .await
             .map_err(|e| anyhow!("SET through connection {} of {client:?}: {e}", conn.id))?;

@@ -1,43 +1,19 @@
-//! What callers post to `POST /action`: the typed actions and their
-//! parameters, read liberally (ids as numbers or numeric strings, `bdbId`,
-//! `cluster_index` anywhere, sequence steps in either key, delays as seconds
-//! or durations) and checked with messages that say what to fix.
+//! What callers post to `POST /action`: the typed actions. They serialize
+//! as every caller sends them and are read liberally (ids as numbers or
+//! numeric strings, `bdbId`, `cluster_index` anywhere, sequence steps in
+//! either key, delays as seconds or durations), with messages that say what
+//! to fix.
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::actions::ActionError;
-use super::{DatabaseSpec, TimingOverrides};
-
-/// A database id as callers send it: a number or a numeric string.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BdbId(pub u64);
-
-impl<'de> Deserialize<'de> for BdbId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        id_from(&v, "").map(BdbId).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "bdb_id must be a positive integer or a numeric string, got {v}"
-            ))
-        })
-    }
-}
-
-/// A number, or a string holding one after an optional `prefix`
-/// (`"node:2"`, `"redis:3"`): ids as every caller sends them.
-fn id_from(v: &Value, prefix: &str) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().trim_start_matches(prefix).parse().ok(),
-        _ => None,
-    }
-}
+use super::params::{BdbId, DatabaseSpec, NodeRef, ShardId, TimingOverrides};
+use super::BadRequest;
 
 /// One step of `sequence_of_actions` (note the inner key `params`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SequenceStep {
     /// Action type.
     #[serde(rename = "type")]
@@ -47,15 +23,15 @@ pub struct SequenceStep {
     #[serde(default, alias = "parameters")]
     pub params: Value,
     /// How long to wait before it: seconds, or a duration such as `"1500ms"`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<Value>,
 }
 
 impl SequenceStep {
     /// The delay before this step, checked.
-    pub fn delay(&self) -> Result<Duration, ActionError> {
+    pub fn delay(&self) -> Result<Duration, BadRequest> {
         let bad = |v: &Value| {
-            ActionError::Invalid(format!(
+            BadRequest(format!(
                 "delay is a number of seconds between 0 and 3600 or a duration such as \"1500ms\", got {v}"
             ))
         };
@@ -83,13 +59,13 @@ impl SequenceStep {
 
 /// The steps of a sequence as typed actions with their delays; each step's
 /// `bdb_id` defaults to the sequence's.
-pub(crate) fn sequence_steps(
+pub fn sequence_steps(
     bdb_id: Option<BdbId>,
     steps: &[SequenceStep],
-) -> Result<Vec<(Duration, Action)>, ActionError> {
+) -> Result<Vec<(Duration, Action)>, BadRequest> {
     let mut out = Vec::new();
     for (i, step) in steps.iter().enumerate() {
-        let at = |e: ActionError| ActionError::Invalid(format!("step {i}: {e}"));
+        let at = |e: BadRequest| BadRequest(format!("step {i}: {e}"));
         let delay = step.delay().map_err(at)?;
         let mut params = if step.params.is_null() {
             json!({})
@@ -103,14 +79,12 @@ pub(crate) fn sequence_steps(
         let inner =
             Action::parse(&json!({"type": step.action_type, "parameters": params})).map_err(at)?;
         if matches!(inner, Action::SequenceOfActions { .. }) {
-            return Err(ActionError::Invalid(format!(
-                "step {i}: sequences do not nest"
-            )));
+            return Err(BadRequest(format!("step {i}: sequences do not nest")));
         }
         out.push((delay, inner));
     }
     if out.is_empty() {
-        return Err(ActionError::Invalid(
+        return Err(BadRequest(
             "a sequence needs at least one action in \"actions\"".into(),
         ));
     }
@@ -120,7 +94,7 @@ pub(crate) fn sequence_steps(
 /// Brings parameters into the one shape the actions read: `bdbId` is
 /// `bdb_id`, and `cluster_index` (a number or a numeric string; the emulator
 /// runs one cluster, index 0) is checked and dropped.
-pub fn normalize_parameters(params: &mut Value) -> Result<(), ActionError> {
+pub fn normalize_parameters(params: &mut Value) -> Result<(), BadRequest> {
     let Some(obj) = params.as_object_mut() else {
         return Ok(());
     };
@@ -137,12 +111,12 @@ pub fn normalize_parameters(params: &mut Value) -> Result<(), ActionError> {
         match n {
             Some(0) => {}
             Some(n) => {
-                return Err(ActionError::Invalid(format!(
+                return Err(BadRequest(format!(
                     "cluster_index {n} does not exist; the emulator runs one cluster, index 0"
                 )))
             }
             None => {
-                return Err(ActionError::Invalid(format!(
+                return Err(BadRequest(format!(
                     "cluster_index is a number or a numeric string, got {index}"
                 )))
             }
@@ -152,7 +126,7 @@ pub fn normalize_parameters(params: &mut Value) -> Result<(), ActionError> {
 }
 
 /// A typed action.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", content = "parameters", rename_all = "snake_case")]
 pub enum Action {
     /// Promote the replicas (of every primary shard, or of one).
@@ -160,10 +134,10 @@ pub enum Action {
         /// Database.
         bdb_id: BdbId,
         /// Only this primary shard (default: every one).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         shard_id: Option<ShardId>,
         /// Emulator fault: never send FAILED_OVER (a lost completion).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         drop_completion: bool,
         /// Timing of this action.
         #[serde(flatten)]
@@ -175,13 +149,13 @@ pub enum Action {
         /// Database.
         bdb_id: BdbId,
         /// Only this primary shard (default: every one).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         shard_id: Option<ShardId>,
         /// Node to move to.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         target_node: Option<NodeRef>,
         /// Emulator fault: never send MIGRATED (a lost completion).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         drop_completion: bool,
         /// Timing of this action.
         #[serde(flatten)]
@@ -192,13 +166,13 @@ pub enum Action {
         /// Database.
         bdb_id: BdbId,
         /// Force this MOVING address form for every connection.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         endpoint_type: Option<String>,
         /// Node to move to.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         target_node: Option<NodeRef>,
         /// Send each MOVING this many times, as several proxies may (default 1).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         repeat: Option<u32>,
         /// Timing of this action (`grace_s` is the MOVING grace).
         #[serde(flatten)]
@@ -213,17 +187,17 @@ pub enum Action {
         /// or `dns_resolution_change`.
         effect: String,
         /// A trigger of that effect (default: its first).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         trigger: Option<String>,
         /// Node the data or the endpoint moves from (informational: it moves
         /// from wherever it is).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         source_node: Option<NodeRef>,
         /// Node it moves to.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         target_node: Option<NodeRef>,
         /// Emulator fault: lose the completion of the data movement.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         skip_end_notification: bool,
         /// Timing of this action.
         #[serde(flatten)]
@@ -238,7 +212,7 @@ pub enum Action {
         /// How long the latency lasts, in seconds.
         duration_s: f64,
         /// Only on this node (default: every node and the public address).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<NodeRef>,
     },
     /// Emulator fault: send one push frame, built from JSON, to every opted-in
@@ -252,7 +226,7 @@ pub enum Action {
     /// Several actions in order.
     SequenceOfActions {
         /// Database (default: each step's own `bdb_id`).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         bdb_id: Option<BdbId>,
         /// The steps.
         actions: Vec<SequenceStep>,
@@ -278,47 +252,12 @@ pub enum Action {
         /// Only `status` is emulated.
         rladmin_command: String,
         /// Database (optional).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         bdb_id: Option<BdbId>,
     },
 }
 
-/// A shard id as callers send it: `3`, `"3"` or `"redis:3"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ShardId(pub u32);
-
-impl<'de> Deserialize<'de> for ShardId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        id_from(&v, "redis:")
-            .and_then(|n| u32::try_from(n).ok())
-            .map(ShardId)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "a shard id is a number, \"3\" or \"redis:3\"; got {v}"
-                ))
-            })
-    }
-}
-
-/// A node as callers name it: `2`, `"2"` or `"node:2"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NodeRef(pub usize);
-
-impl<'de> Deserialize<'de> for NodeRef {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        id_from(&v, "node:")
-            .map(|n| NodeRef(n as usize))
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "a node is a number, \"2\" or \"node:2\"; got {v}"
-                ))
-            })
-    }
-}
-
-/// Action types the emulator runs.
+/// Action types of the contract.
 pub const ACTION_TYPES: &[&str] = &[
     "failover",
     "migrate",
@@ -334,25 +273,57 @@ pub const ACTION_TYPES: &[&str] = &[
 ];
 
 impl Action {
+    /// A failover of every primary shard of database `bdb`.
+    pub fn failover(bdb: u64) -> Action {
+        Action::Failover {
+            bdb_id: BdbId(bdb),
+            shard_id: None,
+            drop_completion: false,
+            timing: TimingOverrides::default(),
+        }
+    }
+
+    /// A migration of every primary shard of database `bdb` to another node.
+    pub fn migrate(bdb: u64) -> Action {
+        Action::Migrate {
+            bdb_id: BdbId(bdb),
+            shard_id: None,
+            target_node: None,
+            drop_completion: false,
+            timing: TimingOverrides::default(),
+        }
+    }
+
+    /// A rebind of the endpoint of database `bdb` to the next node.
+    pub fn bind(bdb: u64) -> Action {
+        Action::Bind {
+            bdb_id: BdbId(bdb),
+            endpoint_type: None,
+            target_node: None,
+            repeat: None,
+            timing: TimingOverrides::default(),
+        }
+    }
+
     /// Parses `{"type", "parameters"}`, with messages that say what to fix.
-    pub fn parse(body: &Value) -> Result<Action, ActionError> {
+    pub fn parse(body: &Value) -> Result<Action, BadRequest> {
         let Some(obj) = body.as_object() else {
-            return Err(ActionError::Invalid(
+            return Err(BadRequest(
                 "the body must be a JSON object {\"type\": ..., \"parameters\": {...}}".into(),
             ));
         };
         let ty = match obj.get("type") {
             Some(Value::String(t)) => t.as_str(),
-            Some(_) => return Err(ActionError::Invalid("\"type\" must be a string".into())),
+            Some(_) => return Err(BadRequest("\"type\" must be a string".into())),
             None => {
-                return Err(ActionError::Invalid(format!(
+                return Err(BadRequest(format!(
                     "missing \"type\"; expected one of {}",
                     ACTION_TYPES.join(", ")
                 )))
             }
         };
         if !ACTION_TYPES.contains(&ty) {
-            return Err(ActionError::Invalid(format!(
+            return Err(BadRequest(format!(
                 "unknown action type {ty:?}; the emulator runs {}",
                 ACTION_TYPES.join(", ")
             )));
@@ -363,7 +334,7 @@ impl Action {
         }
         normalize_parameters(&mut body["parameters"])?;
         serde_json::from_value(body)
-            .map_err(|e| ActionError::Invalid(format!("bad parameters for {ty}: {e}")))
+            .map_err(|e| BadRequest(format!("bad parameters for {ty}: {e}")))
     }
 
     /// The wire type name.
@@ -383,7 +354,9 @@ impl Action {
         }
     }
 
-    pub(crate) fn bdb_id(&self) -> Option<u64> {
+    /// The database the action works on, when it names one (a sequence: its
+    /// own, or its first step's).
+    pub fn bdb_id(&self) -> Option<u64> {
         match self {
             Action::Failover { bdb_id, .. }
             | Action::Migrate { bdb_id, .. }
@@ -407,7 +380,7 @@ impl Action {
 
     /// True for actions that change where a database lives: two of them never
     /// run on one database at once.
-    pub(crate) fn exclusive(&self) -> bool {
+    pub fn exclusive(&self) -> bool {
         !matches!(
             self,
             Action::NetworkLatency { .. } | Action::SendPush { .. }

@@ -13,8 +13,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::notification::{EndpointType, Notification};
+use crate::timing::{RAW_PIPELINE_WITHIN, RAW_REPLY_WITHIN};
 
-/// One frame the probe received.
+/// One frame the raw connection received.
 #[derive(Clone, Debug)]
 pub enum Frame {
     /// A `>` push; `notification` when it parsed as one.
@@ -40,7 +41,7 @@ struct State {
 }
 
 /// A raw connection to a database endpoint.
-pub struct Probe {
+pub struct RawConnection {
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
@@ -55,7 +56,7 @@ fn encode(args: &[&str]) -> Vec<u8> {
     out
 }
 
-impl Probe {
+impl RawConnection {
     /// Connects to `addr`. With `resp3`, sends `HELLO 3`; with `opt_in`, then
     /// `CLIENT MAINT_NOTIFICATIONS ON` (with the type, when given). Returns once
     /// every reply of that set-up arrived.
@@ -63,11 +64,11 @@ impl Probe {
         addr: &str,
         resp3: bool,
         opt_in: Option<Option<EndpointType>>,
-    ) -> Result<Probe> {
-        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+    ) -> Result<RawConnection> {
+        let stream = tokio::time::timeout(RAW_REPLY_WITHIN, TcpStream::connect(addr))
             .await
-            .with_context(|| format!("probe connecting to {addr} timed out"))?
-            .with_context(|| format!("probe connecting to {addr}"))?;
+            .with_context(|| format!("raw connection to {addr} timed out"))?
+            .with_context(|| format!("raw connection to {addr}"))?;
         stream.set_nodelay(true)?;
         let (mut r, w) = stream.into_split();
         let state = Arc::new(Mutex::new(State::default()));
@@ -126,7 +127,7 @@ impl Probe {
                 }
             })
         };
-        let probe = Probe {
+        let probe = RawConnection {
             state,
             changed,
             writer: tokio::sync::Mutex::new(w),
@@ -152,11 +153,11 @@ impl Probe {
             replies += 1;
         }
         probe.send(&setup).await?;
-        probe.wait_replies(replies, Duration::from_secs(5)).await?;
+        probe.wait_replies(replies, RAW_REPLY_WITHIN).await?;
         if let Some(Frame::Reply { raw, .. }) = probe.replies().last() {
             if raw.starts_with(b"-") {
                 bail!(
-                    "set-up of the probe on {addr} was refused: {}",
+                    "set-up of the raw connection to {addr} was refused: {}",
                     String::from_utf8_lossy(raw).trim()
                 );
             }
@@ -170,7 +171,7 @@ impl Probe {
             .await
             .write_all(bytes)
             .await
-            .context("probe write")
+            .context("writing to the raw connection")
     }
 
     fn replies(&self) -> Vec<Frame> {
@@ -190,13 +191,11 @@ impl Probe {
         what: &str,
         mut f: impl FnMut(&State) -> Option<T>,
     ) -> Result<T> {
-        crate::wait::until(
-            &self.changed,
-            within,
-            &format!("the probe to see {what}"),
-            || f(&self.state.lock().unwrap()),
-        )
-        .await
+        let what = format!("the raw connection to see {what}");
+        Ok(crate::wait::until(&self.changed, within, &what, || {
+            f(&self.state.lock().unwrap())
+        })
+        .await?)
     }
 
     async fn wait_replies(&self, count: usize, within: Duration) -> Result<()> {
@@ -215,8 +214,7 @@ impl Probe {
     pub async fn ping(&self) -> Result<()> {
         let before = self.replies().len();
         self.send(&encode(&["PING"])).await?;
-        self.wait_replies(before + 1, Duration::from_secs(5))
-            .await?;
+        self.wait_replies(before + 1, RAW_REPLY_WITHIN).await?;
         match self.replies().last() {
             Some(Frame::Reply { raw, .. }) if raw == b"+PONG\r\n" => Ok(()),
             other => bail!("PING answered with {other:?}"),
@@ -227,8 +225,7 @@ impl Probe {
     pub async fn command(&self, args: &[&str]) -> Result<Vec<u8>> {
         let before = self.replies().len();
         self.send(&encode(args)).await?;
-        self.wait_replies(before + 1, Duration::from_secs(5))
-            .await?;
+        self.wait_replies(before + 1, RAW_REPLY_WITHIN).await?;
         match self.replies().into_iter().nth(before) {
             Some(Frame::Reply { raw, .. }) => Ok(raw),
             _ => bail!("no reply to {}", args.join(" ")),
@@ -244,7 +241,7 @@ impl Probe {
             bytes.extend(encode(&args));
         }
         self.send(&bytes).await?;
-        self.wait_replies(before + commands.len(), Duration::from_secs(30))
+        self.wait_replies(before + commands.len(), RAW_PIPELINE_WITHIN)
             .await?;
         Ok(self
             .replies()
@@ -334,7 +331,7 @@ impl Probe {
     }
 }
 
-impl Drop for Probe {
+impl Drop for RawConnection {
     fn drop(&mut self) {
         self.reader.abort();
     }

@@ -1,0 +1,79 @@
+//! `bind`: the endpoint moves to another node. MOVING to every connection
+//! on the old node (again half-way through the grace), which closes after it.
+
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::check_node;
+use crate::emulator::database::Announcement;
+use crate::emulator::error::failed;
+use crate::emulator::{ActionError, Database, Emulator, Timings};
+use crate::notification::EndpointType;
+
+/// Moves the endpoint of `db` to `target` (the next node when `None`).
+pub async fn bind(
+    emu: &Emulator,
+    db: &Database,
+    t: &Timings,
+    forced: Option<EndpointType>,
+    target: Option<usize>,
+    repeat: u32,
+) -> Result<Value, ActionError> {
+    let nodes = emu.nodes();
+    let from = db.shared.active_node();
+    let to = match target {
+        Some(t) if t == from.index => {
+            return Err(ActionError::Invalid(format!(
+                "the endpoint already lives on node {t}; pick another target_node"
+            )))
+        }
+        Some(t) => check_node(emu, t, "target_node")?,
+        None if nodes.len() == 1 => {
+            return Err(ActionError::Invalid(
+                "bind needs a second node to move the endpoint to; start the emulator with --nodes 2 or more".into(),
+            ))
+        }
+        None => nodes[from.index % nodes.len()],
+    };
+    db.listen_on(to).await.map_err(failed)?;
+    let grace = t.moving_grace;
+    let seq = db.shared.take_seq();
+    let deadline = Instant::now() + grace;
+    db.shared.set_active_node(to);
+    let announcement = Announcement::Moving {
+        seq,
+        deadline,
+        target: to,
+    };
+    let mut sent = Vec::new();
+    for _ in 0..repeat {
+        sent.push(match forced {
+            // A forced form is rendered once and sent as is.
+            Some(ty) => db.shared.announce(
+                Announcement::Start {
+                    notification: announcement
+                        .render(ty, &db.shared.naming, db.shared.port, Instant::now())
+                        .expect("a MOVING renders"),
+                    deadline,
+                },
+                Some(from),
+            ),
+            None => db.shared.announce(announcement.clone(), Some(from)),
+        });
+    }
+    // As real servers do, MOVING is sent again half-way through the grace to
+    // the connections that are still on the old node.
+    tokio::time::sleep_until(deadline - grace / 2).await;
+    if let Some(a) = sent.first() {
+        db.shared.deliver(a, Some(from));
+    }
+    tokio::time::sleep_until(deadline).await;
+    db.stop_on(from);
+    db.shared.close_window(seq);
+    Ok(json!({
+        "seq": seq,
+        "from_node": from.index,
+        "to_node": to.index,
+        "endpoint": format!("{}:{}", to.internal_ip(), db.shared.port),
+    }))
+}

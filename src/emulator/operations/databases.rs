@@ -1,0 +1,32 @@
+//! `create_database` and `delete_database`.
+
+use serde_json::{json, Value};
+
+use crate::emulator::{ActionError, Emulator};
+use crate::fault_injector::{CreatedDatabase, DatabaseSpec};
+
+/// Creates a database; its output is the database as a real cluster
+/// describes it.
+pub async fn create(emu: &Emulator, spec: &DatabaseSpec) -> Result<Value, ActionError> {
+    let d = emu.create_database(spec.clone()).await?;
+    let c = d.config();
+    let created = CreatedDatabase {
+        bdb_id: d.shared.id,
+        name: d.shared.name.clone(),
+        port: d.shared.port,
+        shards_count: d.shards.lock().await.sets.len(),
+        endpoints: c.endpoints.iter().map(|e| e.to_string()).collect(),
+        username: c.username,
+        password: c.password,
+        tls: c.tls,
+        raw_endpoints: c.raw_endpoints.unwrap_or_default(),
+        ignored: spec.ignored(),
+    };
+    Ok(serde_json::to_value(created).expect("a database description serializes"))
+}
+
+/// Deletes a database: proxies closed, shard processes stopped.
+pub async fn delete(emu: &Emulator, id: u64) -> Result<Value, ActionError> {
+    emu.delete_database(id).await?;
+    Ok(json!({ "bdb_id": id, "deleted": true }))
+}

@@ -1,0 +1,236 @@
+//! What each action does to the emulated cluster, one file per operation:
+//! [`failover`], [`migrate`], [`bind`], [`topology`] (the catalogue's
+//! triggers), [`latency`], [`push`], [`cluster`] (cluster settings) and
+//! [`databases`] (create and delete). [`run`] dispatches; the maintenance
+//! operations share the helpers below: each holds traffic only for the
+//! switch itself and sends its notifications from the one encoder.
+//!
+//! Adding an operation is a file here and one arm in [`run`].
+
+pub mod bind;
+pub mod cluster;
+pub mod databases;
+pub mod failover;
+pub mod latency;
+pub mod migrate;
+pub mod push;
+pub mod topology;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::database::Node;
+use super::error::failed_because;
+use super::{catalogue, rladmin};
+use super::{ActionError, Database, Emulator, Shards, Timings};
+use crate::fault_injector::{sequence_steps, Action, TimingOverrides};
+use crate::notification::{EndpointType, Notification};
+
+/// Runs an action to its end; returns its output.
+pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionError> {
+    match action {
+        Action::Failover {
+            bdb_id,
+            shard_id,
+            drop_completion,
+            timing,
+        } => {
+            let d = emu.existing_database(bdb_id.0)?;
+            let t = timings(&d, timing)?;
+            failover::failover(&d, &t, *drop_completion, shard_id.map(|s| s.0)).await
+        }
+        Action::Migrate {
+            bdb_id,
+            shard_id,
+            target_node,
+            drop_completion,
+            timing,
+        } => {
+            let d = emu.existing_database(bdb_id.0)?;
+            let t = timings(&d, timing)?;
+            let target = target_node.map(|n| n.0);
+            migrate::migrate(emu, &d, &t, target, *drop_completion, shard_id.map(|s| s.0))
+                .await
+                .map(|(out, _)| out)
+        }
+        Action::TopologyChangeStandalone {
+            bdb_id,
+            effect,
+            trigger,
+            target_node,
+            skip_end_notification,
+            timing,
+            ..
+        } => {
+            let d = emu.existing_database(bdb_id.0)?;
+            let t = timings(&d, timing)?;
+            let trigger = catalogue::resolve(effect, trigger.as_deref())?;
+            let target = target_node.map(|n| n.0);
+            topology::topology_change(emu, &d, &t, trigger, target, *skip_end_notification).await
+        }
+        Action::NetworkLatency { .. } => {
+            let (until, out) = latency::start(emu, action)?;
+            tokio::time::sleep_until(until).await;
+            Ok(out)
+        }
+        Action::Bind {
+            bdb_id,
+            endpoint_type,
+            target_node,
+            repeat,
+            timing,
+        } => {
+            let repeat = match repeat.unwrap_or(1) {
+                r @ 1..=10 => r,
+                r => {
+                    return Err(ActionError::Invalid(format!(
+                        "repeat must be between 1 and 10, got {r}"
+                    )))
+                }
+            };
+            let forced = endpoint_type
+                .as_deref()
+                .map(EndpointType::parse)
+                .transpose()
+                .map_err(|e| ActionError::Invalid(e.to_string()))?;
+            let d = emu.existing_database(bdb_id.0)?;
+            let t = timings(&d, timing)?;
+            bind::bind(emu, &d, &t, forced, target_node.map(|n| n.0), repeat).await
+        }
+        Action::SequenceOfActions { bdb_id, actions } => {
+            let steps = sequence_steps(*bdb_id, actions)?;
+            let mut outputs = Vec::new();
+            for (i, (delay, inner)) in steps.iter().enumerate() {
+                tokio::time::sleep(*delay).await;
+                let out = Box::pin(run(emu, inner)).await.map_err(|e| {
+                    failed_because(format!("step {i} ({}): {e}", inner.type_name()))
+                })?;
+                outputs.push(out);
+            }
+            Ok(json!({ "steps": outputs }))
+        }
+        Action::SendPush {
+            bdb_id,
+            push: elements,
+        } => {
+            let db = emu.existing_database(bdb_id.0)?;
+            push::send(&db, elements)
+        }
+        Action::CreateDatabase { database_config } => databases::create(emu, database_config).await,
+        Action::DeleteDatabase { bdb_id } => databases::delete(emu, bdb_id.0).await,
+        Action::UpdateClusterConfig { config } => cluster::update(emu, config),
+        Action::ExecuteRladminCommand {
+            rladmin_command, ..
+        } => rladmin::run(emu, rladmin_command).await,
+    }
+}
+
+/// Holds traffic of `db`, waits for in-flight replies, runs `switch`, then points
+/// the proxies' route for shard set `index` at what it returns.
+pub(crate) async fn switch_over<F, Fut>(
+    t: &Timings,
+    db: &Database,
+    index: usize,
+    switch: F,
+) -> Result<(), ActionError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<std::net::SocketAddr, ActionError>>,
+{
+    let timeout = t.drain_timeout;
+    let asked = Instant::now();
+    let mut gate = tokio::time::timeout(timeout, db.shared.route.clone().write_owned())
+        .await
+        .map_err(|_| {
+            failed_because(format!(
+                "requests on database {} did not finish within {timeout:?} (a blocking command?); nothing was switched",
+                db.shared.id
+            ))
+        })?;
+    let held = Instant::now();
+    let upstream = switch().await?;
+    gate.upstreams[index] = upstream;
+    tracing::debug!(
+        bdb_id = db.shared.id,
+        shard_set = index,
+        drained_in = ?(held - asked),
+        switched_in = ?held.elapsed(),
+        "traffic switched to {upstream}"
+    );
+    Ok(())
+}
+
+/// Closes the window of `seq` and sends its completion, unless the caller asked
+/// for the completion to be lost.
+pub(crate) fn finish(db: &Database, seq: i64, completion: Notification, drop_completion: bool) {
+    if drop_completion {
+        db.shared.close_window(seq);
+        tracing::info!(bdb_id = db.shared.id, "dropped {completion} on purpose");
+    } else {
+        db.shared.complete(seq, completion);
+    }
+}
+
+/// The database's timings with an action's overrides applied.
+pub(crate) fn timings(db: &Database, o: &TimingOverrides) -> Result<Timings, ActionError> {
+    o.validate()?;
+    Ok(db.timings.with(o))
+}
+
+/// The node `n` names, or a refusal that names `field` and the nodes there are.
+pub(crate) fn check_node(emu: &Emulator, n: usize, field: &str) -> Result<Node, ActionError> {
+    let count = emu.config.nodes;
+    if n == 0 || n > count {
+        return Err(ActionError::Invalid(format!(
+            "{field} {n} does not exist; nodes are 1..={count}"
+        )));
+    }
+    Ok(Node { index: n })
+}
+
+/// When a MIGRATING / FAILING_OVER window is expected to end.
+pub(crate) fn window_deadline(t: &Timings) -> Instant {
+    Instant::now() + t.notice_lead + t.settle + t.window_estimate
+}
+
+/// `time_s` of a MIGRATING / FAILING_OVER.
+pub(crate) fn window_secs(t: &Timings) -> u64 {
+    (t.notice_lead + t.settle + t.window_estimate)
+        .as_secs_f64()
+        .ceil() as u64
+}
+
+/// The shard sets an action works on: the one whose primary is `shard_id`, or
+/// every set.
+pub(crate) fn selected(
+    shards: &Shards,
+    shard_id: Option<u32>,
+    db: &Database,
+) -> Result<Vec<usize>, ActionError> {
+    match shard_id {
+        None => Ok((0..shards.sets.len()).collect()),
+        Some(id) => shards
+            .sets
+            .iter()
+            .position(|s| s.primary.id == id)
+            .map(|i| vec![i])
+            .ok_or_else(|| {
+                ActionError::Invalid(format!(
+                    "database {} has no primary shard {id}; its primary shards are {}",
+                    db.shared.id,
+                    shard_ids(shards, &(0..shards.sets.len()).collect::<Vec<_>>())
+                ))
+            }),
+    }
+}
+
+/// The primary shard ids of `sets`, as one element of a notification: `"3"`, or
+/// `"3,5"` for several (strict parsers read exactly one element).
+pub(crate) fn shard_ids(shards: &Shards, sets: &[usize]) -> String {
+    sets.iter()
+        .map(|&i| shards.sets[i].primary.id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,221 @@
+//! A client of the fault injector: the same one drives the emulator and a
+//! real fault injector next to a Redis Enterprise cluster.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::{
+    Action, ActionAccepted, ActionList, ActionState, ActionStatus, CreatedDatabase, DatabaseSpec,
+};
+use crate::timing::{ACTION_POLL, HTTP_TIMEOUT};
+use crate::wait::{poll, Look};
+
+/// What went wrong talking to the fault injector.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultInjectorError {
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client")]
+    Build(#[source] reqwest::Error),
+    /// The service did not answer.
+    #[error("{what}: the fault injector at {url} is not reachable")]
+    Unreachable {
+        /// What was being done.
+        what: String,
+        /// Its base URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// It answered with an error status.
+    #[error("{what}: the fault injector answered {status} {body}")]
+    Refused {
+        /// What was being done.
+        what: String,
+        /// The HTTP status.
+        status: u16,
+        /// The body, which says why.
+        body: String,
+    },
+    /// Its answer is not what the contract says.
+    #[error("{what}: the fault injector answered {body}")]
+    Decode {
+        /// What was being done.
+        what: String,
+        /// The body.
+        body: String,
+        /// Why it could not be read.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An action did not end in time.
+    #[error("action {id} still {state} after {within:?}")]
+    NotEnded {
+        /// The action.
+        id: String,
+        /// Where it was last seen.
+        state: ActionState,
+        /// How long it was given.
+        within: Duration,
+    },
+    /// An action ended, but not well.
+    #[error("{action_type} action {id} ended {state}: {error}")]
+    Ended {
+        /// Its type.
+        action_type: &'static str,
+        /// Its id.
+        id: String,
+        /// How it ended.
+        state: ActionState,
+        /// Why.
+        error: String,
+    },
+}
+
+/// What the client's methods return.
+pub type Result<T, E = FaultInjectorError> = std::result::Result<T, E>;
+
+/// An HTTP client of the fault injector.
+#[derive(Clone, Debug)]
+pub struct FaultInjectorClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl FaultInjectorClient {
+    /// A client of the service at `base` (`http://host:port`).
+    pub fn new(base: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .no_proxy()
+            .build()
+            .map_err(FaultInjectorError::Build)?;
+        Ok(FaultInjectorClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /health`.
+    pub async fn health(&self) -> Result<serde_json::Value> {
+        self.get("/health", "asking for /health").await
+    }
+
+    /// `POST /action`.
+    pub async fn submit(&self, action: &Action) -> Result<ActionAccepted> {
+        let post = self.http.post(format!("{}/action", self.base)).json(action);
+        self.send(post, &format!("posting {}", action.type_name()))
+            .await
+    }
+
+    /// `GET /action/{id}`.
+    pub async fn status(&self, id: &str) -> Result<ActionStatus> {
+        self.get(&format!("/action/{id}"), &format!("polling action {id}"))
+            .await
+    }
+
+    /// `GET /action`.
+    pub async fn list(&self) -> Result<ActionList> {
+        self.get("/action", "listing actions").await
+    }
+
+    /// Polls until the action is terminal or `within` passes.
+    pub async fn wait(&self, id: &str, within: Duration) -> Result<ActionStatus> {
+        let ended = poll(ACTION_POLL, within, || async {
+            let s = self.status(id).await?;
+            Ok::<_, FaultInjectorError>(match s.is_terminal() {
+                true => Look::Ready(s),
+                false => Look::NotYet(s.status),
+            })
+        })
+        .await?;
+        ended.map_err(|state| FaultInjectorError::NotEnded {
+            id: id.to_string(),
+            state,
+            within,
+        })
+    }
+
+    /// Submits `action` and waits for it to end well; any other end is an error.
+    pub async fn run(&self, action: &Action, within: Duration) -> Result<ActionStatus> {
+        let id = self.submit(action).await?.action_id;
+        let s = self.wait(&id, within).await?;
+        if !s.status.is_success() {
+            return Err(FaultInjectorError::Ended {
+                action_type: action.type_name(),
+                id,
+                state: s.status,
+                error: s.error_text(),
+            });
+        }
+        Ok(s)
+    }
+
+    /// `create_database` with `config`, run to its end.
+    pub async fn create_database(
+        &self,
+        config: DatabaseSpec,
+        within: Duration,
+    ) -> Result<CreatedDatabase> {
+        let action = Action::CreateDatabase {
+            database_config: config,
+        };
+        let done = self.run(&action, within).await?;
+        let body = done.output.unwrap_or_default();
+        serde_json::from_value(body.clone()).map_err(|source| FaultInjectorError::Decode {
+            what: "reading what create_database produced".into(),
+            body: body.to_string(),
+            source,
+        })
+    }
+
+    /// `GET /topology-change-standalone?effect=E&cluster_index=0`: the triggers
+    /// that produce `effect` on a standalone database.
+    pub async fn standalone_triggers(&self, effect: &str) -> Result<serde_json::Value> {
+        let path = format!(
+            "/topology-change-standalone?effect={}&cluster_index=0",
+            url::form_urlencoded::byte_serialize(effect.as_bytes()).collect::<String>()
+        );
+        self.get(&path, &format!("asking for the triggers of {effect}"))
+            .await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
+        let get = self.http.get(format!("{}{path}", self.base));
+        self.send(get, what).await
+    }
+
+    /// Sends `req` and reads a JSON answer; `what` says what was being done.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<T> {
+        let unreachable = |source| FaultInjectorError::Unreachable {
+            what: what.to_string(),
+            url: self.base.clone(),
+            source,
+        };
+        let r = req.send().await.map_err(unreachable)?;
+        let status = r.status();
+        let body = r.text().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(FaultInjectorError::Refused {
+                what: what.to_string(),
+                status: status.as_u16(),
+                body,
+            });
+        }
+        serde_json::from_str(&body).map_err(|source| FaultInjectorError::Decode {
+            what: what.to_string(),
+            body,
+            source,
+        })
+    }
+}

@@ -1,0 +1,186 @@
+//! The parameters actions share: ids as callers send them, a database's
+//! configuration (`database_config`) and timing overrides.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::BadRequest;
+
+/// A database id as callers send it: a number or a numeric string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BdbId(pub u64);
+
+impl<'de> Deserialize<'de> for BdbId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        id_from(&v, "").map(BdbId).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "bdb_id must be a positive integer or a numeric string, got {v}"
+            ))
+        })
+    }
+}
+
+/// A number, or a string holding one after an optional `prefix`
+/// (`"node:2"`, `"redis:3"`): ids as every caller sends them.
+pub fn id_from(v: &Value, prefix: &str) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().trim_start_matches(prefix).parse().ok(),
+        _ => None,
+    }
+}
+
+/// A shard id as callers send it: `3`, `"3"` or `"redis:3"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ShardId(pub u32);
+
+impl<'de> Deserialize<'de> for ShardId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        id_from(&v, "redis:")
+            .and_then(|n| u32::try_from(n).ok())
+            .map(ShardId)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "a shard id is a number, \"3\" or \"redis:3\"; got {v}"
+                ))
+            })
+    }
+}
+
+/// A node as callers name it: `2`, `"2"` or `"node:2"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeRef(pub usize);
+
+impl<'de> Deserialize<'de> for NodeRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        id_from(&v, "node:")
+            .map(|n| NodeRef(n as usize))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "a node is a number, \"2\" or \"node:2\"; got {v}"
+                ))
+            })
+    }
+}
+
+/// `database_config` of `create_database`, as the callers of a real fault
+/// injector send it. Settings that map onto `redis-server` are applied; the
+/// others are accepted and listed in the action's output as `ignored`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseSpec {
+    /// Name (defaults to `db<id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Port (defaults to a free one; 0, as typed clients send when they have
+    /// none, means the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A replica of each primary shard on another node (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<bool>,
+    /// Primary shards (default 1). Several shards sit behind one endpoint: the
+    /// proxy routes each key to its shard by hash slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards_count: Option<u32>,
+    /// Sharding on: what a real cluster needs for `shards_count` above 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharding: Option<bool>,
+    /// `single` (one endpoint) is what the emulator serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_policy: Option<String>,
+    /// OSS Cluster API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oss_cluster: Option<bool>,
+    /// TLS on the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
+    /// Password of the default user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Memory limit of the database in bytes, split evenly over its primary
+    /// shards (`maxmemory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_size: Option<u64>,
+    /// What happens at the memory limit (`maxmemory-policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction_policy: Option<String>,
+    /// Timing of this database's maintenance (`grace_s`, `lead_s`, `window_s`,
+    /// `settle_s`).
+    #[serde(flatten)]
+    pub timing: TimingOverrides,
+    /// Replay the last completion to connections that opt in later (default:
+    /// the emulator's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_completion: Option<bool>,
+    /// Every other setting a caller sent: accepted, not emulated.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DatabaseSpec {
+    /// A configuration with only a name.
+    pub fn named(name: &str) -> Self {
+        DatabaseSpec {
+            name: Some(name.to_string()),
+            ..DatabaseSpec::default()
+        }
+    }
+
+    /// Settings that were sent but change nothing in the emulator, sorted.
+    pub fn ignored(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.other.keys().cloned().collect();
+        if self.proxy_policy.as_deref().is_some_and(|p| p != "single") {
+            out.push("proxy_policy".into());
+        }
+        out.sort();
+        out
+    }
+
+    /// The port asked for: none, or 0, means any free one.
+    pub fn wanted_port(&self) -> Option<u16> {
+        self.port.filter(|p| *p != 0)
+    }
+}
+
+/// Timing a database or a single action may set, in seconds, over the
+/// emulator's [`Timings`]: an action's value wins over its database's, which wins
+/// over the emulator's.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TimingOverrides {
+    /// MOVING grace (time_s of MOVING; the old endpoint closes after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<f64>,
+    /// How long a start notification precedes the disruption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_s: Option<f64>,
+    /// How long a MIGRATING / FAILING_OVER window announces beyond the lead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<f64>,
+    /// How long after the switch-over the completion is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_s: Option<f64>,
+}
+
+impl TimingOverrides {
+    /// Checks that every value is a number of seconds between 0 and 3600.
+    pub fn validate(&self) -> Result<(), BadRequest> {
+        for (name, v) in [
+            ("grace_s", self.grace_s),
+            ("lead_s", self.lead_s),
+            ("window_s", self.window_s),
+            ("settle_s", self.settle_s),
+        ] {
+            if let Some(v) = v {
+                if !(0.0..=3600.0).contains(&v) {
+                    return Err(BadRequest(format!(
+                        "{name} must be a number of seconds between 0 and 3600, got {v}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,669 @@
+//! Every claim a scenario makes about a client, as a pure function over its
+//! event timeline (the [`ClientEvent`]s of one client, in order). Steps wait
+//! for the timeline to hold what they need, call these, and report; these
+//! never wait, loop on time or read a socket, so each is unit tested on a
+//! hand-made timeline.
+//!
+//! A claim that does not hold is an [`Unmet`] that says what was seen.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::client::{ClientEvent, EventKind};
+use crate::notification::{Kind, Notification};
+use crate::workload::Report;
+
+/// A claim that does not hold, saying what was expected and what was seen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unmet(pub String);
+
+/// What a claim returns.
+pub type Claim<T = ()> = Result<T, Unmet>;
+
+macro_rules! unmet {
+    ($($arg:tt)*) => {
+        return Err(Unmet(format!($($arg)*)))
+    };
+}
+
+/// A notification as one connection received it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    /// Connection id.
+    pub conn: u64,
+    /// When.
+    pub at: Instant,
+    /// What.
+    pub notification: Notification,
+    /// Replayed during the connection's set-up rather than sent live.
+    pub at_setup: bool,
+}
+
+/// A timeout as steps write it: `3 s`, or `unbounded`.
+pub fn show(d: Option<Duration>) -> String {
+    d.map_or("unbounded".into(), |d| format!("{d:?}"))
+}
+
+/// Every notification of the timeline, in order.
+pub fn notifications(events: &[ClientEvent]) -> Vec<Received> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Notification {
+                notification,
+                at_setup,
+            } => Some(Received {
+                conn: e.conn,
+                at: e.at,
+                notification: notification.clone(),
+                at_setup: *at_setup,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Notifications of `kind`, in order.
+pub fn notifications_of(events: &[ClientEvent], kind: Kind) -> Vec<Received> {
+    notifications(events)
+        .into_iter()
+        .filter(|r| r.notification.kind() == kind)
+        .collect()
+}
+
+/// The latest `kind` sent live (not replayed at set-up).
+pub fn latest_live(events: &[ClientEvent], kind: Kind) -> Option<Received> {
+    notifications_of(events, kind)
+        .into_iter()
+        .rfind(|r| !r.at_setup)
+}
+
+/// The first `kind` received.
+pub fn first(events: &[ClientEvent], kind: Kind) -> Option<Received> {
+    notifications_of(events, kind).into_iter().next()
+}
+
+/// `kind` replayed to connection `conn` during its set-up.
+pub fn replayed_at_setup(events: &[ClientEvent], conn: u64, kind: Kind) -> Option<Received> {
+    notifications_of(events, kind)
+        .into_iter()
+        .find(|r| r.conn == conn && r.at_setup)
+}
+
+/// A start (seq N) and its completion (seq N+1) on one connection, the
+/// completion after the start.
+pub fn pair(events: &[ClientEvent], start: Kind, end: Kind) -> Option<(Received, Received)> {
+    let got = notifications(events);
+    got.iter()
+        .filter(|a| a.notification.kind() == start)
+        .find_map(|a| {
+            got.iter()
+                .find(|b| {
+                    b.conn == a.conn
+                        && b.notification.kind() == end
+                        && b.notification.seq() == a.notification.seq() + 1
+                        && b.at >= a.at
+                })
+                .map(|b| (a.clone(), b.clone()))
+        })
+}
+
+/// The relaxed timeout in force on `conn` throughout `[from, to]`: relaxed
+/// when `from` came (or at it), and never un-relaxed until `to`.
+pub fn relaxed_over(
+    events: &[ClientEvent],
+    conn: u64,
+    from: Instant,
+    to: Instant,
+) -> Claim<Option<Duration>> {
+    let mut state: Option<Option<Duration>> = None;
+    let mut seen = None;
+    for e in events.iter().filter(|e| e.conn == conn && e.at <= to) {
+        match e.kind {
+            EventKind::Relaxed { timeout } => {
+                state = Some(timeout);
+                if e.at >= from {
+                    seen = Some(timeout);
+                }
+            }
+            EventKind::Unrelaxed { .. } if e.at > from => {
+                unmet!("connection {conn} was un-relaxed inside the window")
+            }
+            EventKind::Unrelaxed { .. } => state = None,
+            _ => {}
+        }
+    }
+    seen.or(state)
+        .ok_or_else(|| Unmet(format!("connection {conn} was not relaxed in the window")))
+}
+
+/// When `conn` was first un-relaxed at or after `since`, and to what.
+pub fn unrelaxed_after(
+    events: &[ClientEvent],
+    conn: u64,
+    since: Instant,
+) -> Option<(Instant, Option<Duration>)> {
+    events.iter().find_map(|e| match e.kind {
+        EventKind::Unrelaxed { timeout } if e.conn == conn && e.at >= since => {
+            Some((e.at, timeout))
+        }
+        _ => None,
+    })
+}
+
+/// The first connection un-relaxed at or after `since`.
+pub fn any_unrelaxed_after(events: &[ClientEvent], since: Instant) -> Option<u64> {
+    events
+        .iter()
+        .find(|e| e.at >= since && matches!(e.kind, EventKind::Unrelaxed { .. }))
+        .map(|e| e.conn)
+}
+
+/// True when `conn` was ever relaxed.
+pub fn ever_relaxed(events: &[ClientEvent], conn: u64) -> bool {
+    events
+        .iter()
+        .any(|e| e.conn == conn && matches!(e.kind, EventKind::Relaxed { .. }))
+}
+
+/// Every relax and un-relax set the timeout to `expected`, and there was at
+/// least one relax (otherwise nothing was shown).
+pub fn timeout_throughout(events: &[ClientEvent], expected: Option<Duration>) -> Claim {
+    let mut relaxations = 0;
+    for e in events {
+        let t = match e.kind {
+            EventKind::Relaxed { timeout } => {
+                relaxations += 1;
+                timeout
+            }
+            EventKind::Unrelaxed { timeout } => timeout,
+            _ => continue,
+        };
+        if t != expected {
+            unmet!(
+                "connection {} went to {} during maintenance; it must stay {}",
+                e.conn,
+                show(t),
+                show(expected)
+            );
+        }
+    }
+    if relaxations == 0 {
+        unmet!("the client never entered a window, so nothing was shown");
+    }
+    Ok(())
+}
+
+/// `took` lies in `[lo, hi]`.
+pub fn in_band(took: Duration, lo: Duration, hi: Duration) -> bool {
+    (lo..=hi).contains(&took)
+}
+
+/// `took` is about `expected`: from 80 % of it to 150 % plus `slack`.
+pub fn about(took: Duration, expected: Duration, slack: Duration) -> bool {
+    took >= expected.mul_f64(0.8) && took <= expected.mul_f64(1.5) + slack
+}
+
+/// True when every connection of `conns` ended a handoff (well or not).
+pub fn handoff_ended_on_all(events: &[ClientEvent], conns: &[u64]) -> bool {
+    conns.iter().all(|id| {
+        events.iter().any(|e| {
+            e.conn == *id
+                && matches!(
+                    e.kind,
+                    EventKind::HandoffSucceeded { .. } | EventKind::HandoffFailed { .. }
+                )
+        })
+    })
+}
+
+/// Successful handoffs per connection, as (seq, endpoint, when).
+pub fn handoffs(events: &[ClientEvent]) -> BTreeMap<u64, Vec<(i64, String, Instant)>> {
+    let mut m: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+    for e in events {
+        if let EventKind::HandoffSucceeded { seq, endpoint } = &e.kind {
+            m.entry(e.conn)
+                .or_default()
+                .push((*seq, endpoint.clone(), e.at));
+        }
+    }
+    m
+}
+
+/// Each connection of `conns` handed off exactly once and failed none.
+pub fn one_handoff_each(events: &[ClientEvent], conns: &[u64]) -> Claim {
+    let done = handoffs(events);
+    for id in conns {
+        if events
+            .iter()
+            .any(|e| e.conn == *id && matches!(e.kind, EventKind::HandoffFailed { .. }))
+        {
+            unmet!("connection {id} failed a handoff");
+        }
+        let seqs: Vec<i64> = done
+            .get(id)
+            .map(|v| v.iter().map(|h| h.0).collect())
+            .unwrap_or_default();
+        if seqs.len() != 1 {
+            unmet!(
+                "connection {id} handed off {} times (seqs {seqs:?}), expected once",
+                seqs.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The first successful handoff of `conn`: when, and to where.
+pub fn handoff_of(events: &[ClientEvent], conn: u64) -> Option<(Instant, String)> {
+    events.iter().find_map(|e| match &e.kind {
+        EventKind::HandoffSucceeded { endpoint, .. } if e.conn == conn => {
+            Some((e.at, endpoint.clone()))
+        }
+        _ => None,
+    })
+}
+
+/// When the first handoff of any connection succeeded.
+pub fn first_handoff_at(events: &[ClientEvent]) -> Option<Instant> {
+    handoffs(events).values().flatten().map(|h| h.2).min()
+}
+
+/// The endpoint `conn` dialled first.
+pub fn first_dial(events: &[ClientEvent], conn: u64) -> Option<String> {
+    events.iter().find_map(|e| match &e.kind {
+        EventKind::Connected { endpoint, .. } if e.conn == conn => Some(endpoint.clone()),
+        _ => None,
+    })
+}
+
+/// Every MOVING beyond the first per connection was ignored, and there were
+/// repeats to ignore.
+pub fn repeats_ignored(events: &[ClientEvent], conns: usize) -> Claim {
+    let received = notifications_of(events, Kind::Moving).len();
+    let ignored = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::MovingIgnored { .. }))
+        .count();
+    if received <= conns || ignored != received - conns {
+        unmet!(
+            "received {received} MOVING on {conns} connections and ignored {ignored}; expected repeats, all ignored"
+        );
+    }
+    Ok(())
+}
+
+/// The first connection whose handoff was given up.
+pub fn gave_up(events: &[ClientEvent]) -> Option<u64> {
+    events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::HandoffFailed { .. }))
+        .map(|e| e.conn)
+}
+
+/// Failed handoff attempts of `conn`.
+pub fn failed_attempts(events: &[ClientEvent], conn: u64) -> usize {
+    events
+        .iter()
+        .filter(|e| e.conn == conn && matches!(e.kind, EventKind::HandoffAttemptFailed { .. }))
+        .count()
+}
+
+/// Every failed handoff attempt names `word` in its reason, and there was one.
+pub fn attempts_name(events: &[ClientEvent], word: &str) -> Claim {
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::HandoffAttemptFailed { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    if reasons.is_empty() || !reasons.iter().all(|r| r.to_lowercase().contains(word)) {
+        unmet!("expected every failed attempt to name the {word}; reasons: {reasons:?}");
+    }
+    Ok(())
+}
+
+/// Live notifications per kind on `conn` are exactly `want` (kinds with a
+/// count of 0 must not appear).
+pub fn exact_counts(
+    events: &[ClientEvent],
+    conn: u64,
+    want: &BTreeMap<&'static str, usize>,
+) -> Claim {
+    let mut got: BTreeMap<&'static str, usize> = BTreeMap::new();
+    // Replays at set-up repeat an event the connection may have seen.
+    for r in notifications(events)
+        .iter()
+        .filter(|r| r.conn == conn && !r.at_setup)
+    {
+        *got.entry(r.notification.kind().as_str()).or_insert(0) += 1;
+    }
+    let want: BTreeMap<_, _> = want
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (*k, *n))
+        .collect();
+    if got != want {
+        unmet!("connection {conn} received {got:?}, expected exactly {want:?}");
+    }
+    Ok(())
+}
+
+/// The traffic of one client completed operations and saw no error and no
+/// wrong read.
+pub fn traffic_clean(report: &Report) -> Claim {
+    if report.ok == 0 {
+        unmet!("the traffic completed no operation");
+    }
+    if !report.errors.is_empty() || !report.mismatches.is_empty() {
+        let first: Vec<String> = report
+            .errors
+            .iter()
+            .take(5)
+            .map(|e| format!("{}: {}", e.op, e.error))
+            .collect();
+        unmet!(
+            "{} ok, {} errors {:?}, {} wrong reads; first: {first:?} {:?}",
+            report.ok,
+            report.errors.len(),
+            report.by_class(),
+            report.mismatches.len(),
+            report.mismatches.iter().take(3).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::MaintState;
+
+    /// A hand-made timeline: events `ms` milliseconds after a start.
+    struct Timeline {
+        start: Instant,
+        events: Vec<ClientEvent>,
+    }
+
+    impl Timeline {
+        fn new() -> Self {
+            Timeline {
+                start: Instant::now(),
+                events: Vec::new(),
+            }
+        }
+        fn at(&self, ms: u64) -> Instant {
+            self.start + Duration::from_millis(ms)
+        }
+        fn push(mut self, ms: u64, conn: u64, kind: EventKind) -> Self {
+            let at = self.at(ms);
+            self.events.push(ClientEvent {
+                at,
+                client: "app".into(),
+                conn,
+                kind,
+            });
+            self
+        }
+        fn got(self, ms: u64, conn: u64, n: Notification) -> Self {
+            self.push(
+                ms,
+                conn,
+                EventKind::Notification {
+                    notification: n,
+                    at_setup: false,
+                },
+            )
+        }
+        fn replay(self, ms: u64, conn: u64, n: Notification) -> Self {
+            self.push(
+                ms,
+                conn,
+                EventKind::Notification {
+                    notification: n,
+                    at_setup: true,
+                },
+            )
+        }
+        fn relax(self, ms: u64, conn: u64, secs: u64) -> Self {
+            self.push(
+                ms,
+                conn,
+                EventKind::Relaxed {
+                    timeout: Some(Duration::from_secs(secs)),
+                },
+            )
+        }
+        fn unrelax(self, ms: u64, conn: u64, secs: u64) -> Self {
+            self.push(
+                ms,
+                conn,
+                EventKind::Unrelaxed {
+                    timeout: Some(Duration::from_secs(secs)),
+                },
+            )
+        }
+        fn handoff(self, ms: u64, conn: u64, seq: i64) -> Self {
+            self.push(
+                ms,
+                conn,
+                EventKind::HandoffSucceeded {
+                    seq,
+                    endpoint: "127.0.2.1:12000".into(),
+                },
+            )
+        }
+    }
+
+    fn failing_over(seq: i64) -> Notification {
+        Notification::FailingOver {
+            seq,
+            time_s: Some(2),
+            shards: vec!["1".into()],
+        }
+    }
+
+    fn failed_over(seq: i64) -> Notification {
+        Notification::FailedOver {
+            seq,
+            shards: vec!["1".into()],
+        }
+    }
+
+    fn moving(seq: i64) -> Notification {
+        Notification::Moving {
+            seq,
+            time_s: 2,
+            endpoint: None,
+        }
+    }
+
+    #[test]
+    fn a_pair_needs_consecutive_seqs_on_one_connection_in_order() {
+        let t = Timeline::new()
+            .got(0, 1, failing_over(5))
+            .got(10, 2, failed_over(6))
+            .got(20, 1, failed_over(7));
+        assert!(pair(&t.events, Kind::FailingOver, Kind::FailedOver).is_none());
+        let t = t.got(30, 1, failed_over(6));
+        let (a, b) = pair(&t.events, Kind::FailingOver, Kind::FailedOver).unwrap();
+        assert_eq!((a.conn, b.notification.seq()), (1, 6));
+    }
+
+    #[test]
+    fn latest_live_skips_replays_and_first_takes_either() {
+        let t = Timeline::new()
+            .got(0, 1, moving(1))
+            .replay(10, 2, moving(1))
+            .got(20, 1, moving(3));
+        assert_eq!(
+            latest_live(&t.events, Kind::Moving)
+                .unwrap()
+                .notification
+                .seq(),
+            3
+        );
+        assert_eq!(first(&t.events, Kind::Moving).unwrap().conn, 1);
+        assert_eq!(
+            replayed_at_setup(&t.events, 2, Kind::Moving).unwrap().conn,
+            2
+        );
+        assert!(replayed_at_setup(&t.events, 1, Kind::Moving).is_none());
+    }
+
+    #[test]
+    fn relaxed_over_a_window_reads_the_timeout_and_refuses_an_unrelax_inside() {
+        let t = Timeline::new()
+            .relax(100, 1, 3)
+            .unrelax(400, 1, 1)
+            .relax(500, 1, 3);
+        let (from, to) = (t.at(100), t.at(300));
+        assert_eq!(
+            relaxed_over(&t.events, 1, from, to),
+            Ok(Some(Duration::from_secs(3)))
+        );
+        // Relaxed before the window opened counts, un-relaxed inside does not.
+        assert_eq!(
+            relaxed_over(&t.events, 1, t.at(200), t.at(300)),
+            Ok(Some(Duration::from_secs(3)))
+        );
+        let e = relaxed_over(&t.events, 1, t.at(200), t.at(450)).unwrap_err();
+        assert!(e.0.contains("un-relaxed inside"), "{e}");
+        let e = relaxed_over(&t.events, 2, from, to).unwrap_err();
+        assert!(e.0.contains("not relaxed"), "{e}");
+        assert_eq!(
+            unrelaxed_after(&t.events, 1, t.at(150)),
+            Some((t.at(400), Some(Duration::from_secs(1))))
+        );
+        assert_eq!(any_unrelaxed_after(&t.events, t.at(450)), None);
+        assert!(ever_relaxed(&t.events, 1) && !ever_relaxed(&t.events, 2));
+    }
+
+    #[test]
+    fn a_timeout_throughout_needs_a_window_and_no_other_value() {
+        let ten = Some(Duration::from_secs(10));
+        let t = Timeline::new().relax(0, 1, 10).unrelax(50, 1, 10);
+        assert_eq!(timeout_throughout(&t.events, ten), Ok(()));
+        let t = t.relax(60, 2, 3);
+        assert!(timeout_throughout(&t.events, ten)
+            .unwrap_err()
+            .0
+            .contains("connection 2 went to 3s"));
+        assert!(timeout_throughout(&[], ten)
+            .unwrap_err()
+            .0
+            .contains("never entered a window"));
+    }
+
+    #[test]
+    fn one_handoff_each_counts_per_connection() {
+        let t = Timeline::new().handoff(0, 1, 4).handoff(5, 2, 4);
+        assert!(handoff_ended_on_all(&t.events, &[1, 2]));
+        assert!(!handoff_ended_on_all(&t.events, &[1, 2, 3]));
+        assert_eq!(one_handoff_each(&t.events, &[1, 2]), Ok(()));
+        assert_eq!(first_handoff_at(&t.events), Some(t.at(0)));
+        assert_eq!(handoff_of(&t.events, 2).unwrap().0, t.at(5));
+        let twice = Timeline::new().handoff(0, 1, 4).handoff(9, 1, 6);
+        assert!(one_handoff_each(&twice.events, &[1])
+            .unwrap_err()
+            .0
+            .contains("2 times"));
+        let failed = Timeline::new().handoff(0, 1, 4).push(
+            3,
+            1,
+            EventKind::HandoffFailed {
+                seq: 4,
+                endpoint: "x:1".into(),
+                reason: "no".into(),
+            },
+        );
+        assert!(one_handoff_each(&failed.events, &[1])
+            .unwrap_err()
+            .0
+            .contains("failed a handoff"));
+        assert_eq!(gave_up(&failed.events), Some(1));
+    }
+
+    #[test]
+    fn repeats_must_exist_and_all_be_ignored() {
+        let t = Timeline::new().got(0, 1, moving(2)).got(1, 1, moving(2));
+        assert!(repeats_ignored(&t.events, 1).is_err());
+        let t = t.push(2, 1, EventKind::MovingIgnored { seq: 2 });
+        assert_eq!(repeats_ignored(&t.events, 1), Ok(()));
+        let once = Timeline::new().got(0, 1, moving(2));
+        assert!(repeats_ignored(&once.events, 1).is_err());
+    }
+
+    #[test]
+    fn attempts_and_dials_are_read_from_their_events() {
+        let attempt = |reason: &str| EventKind::HandoffAttemptFailed {
+            seq: 1,
+            endpoint: "x:1".into(),
+            reason: reason.into(),
+        };
+        let t = Timeline::new()
+            .push(
+                0,
+                7,
+                EventKind::Connected {
+                    endpoint: "127.0.0.1:1".into(),
+                    maint: MaintState::Off,
+                },
+            )
+            .push(1, 7, attempt("invalid peer certificate"))
+            .push(2, 7, attempt("Certificate unknown"));
+        assert_eq!(first_dial(&t.events, 7).as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(failed_attempts(&t.events, 7), 2);
+        assert_eq!(attempts_name(&t.events, "certificate"), Ok(()));
+        let t = t.push(3, 7, attempt("refused"));
+        assert!(attempts_name(&t.events, "certificate").is_err());
+        assert!(attempts_name(&[], "certificate").is_err());
+    }
+
+    #[test]
+    fn exact_counts_ignore_replays_and_zero_rows() {
+        let t = Timeline::new()
+            .replay(0, 1, failing_over(1))
+            .got(1, 1, failing_over(1))
+            .got(2, 1, failed_over(2));
+        let want: BTreeMap<_, _> = [("FAILING_OVER", 1), ("FAILED_OVER", 1), ("MOVING", 0)].into();
+        assert_eq!(exact_counts(&t.events, 1, &want), Ok(()));
+        let t = t.got(3, 1, failed_over(2));
+        assert!(exact_counts(&t.events, 1, &want).is_err());
+    }
+
+    #[test]
+    fn bands_are_inclusive_and_about_allows_slack() {
+        let (lo, hi) = (Duration::from_millis(1500), Duration::from_secs(2));
+        assert!(in_band(Duration::from_millis(1500), lo, hi));
+        assert!(in_band(Duration::from_secs(2), lo, hi));
+        assert!(!in_band(Duration::from_millis(2100), lo, hi));
+        let half = Duration::from_secs(1);
+        let slack = Duration::from_millis(500);
+        assert!(about(Duration::from_millis(800), half, slack));
+        assert!(about(Duration::from_millis(2000), half, slack));
+        assert!(!about(Duration::from_millis(700), half, slack));
+        assert!(!about(Duration::from_millis(2100), half, slack));
+    }
+
+    #[test]
+    fn clean_traffic_needs_work_done_and_no_error() {
+        let mut r = Report::default();
+        assert!(traffic_clean(&r).unwrap_err().0.contains("no operation"));
+        r.ok = 10;
+        assert_eq!(traffic_clean(&r), Ok(()));
+        r.errors.push(crate::workload::OpError {
+            op: "SET".into(),
+            error: crate::client::ClientError::Timeout {
+                after: Duration::from_secs(1),
+                in_window: false,
+            },
+            at: Instant::now(),
+        });
+        assert!(traffic_clean(&r).unwrap_err().0.contains("1 errors"));
+    }
+}

@@ -1,0 +1,95 @@
+//! Every fixed duration of the harness, with why it has its value. The
+//! maintenance timings an emulated cluster announces (grace, lead, window,
+//! settle) are knobs, not constants: see `emulator::Timings`.
+
+use std::time::Duration;
+
+// ---- The suite's clients (README's step list quotes these) ----
+
+/// Response timeout of a suite client outside maintenance: short, so that a
+/// request the emulator holds for a switch-over beyond it shows as an error.
+pub const SUITE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Relaxed timeout of a suite client inside a maintenance window: longer than
+/// any switch-over the emulator makes.
+pub const SUITE_RELAXED_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a suite client keeps its timeouts relaxed without a completion:
+/// longer than any scenario's maintenance, shorter than its patience.
+pub const SUITE_RELAXED_WINDOW_MAX: Duration = Duration::from_secs(20);
+/// How long a suite client stays relaxed after a handoff: a few hundred
+/// milliseconds, so that scenarios see the tail end within seconds.
+pub const SUITE_POST_HANDOFF_RELAXED: Duration = Duration::from_millis(300);
+/// Longest a suite client's handoff may take before it gives up and redials.
+pub const SUITE_HANDOFF_TIMEOUT: Duration = Duration::from_secs(3);
+/// Response timeout of a client that must not time out (steps that give a
+/// slow server time to answer).
+pub const PATIENT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ---- The target ----
+
+/// MOVING grace of the embedded emulator: short, so scenarios take seconds.
+pub const EMULATOR_GRACE: Duration = Duration::from_secs(2);
+/// MOVING grace a real cluster announces unless told otherwise.
+pub const CLUSTER_GRACE: Duration = Duration::from_secs(15);
+/// Beyond three graces, how long anything an action causes may take.
+pub const PATIENCE_MARGIN: Duration = Duration::from_secs(10);
+/// How long to wait for an action before a database is known.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a real cluster is given to replay a completion to a new
+/// connection (it may not replay at all; the emulator always does).
+pub const CLUSTER_REPLAY_WITHIN: Duration = Duration::from_secs(1);
+/// How long creating a database may take (shards start, replicas sync).
+pub const CREATE_DATABASE_WITHIN: Duration = Duration::from_secs(60);
+
+// ---- The fault injector's HTTP API ----
+
+/// Bound on one HTTP request to the fault injector.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an action's status is asked for while waiting for its end.
+pub const ACTION_POLL: Duration = Duration::from_millis(50);
+/// How often a watched action is asked for: close enough to see `running`.
+pub const ACTION_WATCH_POLL: Duration = Duration::from_millis(10);
+
+// ---- Traffic and raw connections ----
+
+/// Pause between two requests of one traffic task: about 200 requests a
+/// second per task, enough to hit every window.
+pub const TRAFFIC_PACE: Duration = Duration::from_millis(5);
+/// How long traffic may take to show its first successes.
+pub const TRAFFIC_WARM_UP: Duration = Duration::from_secs(10);
+/// Bound on connecting and on one reply of a raw connection.
+pub const RAW_REPLY_WITHIN: Duration = Duration::from_secs(5);
+/// Bound on a pipeline of a raw connection.
+pub const RAW_PIPELINE_WITHIN: Duration = Duration::from_secs(30);
+/// How often a server's state (INFO) is asked for while waiting on it.
+pub const SERVER_POLL: Duration = Duration::from_millis(20);
+/// How long a request may take to block on the server.
+pub const BLOCKED_WITHIN: Duration = Duration::from_secs(5);
+/// Extra time allowed on top of a band's upper bound before waiting stops:
+/// the machine may be busy.
+pub const BAND_SLACK: Duration = Duration::from_millis(500);
+/// Extra time to wait for something a grace bounds.
+pub const GRACE_MARGIN: Duration = Duration::from_secs(5);
+/// How long a name may take to resolve before it counts as not resolving.
+pub const RESOLVE_CAP: Duration = Duration::from_secs(2);
+
+// ---- Shard processes ----
+
+/// How long the guard around a new `redis-server` may take to report its PID.
+pub const SHARD_PID_WITHIN: Duration = Duration::from_secs(5);
+/// How long a new `redis-server` may take to answer PING.
+pub const SHARD_START_WITHIN: Duration = Duration::from_secs(10);
+/// How often a shard's replication state is asked for.
+pub const REPLICATION_POLL: Duration = Duration::from_millis(10);
+/// Bound on connecting to a shard's admin connection.
+pub const SHARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on one admin command to a shard.
+pub const SHARD_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a shard may take to exit after SIGTERM before it is killed.
+pub const SHARD_STOP_WITHIN: Duration = Duration::from_secs(5);
+
+// ---- The emulator's proxies ----
+
+/// Bound on a TLS handshake of a proxied connection.
+pub const TLS_ACCEPT_WITHIN: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (out of file descriptors, say).
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(50);
