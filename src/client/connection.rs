@@ -1,5 +1,7 @@
 //! One maintenance-aware connection: a redis-rs `MultiplexedConnection` that can
-//! be swapped for another, with its relax state and its handoffs.
+//! be swapped for another, with its relax state and its handoffs. One concept
+//! over some six hundred lines (dial, opt in, react to each notification, hand
+//! off): the parts share the connection's state and its one push loop.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

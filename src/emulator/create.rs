@@ -1,0 +1,319 @@
+//! How a database comes to be: its shard processes (one primary per slot
+//! range, a replica of each on another node), its port, its endpoint proxies
+//! on 127.0.0.1 and on the node that holds the endpoint.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+
+use super::database::{DbShared, Node};
+use super::shard::{Shard, ShardSet, ShardSpec, Shards};
+use super::{keys, proxy, tls, ActionError, Database, Emulator, DATABASE_PORTS, PORT_UNAVAILABLE};
+use crate::fault_injector::DatabaseSpec;
+
+impl Emulator {
+    pub(crate) async fn start_shard(
+        &self,
+        node: Node,
+        replica_of: Option<SocketAddr>,
+        password: Option<String>,
+        args: &[String],
+    ) -> Result<Shard> {
+        let id = self.next_shard.fetch_add(1, Ordering::SeqCst);
+        Shard::start(
+            &self.bin,
+            self.workdir.path(),
+            ShardSpec {
+                id,
+                node: node.index,
+                replica_of,
+                password,
+                args: args.to_vec(),
+            },
+        )
+        .await
+    }
+
+    /// Which arguments of each command are keys, read from a shard's `COMMAND`
+    /// once.
+    async fn key_specs(&self, shard: &Shard) -> Result<Arc<keys::KeySpecs>> {
+        self.key_specs
+            .get_or_try_init(|| async {
+                let mut c = shard.connect().await?;
+                let reply: redis::Value = redis::cmd("COMMAND")
+                    .query_async(&mut c)
+                    .await
+                    .context("reading the shard's COMMAND table")?;
+                let specs = keys::KeySpecs::from_command_reply(&reply);
+                anyhow::ensure!(
+                    !specs.is_empty(),
+                    "the shard's COMMAND table listed no command"
+                );
+                Ok(Arc::new(specs))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Starts the shards of a new database: `count` primaries on consecutive
+    /// nodes from `first`, each with a replica on the next node when asked.
+    async fn start_shards(
+        &self,
+        first: usize,
+        count: usize,
+        replication: bool,
+        password: &Option<String>,
+        args: &[String],
+    ) -> Result<Shards> {
+        let nodes = self.nodes();
+        let mut shards = Shards::default();
+        for i in 0..count {
+            let started = async {
+                let primary = self
+                    .start_shard(
+                        nodes[(first + i) % nodes.len()],
+                        None,
+                        password.clone(),
+                        args,
+                    )
+                    .await?;
+                let replica = if replication {
+                    let node = nodes[(first + i + 1) % nodes.len()];
+                    match self
+                        .start_shard(node, Some(primary.addr), password.clone(), args)
+                        .await
+                    {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            primary.stop().await;
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    None
+                };
+                Ok::<_, anyhow::Error>(ShardSet {
+                    primary,
+                    replica,
+                    slots: keys::slot_range(i, count),
+                })
+            }
+            .await;
+            match started {
+                Ok(set) => shards.sets.push(set),
+                Err(e) => {
+                    shards.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        for set in &shards.sets {
+            if let Some(r) = &set.replica {
+                if let Err(e) = r.wait_link_up(self.config.timings.sync_timeout).await {
+                    shards.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(shards)
+    }
+
+    /// Creates a database: its primary shards (one per slot range), a replica
+    /// of each on another node (with replication), the endpoint proxy and the
+    /// public address.
+    pub async fn create_database(&self, spec: DatabaseSpec) -> Result<Arc<Database>, ActionError> {
+        use ActionError::Invalid;
+        if spec.oss_cluster.unwrap_or(false) {
+            return Err(Invalid("oss_cluster databases are not emulated yet; create a database without the OSS Cluster API (oss_cluster: false)".into()));
+        }
+        let count = spec.shard_count()?;
+        let shard_args = spec.shard_args(count)?;
+        spec.timing.validate()?;
+        let name = spec.name.clone();
+        if let Some(name) = &name {
+            if self.databases().iter().any(|d| &d.shared.name == name) {
+                return Err(Invalid(format!(
+                    "a database named {name:?} exists already; choose another name"
+                )));
+            }
+        }
+        if let Some(p) = spec.wanted_port() {
+            self.check_port(p)?;
+        }
+        let id = self.next_db.fetch_add(1, Ordering::SeqCst);
+        let name = name.unwrap_or_else(|| format!("db{id}"));
+        let nodes = self.nodes();
+        let first = (id as usize - 1) % nodes.len();
+        let failed = ActionError::from;
+        let mut shards = self
+            .start_shards(
+                first,
+                count as usize,
+                spec.replication.unwrap_or(true),
+                &spec.password,
+                &shard_args,
+            )
+            .await
+            .map_err(failed)?;
+        let prepared = async {
+            let key_specs = if count > 1 {
+                Some(self.key_specs(&shards.sets[0].primary).await?)
+            } else {
+                None
+            };
+            let tls = match spec.tls.unwrap_or(false) {
+                true => Some(self.tls_material()?),
+                false => None,
+            };
+            Ok::<_, anyhow::Error>((key_specs, tls))
+        }
+        .await;
+        let (key_specs, tls) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                shards.stop().await;
+                return Err(failed(e));
+            }
+        };
+        // A port the emulator picked may be taken by another process before
+        // the proxy binds it: then the next one is tried.
+        let attempts = if spec.wanted_port().is_some() { 1 } else { 5 };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = match spec.wanted_port() {
+                Some(p) => p,
+                None => match self.free_database_port() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        shards.stop().await;
+                        return Err(failed(e));
+                    }
+                },
+            };
+            let upstreams = shards.sets.iter().map(|s| s.primary.addr).collect();
+            let mut shared = DbShared::new(id, name.clone(), port, upstreams, nodes[first]);
+            shared.replay_completion = spec
+                .replay_completion
+                .unwrap_or(self.config.replay_completion);
+            shared.naming = self.config.naming.clone();
+            shared.cluster = self.cluster.clone();
+            shared.key_specs = key_specs.clone();
+            let shared = Arc::new(shared);
+            let db = Arc::new(Database {
+                shared: shared.clone(),
+                timings: self.config.timings.with(&spec.timing),
+                password: spec.password.clone(),
+                tls: tls.clone(),
+                shards: tokio::sync::Mutex::new(shards),
+                shard_args: shard_args.clone(),
+                listeners: Mutex::new(HashMap::new()),
+                cancel: self.cancel.child_token(),
+                busy: AtomicBool::new(false),
+            });
+            let started = async {
+                let acceptor = db.tls.as_ref().map(|t| t.acceptor());
+                proxy::listen_public(shared.clone(), acceptor, db.cancel.clone()).await?;
+                db.listen_on(nodes[first]).await
+            }
+            .await;
+            let e = match started {
+                Ok(()) => {
+                    self.databases.lock().unwrap().insert(id, db.clone());
+                    tracing::info!(bdb_id = id, port, shards = count, "database created");
+                    return Ok(db);
+                }
+                Err(e) => e,
+            };
+            // Stop listening, keep the shards for the next port.
+            db.cancel.cancel();
+            db.shared.close_all();
+            match Arc::try_unwrap(db) {
+                Ok(db) if attempt < attempts => {
+                    tracing::debug!(port, "port taken before the bind ({e:#}); trying another");
+                    shards = db.shards.into_inner();
+                }
+                Ok(db) => {
+                    db.shards.into_inner().stop().await;
+                    return Err(Invalid(format!(
+                        "{PORT_UNAVAILABLE}: {e:#}; choose another port"
+                    )));
+                }
+                Err(db) => {
+                    db.shutdown().await;
+                    return Err(Invalid(format!(
+                        "{PORT_UNAVAILABLE}: {e:#}; choose another port"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Refuses a port that is taken, in the words a real cluster uses.
+    pub(crate) fn check_port(&self, port: u16) -> Result<(), ActionError> {
+        if port < 1024 || !self.port_is_free(port) {
+            return Err(ActionError::Invalid(format!(
+                "{PORT_UNAVAILABLE}: port {port} is taken on 127.0.0.1 or on a node address (or below 1024); choose another port or leave it out"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The emulator's CA and server certificate, made on first use.
+    fn tls_material(&self) -> Result<Arc<tls::TlsMaterial>> {
+        let mut t = self.tls.lock().unwrap();
+        if let Some(t) = &*t {
+            return Ok(t.clone());
+        }
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        for n in self.nodes() {
+            names.push(n.internal_ip().to_string());
+            names.push(n.external_ip().to_string());
+        }
+        names.extend(self.config.naming.certificate_names());
+        let made = Arc::new(tls::TlsMaterial::generate(
+            &self.workdir.path().join("tls"),
+            "maint-e2e emulator CA",
+            &names,
+        )?);
+        *t = Some(made.clone());
+        Ok(made)
+    }
+
+    /// True when `port` can be bound on the public address and on every node.
+    fn port_is_free(&self, port: u16) -> bool {
+        let mut addrs: Vec<std::net::SocketAddr> = vec![([127, 0, 0, 1], port).into()];
+        for n in self.nodes() {
+            addrs.push((n.internal_ip(), port).into());
+            addrs.push((n.external_ip(), port).into());
+        }
+        // Held together, so that each address is checked while the others are taken.
+        let held: Result<Vec<_>, _> = addrs.iter().map(std::net::TcpListener::bind).collect();
+        held.is_ok()
+    }
+
+    /// A port free on the public address and on every node, from the range a
+    /// real cluster gives databases. The range lies below the kernel's
+    /// ephemeral ports, so an outgoing connection (a replica's, a test's)
+    /// cannot take the port between this probe and the proxy's bind; the
+    /// scan starts at a different place in every process.
+    fn free_database_port(&self) -> Result<u16> {
+        let (first, len) = (DATABASE_PORTS.start, DATABASE_PORTS.len());
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as usize)
+            .unwrap_or(0)
+            ^ (std::process::id() as usize).wrapping_mul(7919);
+        (0..len)
+            .map(|i| first + ((seed + i) % len) as u16)
+            .find(|&p| self.port_is_free(p))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no port in {DATABASE_PORTS:?} is free on 127.0.0.1 and every node address; stop what holds them or pass a port"
+                )
+            })
+    }
+}

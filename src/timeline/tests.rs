@@ -1,0 +1,288 @@
+//! Unit tests of [`super`].
+
+use super::*;
+use crate::client::MaintState;
+
+/// A hand-made timeline: events `ms` milliseconds after a start.
+struct Timeline {
+    start: Instant,
+    events: Vec<ClientEvent>,
+}
+
+impl Timeline {
+    fn new() -> Self {
+        Timeline {
+            start: Instant::now(),
+            events: Vec::new(),
+        }
+    }
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+    fn push(mut self, ms: u64, conn: u64, kind: EventKind) -> Self {
+        let at = self.at(ms);
+        self.events.push(ClientEvent {
+            at,
+            client: "app".into(),
+            conn,
+            kind,
+        });
+        self
+    }
+    fn got(self, ms: u64, conn: u64, n: Notification) -> Self {
+        self.push(
+            ms,
+            conn,
+            EventKind::Notification {
+                notification: n,
+                at_setup: false,
+            },
+        )
+    }
+    fn replay(self, ms: u64, conn: u64, n: Notification) -> Self {
+        self.push(
+            ms,
+            conn,
+            EventKind::Notification {
+                notification: n,
+                at_setup: true,
+            },
+        )
+    }
+    fn relax(self, ms: u64, conn: u64, secs: u64) -> Self {
+        self.push(
+            ms,
+            conn,
+            EventKind::Relaxed {
+                timeout: Some(Duration::from_secs(secs)),
+            },
+        )
+    }
+    fn unrelax(self, ms: u64, conn: u64, secs: u64) -> Self {
+        self.push(
+            ms,
+            conn,
+            EventKind::Unrelaxed {
+                timeout: Some(Duration::from_secs(secs)),
+            },
+        )
+    }
+    fn handoff(self, ms: u64, conn: u64, seq: i64) -> Self {
+        self.push(
+            ms,
+            conn,
+            EventKind::HandoffSucceeded {
+                seq,
+                endpoint: "127.0.2.1:12000".into(),
+            },
+        )
+    }
+}
+
+fn failing_over(seq: i64) -> Notification {
+    Notification::FailingOver {
+        seq,
+        time_s: Some(2),
+        shards: vec!["1".into()],
+    }
+}
+
+fn failed_over(seq: i64) -> Notification {
+    Notification::FailedOver {
+        seq,
+        shards: vec!["1".into()],
+    }
+}
+
+fn moving(seq: i64) -> Notification {
+    Notification::Moving {
+        seq,
+        time_s: 2,
+        endpoint: None,
+    }
+}
+
+#[test]
+fn a_pair_needs_consecutive_seqs_on_one_connection_in_order() {
+    let t = Timeline::new()
+        .got(0, 1, failing_over(5))
+        .got(10, 2, failed_over(6))
+        .got(20, 1, failed_over(7));
+    assert!(pair(&t.events, Kind::FailingOver, Kind::FailedOver).is_none());
+    let t = t.got(30, 1, failed_over(6));
+    let (a, b) = pair(&t.events, Kind::FailingOver, Kind::FailedOver).unwrap();
+    assert_eq!((a.conn, b.notification.seq()), (1, 6));
+}
+
+#[test]
+fn latest_live_skips_replays_and_first_takes_either() {
+    let t = Timeline::new()
+        .got(0, 1, moving(1))
+        .replay(10, 2, moving(1))
+        .got(20, 1, moving(3));
+    assert_eq!(
+        latest_live(&t.events, Kind::Moving)
+            .unwrap()
+            .notification
+            .seq(),
+        3
+    );
+    assert_eq!(first(&t.events, Kind::Moving).unwrap().conn, 1);
+    assert_eq!(
+        replayed_at_setup(&t.events, 2, Kind::Moving).unwrap().conn,
+        2
+    );
+    assert!(replayed_at_setup(&t.events, 1, Kind::Moving).is_none());
+}
+
+#[test]
+fn relaxed_over_a_window_reads_the_timeout_and_refuses_an_unrelax_inside() {
+    let t = Timeline::new()
+        .relax(100, 1, 3)
+        .unrelax(400, 1, 1)
+        .relax(500, 1, 3);
+    let (from, to) = (t.at(100), t.at(300));
+    assert_eq!(
+        relaxed_over(&t.events, 1, from, to),
+        Ok(Some(Duration::from_secs(3)))
+    );
+    // Relaxed before the window opened counts, un-relaxed inside does not.
+    assert_eq!(
+        relaxed_over(&t.events, 1, t.at(200), t.at(300)),
+        Ok(Some(Duration::from_secs(3)))
+    );
+    let e = relaxed_over(&t.events, 1, t.at(200), t.at(450)).unwrap_err();
+    assert!(e.0.contains("un-relaxed inside"), "{e}");
+    let e = relaxed_over(&t.events, 2, from, to).unwrap_err();
+    assert!(e.0.contains("not relaxed"), "{e}");
+    assert_eq!(
+        unrelaxed_after(&t.events, 1, t.at(150)),
+        Some((t.at(400), Some(Duration::from_secs(1))))
+    );
+    assert_eq!(any_unrelaxed_after(&t.events, t.at(450)), None);
+    assert!(ever_relaxed(&t.events, 1) && !ever_relaxed(&t.events, 2));
+}
+
+#[test]
+fn a_timeout_throughout_needs_a_window_and_no_other_value() {
+    let ten = Some(Duration::from_secs(10));
+    let t = Timeline::new().relax(0, 1, 10).unrelax(50, 1, 10);
+    assert_eq!(timeout_throughout(&t.events, ten), Ok(()));
+    let t = t.relax(60, 2, 3);
+    assert!(timeout_throughout(&t.events, ten)
+        .unwrap_err()
+        .0
+        .contains("connection 2 went to 3s"));
+    assert!(timeout_throughout(&[], ten)
+        .unwrap_err()
+        .0
+        .contains("never entered a window"));
+}
+
+#[test]
+fn one_handoff_each_counts_per_connection() {
+    let t = Timeline::new().handoff(0, 1, 4).handoff(5, 2, 4);
+    assert!(handoff_ended_on_all(&t.events, &[1, 2]));
+    assert!(!handoff_ended_on_all(&t.events, &[1, 2, 3]));
+    assert_eq!(one_handoff_each(&t.events, &[1, 2]), Ok(()));
+    assert_eq!(first_handoff_at(&t.events), Some(t.at(0)));
+    assert_eq!(handoff_of(&t.events, 2).unwrap().0, t.at(5));
+    let twice = Timeline::new().handoff(0, 1, 4).handoff(9, 1, 6);
+    assert!(one_handoff_each(&twice.events, &[1])
+        .unwrap_err()
+        .0
+        .contains("2 times"));
+    let failed = Timeline::new().handoff(0, 1, 4).push(
+        3,
+        1,
+        EventKind::HandoffFailed {
+            seq: 4,
+            endpoint: "x:1".into(),
+            reason: "no".into(),
+        },
+    );
+    assert!(one_handoff_each(&failed.events, &[1])
+        .unwrap_err()
+        .0
+        .contains("failed a handoff"));
+    assert_eq!(gave_up(&failed.events), Some(1));
+}
+
+#[test]
+fn repeats_must_exist_and_all_be_ignored() {
+    let t = Timeline::new().got(0, 1, moving(2)).got(1, 1, moving(2));
+    assert!(repeats_ignored(&t.events, 1).is_err());
+    let t = t.push(2, 1, EventKind::MovingIgnored { seq: 2 });
+    assert_eq!(repeats_ignored(&t.events, 1), Ok(()));
+    let once = Timeline::new().got(0, 1, moving(2));
+    assert!(repeats_ignored(&once.events, 1).is_err());
+}
+
+#[test]
+fn attempts_and_dials_are_read_from_their_events() {
+    let attempt = |reason: &str| EventKind::HandoffAttemptFailed {
+        seq: 1,
+        endpoint: "x:1".into(),
+        reason: reason.into(),
+    };
+    let t = Timeline::new()
+        .push(
+            0,
+            7,
+            EventKind::Connected {
+                endpoint: "127.0.0.1:1".into(),
+                maint: MaintState::Off,
+            },
+        )
+        .push(1, 7, attempt("invalid peer certificate"))
+        .push(2, 7, attempt("Certificate unknown"));
+    assert_eq!(first_dial(&t.events, 7).as_deref(), Some("127.0.0.1:1"));
+    assert_eq!(failed_attempts(&t.events, 7), 2);
+    assert_eq!(attempts_name(&t.events, "certificate"), Ok(()));
+    let t = t.push(3, 7, attempt("refused"));
+    assert!(attempts_name(&t.events, "certificate").is_err());
+    assert!(attempts_name(&[], "certificate").is_err());
+}
+
+#[test]
+fn exact_counts_ignore_replays_and_zero_rows() {
+    let t = Timeline::new()
+        .replay(0, 1, failing_over(1))
+        .got(1, 1, failing_over(1))
+        .got(2, 1, failed_over(2));
+    let want: BTreeMap<_, _> = [("FAILING_OVER", 1), ("FAILED_OVER", 1), ("MOVING", 0)].into();
+    assert_eq!(exact_counts(&t.events, 1, &want), Ok(()));
+    let t = t.got(3, 1, failed_over(2));
+    assert!(exact_counts(&t.events, 1, &want).is_err());
+}
+
+#[test]
+fn bands_are_inclusive_and_about_allows_slack() {
+    let (lo, hi) = (Duration::from_millis(1500), Duration::from_secs(2));
+    assert!(in_band(Duration::from_millis(1500), lo, hi));
+    assert!(in_band(Duration::from_secs(2), lo, hi));
+    assert!(!in_band(Duration::from_millis(2100), lo, hi));
+    let half = Duration::from_secs(1);
+    let slack = Duration::from_millis(500);
+    assert!(about(Duration::from_millis(800), half, slack));
+    assert!(about(Duration::from_millis(2000), half, slack));
+    assert!(!about(Duration::from_millis(700), half, slack));
+    assert!(!about(Duration::from_millis(2100), half, slack));
+}
+
+#[test]
+fn clean_traffic_needs_work_done_and_no_error() {
+    let mut r = Report::default();
+    assert!(traffic_clean(&r).unwrap_err().0.contains("no operation"));
+    r.ok = 10;
+    assert_eq!(traffic_clean(&r), Ok(()));
+    r.errors.push(crate::workload::OpError {
+        op: "SET".into(),
+        error: crate::client::ClientError::Timeout {
+            after: Duration::from_secs(1),
+            in_window: false,
+        },
+        at: Instant::now(),
+    });
+    assert!(traffic_clean(&r).unwrap_err().0.contains("1 errors"));
+}
