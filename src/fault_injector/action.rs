@@ -305,6 +305,42 @@ impl Action {
         }
     }
 
+    /// This action with `timing` over its database's (for the maintenance
+    /// actions; others have none).
+    pub fn with_timing(mut self, t: TimingOverrides) -> Action {
+        match &mut self {
+            Action::Failover { timing, .. }
+            | Action::Migrate { timing, .. }
+            | Action::Bind { timing, .. }
+            | Action::TopologyChangeStandalone { timing, .. } => *timing = t,
+            _ => {}
+        }
+        self
+    }
+
+    /// This action with its completion lost on purpose (an emulator fault;
+    /// for failover and migrate).
+    pub fn dropping_completion(mut self) -> Action {
+        if let Action::Failover {
+            drop_completion, ..
+        }
+        | Action::Migrate {
+            drop_completion, ..
+        } = &mut self
+        {
+            *drop_completion = true;
+        }
+        self
+    }
+
+    /// This bind with every MOVING sent `n` times, as several proxies may.
+    pub fn repeating_moving(mut self, n: u32) -> Action {
+        if let Action::Bind { repeat, .. } = &mut self {
+            *repeat = Some(n);
+        }
+        self
+    }
+
     /// Parses `{"type", "parameters"}`, with messages that say what to fix.
     pub fn parse(body: &Value) -> Result<Action, BadRequest> {
         let Some(obj) = body.as_object() else {

@@ -74,7 +74,7 @@ pub struct DatabaseSpec {
     /// Name (defaults to `db<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Port (defaults to a free one; 0, as typed clients send when they have
+    /// Port (defaults to a free one in 10000-19999; 0, as typed clients send when they have
     /// none, means the same).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,

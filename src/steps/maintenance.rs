@@ -91,23 +91,8 @@ async fn when_bind(w: &mut MaintWorld) -> StepResult {
 #[when("the database endpoint is rebound to another node with MOVING sent twice")]
 async fn when_bind_repeated(w: &mut MaintWorld) -> StepResult {
     w.emulator()?;
-    w.run_action(|bdb| match Action::bind(bdb) {
-        Action::Bind {
-            bdb_id,
-            endpoint_type,
-            target_node,
-            timing,
-            ..
-        } => Action::Bind {
-            bdb_id,
-            endpoint_type,
-            target_node,
-            repeat: Some(2),
-            timing,
-        },
-        other => other,
-    })
-    .await?;
+    w.run_action(|bdb| Action::bind(bdb).repeating_moving(2))
+        .await?;
     Ok(())
 }
 
@@ -130,14 +115,8 @@ async fn when_bind_completes(w: &mut MaintWorld) -> StepResult {
 #[when("the database's shard migrates to another node and MIGRATED is lost")]
 async fn when_migrate_lost(w: &mut MaintWorld) -> StepResult {
     w.emulator()?;
-    w.run_action(|bdb| Action::Migrate {
-        bdb_id: BdbId(bdb),
-        shard_id: None,
-        target_node: None,
-        drop_completion: true,
-        timing: TimingOverrides::default(),
-    })
-    .await?;
+    w.run_action(|bdb| Action::migrate(bdb).dropping_completion())
+        .await?;
     Ok(())
 }
 
@@ -145,17 +124,12 @@ async fn when_migrate_lost(w: &mut MaintWorld) -> StepResult {
 #[when(expr = "a migration of the database's shard starts with a lead of {duration}")]
 async fn when_migrate_starts(w: &mut MaintWorld, lead: DurationParam) -> StepResult {
     let lead = lead.bounded("the lead")?.as_secs_f64();
-    w.start_action(|bdb| Action::Migrate {
-        bdb_id: BdbId(bdb),
-        shard_id: None,
-        target_node: None,
-        drop_completion: false,
-        timing: TimingOverrides {
-            lead_s: Some(lead),
-            ..TimingOverrides::default()
-        },
-    })
-    .await?;
+    let timing = TimingOverrides {
+        lead_s: Some(lead),
+        ..TimingOverrides::default()
+    };
+    w.start_action(|bdb| Action::migrate(bdb).with_timing(timing))
+        .await?;
     Ok(())
 }
 
