@@ -31,12 +31,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not JSON.
-    #[error("endpoints file {file} is not valid JSON: {reason}")]
+    #[error("endpoints file {file} is not valid JSON: {source}")]
     Json {
         /// The file.
         file: PathBuf,
         /// What the JSON parser said.
-        reason: String,
+        source: serde_json::Error,
     },
     /// A field is missing or has the wrong shape.
     #[error("endpoints file {file}, database {database:?}, field {field:?}: {problem}")]
@@ -232,9 +232,9 @@ impl EndpointsFile {
             file: path.to_path_buf(),
             source,
         })?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| ConfigError::Json {
+        let value: Value = serde_json::from_str(&text).map_err(|source| ConfigError::Json {
             file: path.to_path_buf(),
-            reason: e.to_string(),
+            source,
         })?;
         Self::from_value(&path.display().to_string(), &value)
     }

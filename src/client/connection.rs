@@ -190,7 +190,7 @@ impl ManagedConnection {
         }
         result.map_err(|e| {
             let err = ClientError::from_redis(e);
-            if let ClientError::Connection(_) = err {
+            if let ClientError::Connection { .. } = err {
                 self.forget(active.generation);
             }
             err
@@ -212,7 +212,10 @@ impl ManagedConnection {
             return Ok(a);
         }
         if self.closed.load(Ordering::SeqCst) {
-            return Err(ClientError::Connection("the client was closed".into()));
+            return Err(ClientError::Connection {
+                context: "the client was closed".into(),
+                cause: None,
+            });
         }
         let a = self.dial(&self.shared.dial_target()).await?;
         *self.current.lock().unwrap() = Some(a.clone());
@@ -255,7 +258,7 @@ impl ManagedConnection {
         };
         let info = addr
             .into_connection_info()
-            .map_err(|e| ClientError::Connection(e.to_string()))?
+            .map_err(|e| ClientError::connection(format!("addressing {target}"), e))?
             .set_redis_settings(settings);
         let client = match &self.shared.tls {
             None => redis::Client::open(info),
@@ -267,7 +270,7 @@ impl ManagedConnection {
                 },
             ),
         }
-        .map_err(|e| ClientError::Connection(e.to_string()))?;
+        .map_err(|e| ClientError::connection(format!("setting up a client of {target}"), e))?;
         let mut cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(o.connect_timeout))
             .set_response_timeout(None);
@@ -288,12 +291,16 @@ impl ManagedConnection {
             client.get_multiplexed_async_connection_with_config(&cfg),
         )
         .await
-        .map_err(|_| ClientError::Connection(format!("connecting to {target} timed out")))?;
+        .map_err(|e| ClientError::connection(format!("connecting to {target}"), e))?;
         let mut conn = setup.map_err(|e| {
+            let context = format!("connecting to {target}");
             if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
-                ClientError::Connection(format!("connecting to {target}: {e}"))
+                ClientError::connection(context, e)
             } else {
-                ClientError::Handshake(format!("connecting to {target}: {e}"))
+                ClientError::Handshake {
+                    context,
+                    cause: Some(super::Cause::new(e)),
+                }
             }
         })?;
         if o.protocol == Protocol::Resp3 {
@@ -342,15 +349,16 @@ impl ManagedConnection {
             Ok(Ok(Value::ServerError(e))) => e.to_string(),
             Ok(Ok(_)) => return Ok(MaintState::On(Some(ty))),
             Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() => {
-                return Err(ClientError::Connection(format!(
-                    "{target} closed the connection during the handshake: {e}"
-                )))
+                return Err(ClientError::connection(
+                    format!("{target} closed the connection during the handshake"),
+                    e,
+                ))
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {:?}", o.relaxed_timeout),
         };
         match o.mode {
-            Mode::Enabled => Err(ClientError::Handshake(format!(
+            Mode::Enabled => Err(ClientError::handshake(format!(
                 "{target} refused CLIENT MAINT_NOTIFICATIONS ON ({refusal}); the server does not support maintenance notifications: use mode auto or disabled"
             ))),
             _ => {
@@ -507,7 +515,7 @@ impl ManagedConnection {
                     self.close_window(WindowKey::Handoff(seq));
                     return;
                 }
-                Ok(Err(e)) => reason = e.to_string(),
+                Ok(Err(e)) => reason = e.chain(),
                 Err(_) => reason = format!("no connection within {:?}", o.handoff_timeout),
             }
             self.shared.emit(

@@ -131,7 +131,38 @@ impl ClientOptions {
     }
 }
 
-/// How a request failed.
+/// The error underneath a [`ClientError`], kept whole for its chain.
+#[derive(Clone, Debug)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Keeps `e`.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(Arc::new(e))
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Two causes are the same when they say the same.
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+/// How a request failed. The cause, when there is one, is the error's
+/// [`source`](std::error::Error::source); [`ClientError::chain`] prints both.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
     /// No reply in time.
@@ -143,14 +174,26 @@ pub enum ClientError {
         in_window: bool,
     },
     /// The connection closed or could not be made.
-    #[error("connection error: {0}")]
-    Connection(String),
-    /// The server answered with an error.
+    #[error("connection error: {context}")]
+    Connection {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// The server answered with an error (its text is the whole cause).
     #[error("server error: {0}")]
     Server(String),
     /// The handshake failed (auth, notifications refused in enabled mode, RESP2 + enabled).
-    #[error("handshake failed: {0}")]
-    Handshake(String),
+    #[error("handshake failed: {context}")]
+    Handshake {
+        /// What went wrong.
+        context: String,
+        /// Why, when another error says it.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The options contradict themselves or are out of range; nothing was dialled.
     #[error("invalid client options: {0}")]
     Options(String),
@@ -161,10 +204,40 @@ impl ClientError {
     pub fn class(&self) -> &'static str {
         match self {
             ClientError::Timeout { .. } => "timeout",
-            ClientError::Connection(_) => "connection",
+            ClientError::Connection { .. } => "connection",
             ClientError::Server(_) => "server",
-            ClientError::Handshake(_) => "handshake",
+            ClientError::Handshake { .. } => "handshake",
             ClientError::Options(_) => "options",
+        }
+    }
+
+    /// The error and every cause under it, `: `-separated.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            out += &format!(": {e}");
+            next = e.source();
+        }
+        out
+    }
+
+    /// A connection error saying `context`, caused by `cause`.
+    pub(crate) fn connection(
+        context: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> ClientError {
+        ClientError::Connection {
+            context: context.into(),
+            cause: Some(Cause::new(cause)),
+        }
+    }
+
+    /// A handshake error saying `context` (the emulator's or the client's own words).
+    pub(crate) fn handshake(context: impl Into<String>) -> ClientError {
+        ClientError::Handshake {
+            context: context.into(),
+            cause: None,
         }
     }
 
@@ -175,7 +248,7 @@ impl ClientError {
                 in_window: false,
             }
         } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-            ClientError::Connection(e.to_string())
+            ClientError::connection("the connection failed", e)
         } else {
             ClientError::Server(e.to_string())
         }
@@ -325,8 +398,8 @@ impl ClientFactory {
             return Err(ClientError::Options("pool_size must be at least 1".into()));
         }
         if options.mode == Mode::Enabled && options.protocol == Protocol::Resp2 {
-            return Err(ClientError::Handshake(
-                "maintenance notifications need RESP3; use protocol 3 or mode auto/disabled".into(),
+            return Err(ClientError::handshake(
+                "maintenance notifications need RESP3; use protocol 3 or mode auto/disabled",
             ));
         }
         let shared = Arc::new(ClientShared {
@@ -364,14 +437,14 @@ impl ClientFactory {
             dir.clone()
         };
         let pem = std::fs::read(&path).map_err(|e| {
-            ClientError::Handshake(format!(
+            ClientError::handshake(format!(
                 "database {:?} uses TLS but its CA certificate {} cannot be read ({e}); certificatesLocation must be a folder holding ca.crt, or a PEM file",
                 self.db.name,
                 path.display()
             ))
         })?;
         if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-            return Err(ClientError::Handshake(format!(
+            return Err(ClientError::handshake(format!(
                 "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
                 path.display()
             )));
@@ -391,6 +464,24 @@ impl ClientFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_pool_of_no_connections_is_an_options_error_and_nothing_is_dialled() {
+        // Port 9 on loopback: nothing listens, and nothing must be dialled.
+        let endpoint = crate::config::DatabaseEndpoint::plain(([127, 0, 0, 1], 9).into());
+        let db = DatabaseConfig::at("x", endpoint);
+        let options = ClientOptions {
+            pool_size: 0,
+            ..ClientOptions::default()
+        };
+        let e = ClientFactory::new(db, Arc::new(NoEvents))
+            .create("c", options)
+            .await
+            .err()
+            .expect("a pool of no connections is refused");
+        assert_eq!(e.class(), "options", "{e}");
+        assert!(e.to_string().contains("pool_size"), "{e}");
+    }
 
     #[test]
     fn relaxation_is_a_floor_and_never_shortens() {

@@ -69,7 +69,7 @@ impl MaintWorld {
             .factory
             .create(name, options)
             .await
-            .map_err(|e| anyhow!("creating client {name:?}: {e}"))?;
+            .map_err(|e| anyhow!("creating client {name:?}: {}", e.chain()))?;
         self.add_client(name, Ok(client))
     }
 }

@@ -346,7 +346,7 @@ async fn then_usable(w: &mut MaintWorld, name: String) -> StepResult {
     let client = factory
         .create(&format!("{name}-user"), w.suite_options())
         .await
-        .map_err(|e| anyhow!("connecting to {name:?}: {e}"))?;
+        .map_err(|e| anyhow!("connecting to {name:?}: {}", e.chain()))?;
     let key = format!("{}:created", w.prefix);
     let result: Result<String> = async {
         client

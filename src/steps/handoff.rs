@@ -84,7 +84,7 @@ async fn when_opens_connection(w: &mut MaintWorld, client: String) -> StepResult
     let conn = c
         .add_connection()
         .await
-        .map_err(|e| anyhow!("opening a connection for {client:?}: {e}"))?;
+        .map_err(|e| anyhow!("opening a connection for {client:?}: {}", e.chain()))?;
     w.record_mut(&client)?.opened.push(conn);
     Ok(())
 }
@@ -163,8 +163,9 @@ async fn then_in_flight_ok(w: &mut MaintWorld) -> StepResult {
             .map_err(|_| anyhow!("the request in flight of {client:?} never finished"))??;
         if let Err(e) = result {
             fail!(
-                "the request in flight of {client:?} on {:?} failed: {e}",
-                f.endpoint
+                "the request in flight of {client:?} on {:?} failed: {}",
+                f.endpoint,
+                e.chain()
             );
         }
         let handed_off_at = timeline::first_handoff_at(&w.tracker.timeline(&client))

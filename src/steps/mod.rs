@@ -248,7 +248,7 @@ impl MaintWorld {
         }
         let (client, connect_error) = match made {
             Ok(c) => (Some(c), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(e.chain())),
         };
         self.clients.insert(
             name.to_string(),

@@ -305,7 +305,8 @@ async fn then_get_succeeds(
         Ok(_) if in_band(took, lo, hi) => Ok(()),
         Ok(_) => fail!("the GET succeeded after {took:?}, expected between {lo:?} and {hi:?}"),
         Err(e) => fail!(
-            "the GET failed after {took:?}: {e}:\n{}",
+            "the GET failed after {took:?}: {}:\n{}",
+            e.chain(),
             w.tracker.describe(&client)
         ),
     }

@@ -76,7 +76,7 @@ async fn then_writes_readable(w: &mut MaintWorld) -> StepResult {
             },
         )
         .await
-        .map_err(|e| anyhow!("connecting to read back: {e}"))?;
+        .map_err(|e| anyhow!("connecting to read back: {}", e.chain()))?;
     for name in names {
         let Some(t) = &w.record(&name)?.traffic else {
             continue;
@@ -129,11 +129,20 @@ async fn then_still_works(w: &mut MaintWorld, client: String) -> StepResult {
         let key = format!("{}:{client}:check:{}", w.prefix, conn.id);
         conn.query(redis::cmd("SET").arg(&key).arg("ok"))
             .await
-            .map_err(|e| anyhow!("SET through connection {} of {client:?}: {e}", conn.id))?;
-        let v = conn
-            .query(redis::cmd("GET").arg(&key))
-            .await
-            .map_err(|e| anyhow!("GET through connection {} of {client:?}: {e}", conn.id))?;
+            .map_err(|e| {
+                anyhow!(
+                    "SET through connection {} of {client:?}: {}",
+                    conn.id,
+                    e.chain()
+                )
+            })?;
+        let v = conn.query(redis::cmd("GET").arg(&key)).await.map_err(|e| {
+            anyhow!(
+                "GET through connection {} of {client:?}: {}",
+                conn.id,
+                e.chain()
+            )
+        })?;
         if v != redis::Value::BulkString(b"ok".to_vec()) {
             fail!(
                 "connection {} of {client:?} read {v:?} back, expected \"ok\"",

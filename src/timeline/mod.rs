@@ -364,7 +364,7 @@ pub fn traffic_clean(report: &Report) -> Claim {
             .errors
             .iter()
             .take(5)
-            .map(|e| format!("{}: {}", e.op, e.error))
+            .map(|e| format!("{}: {}", e.op, e.error.chain()))
             .collect();
         unmet!(
             "{} ok, {} errors {:?}, {} wrong reads; first: {first:?} {:?}",
