@@ -100,9 +100,9 @@ async fn then_returns_after(
     hi: DurationParam,
     kind: KindParam,
 ) -> StepResult {
-    let (lo, hi) = (lo.bounded("a band")?, hi.bounded("a band")?);
+    let band = Band::of(lo, hi)?;
     let r = w.wait_received(&client, kind.0).await?;
-    let within = hi + BAND_SLACK;
+    let within = band.1 + BAND_SLACK;
     let (at, got) = w
         .tracker
         .wait_on(
@@ -113,9 +113,9 @@ async fn then_returns_after(
         )
         .await?;
     let took = at - r.at;
-    if got != timeout.0 || !in_band(took, lo, hi) {
+    if got != timeout.0 || !band.holds(took) {
         fail!(
-            "connection {} of {client:?} returned to {} {took:?} after {}; expected {} between {lo:?} and {hi:?}:\n{}",
+            "connection {} of {client:?} returned to {} {took:?} after {}; expected {} {band}:\n{}",
             r.conn,
             show(got),
             r.notification,
@@ -272,6 +272,25 @@ async fn then_setup_window(w: &mut MaintWorld, client: String, kind: KindParam) 
     Ok(())
 }
 
+/// A band as two steps' durations, both bounded.
+struct Band(Duration, Duration);
+
+impl Band {
+    fn of(lo: DurationParam, hi: DurationParam) -> Result<Band> {
+        Ok(Band(lo.bounded("a band")?, hi.bounded("a band")?))
+    }
+
+    fn holds(&self, took: Duration) -> bool {
+        in_band(took, self.0, self.1)
+    }
+}
+
+impl std::fmt::Display for Band {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "between {:?} and {:?}", self.0, self.1)
+    }
+}
+
 impl MaintWorld {
     /// One GET through the first connection of `client`, timed.
     async fn timed_get(
@@ -299,12 +318,11 @@ async fn then_get_succeeds(
     lo: DurationParam,
     hi: DurationParam,
 ) -> StepResult {
-    let (lo, hi) = (lo.bounded("a band")?, hi.bounded("a band")?);
-    let (r, took) = w.timed_get(&client).await?;
-    match r {
-        Ok(_) if in_band(took, lo, hi) => Ok(()),
-        Ok(_) => fail!("the GET succeeded after {took:?}, expected between {lo:?} and {hi:?}"),
-        Err(e) => fail!(
+    let band = Band::of(lo, hi)?;
+    match w.timed_get(&client).await? {
+        (Ok(_), took) if band.holds(took) => Ok(()),
+        (Ok(_), took) => fail!("the GET succeeded after {took:?}, expected {band}"),
+        (Err(e), took) => fail!(
             "the GET failed after {took:?}: {}:\n{}",
             e.chain(),
             w.tracker.describe(&client)
@@ -322,14 +340,17 @@ async fn then_get_times_out(
     lo: DurationParam,
     hi: DurationParam,
 ) -> StepResult {
-    let (lo, hi) = (lo.bounded("a band")?, hi.bounded("a band")?);
+    let band = Band::of(lo, hi)?;
     let (r, took) = w.timed_get(&client).await?;
-    match r {
+    let outside_window = matches!(
+        r,
         Err(ClientError::Timeout {
-            in_window: false, ..
-        }) if in_band(took, lo, hi) => Ok(()),
-        other => fail!(
-            "the GET ended {other:?} after {took:?}; expected a timeout outside a window between {lo:?} and {hi:?}"
-        ),
+            in_window: false,
+            ..
+        })
+    );
+    if !outside_window || !band.holds(took) {
+        fail!("the GET ended {r:?} after {took:?}; expected a timeout outside a window {band}");
     }
+    Ok(())
 }
