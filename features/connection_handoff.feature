@@ -111,3 +111,12 @@ Feature: Connection handoff
     And every connection of "app" now uses the endpoint MOVING named
     And "app" can still write and read
     And the timeouts of "app" are back to their configured values
+
+  Scenario: CH10 negative control: a client that does not hand off loses its connections when the old endpoint closes
+    Given a client "app" with 2 connections and maintenance notifications enabled and these settings:
+      | handoffs | off |
+    And steady traffic from "app"
+    When the database endpoint is rebound to another node
+    Then "app" receives MOVING
+    And the traffic saw connection errors during the maintenance, and no other error
+    And every acknowledged write is readable

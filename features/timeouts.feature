@@ -115,3 +115,14 @@ Feature: Timeouts during maintenance
     When "app" opens a new connection
     Then the new connection of "app" opened no window, even for a replayed FAILED_OVER
     And "app" can still write and read
+
+  Scenario: TO9 negative control: a client that does not relax times out when a switch-over holds its requests
+    Given a client "app" with maintenance notifications enabled and these settings:
+      | response timeout | 1 s |
+      | relaxed timeout  | 3 s |
+      | relaxation       | off |
+    And steady traffic from "app"
+    When the database fails over
+    Then "app" receives FAILING_OVER then FAILED_OVER with consecutive sequence numbers on the same connection
+    And the traffic saw timeouts during the maintenance, and no other error
+    And every acknowledged write is readable

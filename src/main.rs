@@ -50,6 +50,9 @@ struct EmulatorArgs {
     /// FAILED_OVER): a real failover or final switch takes seconds.
     #[arg(long, default_value_t = 3.0)]
     settle_s: f64,
+    /// Seconds each switch-over of a failover or migration holds traffic.
+    #[arg(long, default_value_t = 1.0)]
+    hold_s: f64,
     /// DNS domain of the cluster's host names (the database's and the FQDN
     /// forms of MOVING); when names in it do not resolve to loopback here,
     /// `localhost` is used instead.
@@ -102,6 +105,7 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
         lead_s: Some(args.lead_s),
         window_s: Some(args.window_s),
         settle_s: Some(args.settle_s),
+        hold_s: Some(args.hold_s),
     };
     overrides
         .validate()

@@ -54,6 +54,9 @@ pub const ACTION_WATCH_POLL: Duration = Duration::from_millis(10);
 /// Pause between two requests of one traffic task: about 200 requests a
 /// second per task, enough to hit every window.
 pub const TRAFFIC_PACE: Duration = Duration::from_millis(5);
+/// A phase of traffic shorter than this need not show a success (a request
+/// takes a few milliseconds; a phase this long holds dozens).
+pub const TRAFFIC_PHASE_MIN: Duration = Duration::from_millis(200);
 /// How long traffic may take to show its first successes.
 pub const TRAFFIC_WARM_UP: Duration = Duration::from_secs(10);
 /// Bound on connecting and on one reply of a raw connection.

@@ -32,6 +32,8 @@ pub struct Report {
     pub errors: Vec<OpError>,
     /// Reads that returned something other than the acknowledged value.
     pub mismatches: Vec<String>,
+    /// When each operation succeeded, in order.
+    pub successes: Vec<Instant>,
 }
 
 impl Report {
@@ -51,6 +53,7 @@ struct Shared {
     progress: tokio::sync::Notify,
     errors: Mutex<Vec<OpError>>,
     mismatches: Mutex<Vec<String>>,
+    successes: Mutex<Vec<Instant>>,
     /// Acknowledged writes: key -> value.
     ledger: Mutex<BTreeMap<String, String>>,
 }
@@ -82,6 +85,7 @@ impl Workload {
                         match client.query::<()>(&set).await {
                             Ok(()) => {
                                 shared.ledger.lock().unwrap().insert(key.clone(), value.clone());
+                                shared.successes.lock().unwrap().push(Instant::now());
                                 shared.ok.fetch_add(1, Ordering::Relaxed);
                                 shared.progress.notify_waiters();
                             }
@@ -94,6 +98,7 @@ impl Workload {
                         let get = redis::cmd("GET").arg(&key).clone();
                         match client.query::<Option<String>>(&get).await {
                             Ok(v) => {
+                                shared.successes.lock().unwrap().push(Instant::now());
                                 shared.ok.fetch_add(1, Ordering::Relaxed);
                                 let acked = shared.ledger.lock().unwrap().get(&key).cloned();
                                 if acked.is_some() && v != acked {
@@ -151,6 +156,11 @@ impl Workload {
             ok: self.shared.ok.load(Ordering::Relaxed),
             errors: self.shared.errors.lock().unwrap().clone(),
             mismatches: self.shared.mismatches.lock().unwrap().clone(),
+            successes: {
+                let mut s = self.shared.successes.lock().unwrap().clone();
+                s.sort();
+                s
+            },
         }
     }
 

@@ -458,6 +458,9 @@ impl ManagedConnection {
                     return;
                 }
                 let window = Duration::from_secs(time_s);
+                if !o.hand_off {
+                    return;
+                }
                 self.open_window(WindowKey::Handoff(seq), now + o.window_max().max(window));
                 let Some(me) = self.me.upgrade() else { return };
                 match endpoint {
@@ -550,6 +553,9 @@ impl ManagedConnection {
     }
 
     fn open_window(&self, key: WindowKey, backstop: Instant) {
+        if !self.shared.options.relax {
+            return;
+        }
         self.relax
             .lock()
             .unwrap()

@@ -93,6 +93,12 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// RESP version.
     pub protocol: Protocol,
+    /// Relax timeouts inside maintenance windows (test-only switch: off makes
+    /// a client that ignores the windows, for negative controls).
+    pub relax: bool,
+    /// Hand connections off on MOVING (test-only switch: off makes a client
+    /// that stays where it is, for negative controls).
+    pub hand_off: bool,
 }
 
 impl Default for ClientOptions {
@@ -109,6 +115,8 @@ impl Default for ClientOptions {
             response_timeout: Some(Duration::from_millis(500)),
             connect_timeout: Duration::from_secs(1),
             protocol: Protocol::Resp3,
+            relax: true,
+            hand_off: true,
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct Timings {
     /// (MIGRATED / FAILED_OVER): on a real cluster a failover or the final
     /// switch of a migration takes seconds, not the instant a local switch takes.
     pub settle: Duration,
+    /// How long each switch-over of a failover or migration holds the
+    /// database's traffic: a real one takes seconds, so that a client which
+    /// does not relax its timeouts sees them expire.
+    pub hold: Duration,
 }
 
 impl Default for Timings {
@@ -34,6 +38,7 @@ impl Default for Timings {
             drain_timeout: Duration::from_secs(5),
             sync_timeout: Duration::from_secs(30),
             settle: Duration::from_secs(3),
+            hold: Duration::from_secs(1),
         }
     }
 }
@@ -47,6 +52,7 @@ impl Timings {
             notice_lead: secs(o.lead_s, self.notice_lead),
             window_estimate: secs(o.window_s, self.window_estimate),
             settle: secs(o.settle_s, self.settle),
+            hold: secs(o.hold_s, self.hold),
             ..self.clone()
         }
     }
@@ -60,6 +66,9 @@ impl Timings {
             drain_timeout: Duration::from_secs(3),
             sync_timeout: Duration::from_secs(10),
             settle: Duration::ZERO,
+            // Longer than the suite's response timeout (1 s), shorter than its
+            // relaxed timeout (3 s): only a client that relaxed gets through.
+            hold: Duration::from_millis(1500),
         }
     }
 }

@@ -108,7 +108,7 @@ pub struct DatabaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eviction_policy: Option<String>,
     /// Timing of this database's maintenance (`grace_s`, `lead_s`, `window_s`,
-    /// `settle_s`).
+    /// `settle_s`, `hold_s`).
     #[serde(flatten)]
     pub timing: TimingOverrides,
     /// Replay the last completion to connections that opt in later (default:
@@ -162,6 +162,9 @@ pub struct TimingOverrides {
     /// How long after the switch-over the completion is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_s: Option<f64>,
+    /// How long each switch-over holds the database's traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_s: Option<f64>,
 }
 
 impl TimingOverrides {
@@ -172,6 +175,7 @@ impl TimingOverrides {
             ("lead_s", self.lead_s),
             ("window_s", self.window_s),
             ("settle_s", self.settle_s),
+            ("hold_s", self.hold_s),
         ] {
             if let Some(v) = v {
                 if !(0.0..=3600.0).contains(&v) {

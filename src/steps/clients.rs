@@ -16,6 +16,15 @@ pub fn apply_settings(step: &Step, o: &mut ClientOptions) -> anyhow::Result<()> 
     apply_setting_rows(&table.rows, o)
 }
 
+/// `on` or `off`.
+fn on_off(name: &str, value: &str) -> anyhow::Result<bool> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(anyhow!("{name} is on or off, got {other:?}")),
+    }
+}
+
 /// Applies `| setting | value |` rows to client options.
 pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow::Result<()> {
     for row in rows {
@@ -39,6 +48,8 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             "post-handoff tail" => o.post_handoff_relaxed = Some(duration()?),
             "handoff timeout" => o.handoff_timeout = duration()?,
             "connect timeout" => o.connect_timeout = duration()?,
+            "relaxation" => o.relax = on_off(name, value)?,
+            "handoffs" => o.hand_off = on_off(name, value)?,
             "max handoff retries" => {
                 o.max_handoff_retries = value
                     .parse()
@@ -46,7 +57,7 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             }
             other => {
                 return Err(anyhow!(
-                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout and max handoff retries"
+                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout, max handoff retries, and (to prove a scenario can fail) relaxation and handoffs, on or off"
                 ))
             }
         }
@@ -145,6 +156,7 @@ mod tests {
                 ["relaxed timeout", "3 s"],
                 ["post-handoff tail", "2 min"],
                 ["max handoff retries", "5"],
+                ["relaxation", "off"],
             ]),
             &mut o,
         )
@@ -153,6 +165,7 @@ mod tests {
         assert_eq!(o.relaxed_timeout, Duration::from_secs(3));
         assert_eq!(o.post_handoff_relaxed, Some(Duration::from_secs(120)));
         assert_eq!(o.max_handoff_retries, 5);
+        assert!(!o.relax && o.hand_off);
         let err = |r: &[[&str; 2]]| {
             apply_setting_rows(&rows(r), &mut ClientOptions::default())
                 .unwrap_err()
@@ -162,5 +175,6 @@ mod tests {
         assert!(err(&[["relaxed timeout", "unbounded"]]).contains("cannot be unbounded"));
         assert!(err(&[["handoff timeout", "3"]]).contains("no unit"));
         assert!(err(&[["max handoff retries", "many"]]).contains("not a whole number"));
+        assert!(err(&[["handoffs", "maybe"]]).contains("on or off"));
     }
 }

@@ -23,6 +23,7 @@ impl MaintWorld {
             action_type: action.type_name(),
             id,
             started,
+            ended: None,
             status: None,
         });
         Ok(self.actions.len() - 1)
@@ -38,6 +39,7 @@ impl MaintWorld {
             .clone();
         let status = self.env()?.fault_injector.wait(&run.id, patience).await?;
         self.actions[index].status = Some(status.clone());
+        self.actions[index].ended = Some(Instant::now());
         if !status.status.is_success() {
             fail!(
                 "{} action {} ended {}: {}",

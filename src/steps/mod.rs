@@ -79,6 +79,8 @@ pub struct ActionRun {
     pub id: String,
     /// When it was posted.
     pub started: Instant,
+    /// When the scenario saw it end.
+    pub ended: Option<Instant>,
     /// Terminal status, once known.
     pub status: Option<ActionStatus>,
 }

@@ -4,11 +4,15 @@
 use anyhow::anyhow;
 use cucumber::{given, then};
 
+use tokio::time::Instant;
+
 use super::{MaintWorld, StepResult, Traffic};
 use crate::client::{ClientOptions, Mode};
-use crate::timeline::traffic_clean;
-use crate::timing::{GRACE_MARGIN, PATIENT_RESPONSE_TIMEOUT, TRAFFIC_PACE, TRAFFIC_WARM_UP};
-use crate::workload::Workload;
+use crate::timeline::{self, traffic_clean, Phase};
+use crate::timing::{
+    GRACE_MARGIN, PATIENT_RESPONSE_TIMEOUT, TRAFFIC_PACE, TRAFFIC_PHASE_MIN, TRAFFIC_WARM_UP,
+};
+use crate::workload::{Report, Workload};
 
 /// Starts writes and reads through the client, two loops.
 #[given(expr = "steady traffic from {string}")]
@@ -29,13 +33,17 @@ async fn given_traffic(w: &mut MaintWorld, client: String) -> StepResult {
 }
 
 impl MaintWorld {
-    /// Stops every client's traffic; returns the names of the clients that had
-    /// some, or an error when none had.
+    /// Stops every client's traffic, once it has shown a few more successes
+    /// (the phase after the maintenance); returns the names of the clients
+    /// that had some, or an error when none had.
     async fn stop_traffic(&mut self) -> anyhow::Result<Vec<String>> {
         let mut names = Vec::new();
         for (name, r) in &mut self.clients {
             if let Some(t) = &mut r.traffic {
                 if t.report.is_none() {
+                    let more = t.workload.ok_count() + 10;
+                    // Shown in the report when it does not happen.
+                    let _ = t.workload.wait_ok(more, TRAFFIC_WARM_UP).await;
                     t.report = Some(t.workload.stop().await);
                 }
                 names.push(name.clone());
@@ -46,17 +54,81 @@ impl MaintWorld {
         }
         Ok(names)
     }
+
+    /// The report of `client`'s stopped traffic and the phases its timeline shows.
+    fn traffic_report(&self, client: &str) -> anyhow::Result<(&Report, Vec<Phase>)> {
+        let report = self
+            .record(client)?
+            .traffic
+            .as_ref()
+            .and_then(|t| t.report.as_ref())
+            .ok_or_else(|| anyhow!("the traffic of {client:?} has not stopped"))?;
+        let (Some(start), Some(end)) = (report.successes.first(), report.successes.last()) else {
+            fail!("the traffic of {client:?} completed no operation");
+        };
+        let phases = timeline::phases(&self.tracker.timeline(client), *start, *end);
+        Ok((report, phases))
+    }
+
+    /// When the scenario's maintenance ran: every action, posted to ended.
+    fn maintenance_spans(&self) -> Vec<(Instant, Instant)> {
+        self.actions
+            .iter()
+            .map(|a| (a.started, a.ended.unwrap_or_else(Instant::now)))
+            .collect()
+    }
+
+    /// The traffic of every client saw errors of `class` only, and only
+    /// while the scenario's maintenance ran.
+    async fn errors_during_maintenance(&mut self, class: &str) -> anyhow::Result<()> {
+        let spans = self.maintenance_spans();
+        if spans.is_empty() {
+            fail!("no maintenance ran in this scenario");
+        }
+        for name in self.stop_traffic().await? {
+            let (report, phases) = self.traffic_report(&name)?;
+            let slack = self.client(&name)?.options().relaxed_effective().unwrap_or_default();
+            timeline::errors_only_of_class_within(report, class, &spans, slack).map_err(|e| {
+                anyhow!("{e}\n{}", timeline::describe_phases(report, &phases))
+            })?;
+        }
+        Ok(())
+    }
 }
 
-/// Zero failed operations in every workload of the scenario.
+/// Zero failed operations in every workload of the scenario, and requests
+/// succeeded in every phase: before the first notification, inside each
+/// window, after the last.
 #[then("the traffic saw no errors")]
 async fn then_no_errors(w: &mut MaintWorld) -> StepResult {
     for name in w.stop_traffic().await? {
-        let traffic = w.record(&name)?.traffic.as_ref();
-        if let Some(report) = traffic.and_then(|t| t.report.as_ref()) {
-            traffic_clean(report).map_err(|e| w.unmet(&name, e))?;
-        }
+        let (report, phases) = w.traffic_report(&name)?;
+        let shown = |e: timeline::Unmet| {
+            w.unmet(
+                &name,
+                timeline::Unmet(format!("{e}\n{}", timeline::describe_phases(report, &phases))),
+            )
+        };
+        traffic_clean(report).map_err(shown)?;
+        let max_gap = w.client(&name)?.options().relaxed_effective().unwrap_or(PATIENT_RESPONSE_TIMEOUT);
+        timeline::traffic_in_every_phase(report, &phases, TRAFFIC_PHASE_MIN, max_gap).map_err(shown)?;
     }
+    Ok(())
+}
+
+/// The negative control of "saw no errors": a client without the behaviour
+/// under test, whose requests the maintenance held longer than its timeout.
+#[then("the traffic saw timeouts during the maintenance, and no other error")]
+async fn then_timeouts_during(w: &mut MaintWorld) -> StepResult {
+    w.errors_during_maintenance("timeout").await?;
+    Ok(())
+}
+
+/// The negative control of a handoff: a client that stayed on the old
+/// endpoint lost its connections when it closed.
+#[then("the traffic saw connection errors during the maintenance, and no other error")]
+async fn then_connection_errors_during(w: &mut MaintWorld) -> StepResult {
+    w.errors_during_maintenance("connection").await?;
     Ok(())
 }
 

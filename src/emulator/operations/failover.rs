@@ -31,10 +31,10 @@ pub async fn failover(
         Announcement::Start {
             notification: Notification::FailingOver {
                 seq,
-                time_s: Some(window_secs(t)),
+                time_s: Some(window_secs(t, sets.len())),
                 shards: ids.clone(),
             },
-            deadline: window_deadline(t),
+            deadline: window_deadline(t, sets.len()),
         },
         None,
     );

@@ -56,10 +56,10 @@ pub async fn migrate(
         Announcement::Start {
             notification: Notification::Migrating {
                 seq,
-                time_s: Some(window_secs(t)),
+                time_s: Some(window_secs(t, sets.len())),
                 shards: ids.clone(),
             },
-            deadline: window_deadline(t),
+            deadline: window_deadline(t, sets.len()),
         },
         None,
     );

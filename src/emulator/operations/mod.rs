@@ -150,6 +150,8 @@ where
             ))
         })?;
     let held = Instant::now();
+    // A real switch-over takes a while: requests wait for it.
+    tokio::time::sleep(t.hold).await;
     let upstream = switch().await?;
     gate.upstreams[index] = upstream;
     tracing::debug!(
@@ -190,16 +192,22 @@ pub(crate) fn check_node(emu: &Emulator, n: usize, field: &str) -> Result<Node, 
     Ok(Node { index: n })
 }
 
-/// When a MIGRATING / FAILING_OVER window is expected to end.
-pub(crate) fn window_deadline(t: &Timings) -> Instant {
-    Instant::now() + t.notice_lead + t.settle + t.window_estimate
+/// How long a MIGRATING / FAILING_OVER window over `sets` shard sets is
+/// expected to last: the lead, a hold per switch-over, the settle time and
+/// the estimate beyond.
+fn window(t: &Timings, sets: usize) -> std::time::Duration {
+    t.notice_lead + t.hold * sets as u32 + t.settle + t.window_estimate
 }
 
-/// `time_s` of a MIGRATING / FAILING_OVER.
-pub(crate) fn window_secs(t: &Timings) -> u64 {
-    (t.notice_lead + t.settle + t.window_estimate)
-        .as_secs_f64()
-        .ceil() as u64
+/// When a MIGRATING / FAILING_OVER window over `sets` shard sets is expected
+/// to end.
+pub(crate) fn window_deadline(t: &Timings, sets: usize) -> Instant {
+    Instant::now() + window(t, sets)
+}
+
+/// `time_s` of a MIGRATING / FAILING_OVER over `sets` shard sets.
+pub(crate) fn window_secs(t: &Timings, sets: usize) -> u64 {
+    window(t, sets).as_secs_f64().ceil() as u64
 }
 
 /// The shard sets an action works on: the one whose primary is `shard_id`, or
