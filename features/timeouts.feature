@@ -39,9 +39,11 @@ Feature: Timeouts during maintenance
     Given a client "app" with maintenance notifications enabled and these settings:
       | response timeout | <configured> |
       | relaxed timeout  | 3 s          |
-    When the database's shard migrates to another node
+    And steady traffic from "app"
+    When the database's shard migrates to another node, holding requests for 5 s
     Then "app" receives MIGRATING then MIGRATED with consecutive sequence numbers on the same connection
     And the timeout of "app" was <configured> throughout
+    And the traffic saw no errors
 
     Examples:
       | configured |
@@ -126,3 +128,13 @@ Feature: Timeouts during maintenance
     Then "app" receives FAILING_OVER then FAILED_OVER with consecutive sequence numbers on the same connection
     And the traffic saw timeouts during the maintenance, and no other error
     And every acknowledged write is readable
+
+  @emulator
+  Scenario: TO10 a completion numbered otherwise than its start + 1 still closes the oldest open window of its kind
+    Given a client "app" with maintenance notifications enabled and these settings:
+      | response timeout  | 1 s    |
+      | relaxed timeout   | 3 s    |
+      | post-handoff tail | 200 ms |
+    When the emulator sends MIGRATING with sequence number 301
+    And the emulator sends MIGRATED with sequence number 305
+    Then "app" returns to a timeout of 1 s between 150 ms and 900 ms after MIGRATED

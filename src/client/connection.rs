@@ -17,7 +17,7 @@ use super::{
     auto_endpoint_type, ClientError, ClientShared, EndpointTypeSetting, EventKind, MaintState,
     Mode, Protocol, Redirect,
 };
-use crate::notification::{Endpoint, Notification};
+use crate::notification::{Endpoint, Kind, Notification};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -31,8 +31,8 @@ struct Active {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum WindowKey {
-    /// MIGRATING / FAILING_OVER / SMIGRATING with this seq.
-    Event(i64),
+    /// MIGRATING / FAILING_OVER / SMIGRATING (the kind) with this seq.
+    Event(Kind, i64),
     /// The handoff for MOVING with this seq.
     Handoff(i64),
 }
@@ -58,6 +58,8 @@ pub enum Relaxation {
 struct Relax {
     /// Open windows and their backstops.
     windows: HashMap<WindowKey, Instant>,
+    /// When each window opened (kept for windows that are open).
+    opened: HashMap<WindowKey, Instant>,
     tail_until: Option<Instant>,
     relaxed: bool,
 }
@@ -65,6 +67,8 @@ struct Relax {
 impl Relax {
     fn active(&mut self, now: Instant) -> bool {
         self.windows.retain(|_, backstop| *backstop > now);
+        let open = &self.windows;
+        self.opened.retain(|k, _| open.contains_key(k));
         !self.windows.is_empty() || self.tail_until.is_some_and(|t| t > now)
     }
 }
@@ -441,12 +445,24 @@ impl ManagedConnection {
             Notification::Migrating { seq, .. }
             | Notification::FailingOver { seq, .. }
             | Notification::SMigrating { seq, .. } => {
-                self.open_window(WindowKey::Event(seq), now + o.window_max());
+                self.open_window(WindowKey::Event(n.kind(), seq), now + o.window_max());
             }
             Notification::Migrated { seq, .. }
             | Notification::FailedOver { seq, .. }
             | Notification::SMigrated { seq, .. } => {
-                self.close_window(WindowKey::Event(seq - 1));
+                let start = match n.kind() {
+                    Kind::Migrated => Kind::Migrating,
+                    Kind::FailedOver => Kind::FailingOver,
+                    _ => Kind::SMigrating,
+                };
+                // Its own window (start seq + 1, as servers number them), or
+                // else the oldest open window of its kind: a server that
+                // numbers completions otherwise must not leave the client
+                // relaxed until the backstop.
+                let key = self.matching_window(start, seq);
+                if let Some(key) = key {
+                    self.close_window(key);
+                }
             }
             Notification::Moving {
                 seq,
@@ -552,16 +568,29 @@ impl ManagedConnection {
         self.close_window(WindowKey::Handoff(seq));
     }
 
+    /// The open window a completion of `start`'s kind with `seq` closes.
+    fn matching_window(&self, start: Kind, seq: i64) -> Option<WindowKey> {
+        let r = self.relax.lock().unwrap();
+        let own = WindowKey::Event(start, seq - 1);
+        if r.windows.contains_key(&own) {
+            return Some(own);
+        }
+        r.windows
+            .iter()
+            .filter(|(k, _)| matches!(k, WindowKey::Event(kind, _) if *kind == start))
+            .min_by_key(|(k, backstop)| (r.opened.get(*k).copied(), **backstop))
+            .map(|(k, _)| *k)
+    }
+
     fn open_window(&self, key: WindowKey, backstop: Instant) {
         if !self.shared.options.relax {
             return;
         }
-        self.relax
-            .lock()
-            .unwrap()
-            .windows
-            .entry(key)
-            .or_insert(backstop);
+        {
+            let mut r = self.relax.lock().unwrap();
+            r.windows.entry(key).or_insert(backstop);
+            r.opened.entry(key).or_insert_with(Instant::now);
+        }
         self.schedule(backstop);
         self.reevaluate();
     }
@@ -571,6 +600,7 @@ impl ManagedConnection {
         let removed = {
             let mut r = self.relax.lock().unwrap();
             let removed = r.windows.remove(&key).is_some();
+            r.opened.remove(&key);
             if removed {
                 r.tail_until = Some(r.tail_until.map_or(tail, |t| t.max(tail)));
             }

@@ -82,6 +82,22 @@ async fn when_migrate(w: &mut MaintWorld) -> StepResult {
     Ok(())
 }
 
+/// `migrate` whose switch-over holds requests for `hold` (on the emulator;
+/// a real cluster holds them for as long as its switch-over takes).
+#[when(expr = "the database's shard migrates to another node, holding requests for {duration}")]
+async fn when_migrate_holding(w: &mut MaintWorld, hold: DurationParam) -> StepResult {
+    let timing = TimingOverrides {
+        hold_s: Some(hold.bounded("the hold")?.as_secs_f64()),
+        ..TimingOverrides::default()
+    };
+    if !w.on_emulator() {
+        tracing::info!("a real cluster holds requests for as long as its switch-over takes");
+    }
+    w.run_action(|bdb| Action::migrate(bdb).with_timing(timing))
+        .await?;
+    Ok(())
+}
+
 /// `bind`: the endpoint moves to another node; waits until the old one closed.
 #[when("the database endpoint is rebound to another node")]
 async fn when_bind(w: &mut MaintWorld) -> StepResult {

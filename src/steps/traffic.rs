@@ -87,10 +87,13 @@ impl MaintWorld {
         }
         for name in self.stop_traffic().await? {
             let (report, phases) = self.traffic_report(&name)?;
-            let slack = self.client(&name)?.options().relaxed_effective().unwrap_or_default();
-            timeline::errors_only_of_class_within(report, class, &spans, slack).map_err(|e| {
-                anyhow!("{e}\n{}", timeline::describe_phases(report, &phases))
-            })?;
+            let slack = self
+                .client(&name)?
+                .options()
+                .relaxed_effective()
+                .unwrap_or_default();
+            timeline::errors_only_of_class_within(report, class, &spans, slack)
+                .map_err(|e| anyhow!("{e}\n{}", timeline::describe_phases(report, &phases)))?;
         }
         Ok(())
     }
@@ -106,12 +109,21 @@ async fn then_no_errors(w: &mut MaintWorld) -> StepResult {
         let shown = |e: timeline::Unmet| {
             w.unmet(
                 &name,
-                timeline::Unmet(format!("{e}\n{}", timeline::describe_phases(report, &phases))),
+                timeline::Unmet(format!(
+                    "{e}\n{}",
+                    timeline::describe_phases(report, &phases)
+                )),
             )
         };
         traffic_clean(report).map_err(shown)?;
-        let max_gap = w.client(&name)?.options().relaxed_effective().unwrap_or(PATIENT_RESPONSE_TIMEOUT);
-        timeline::traffic_in_every_phase(report, &phases, TRAFFIC_PHASE_MIN, max_gap).map_err(shown)?;
+        // An unbounded timeout bounds nothing: then the scenario's patience does.
+        let max_gap = w
+            .client(&name)?
+            .options()
+            .relaxed_effective()
+            .unwrap_or(w.patience());
+        timeline::traffic_in_every_phase(report, &phases, TRAFFIC_PHASE_MIN, max_gap)
+            .map_err(shown)?;
     }
     Ok(())
 }
