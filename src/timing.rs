@@ -67,6 +67,12 @@ pub const RAW_PIPELINE_WITHIN: Duration = Duration::from_secs(30);
 pub const SERVER_POLL: Duration = Duration::from_millis(20);
 /// How long a request may take to block on the server.
 pub const BLOCKED_WITHIN: Duration = Duration::from_secs(5);
+/// How soon after MOVING an idle connection must have handed off: well
+/// inside the suite's 2 s grace, so that a client waiting for its next
+/// command fails.
+pub const PROMPT_HANDOFF: Duration = Duration::from_secs(1);
+/// Slack on a band that must exclude the end of a grace (CH5's half grace).
+pub const TIGHT_SLACK: Duration = Duration::from_millis(200);
 /// Extra time allowed on top of a band's upper bound before waiting stops:
 /// the machine may be busy.
 pub const BAND_SLACK: Duration = Duration::from_millis(500);

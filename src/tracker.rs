@@ -30,20 +30,27 @@ impl Tracker {
         Self::default()
     }
 
-    /// Every event so far.
+    /// Every event so far, in the order they happened. (A client records a
+    /// notification once it acted on it, with the time it arrived: what the
+    /// notification changed is recorded before it, and sorted after it.)
     pub fn events(&self) -> Vec<ClientEvent> {
-        self.events.lock().unwrap().clone()
+        let mut events = self.events.lock().unwrap().clone();
+        events.sort_by_key(|e| e.at);
+        events
     }
 
-    /// The timeline of one client: its events, in order.
+    /// The timeline of one client: its events, in the order they happened.
     pub fn timeline(&self, client: &str) -> Vec<ClientEvent> {
-        self.events
+        let mut events: Vec<ClientEvent> = self
+            .events
             .lock()
             .unwrap()
             .iter()
             .filter(|e| e.client == client)
             .cloned()
-            .collect()
+            .collect();
+        events.sort_by_key(|e| e.at);
+        events
     }
 
     /// A readable dump of one client's events, for failure messages.

@@ -431,17 +431,24 @@ impl ManagedConnection {
         }
     }
 
+    /// Acts on a notification, then records it (with the time it arrived):
+    /// whoever sees it recorded sees what it changed recorded too.
     fn on_notification(&self, n: Notification, at_setup: bool) {
-        self.shared.emit(
+        let now = Instant::now();
+        self.act_on(&n, now);
+        self.shared.emit_at(
+            now,
             self.id,
             EventKind::Notification {
-                notification: n.clone(),
+                notification: n,
                 at_setup,
             },
         );
+    }
+
+    fn act_on(&self, n: &Notification, now: Instant) {
         let o = &self.shared.options;
-        let now = Instant::now();
-        match n {
+        match n.clone() {
             Notification::Migrating { seq, .. }
             | Notification::FailingOver { seq, .. }
             | Notification::SMigrating { seq, .. } => {

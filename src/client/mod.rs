@@ -299,9 +299,14 @@ pub(crate) struct ClientShared {
 
 impl ClientShared {
     pub fn emit(&self, conn: u64, kind: EventKind) {
+        self.emit_at(Instant::now(), conn, kind);
+    }
+
+    /// Records an event that happened at `at` (recorded later, once acted on).
+    pub fn emit_at(&self, at: Instant, conn: u64, kind: EventKind) {
         tracing::debug!(client = %self.name, conn, ?kind, "client event");
         self.sink.record(ClientEvent {
-            at: Instant::now(),
+            at,
             client: self.name.clone(),
             conn,
             kind,

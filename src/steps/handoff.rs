@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use super::params::DurationParam;
 use super::{InFlight, MaintWorld, StepResult};
 use crate::notification::{Endpoint, Kind, Notification};
-use crate::timeline::{self, about, Received};
-use crate::timing::{BAND_SLACK, BLOCKED_WITHIN, SERVER_POLL};
+use crate::timeline::{self, close_to, Received};
+use crate::timing::{BLOCKED_WITHIN, PROMPT_HANDOFF, SERVER_POLL, TIGHT_SLACK};
 use crate::wait::{poll, Look};
 
 impl MaintWorld {
@@ -49,6 +49,41 @@ async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult
         .await?;
     timeline::one_handoff_each(&w.tracker.timeline(&client), &ids)
         .map_err(|e| w.unmet(&client, e))?;
+    Ok(())
+}
+
+/// Every connection handed off soon after its MOVING, idle or not.
+#[then(expr = "every connection of {string} handed off promptly after its MOVING")]
+async fn then_prompt_handoff(w: &mut MaintWorld, client: String) -> StepResult {
+    let ids: Vec<u64> = w
+        .client(&client)?
+        .connections()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    let events = w.tracker.timeline(&client);
+    timeline::handed_off_within(&events, &ids, PROMPT_HANDOFF).map_err(|e| w.unmet(&client, e))?;
+    Ok(())
+}
+
+/// The negative control of a handoff: the server closed every connection
+/// the client left on the old node.
+#[then(expr = "the server closed every connection of {string} when the grace ended")]
+async fn then_dropped(w: &mut MaintWorld, client: String) -> StepResult {
+    let ids: Vec<u64> = w
+        .client(&client)?
+        .connections()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    w.tracker
+        .wait_on(
+            &client,
+            w.patience(),
+            "every connection to be closed under it",
+            |events| timeline::dropped_by_server(events, &ids).ok(),
+        )
+        .await?;
     Ok(())
 }
 
@@ -207,7 +242,7 @@ async fn then_reconnect_half_grace(w: &mut MaintWorld, client: String) -> StepRe
     }
     let half = Duration::from_secs(time_s) / 2;
     let took = at - moving.at;
-    if !about(took, half, BAND_SLACK) {
+    if !close_to(took, half, TIGHT_SLACK) {
         fail!("{client:?} reconnected {took:?} after MOVING; expected about {half:?} (time_s/2)");
     }
     Ok(())

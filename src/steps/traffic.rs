@@ -136,14 +136,6 @@ async fn then_timeouts_during(w: &mut MaintWorld) -> StepResult {
     Ok(())
 }
 
-/// The negative control of a handoff: a client that stayed on the old
-/// endpoint lost its connections when it closed.
-#[then("the traffic saw connection errors during the maintenance, and no other error")]
-async fn then_connection_errors_during(w: &mut MaintWorld) -> StepResult {
-    w.errors_during_maintenance("connection").await?;
-    Ok(())
-}
-
 /// Every write the server acknowledged reads back with its value.
 #[then("every acknowledged write is readable")]
 async fn then_writes_readable(w: &mut MaintWorld) -> StepResult {

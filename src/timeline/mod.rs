@@ -207,6 +207,48 @@ pub fn about(took: Duration, expected: Duration, slack: Duration) -> bool {
     took >= expected.mul_f64(0.8) && took <= expected.mul_f64(1.5) + slack
 }
 
+/// `took` is close to `expected`: from 80 % of it to 120 % plus `slack`
+/// (for half a grace, a reconnect at the end of the grace falls outside).
+pub fn close_to(took: Duration, expected: Duration, slack: Duration) -> bool {
+    took >= expected.mul_f64(0.8) && took <= expected.mul_f64(1.2) + slack
+}
+
+/// Each connection of `conns` handed off within `bound` of the first MOVING
+/// it received, whether or not it had a request to send.
+pub fn handed_off_within(events: &[ClientEvent], conns: &[u64], bound: Duration) -> Claim {
+    for &conn in conns {
+        let Some(moving) = notifications_of(events, Kind::Moving)
+            .into_iter()
+            .find(|r| r.conn == conn)
+        else {
+            unmet!("connection {conn} received no MOVING");
+        };
+        match handoff_of(events, conn) {
+            Some((at, _)) if at.saturating_duration_since(moving.at) <= bound => {}
+            Some((at, _)) => unmet!(
+                "connection {conn} handed off {:?} after MOVING, more than {bound:?}",
+                at.saturating_duration_since(moving.at)
+            ),
+            None => unmet!("connection {conn} never handed off"),
+        }
+    }
+    Ok(())
+}
+
+/// The server closed each connection of `conns` while the client was still
+/// on it (what happens to a client that does not hand off).
+pub fn dropped_by_server(events: &[ClientEvent], conns: &[u64]) -> Claim {
+    for &conn in conns {
+        if !events
+            .iter()
+            .any(|e| e.conn == conn && matches!(e.kind, EventKind::Disconnected { .. }))
+        {
+            unmet!("connection {conn} was never closed under the client");
+        }
+    }
+    Ok(())
+}
+
 /// True when every connection of `conns` ended a handoff (well or not).
 pub fn handoff_ended_on_all(events: &[ClientEvent], conns: &[u64]) -> bool {
     conns.iter().all(|id| {

@@ -257,6 +257,43 @@ fn exact_counts_ignore_replays_and_zero_rows() {
 }
 
 #[test]
+fn close_to_half_the_grace_excludes_its_end() {
+    let (half, slack) = (Duration::from_secs(1), Duration::from_millis(200));
+    assert!(close_to(Duration::from_millis(1050), half, slack));
+    assert!(close_to(Duration::from_millis(1400), half, slack));
+    // A reconnect at the very end of a 2 s grace.
+    assert!(!close_to(Duration::from_secs(2), half, slack));
+    assert!(!close_to(Duration::from_millis(700), half, slack));
+}
+
+#[test]
+fn a_connection_dropped_by_the_server_shows_as_disconnected() {
+    let t = Timeline::new().got(0, 1, moving(4)).push(
+        2000,
+        1,
+        EventKind::Disconnected {
+            endpoint: "127.0.1.1:1".into(),
+        },
+    );
+    assert_eq!(dropped_by_server(&t.events, &[1]), Ok(()));
+    assert!(dropped_by_server(&t.events, &[1, 2]).is_err());
+}
+
+#[test]
+fn a_prompt_handoff_is_one_within_the_bound_after_moving() {
+    let t = Timeline::new()
+        .got(0, 1, moving(4))
+        .handoff(30, 1, 4)
+        .got(0, 2, moving(4))
+        .handoff(900, 2, 4);
+    let bound = Duration::from_millis(500);
+    assert_eq!(handed_off_within(&t.events, &[1], bound), Ok(()));
+    let e = handed_off_within(&t.events, &[1, 2], bound).unwrap_err();
+    assert!(e.0.contains("connection 2 handed off 900ms"), "{e}");
+    assert!(handed_off_within(&t.events, &[3], bound).is_err());
+}
+
+#[test]
 fn bands_are_inclusive_and_about_allows_slack() {
     let (lo, hi) = (Duration::from_millis(1500), Duration::from_secs(2));
     assert!(in_band(Duration::from_millis(1500), lo, hi));
