@@ -67,6 +67,9 @@ pub const RAW_PIPELINE_WITHIN: Duration = Duration::from_secs(30);
 pub const SERVER_POLL: Duration = Duration::from_millis(20);
 /// How long a request may take to block on the server.
 pub const BLOCKED_WITHIN: Duration = Duration::from_secs(5);
+/// The longest configured timeout proved on a real request (a reply delayed
+/// beyond it); longer ones would slow the suite for little.
+pub const PROVED_TIMEOUT_MAX: Duration = Duration::from_secs(3);
 /// How soon after MOVING an idle connection must have handed off: well
 /// inside the suite's 2 s grace, so that a client waiting for its next
 /// command fails.
