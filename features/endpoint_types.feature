@@ -14,7 +14,7 @@ Feature: Endpoint types
     Given a client "app" with 2 connections and maintenance notifications enabled and endpoint type <type>
     And steady traffic from "app"
     When the database endpoint is rebound to another node
-    Then "app" receives MOVING with <form>
+    Then "app" receives MOVING in the form <type> asks for
     And every connection of "app" hands off exactly once
     And every connection of "app" now uses the endpoint MOVING named
     And the traffic saw no errors
@@ -22,12 +22,12 @@ Feature: Endpoint types
     And the timeouts of "app" are back to their configured values
 
     Examples:
-      | type          | form            |
-      | internal-ip   | an IP address   |
-      | external-ip   | an IP address   |
-      | internal-fqdn | a host name     |
-      | external-fqdn | a host name     |
-      | none          | no address      |
+      | type          |
+      | internal-ip   |
+      | external-ip   |
+      | internal-fqdn |
+      | external-fqdn |
+      | none          |
 
   Scenario: ET6 auto picks the form from TLS and the class of the configured address
     Given a client "app" with 2 connections and maintenance notifications enabled and endpoint type auto

@@ -68,6 +68,7 @@ pub use timing::Timings;
 pub use tls::TlsMaterial;
 
 use crate::fault_injector::Action;
+use crate::notification::EndpointType;
 
 /// Ports given to databases created without one, as on a real cluster.
 pub const DATABASE_PORTS: std::ops::Range<u16> = 10000..20000;
@@ -329,6 +330,23 @@ impl Emulator {
     /// returns its output.
     pub async fn run(self: &Arc<Self>, action: &Action) -> Result<Value, ActionError> {
         operations::run(self, action).await
+    }
+
+    /// The forms of a node's address or name `e` is here (none when it is
+    /// no node's; several when names do not resolve in the cluster's domain
+    /// and every host name is `localhost`): what a MOVING's endpoint really is.
+    pub fn endpoint_types_of(&self, e: &crate::notification::Endpoint) -> Vec<EndpointType> {
+        use EndpointType::*;
+        let mut out: Vec<EndpointType> = Vec::new();
+        for node in self.nodes() {
+            for ty in [InternalIp, ExternalIp, InternalFqdn, ExternalFqdn] {
+                let named = node.endpoint(ty, &self.config.naming, e.port);
+                if named.as_ref() == Some(e) && !out.contains(&ty) {
+                    out.push(ty);
+                }
+            }
+        }
+        out
     }
 
     /// All databases.

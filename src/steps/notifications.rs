@@ -6,7 +6,7 @@ use anyhow::{anyhow, Result};
 use cucumber::gherkin::Step;
 use cucumber::then;
 
-use super::params::{EndpointForm, KindParam};
+use super::params::{EndpointForm, EndpointTypeParam, KindParam};
 use super::{MaintWorld, StepResult};
 use crate::notification::{Kind, Notification};
 use crate::timeline::{self, Received};
@@ -69,6 +69,51 @@ async fn then_moving_form(w: &mut MaintWorld, client: String, form: EndpointForm
             "{client:?} received {} but expected {form:?}",
             moving.notification
         );
+    }
+    Ok(())
+}
+
+/// MOVING named the new node in exactly the form the client asked for: on
+/// the emulator, internal and external told apart by the node's own
+/// addresses and names; against a cluster, only the form (IP, name, none).
+#[then(expr = "{string} receives MOVING in the form {endpoint_type} asks for")]
+async fn then_moving_type(w: &mut MaintWorld, client: String, ty: EndpointTypeParam) -> StepResult {
+    let moving = w.wait_moving(&client).await?;
+    let Notification::Moving { endpoint, .. } = &moving.notification else {
+        unreachable!("wait_moving returns a MOVING")
+    };
+    let form = EndpointForm::of_type(ty.0);
+    if !form.matches(endpoint.as_ref()) {
+        fail!(
+            "{client:?} asked for {} and received {}, not {form:?}",
+            ty.0,
+            moving.notification
+        );
+    }
+    let Some(e) = endpoint else { return Ok(()) };
+    match w.emulator() {
+        Ok(emu) => {
+            let forms = emu.endpoint_types_of(e);
+            let names = forms.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ");
+            if !forms.contains(&ty.0) {
+                fail!(
+                    "{client:?} asked for {} and MOVING named {e}, which is {} here",
+                    ty.0,
+                    match forms.as_slice() {
+                        [] => "no node's address or name".to_string(),
+                        _ => format!("of the forms {names}"),
+                    }
+                );
+            }
+            if forms.len() > 1 {
+                eprintln!(
+                    "note: {e} is of the forms {names} here (host names do not resolve in the cluster's domain); they are not told apart"
+                );
+            }
+        }
+        Err(_) => eprintln!(
+            "note: against a cluster only the form of {e} is checked; internal and external are not told apart"
+        ),
     }
     Ok(())
 }
