@@ -25,6 +25,7 @@ Feature: Connection handoff
     And "app" receives MOVING
     And "app" opens a new connection
     Then the new connection of "app" uses the endpoint MOVING named
+    And no connection is left on the node the endpoint moved away from before the grace ends
     When the rebind completes
     Then every connection of "app" now uses the endpoint MOVING named
     And the traffic saw no errors

@@ -317,6 +317,20 @@ impl DbShared {
         self.conns.lock().unwrap().remove(&id);
     }
 
+    /// The nodes some client connection is served on.
+    pub fn node_indexes(&self) -> Vec<usize> {
+        let mut nodes: Vec<usize> = self
+            .conns
+            .lock()
+            .unwrap()
+            .values()
+            .map(|c| c.node.index)
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
     /// Number of client connections served on `node`.
     pub fn connections_on(&self, node: Node) -> usize {
         self.conns

@@ -164,6 +164,18 @@ impl Database {
         self.shared.connections_on(node)
     }
 
+    /// Proxied connections open on every node but the one that holds the
+    /// endpoint: those a rebind left behind.
+    pub fn connections_off_endpoint(&self) -> usize {
+        let active = self.active_node();
+        self.shared
+            .node_indexes()
+            .into_iter()
+            .filter(|n| *n != active.index)
+            .map(|index| self.shared.connections_on(Node { index }))
+            .sum()
+    }
+
     /// True while a switch-over holds the database's traffic.
     pub fn is_switching(&self) -> bool {
         self.shared.route.try_read().is_err()

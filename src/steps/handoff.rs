@@ -87,6 +87,39 @@ async fn then_dropped(w: &mut MaintWorld, client: String) -> StepResult {
     Ok(())
 }
 
+/// Server-side truth (emulator): while the rebind still runs, no connection
+/// is left on the node the endpoint moved away from.
+#[then("no connection is left on the node the endpoint moved away from before the grace ends")]
+async fn then_old_node_empty(w: &mut MaintWorld) -> StepResult {
+    let Ok(emu) = w.emulator() else {
+        eprintln!(
+            "note: against a cluster the node each connection is on cannot be read; checked only on the emulator"
+        );
+        return Ok(());
+    };
+    let env = w.env()?;
+    let db = emu.existing_database(env.bdb_id)?;
+    let left = poll(SERVER_POLL, w.patience(), || async {
+        anyhow::Ok(match db.connections_off_endpoint() {
+            0 => Look::Ready(()),
+            n => Look::NotYet(n),
+        })
+    })
+    .await?;
+    if let Err(n) = left {
+        fail!("{n} connections are still on the node the endpoint moved away from");
+    }
+    let rebind = w.last_action("bind")?.id.clone();
+    let status = env.fault_injector.status(&rebind).await?;
+    if status.is_terminal() {
+        fail!(
+            "the old node emptied only when the rebind ended ({}), not within the grace",
+            status.status
+        );
+    }
+    Ok(())
+}
+
 /// Every connection now talks to the endpoint MOVING named (the configured
 /// address when MOVING named none).
 #[then(expr = "every connection of {string} now uses the endpoint MOVING named")]
