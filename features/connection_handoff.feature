@@ -13,6 +13,7 @@ Feature: Connection handoff
     And steady traffic from "app"
     When the database endpoint is rebound to another node
     Then every connection of "app" hands off exactly once
+    And every connection of "app" was relaxed from its MOVING until its handoff
     And every connection of "app" now uses the endpoint MOVING named
     And the traffic saw no errors
     And every acknowledged write is readable

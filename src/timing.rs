@@ -74,6 +74,9 @@ pub const PROVED_TIMEOUT_MAX: Duration = Duration::from_secs(3);
 /// inside the suite's 2 s grace, so that a client waiting for its next
 /// command fails.
 pub const PROMPT_HANDOFF: Duration = Duration::from_secs(1);
+/// How soon after its last failed attempt a client must give a handoff up
+/// (it has nothing left to wait for).
+pub const PROMPT_GIVE_UP: Duration = Duration::from_millis(50);
 /// Slack on a band that must exclude the end of a grace (CH5's half grace).
 pub const TIGHT_SLACK: Duration = Duration::from_millis(200);
 /// Extra time allowed on top of a band's upper bound before waiting stops:

@@ -23,6 +23,9 @@ fn emulator(lead: Duration) -> Arc<Emulator> {
         nodes: 3,
         timings: Timings {
             notice_lead: lead,
+            // These tests read bytes and windows; holding traffic is the
+            // acceptance suite's business.
+            hold: Duration::ZERO,
             ..Timings::fast(Duration::from_secs(3))
         },
         ..EmulatorConfig::default()

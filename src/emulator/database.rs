@@ -153,6 +153,8 @@ pub enum Control {
 struct Registered {
     node: Node,
     control: mpsc::UnboundedSender<Control>,
+    /// The MOVING form the connection asked for (`None`: not opted in).
+    asked: Option<EndpointType>,
 }
 
 struct Window {
@@ -305,11 +307,32 @@ impl DbShared {
     /// Registers a connection served on `node`; returns its id.
     pub fn register(&self, node: Node, control: mpsc::UnboundedSender<Control>) -> u64 {
         let id = self.next_conn.fetch_add(1, Ordering::SeqCst);
+        self.conns.lock().unwrap().insert(
+            id,
+            Registered {
+                node,
+                control,
+                asked: None,
+            },
+        );
+        id
+    }
+
+    /// Records the MOVING form connection `id` asked for.
+    pub fn set_asked(&self, id: u64, ty: Option<EndpointType>) {
+        if let Some(c) = self.conns.lock().unwrap().get_mut(&id) {
+            c.asked = ty;
+        }
+    }
+
+    /// The MOVING forms the connections opted in ask for, one per connection.
+    pub fn asked_forms(&self) -> Vec<EndpointType> {
         self.conns
             .lock()
             .unwrap()
-            .insert(id, Registered { node, control });
-        id
+            .values()
+            .filter_map(|c| c.asked)
+            .collect()
     }
 
     /// Forgets a connection.

@@ -176,6 +176,12 @@ impl Database {
             .sum()
     }
 
+    /// The MOVING forms its opted-in connections asked for, as the proxies
+    /// recorded them (one entry per connection).
+    pub fn asked_forms(&self) -> Vec<EndpointType> {
+        self.shared.asked_forms()
+    }
+
     /// True while a switch-over holds the database's traffic.
     pub fn is_switching(&self) -> bool {
         self.shared.route.try_read().is_err()

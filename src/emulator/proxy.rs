@@ -165,6 +165,8 @@ struct Session {
 
 struct Conn {
     db: Arc<DbShared>,
+    /// Its id among the database's connections.
+    id: u64,
     node: Node,
     /// Accepted on the database's public address.
     public: bool,
@@ -226,6 +228,7 @@ where
     let (mut cr, mut cw) = tokio::io::split(stream);
     let mut conn = Conn {
         db: db.clone(),
+        id,
         node,
         public,
         local_external,
@@ -456,6 +459,7 @@ impl Conn {
         };
         match reply {
             Ok(()) => {
+                self.db.set_asked(self.id, self.maint);
                 if self.maint.is_some() {
                     let now = Instant::now();
                     for a in self.db.on_opt_in(self.node, self.public, now) {

@@ -10,7 +10,7 @@ use super::params::DurationParam;
 use super::{InFlight, MaintWorld, StepResult};
 use crate::notification::{Endpoint, Kind, Notification};
 use crate::timeline::{self, close_to, Received};
-use crate::timing::{BLOCKED_WITHIN, PROMPT_HANDOFF, SERVER_POLL, TIGHT_SLACK};
+use crate::timing::{BLOCKED_WITHIN, PROMPT_GIVE_UP, PROMPT_HANDOFF, SERVER_POLL, TIGHT_SLACK};
 use crate::wait::{poll, Look};
 
 impl MaintWorld {
@@ -49,6 +49,20 @@ async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult
         .await?;
     timeline::one_handoff_each(&w.tracker.timeline(&client), &ids)
         .map_err(|e| w.unmet(&client, e))?;
+    Ok(())
+}
+
+/// Every connection relaxed its timeouts from its MOVING until its handoff.
+#[then(expr = "every connection of {string} was relaxed from its MOVING until its handoff")]
+async fn then_relaxed_through_handoff(w: &mut MaintWorld, client: String) -> StepResult {
+    let ids: Vec<u64> = w
+        .client(&client)?
+        .connections()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    let events = w.tracker.timeline(&client);
+    timeline::relaxed_through_handoff(&events, &ids).map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }
 
@@ -290,7 +304,8 @@ async fn then_ignored_repeats(w: &mut MaintWorld, client: String) -> StepResult 
     Ok(())
 }
 
-/// Every attempt of a handoff failed and the client gave up.
+/// Every attempt of a handoff failed, each retry waited longer than the one
+/// before, and the client gave up right after the last.
 #[then(expr = "{string} gives up the handoff after {int} attempts")]
 async fn then_gives_up(w: &mut MaintWorld, client: String, attempts: usize) -> StepResult {
     let conn = w
@@ -302,13 +317,15 @@ async fn then_gives_up(w: &mut MaintWorld, client: String, attempts: usize) -> S
             timeline::gave_up,
         )
         .await?;
-    let failed = timeline::failed_attempts(&w.tracker.timeline(&client), conn);
+    let events = w.tracker.timeline(&client);
+    let failed = timeline::failed_attempts(&events, conn);
     if failed != attempts {
         fail!(
             "connection {conn} of {client:?} made {failed} failed attempts, expected {attempts}:\n{}",
             w.tracker.describe(&client)
         );
     }
+    timeline::attempts_back_off(&events, conn, PROMPT_GIVE_UP).map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }
 

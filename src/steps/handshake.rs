@@ -173,5 +173,17 @@ async fn then_auto_type(w: &mut MaintWorld, client: String) -> StepResult {
             );
         }
     }
+    // Server-side truth: what the proxies were asked, one entry per connection.
+    let Ok(emu) = w.emulator() else {
+        eprintln!("note: against a cluster only the client's own record of what it asked is read");
+        return Ok(());
+    };
+    let asked = emu.existing_database(w.env()?.bdb_id)?.asked_forms();
+    let conns = w.client(&client)?.connections().len();
+    if asked.len() < conns || asked.iter().any(|t| *t != want) {
+        fail!(
+            "the emulator's proxies were asked for {asked:?} by the {conns} connections of {client:?}; auto must ask for {want}"
+        );
+    }
     Ok(())
 }

@@ -235,6 +235,24 @@ pub fn handed_off_within(events: &[ClientEvent], conns: &[u64], bound: Duration)
     Ok(())
 }
 
+/// Each connection of `conns` was relaxed from the first MOVING it received
+/// until its handoff: requests still on the old node may be slow.
+pub fn relaxed_through_handoff(events: &[ClientEvent], conns: &[u64]) -> Claim {
+    for &conn in conns {
+        let Some(moving) = notifications_of(events, Kind::Moving)
+            .into_iter()
+            .find(|r| r.conn == conn)
+        else {
+            unmet!("connection {conn} received no MOVING");
+        };
+        let Some((handed_off, _)) = handoff_of(events, conn) else {
+            unmet!("connection {conn} never handed off");
+        };
+        relaxed_over(events, conn, moving.at, handed_off)?;
+    }
+    Ok(())
+}
+
 /// The server closed each connection of `conns` while the client was still
 /// on it (what happens to a client that does not hand off).
 pub fn dropped_by_server(events: &[ClientEvent], conns: &[u64]) -> Claim {
@@ -352,6 +370,32 @@ pub fn failed_attempts(events: &[ClientEvent], conn: u64) -> usize {
         .iter()
         .filter(|e| e.conn == conn && matches!(e.kind, EventKind::HandoffAttemptFailed { .. }))
         .count()
+}
+
+/// The failed attempts of `conn` backed off more after each failure, and
+/// the client gave up right after the last one (within `prompt`).
+pub fn attempts_back_off(events: &[ClientEvent], conn: u64, prompt: Duration) -> Claim {
+    let attempts: Vec<Instant> = events
+        .iter()
+        .filter(|e| e.conn == conn && matches!(e.kind, EventKind::HandoffAttemptFailed { .. }))
+        .map(|e| e.at)
+        .collect();
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    if gaps.windows(2).any(|g| g[1] <= g[0]) {
+        unmet!("connection {conn} retried its handoff after {gaps:?}; each wait must be longer than the one before");
+    }
+    let gave_up = events
+        .iter()
+        .find(|e| e.conn == conn && matches!(e.kind, EventKind::HandoffFailed { .. }))
+        .map(|e| e.at);
+    match (attempts.last(), gave_up) {
+        (Some(last), Some(at)) if at.saturating_duration_since(*last) <= prompt => Ok(()),
+        (Some(last), Some(at)) => unmet!(
+            "connection {conn} gave up {:?} after its last attempt; expected at once",
+            at.saturating_duration_since(*last)
+        ),
+        _ => unmet!("connection {conn} made no attempt or never gave up"),
+    }
 }
 
 /// Every failed handoff attempt names `word` in its reason, and there was one.

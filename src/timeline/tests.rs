@@ -280,6 +280,51 @@ fn a_connection_dropped_by_the_server_shows_as_disconnected() {
 }
 
 #[test]
+fn relaxed_through_a_handoff_needs_a_relax_between_moving_and_it() {
+    let relaxed = Timeline::new()
+        .got(0, 1, moving(4))
+        .relax(0, 1, 3)
+        .handoff(40, 1, 4);
+    assert_eq!(relaxed_through_handoff(&relaxed.events, &[1]), Ok(()));
+    let not = Timeline::new().got(0, 1, moving(4)).handoff(40, 1, 4);
+    assert!(relaxed_through_handoff(&not.events, &[1]).is_err());
+    assert!(relaxed_through_handoff(&not.events, &[2]).is_err());
+}
+
+#[test]
+fn attempts_back_off_more_each_time_and_the_give_up_is_prompt() {
+    let attempt = || EventKind::HandoffAttemptFailed {
+        seq: 1,
+        endpoint: "x:1".into(),
+        reason: "timed out".into(),
+    };
+    let gave_up = || EventKind::HandoffFailed {
+        seq: 1,
+        endpoint: "x:1".into(),
+        reason: "timed out".into(),
+    };
+    let prompt = Duration::from_millis(50);
+    let good = Timeline::new()
+        .push(300, 1, attempt())
+        .push(700, 1, attempt())
+        .push(1200, 1, attempt())
+        .push(1201, 1, gave_up());
+    assert_eq!(attempts_back_off(&good.events, 1, prompt), Ok(()));
+    let flat = Timeline::new()
+        .push(300, 1, attempt())
+        .push(600, 1, attempt())
+        .push(900, 1, attempt())
+        .push(901, 1, gave_up());
+    assert!(attempts_back_off(&flat.events, 1, prompt).is_err());
+    let late = Timeline::new()
+        .push(300, 1, attempt())
+        .push(700, 1, attempt())
+        .push(1200, 1, attempt())
+        .push(1600, 1, gave_up());
+    assert!(attempts_back_off(&late.events, 1, prompt).is_err());
+}
+
+#[test]
 fn a_prompt_handoff_is_one_within_the_bound_after_moving() {
     let t = Timeline::new()
         .got(0, 1, moving(4))
