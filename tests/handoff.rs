@@ -61,7 +61,12 @@ async fn push(
 async fn setup(nodes: usize, grace: Duration) -> Setup {
     let emu = Emulator::new(EmulatorConfig {
         nodes,
-        timings: Timings::fast(grace),
+        // The client's windows are timed here; the hold of a switch-over is
+        // the acceptance suite's business.
+        timings: Timings {
+            hold: Duration::ZERO,
+            ..Timings::fast(grace)
+        },
         ..EmulatorConfig::default()
     })
     .unwrap();
