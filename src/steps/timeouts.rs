@@ -13,7 +13,7 @@ use crate::client::connection::{ManagedConnection, Relaxation};
 use crate::client::ClientError;
 use crate::notification::Kind;
 use crate::timeline::{self, in_band, show, Received};
-use crate::timing::{BAND_SLACK, CLUSTER_REPLAY_WITHIN};
+use crate::timing::{BAND_SLACK, CLUSTER_REPLAY_WITHIN, TIGHT_SLACK};
 
 impl MaintWorld {
     /// Waits until `client` received a live `kind`; returns the latest one.
@@ -192,16 +192,22 @@ async fn then_tail_ends(w: &mut MaintWorld, client: String) -> StepResult {
                 .then_some(())
         })
         .await?;
-    let now = Instant::now();
+    let events = w.tracker.timeline(&client);
     for conn in &conns {
-        match conn.relaxation() {
-            Relaxation::Off if conn.effective_timeout() == configured => {}
-            Relaxation::Tail { until } if until <= now + tail => {}
-            other => fail!(
-                "connection {} of {client:?} is {other:?} with timeout {}; expected the configured {} within {tail:?}",
+        // The tail runs from the moment the connection's last window closed
+        // (its last completion or handoff) for exactly the configured tail.
+        let closed = timeline::last_window_close(&events, conn.id);
+        match (conn.relaxation(), closed) {
+            (Relaxation::Off, _) if conn.effective_timeout() == configured => {}
+            (Relaxation::Tail { until }, Some(closed))
+                if timeline::close_to(until.saturating_duration_since(closed), tail, TIGHT_SLACK)
+                    && until.saturating_duration_since(closed) >= tail => {}
+            (other, _) => fail!(
+                "connection {} of {client:?} is {other:?} with timeout {}; expected the configured {} {tail:?} after its last window closed ({closed:?}):\n{}",
                 conn.id,
                 show(conn.effective_timeout()),
-                show(configured)
+                show(configured),
+                w.tracker.describe(&client)
             ),
         }
     }

@@ -154,6 +154,24 @@ pub fn unrelaxed_after(
     })
 }
 
+/// When the last window of `conn` closed: its last live completion or
+/// successful handoff.
+pub fn last_window_close(events: &[ClientEvent], conn: u64) -> Option<Instant> {
+    events
+        .iter()
+        .filter(|e| e.conn == conn)
+        .filter(|e| match &e.kind {
+            EventKind::Notification {
+                notification,
+                at_setup: false,
+            } => notification.kind().completion().is_none() && !notification.kind().is_start(),
+            EventKind::HandoffSucceeded { .. } => true,
+            _ => false,
+        })
+        .map(|e| e.at)
+        .max()
+}
+
 /// The first connection un-relaxed at or after `since`.
 pub fn any_unrelaxed_after(events: &[ClientEvent], since: Instant) -> Option<u64> {
     events
