@@ -39,8 +39,7 @@ impl MaintWorld {
 /// One handoff per connection per MOVING event, none failed.
 #[then(expr = "every connection of {string} hands off exactly once")]
 async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult {
-    let c = w.client(&client)?;
-    let ids: Vec<u64> = c.connections().iter().map(|c| c.id).collect();
+    let ids = w.connection_ids(&client)?;
     let what = "a handoff on every connection";
     w.tracker
         .wait_on(&client, w.patience(), what, |events| {
@@ -55,12 +54,7 @@ async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult
 /// Every connection relaxed its timeouts from its MOVING until its handoff.
 #[then(expr = "every connection of {string} was relaxed from its MOVING until its handoff")]
 async fn then_relaxed_through_handoff(w: &mut MaintWorld, client: String) -> StepResult {
-    let ids: Vec<u64> = w
-        .client(&client)?
-        .connections()
-        .iter()
-        .map(|c| c.id)
-        .collect();
+    let ids = w.connection_ids(&client)?;
     let events = w.tracker.timeline(&client);
     timeline::relaxed_through_handoff(&events, &ids).map_err(|e| w.unmet(&client, e))?;
     Ok(())
@@ -69,12 +63,7 @@ async fn then_relaxed_through_handoff(w: &mut MaintWorld, client: String) -> Ste
 /// Every connection handed off soon after its MOVING, idle or not.
 #[then(expr = "every connection of {string} handed off promptly after its MOVING")]
 async fn then_prompt_handoff(w: &mut MaintWorld, client: String) -> StepResult {
-    let ids: Vec<u64> = w
-        .client(&client)?
-        .connections()
-        .iter()
-        .map(|c| c.id)
-        .collect();
+    let ids = w.connection_ids(&client)?;
     let events = w.tracker.timeline(&client);
     timeline::handed_off_within(&events, &ids, PROMPT_HANDOFF).map_err(|e| w.unmet(&client, e))?;
     Ok(())
@@ -84,12 +73,7 @@ async fn then_prompt_handoff(w: &mut MaintWorld, client: String) -> StepResult {
 /// the client left on the old node.
 #[then(expr = "the server closed every connection of {string} when the grace ended")]
 async fn then_dropped(w: &mut MaintWorld, client: String) -> StepResult {
-    let ids: Vec<u64> = w
-        .client(&client)?
-        .connections()
-        .iter()
-        .map(|c| c.id)
-        .collect();
+    let ids = w.connection_ids(&client)?;
     w.tracker
         .wait_on(
             &client,

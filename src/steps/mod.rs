@@ -239,6 +239,16 @@ impl MaintWorld {
         })
     }
 
+    /// The ids of the connections of a connected client.
+    pub fn connection_ids(&self, name: &str) -> Result<Vec<u64>> {
+        Ok(self
+            .client(name)?
+            .connections()
+            .iter()
+            .map(|c| c.id)
+            .collect())
+    }
+
     /// Records what connecting a client named `name` gave.
     pub fn add_client(
         &mut self,

@@ -231,16 +231,19 @@ pub fn close_to(took: Duration, expected: Duration, slack: Duration) -> bool {
     took >= expected.mul_f64(0.8) && took <= expected.mul_f64(1.2) + slack
 }
 
+/// The first MOVING connection `conn` received.
+fn first_moving_on(events: &[ClientEvent], conn: u64) -> Claim<Received> {
+    notifications_of(events, Kind::Moving)
+        .into_iter()
+        .find(|r| r.conn == conn)
+        .ok_or_else(|| Unmet(format!("connection {conn} received no MOVING")))
+}
+
 /// Each connection of `conns` handed off within `bound` of the first MOVING
 /// it received, whether or not it had a request to send.
 pub fn handed_off_within(events: &[ClientEvent], conns: &[u64], bound: Duration) -> Claim {
     for &conn in conns {
-        let Some(moving) = notifications_of(events, Kind::Moving)
-            .into_iter()
-            .find(|r| r.conn == conn)
-        else {
-            unmet!("connection {conn} received no MOVING");
-        };
+        let moving = first_moving_on(events, conn)?;
         match handoff_of(events, conn) {
             Some((at, _)) if at.saturating_duration_since(moving.at) <= bound => {}
             Some((at, _)) => unmet!(
@@ -257,12 +260,7 @@ pub fn handed_off_within(events: &[ClientEvent], conns: &[u64], bound: Duration)
 /// until its handoff: requests still on the old node may be slow.
 pub fn relaxed_through_handoff(events: &[ClientEvent], conns: &[u64]) -> Claim {
     for &conn in conns {
-        let Some(moving) = notifications_of(events, Kind::Moving)
-            .into_iter()
-            .find(|r| r.conn == conn)
-        else {
-            unmet!("connection {conn} received no MOVING");
-        };
+        let moving = first_moving_on(events, conn)?;
         let Some((handed_off, _)) = handoff_of(events, conn) else {
             unmet!("connection {conn} never handed off");
         };
