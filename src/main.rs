@@ -27,7 +27,9 @@ enum Command {
     /// Run the Redis Enterprise emulator and its fault injector in the foreground.
     ///
     /// When ready, writes an endpoints file (databases `standalone`,
-    /// `standalone-tls` and `standalone-sharded`) and prints one line of JSON:
+    /// `standalone-tls`, `standalone-sharded`, `standalone0-tls`,
+    /// `standalone0-acl`, `standalone0-acl-tls`, `standalone0-mtls` and
+    /// `standalone0-tls13`) and prints one line of JSON:
     /// {"fault_injector_url": ..., "endpoints_config": ...}. Stops on SIGINT or SIGTERM.
     Emulator(EmulatorArgs),
 }
@@ -78,6 +80,10 @@ struct EmulatorArgs {
     /// Where to write the endpoints file (default: a file in the temp directory).
     #[arg(long)]
     endpoints_out: Option<PathBuf>,
+    /// Keep the run directory (shard logs, certificates, private keys) after
+    /// the emulator stops; its path is logged at start-up.
+    #[arg(long)]
+    keep_run_dir: bool,
 }
 
 #[tokio::main]
@@ -115,35 +121,21 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
         timings: Timings::default().with(&overrides),
         replay_completion: !args.no_completion_replay,
         naming: Naming::resolving(&args.domain),
+        keep_run_dir: args.keep_run_dir,
     })?;
+    tracing::info!(run_dir = %emu.run_dir().display(), keep = args.keep_run_dir, "run directory");
     let cancel = CancellationToken::new();
     let outcome = async {
-        let db = emu
-            .create_database(DatabaseSpec {
-                name: Some("standalone".into()),
-                port: args.port,
-                password: args.password.clone(),
-                ..DatabaseSpec::default()
-            })
-            .await
-            .context("creating the standalone database")?;
-        emu.create_database(DatabaseSpec {
-            name: Some("standalone-tls".into()),
-            tls: Some(true),
-            password: args.password.clone(),
-            ..DatabaseSpec::default()
-        })
-        .await
-        .context("creating the standalone-tls database")?;
-        emu.create_database(DatabaseSpec {
-            name: Some("standalone-sharded".into()),
-            shards_count: Some(2),
-            sharding: Some(true),
-            password: args.password.clone(),
-            ..DatabaseSpec::default()
-        })
-        .await
-        .context("creating the standalone-sharded database")?;
+        let mut first = None;
+        for spec in standard_databases(args.port, args.password.clone()) {
+            let name = spec.name.clone().unwrap_or_default();
+            let db = emu
+                .create_database(spec)
+                .await
+                .with_context(|| format!("creating the {name} database"))?;
+            first.get_or_insert(db);
+        }
+        let db = first.expect("the standard databases are not empty");
         let api_addr = api::serve(emu.clone(), args.api, cancel.clone()).await?;
         let path = args.endpoints_out.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("maint-e2e-endpoints-{}.json", std::process::id()))
@@ -180,6 +172,76 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
     cancel.cancel();
     emu.shutdown().await;
     outcome
+}
+
+/// The databases `maint-e2e emulator` creates: the suite's (`standalone`,
+/// `standalone-tls`, `standalone-sharded`) and the TLS and ACL variants other
+/// clients' frameworks name (`standalone0-tls`, `standalone0-acl`,
+/// `standalone0-acl-tls`), mutual TLS (`standalone0-mtls`) and TLS 1.3 only
+/// (`standalone0-tls13`). Databases without `--password` get a generated one
+/// where they need one; the endpoints file carries every credential.
+fn standard_databases(port: Option<u16>, password: Option<String>) -> Vec<DatabaseSpec> {
+    use maint_e2e::fault_injector::AclUser;
+    let secret = password.clone().unwrap_or_else(generated_password);
+    let acl_user = AclUser {
+        name: maint_e2e::emulator::ACL_USER.into(),
+        password: generated_password(),
+        rules: Some(maint_e2e::emulator::LIMITED_ACL_RULES.into()),
+    };
+    let tls = |name: &str| DatabaseSpec {
+        tls: Some(true),
+        password: Some(secret.clone()),
+        ..DatabaseSpec::named(name)
+    };
+    vec![
+        DatabaseSpec {
+            port,
+            password: password.clone(),
+            ..DatabaseSpec::named("standalone")
+        },
+        DatabaseSpec {
+            password: password.clone(),
+            ..tls("standalone-tls")
+        },
+        DatabaseSpec {
+            shards_count: Some(2),
+            sharding: Some(true),
+            password: password.clone(),
+            ..DatabaseSpec::named("standalone-sharded")
+        },
+        tls("standalone0-tls"),
+        DatabaseSpec {
+            password: Some(secret.clone()),
+            acl_users: vec![acl_user.clone()],
+            ..DatabaseSpec::named("standalone0-acl")
+        },
+        DatabaseSpec {
+            acl_users: vec![acl_user],
+            ..tls("standalone0-acl-tls")
+        },
+        DatabaseSpec {
+            enforce_client_authentication: Some(true),
+            ..tls("standalone0-mtls")
+        },
+        DatabaseSpec {
+            tls_min_version: Some("1.3".into()),
+            ..tls("standalone0-tls13")
+        },
+    ]
+}
+
+/// A password for one run: not guessable from outside, written only to the
+/// endpoints file.
+fn generated_password() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("pw-{:016x}", h.finish())
 }
 
 /// Shell lines that point the suites of other clients at the emulator: the

@@ -131,6 +131,7 @@ impl Emulator {
         }
         let count = spec.shard_count()?;
         let shard_args = spec.shard_args(count)?;
+        let tls_policy = spec.tls_policy()?;
         spec.timing.validate()?;
         let name = spec.name.clone();
         if let Some(name) = &name {
@@ -164,9 +165,16 @@ impl Emulator {
             } else {
                 None
             };
-            let tls = match spec.tls.unwrap_or(false) {
-                true => Some(self.tls_material()?),
-                false => None,
+            let tls = match tls_policy {
+                Some(policy) => {
+                    let material = self.tls_material()?;
+                    Some(tls::EndpointTls {
+                        acceptor: material.acceptor(policy)?,
+                        material,
+                        policy,
+                    })
+                }
+                None => None,
             };
             Ok::<_, anyhow::Error>((key_specs, tls))
         }
@@ -207,6 +215,7 @@ impl Emulator {
                 shared: shared.clone(),
                 timings: self.config.timings.with(&spec.timing),
                 password: spec.password.clone(),
+                credentials: spec.credentials(),
                 tls: tls.clone(),
                 shards: tokio::sync::Mutex::new(shards),
                 shard_args: shard_args.clone(),
@@ -215,7 +224,7 @@ impl Emulator {
                 busy: AtomicBool::new(false),
             });
             let started = async {
-                let acceptor = db.tls.as_ref().map(|t| t.acceptor());
+                let acceptor = db.tls.as_ref().map(|t| t.acceptor.clone());
                 proxy::listen_public(shared.clone(), acceptor, db.cancel.clone()).await?;
                 db.listen_on(nodes[first]).await
             }

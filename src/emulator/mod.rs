@@ -65,10 +65,18 @@ pub use naming::{Naming, DEFAULT_DOMAIN};
 use shard::Shards;
 pub use shard::{free_port, redis_server_bin, Shard, ShardSpec};
 pub use timing::Timings;
-pub use tls::TlsMaterial;
+pub use tls::{TlsMaterial, TlsPolicy, TlsVersion};
 
 use crate::fault_injector::Action;
 use crate::notification::EndpointType;
+
+/// The ACL user of the databases `maint-e2e emulator` creates with one.
+pub const ACL_USER: &str = "maint-e2e-acl";
+
+/// What that user may do: keys under `maint-e2e:` (the suite's), reads,
+/// writes and connection commands, nothing dangerous, and `ACL WHOAMI`.
+pub const LIMITED_ACL_RULES: &str =
+    "~maint-e2e:* resetchannels -@all +@connection +@read +@write +@keyspace +@transaction -@dangerous +acl|whoami";
 
 /// Ports given to databases created without one, as on a real cluster.
 pub const DATABASE_PORTS: std::ops::Range<u16> = 10000..20000;
@@ -90,6 +98,9 @@ pub struct EmulatorConfig {
     pub replay_completion: bool,
     /// Host names of the cluster (see [`naming`]).
     pub naming: naming::Naming,
+    /// Keep the run directory (shard logs, certificates and private keys) when
+    /// the emulator stops; by default it is removed.
+    pub keep_run_dir: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -99,6 +110,7 @@ impl Default for EmulatorConfig {
             timings: Timings::default(),
             replay_completion: true,
             naming: naming::Naming::default(),
+            keep_run_dir: false,
         }
     }
 }
@@ -111,8 +123,11 @@ pub struct Database {
     pub(crate) timings: Timings,
     /// Password of the default user.
     pub(crate) password: Option<String>,
+    /// The user the endpoints file names (the first ACL user, else `default`
+    /// when there is a password) and its password.
+    pub(crate) credentials: Option<(String, String)>,
     /// TLS on every endpoint of the database.
-    pub(crate) tls: Option<Arc<tls::TlsMaterial>>,
+    pub(crate) tls: Option<tls::EndpointTls>,
     /// The shard processes.
     pub(crate) shards: tokio::sync::Mutex<Shards>,
     /// `redis-server` options every shard of this database starts with.
@@ -204,15 +219,20 @@ impl Database {
             .collect()
     }
 
+    /// What its TLS endpoints ask of clients (none without TLS).
+    pub fn tls_policy(&self) -> Option<TlsPolicy> {
+        self.tls.as_ref().map(|t| t.policy)
+    }
+
     /// The endpoints-file entry a client of this database needs.
     pub fn config(&self) -> DatabaseConfig {
         DatabaseConfig {
             name: self.shared.name.clone(),
             bdb_id: Some(self.shared.id),
-            username: self.password.as_ref().map(|_| "default".to_string()),
-            password: self.password.clone(),
+            username: self.credentials.as_ref().map(|c| c.0.clone()),
+            password: self.credentials.as_ref().map(|c| c.1.clone()),
             tls: self.tls.is_some(),
-            certificates_location: self.tls.as_ref().map(|t| t.dir.clone()),
+            certificates_location: self.tls.as_ref().map(|t| t.material.dir.clone()),
             endpoints: vec![DatabaseEndpoint {
                 tls: self.tls.is_some(),
                 host: "127.0.0.1".into(),
@@ -258,7 +278,7 @@ impl Database {
             (node.internal_ip(), port).into(),
             (node.external_ip(), port).into(),
         ];
-        let acceptor = self.tls.as_ref().map(|t| t.acceptor());
+        let acceptor = self.tls.as_ref().map(|t| t.acceptor.clone());
         proxy::listen_node(self.shared.clone(), node, &addrs, acceptor, token.clone()).await?;
         self.listeners.lock().unwrap().insert(node.index, token);
         self.shared.set_serving(node, true);
@@ -306,6 +326,7 @@ impl Emulator {
         let bin = shard::redis_server_bin()?;
         let workdir = tempfile::Builder::new()
             .prefix("maint-e2e-emulator-")
+            .disable_cleanup(config.keep_run_dir)
             .tempdir()
             .context("creating the emulator's working directory")?;
         Ok(Arc::new(Emulator {
@@ -320,6 +341,12 @@ impl Emulator {
             key_specs: tokio::sync::OnceCell::new(),
             cancel: CancellationToken::new(),
         }))
+    }
+
+    /// Where shard logs, certificates and private keys live (removed when the
+    /// emulator stops, unless `keep_run_dir`).
+    pub fn run_dir(&self) -> &std::path::Path {
+        self.workdir.path()
     }
 
     /// The cluster's nodes.

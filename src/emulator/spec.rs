@@ -1,6 +1,7 @@
 //! What the emulator makes of `create_database`'s `database_config`: checked
 //! against what it can run, and turned into `redis-server` options.
 
+use super::tls::{TlsPolicy, TlsVersion};
 use super::ActionError;
 use crate::fault_injector::DatabaseSpec;
 
@@ -42,7 +43,77 @@ impl DatabaseSpec {
             args.push("--maxmemory-policy".into());
             args.push(p.clone());
         }
+        args.extend(self.acl_args()?);
         Ok(args)
+    }
+
+    /// `--user` options for the ACL users: each shard, the new ones a
+    /// migration starts included, knows them before it takes traffic.
+    fn acl_args(&self) -> Result<Vec<String>, ActionError> {
+        let word = |what: &str, v: &str| {
+            if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                Err(ActionError::Invalid(format!(
+                    "acl_users: {what} {v:?} must be one word without spaces"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let mut args = Vec::new();
+        for u in &self.acl_users {
+            word("name", &u.name)?;
+            word("password", &u.password)?;
+            if u.name == "default" {
+                return Err(ActionError::Invalid(
+                    "acl_users: the default user's password is `password`; name the ACL users otherwise".into(),
+                ));
+            }
+            args.push("--user".into());
+            args.push(u.name.clone());
+            args.push("on".into());
+            args.push(format!(">{}", u.password));
+            let rules = u.rules.as_deref().unwrap_or("~* &* +@all");
+            for r in rules.split_whitespace() {
+                if r.starts_with('>') || r.starts_with('<') || r == "nopass" || r == "off" {
+                    return Err(ActionError::Invalid(format!(
+                        "acl_users: the rules of {:?} may not set passwords or turn the user off ({r:?}); the password is its own field",
+                        u.name
+                    )));
+                }
+                args.push(r.to_string());
+            }
+        }
+        Ok(args)
+    }
+
+    /// What a TLS endpoint of this database asks of clients.
+    pub(crate) fn tls_policy(&self) -> Result<Option<TlsPolicy>, ActionError> {
+        let min_version = match &self.tls_min_version {
+            Some(v) => TlsVersion::parse(v).map_err(ActionError::Invalid)?,
+            None => TlsVersion::default(),
+        };
+        let client_auth = self.enforce_client_authentication.unwrap_or(false);
+        if !self.tls.unwrap_or(false) {
+            if self.tls_min_version.is_some() || client_auth {
+                return Err(ActionError::Invalid(
+                    "tls_min_version and enforce_client_authentication need tls: true".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        Ok(Some(TlsPolicy {
+            min_version,
+            client_auth,
+        }))
+    }
+
+    /// The user the endpoints file names, and its password.
+    pub(crate) fn credentials(&self) -> Option<(String, String)> {
+        match (self.acl_users.first(), &self.password) {
+            (Some(u), _) => Some((u.name.clone(), u.password.clone())),
+            (None, Some(pw)) => Some(("default".into(), pw.clone())),
+            (None, None) => None,
+        }
     }
 
     /// Primary shards asked for, checked.

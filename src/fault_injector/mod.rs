@@ -19,7 +19,7 @@ pub mod time;
 
 pub use action::{normalize_parameters, sequence_steps, Action, SequenceStep, ACTION_TYPES};
 pub use client::{FaultInjectorClient, FaultInjectorError};
-pub use params::{id_from, BdbId, DatabaseSpec, NodeRef, ShardId, TimingOverrides};
+pub use params::{id_from, AclUser, BdbId, DatabaseSpec, NodeRef, ShardId, TimingOverrides};
 pub use status::{
     ActionAccepted, ActionList, ActionState, ActionStatus, ActionSummary, ApiError, CreatedDatabase,
 };

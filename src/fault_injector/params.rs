@@ -100,6 +100,21 @@ pub struct DatabaseSpec {
     /// Password of the default user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// Lowest TLS version the endpoint accepts: `"1.2"` (default) or `"1.3"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_min_version: Option<String>,
+    /// Mutual TLS: `"enabled"` (or `true`) makes the endpoint require a client
+    /// certificate signed by the cluster's CA.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "enabled_or_bool"
+    )]
+    pub enforce_client_authentication: Option<bool>,
+    /// ACL users the shards know besides `default`; the database's
+    /// description names the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl_users: Vec<AclUser>,
     /// Memory limit of the database in bytes, split evenly over its primary
     /// shards (`maxmemory`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +133,33 @@ pub struct DatabaseSpec {
     /// Every other setting a caller sent: accepted, not emulated.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An ACL user of a database: what `redis-server` is told with `user`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AclUser {
+    /// User name (not `default`).
+    pub name: String,
+    /// Password.
+    pub password: String,
+    /// ACL rules after the password, as `ACL SETUSER` takes them
+    /// (default `~* &* +@all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+}
+
+/// `"enabled"` / `"disabled"` (the REST API's words) or a bool.
+fn enabled_or_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Bool(b)) => Ok(Some(b)),
+        Some(serde_json::Value::String(s)) if s == "enabled" => Ok(Some(true)),
+        Some(serde_json::Value::String(s)) if s == "disabled" => Ok(Some(false)),
+        Some(other) => Err(D::Error::custom(format!(
+            "enforce_client_authentication is \"enabled\", \"disabled\" or a bool, got {other}"
+        ))),
+    }
 }
 
 impl DatabaseSpec {

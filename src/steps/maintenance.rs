@@ -246,7 +246,7 @@ async fn when_moving_impostor(w: &mut MaintWorld) -> StepResult {
     w.resources.temp_dirs.push(dir);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let acceptor = material.acceptor();
+    let acceptor = material.acceptor(crate::emulator::TlsPolicy::default())?;
     w.resources.tasks.push(tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
