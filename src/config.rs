@@ -142,6 +142,43 @@ impl fmt::Display for DatabaseEndpoint {
     }
 }
 
+/// A TLS version, as endpoints and clients bound what they speak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[default]
+    V12,
+    /// TLS 1.3.
+    V13,
+}
+
+impl TlsVersion {
+    /// Parses `1.2` or `1.3` (a `TLSv` or `TLS ` prefix is allowed).
+    pub fn parse(s: &str) -> Result<TlsVersion, String> {
+        let t = s.trim();
+        let t = t
+            .strip_prefix("TLSv")
+            .or_else(|| t.strip_prefix("TLS "))
+            .or_else(|| t.strip_prefix("TLS"))
+            .unwrap_or(t);
+        match t {
+            "1.2" => Ok(TlsVersion::V12),
+            "1.3" => Ok(TlsVersion::V13),
+            _ => Err(format!(
+                "TLS version {s:?} is not supported; use \"1.2\" or \"1.3\""
+            )),
+        }
+    }
+
+    /// `"1.2"` or `"1.3"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::V12 => "1.2",
+            TlsVersion::V13 => "1.3",
+        }
+    }
+}
+
 /// One named database of an endpoints file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DatabaseConfig {
@@ -456,6 +493,16 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_versions_parse_with_a_helpful_error() {
+        assert_eq!(TlsVersion::parse("1.3"), Ok(TlsVersion::V13));
+        assert_eq!(TlsVersion::parse("TLSv1.2"), Ok(TlsVersion::V12));
+        assert!(TlsVersion::parse("1.1")
+            .unwrap_err()
+            .contains("\"1.2\" or \"1.3\""));
+        assert!(TlsVersion::V12 < TlsVersion::V13);
+    }
     use serde_json::json;
 
     #[test]

@@ -239,7 +239,7 @@ async fn a_tls_database_is_verified_against_its_ca_and_a_bad_ca_is_a_clear_error
         .await
         .err()
         .unwrap();
-    assert_eq!(err.class(), "handshake", "{err}");
+    assert_eq!(err.class(), "options", "{err}");
     assert!(
         err.to_string().contains("/nonexistent/certs") && err.to_string().contains("ca.crt"),
         "{err}"
@@ -253,6 +253,168 @@ async fn a_tls_database_is_verified_against_its_ca_and_a_bad_ca_is_a_clear_error
         .create("plain", ClientOptions::default())
         .await
         .is_err());
+    f.destroy_all().await;
+    emu.shutdown().await;
+}
+
+/// Creates a client of `db` with `tls` settings; the error's chain on failure.
+async fn tls_client(
+    db: &DatabaseConfig,
+    tls: maint_e2e::client::TlsOptions,
+) -> Result<Arc<maint_e2e::client::Client>, ClientError> {
+    let options = ClientOptions {
+        tls,
+        ..ClientOptions::default()
+    };
+    ClientFactory::new(db.clone(), Arc::new(NoEvents))
+        .create("tls", options)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_versions_mutual_tls_and_verification_are_each_enforced_with_a_clear_error() {
+    use maint_e2e::client::{ClientCertificate, TlsOptions, TrustedCa};
+    use maint_e2e::config::TlsVersion;
+    use maint_e2e::DatabaseSpec;
+    let (emu, db, strict) = emulated(DatabaseSpec {
+        tls: Some(true),
+        tls_min_version: Some("1.3".into()),
+        enforce_client_authentication: Some(true),
+        replication: Some(false),
+        ..DatabaseSpec::default()
+    })
+    .await;
+    assert_eq!(
+        db.tls_policy().map(|p| (p.min_version, p.client_auth)),
+        Some((TlsVersion::V13, true))
+    );
+    // The certificates the endpoints file points at: the client certificate
+    // beside the CA is shown by default.
+    let c = tls_client(&strict, TlsOptions::default()).await.unwrap();
+    let v: String = c.query(&redis::cmd("PING")).await.unwrap();
+    assert_eq!(v, "PONG");
+    c.close().await;
+
+    let refused = |o: TlsOptions| {
+        let strict = strict.clone();
+        async move {
+            tls_client(&strict, o)
+                .await
+                .err()
+                .expect("this client must be refused")
+        }
+    };
+    // Capped at 1.2 against a 1.3-only endpoint.
+    let e = refused(TlsOptions {
+        max_version: TlsVersion::V12,
+        ..TlsOptions::default()
+    })
+    .await;
+    assert_eq!(e.class(), "handshake", "{}", e.chain());
+    assert!(
+        e.to_string().contains("share no TLS version") && e.to_string().contains("TLS 1.2 only"),
+        "{}",
+        e.chain()
+    );
+    // No client certificate where one is required.
+    let e = refused(TlsOptions {
+        client_certificate: ClientCertificate::Without,
+        ..TlsOptions::default()
+    })
+    .await;
+    assert!(
+        e.to_string().contains("requires a client certificate"),
+        "{}",
+        e.chain()
+    );
+    // Verification on with the system's roots: the emulator's CA is unknown.
+    let e = refused(TlsOptions {
+        ca: TrustedCa::System,
+        ..TlsOptions::default()
+    })
+    .await;
+    assert!(
+        e.to_string()
+            .contains("not signed by a CA the client trusts"),
+        "{}",
+        e.chain()
+    );
+    // ...and off: accepted.
+    let c = tls_client(
+        &strict,
+        TlsOptions {
+            ca: TrustedCa::System,
+            verify: false,
+            ..TlsOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let v: String = c.query(&redis::cmd("PING")).await.unwrap();
+    assert_eq!(v, "PONG");
+    c.close().await;
+    // A name the certificate does not hold.
+    let mut renamed = strict.clone();
+    renamed.endpoints[0].host = "127.0.0.9".into();
+    let e = tls_client(&renamed, TlsOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("not valid for the name") || e.class() == "connection",
+        "{}",
+        e.chain()
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_is_checked_by_the_shards_and_a_wrong_password_fails_at_once() {
+    use maint_e2e::fault_injector::AclUser;
+    use maint_e2e::DatabaseSpec;
+    let (emu, _db, config) = emulated(DatabaseSpec {
+        password: Some("admin-pw".into()),
+        acl_users: vec![AclUser {
+            name: "limited".into(),
+            password: "limited-pw".into(),
+            rules: Some(maint_e2e::emulator::LIMITED_ACL_RULES.into()),
+        }],
+        replication: Some(false),
+        ..DatabaseSpec::default()
+    })
+    .await;
+    assert_eq!(config.username.as_deref(), Some("limited"));
+    let f = ClientFactory::new(config.clone(), Arc::new(NoEvents));
+    let c = f.create("acl", ClientOptions::default()).await.unwrap();
+    let who: String = c.query(redis::cmd("ACL").arg("WHOAMI")).await.unwrap();
+    assert_eq!(who, "limited");
+    let _: () = c
+        .query(redis::cmd("SET").arg("maint-e2e:k").arg("v"))
+        .await
+        .unwrap();
+    let e = c
+        .query::<()>(redis::cmd("SET").arg("elsewhere").arg("v"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("NOPERM"), "{e}");
+    let e = c.query::<()>(&redis::cmd("FLUSHALL")).await.unwrap_err();
+    assert!(e.to_string().contains("NOPERM"), "{e}");
+
+    let mut wrong = config.clone();
+    wrong.password = Some("not-it".into());
+    let t = std::time::Instant::now();
+    let e = ClientFactory::new(wrong, Arc::new(NoEvents))
+        .create("wrong", ClientOptions::default())
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(e.class(), "handshake", "{}", e.chain());
+    assert!(e.chain().contains("WRONGPASS"), "{}", e.chain());
     f.destroy_all().await;
     emu.shutdown().await;
 }

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{IntoConnectionInfo, PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, Value};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -190,7 +191,7 @@ impl ManagedConnection {
             }
         };
         if let Ok(Value::ServerError(e)) = result {
-            return Err(ClientError::Server(e.to_string()));
+            return Err(ClientError::server(e.code(), e.details()));
         }
         result.map_err(|e| {
             let err = ClientError::from_redis(e);
@@ -249,35 +250,7 @@ impl ManagedConnection {
         if let Some(p) = &db.password {
             settings = settings.set_password(p);
         }
-        let addr = match &self.shared.tls {
-            None => redis::ConnectionAddr::Tcp(target.host.clone(), target.port),
-            // The server is verified against the name dialled: after a handoff,
-            // the address MOVING named.
-            Some(_) => redis::ConnectionAddr::TcpTls {
-                host: target.host.clone(),
-                port: target.port,
-                insecure: false,
-                tls_params: None,
-            },
-        };
-        let info = addr
-            .into_connection_info()
-            .map_err(|e| ClientError::connection(format!("addressing {target}"), e))?
-            .set_redis_settings(settings);
-        let client = match &self.shared.tls {
-            None => redis::Client::open(info),
-            Some(root_cert) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: root_cert.clone(),
-                },
-            ),
-        }
-        .map_err(|e| ClientError::connection(format!("setting up a client of {target}"), e))?;
-        let mut cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(o.connect_timeout))
-            .set_response_timeout(None);
+        let mut cfg = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         // Pushes are numbered as they arrive, so that those sent before the
         // handshake's reply (replays of open windows and of the last
         // completion) can be told from live ones.
@@ -290,23 +263,14 @@ impl ManagedConnection {
                 tx.send((arrived.fetch_add(1, Ordering::SeqCst), info))
             });
         }
+        let context = format!("connecting to {target}");
         let setup = tokio::time::timeout(
             o.connect_timeout + o.relaxed_timeout,
-            client.get_multiplexed_async_connection_with_config(&cfg),
+            self.connect(target, &settings, cfg),
         )
         .await
-        .map_err(|e| ClientError::connection(format!("connecting to {target}"), e))?;
-        let mut conn = setup.map_err(|e| {
-            let context = format!("connecting to {target}");
-            if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
-                ClientError::connection(context, e)
-            } else {
-                ClientError::Handshake {
-                    context,
-                    cause: Some(super::Cause::new(e)),
-                }
-            }
-        })?;
+        .map_err(|e| ClientError::connection(context.clone(), e))?;
+        let mut conn = setup?;
         if o.protocol == Protocol::Resp3 {
             self.listen(generation, rx, setup_rx);
         }
@@ -326,6 +290,78 @@ impl ManagedConnection {
             endpoint: target.clone(),
             maint,
         })
+    }
+
+    /// TCP (within the connect timeout), TLS when the database has it (the
+    /// server verified against the name dialled: after a handoff, the one
+    /// MOVING gave), then redis-rs's own set-up (HELLO with the credentials).
+    async fn connect(
+        &self,
+        target: &Endpoint,
+        settings: &redis::RedisConnectionInfo,
+        cfg: redis::AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, ClientError> {
+        let o = &self.shared.options;
+        let context = || format!("connecting to {target}");
+        let tcp = tokio::time::timeout(
+            o.connect_timeout,
+            TcpStream::connect((target.host.as_str(), target.port)),
+        )
+        .await
+        .map_err(|e| ClientError::connection(context(), e))?
+        .map_err(|e| ClientError::connection(context(), e))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self.shared.tls.as_ref();
+        let failed = |e: redis::RedisError| {
+            if let Some(why) = tls.and_then(|t| t.explain(&e, &target.to_string())) {
+                return ClientError::Handshake {
+                    context: why,
+                    cause: Some(super::Cause::new(e)),
+                };
+            }
+            if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
+                ClientError::connection(context(), e)
+            } else {
+                ClientError::Handshake {
+                    context: context(),
+                    cause: Some(super::Cause::new(e)),
+                }
+            }
+        };
+        // The driver ends when the last handle of the connection is dropped.
+        let conn = match tls {
+            None => {
+                let (conn, driver) = MultiplexedConnection::new_with_config(settings, tcp, cfg)
+                    .await
+                    .map_err(failed)?;
+                tokio::spawn(driver);
+                conn
+            }
+            Some(t) => {
+                let name = super::tls::ClientTls::server_name(&target.host)?;
+                let stream =
+                    tokio::time::timeout(o.connect_timeout, t.connector.connect(name, tcp))
+                        .await
+                        .map_err(|e| {
+                            ClientError::connection(format!("TLS handshake with {target}"), e)
+                        })?
+                        .map_err(|e| match t.explain(&e, &target.to_string()) {
+                            Some(why) => ClientError::Handshake {
+                                context: why,
+                                cause: Some(super::Cause::new(e)),
+                            },
+                            None => {
+                                ClientError::connection(format!("TLS handshake with {target}"), e)
+                            }
+                        })?;
+                let (conn, driver) = MultiplexedConnection::new_with_config(settings, stream, cfg)
+                    .await
+                    .map_err(failed)?;
+                tokio::spawn(driver);
+                conn
+            }
+        };
+        Ok(conn)
     }
 
     async fn handshake(

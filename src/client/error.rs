@@ -113,6 +113,14 @@ impl ClientError {
         }
     }
 
+    /// A server's error reply in its own words: `NOPERM this user has ...`.
+    pub(crate) fn server(code: &str, detail: Option<&str>) -> ClientError {
+        ClientError::Server(match detail {
+            Some(d) => format!("{code} {d}"),
+            None => code.to_string(),
+        })
+    }
+
     pub(crate) fn from_redis(e: redis::RedisError) -> ClientError {
         if e.is_timeout() {
             ClientError::Timeout {
@@ -121,6 +129,8 @@ impl ClientError {
             }
         } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
             ClientError::connection("the connection failed", e)
+        } else if let Some(code) = e.code() {
+            ClientError::server(code, e.detail())
         } else {
             ClientError::Server(e.to_string())
         }

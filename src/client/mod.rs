@@ -8,8 +8,10 @@
 pub mod connection;
 mod error;
 pub mod events;
+pub mod tls;
 
 pub use error::{Cause, ClientError};
+pub use tls::{ClientCertificate, TlsOptions, TrustedCa};
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -102,6 +104,8 @@ pub struct ClientOptions {
     /// Hand connections off on MOVING (test-only switch: off makes a client
     /// that stays where it is, for negative controls).
     pub hand_off: bool,
+    /// TLS settings, used when the database is a TLS one.
+    pub tls: TlsOptions,
 }
 
 impl Default for ClientOptions {
@@ -120,6 +124,7 @@ impl Default for ClientOptions {
             protocol: Protocol::Resp3,
             relax: true,
             hand_off: true,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -172,8 +177,8 @@ pub(crate) struct ClientShared {
     pub options: ClientOptions,
     pub sink: Arc<dyn EventSink>,
     pub redirect: Mutex<Option<Redirect>>,
-    /// With TLS: the CA certificates to trust (PEM); `None` trusts the system's.
-    pub tls: Option<Option<Vec<u8>>>,
+    /// With TLS: what connections are wrapped with.
+    pub tls: Option<tls::ClientTls>,
 }
 
 impl ClientShared {
@@ -282,7 +287,7 @@ impl ClientFactory {
         options: ClientOptions,
     ) -> Result<Arc<Client>, ClientError> {
         let tls = if self.db.tls || self.db.endpoints.iter().any(|e| e.tls) {
-            Some(self.trusted_roots()?)
+            Some(tls::ClientTls::new(&self.db, &options.tls)?)
         } else {
             None
         };
@@ -315,33 +320,6 @@ impl ClientFactory {
         }
         self.clients.lock().unwrap().push(client.clone());
         Ok(client)
-    }
-
-    /// The CA a TLS database's certificates come from: `ca.crt` in its
-    /// `certificatesLocation`, or the system's roots when it names none.
-    fn trusted_roots(&self) -> Result<Option<Vec<u8>>, ClientError> {
-        let Some(dir) = &self.db.certificates_location else {
-            return Ok(None);
-        };
-        let path = if dir.is_dir() {
-            dir.join("ca.crt")
-        } else {
-            dir.clone()
-        };
-        let pem = std::fs::read(&path).map_err(|e| {
-            ClientError::handshake(format!(
-                "database {:?} uses TLS but its CA certificate {} cannot be read ({e}); certificatesLocation must be a folder holding ca.crt, or a PEM file",
-                self.db.name,
-                path.display()
-            ))
-        })?;
-        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-            return Err(ClientError::handshake(format!(
-                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                path.display()
-            )));
-        }
-        Ok(Some(pem))
     }
 
     /// Closes every client it created.

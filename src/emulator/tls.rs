@@ -22,6 +22,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio_rustls::TlsAcceptor;
 
+pub use crate::config::TlsVersion;
+
 /// The file, in [`TlsMaterial::dir`], that holds the CA certificate (PEM).
 pub const CA_FILE: &str = "ca.crt";
 /// The server certificate and key (PEM).
@@ -31,50 +33,13 @@ pub const CLIENT_FILES: (&str, &str) = ("client.crt", "client.key");
 /// Common name of the client certificate.
 pub const CLIENT_NAME: &str = "maint-e2e client";
 
-/// The lowest TLS version an endpoint accepts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TlsVersion {
-    /// TLS 1.2 and 1.3.
-    #[default]
-    V12,
-    /// TLS 1.3 only.
-    V13,
-}
-
-impl TlsVersion {
-    /// Parses `1.2` or `1.3` (a `TLSv` or `TLS ` prefix is allowed).
-    pub fn parse(s: &str) -> Result<TlsVersion, String> {
-        let t = s.trim();
-        let t = t
-            .strip_prefix("TLSv")
-            .or_else(|| t.strip_prefix("TLS "))
-            .or_else(|| t.strip_prefix("TLS"))
-            .unwrap_or(t);
-        match t {
-            "1.2" => Ok(TlsVersion::V12),
-            "1.3" => Ok(TlsVersion::V13),
-            _ => Err(format!(
-                "TLS version {s:?} is not supported; use \"1.2\" or \"1.3\""
-            )),
-        }
-    }
-
-    /// The versions from this one up.
-    pub fn and_up(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
-        static BOTH: [&rustls::SupportedProtocolVersion; 2] =
-            [&rustls::version::TLS13, &rustls::version::TLS12];
-        match self {
-            TlsVersion::V12 => &BOTH,
-            TlsVersion::V13 => &BOTH[..1],
-        }
-    }
-
-    /// `"1.2"` or `"1.3"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TlsVersion::V12 => "1.2",
-            TlsVersion::V13 => "1.3",
-        }
+/// The versions from `v` up, as a server configuration takes them.
+fn and_up(v: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    match v {
+        TlsVersion::V12 => &BOTH,
+        TlsVersion::V13 => &BOTH[..1],
     }
 }
 
@@ -176,7 +141,7 @@ impl TlsMaterial {
     /// What an endpoint with `policy` wraps accepted connections with.
     pub fn acceptor(&self, policy: TlsPolicy) -> Result<TlsAcceptor> {
         let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(policy.min_version.and_up())?;
+            .with_protocol_versions(and_up(policy.min_version))?;
         let builder = if policy.client_auth {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(self.ca_der.clone())?;
