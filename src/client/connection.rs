@@ -25,6 +25,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Clone)]
 struct Active {
     conn: MultiplexedConnection,
+    /// The TLS version negotiated, `None` for a plain connection.
+    tls: Option<&'static str>,
     generation: u64,
     endpoint: Endpoint,
     maint: MaintState,
@@ -104,6 +106,11 @@ impl ManagedConnection {
         let active = c.dial(&shared.dial_target()).await?;
         *c.current.lock().unwrap() = Some(active);
         Ok(c)
+    }
+
+    /// The TLS version of the connection in use (`None`: plain, or none in use).
+    pub fn tls_version(&self) -> Option<&'static str> {
+        self.current.lock().unwrap().as_ref().and_then(|a| a.tls)
     }
 
     /// The endpoint the connection in use was dialled at.
@@ -244,10 +251,11 @@ impl ManagedConnection {
             Protocol::Resp2 => redis::ProtocolVersion::RESP2,
             Protocol::Resp3 => redis::ProtocolVersion::RESP3,
         });
-        if let Some(u) = &db.username {
+        // The same credentials on every connection, handoffs included.
+        if let Some(u) = o.username.as_ref().or(db.username.as_ref()) {
             settings = settings.set_username(u);
         }
-        if let Some(p) = &db.password {
+        if let Some(p) = o.password.as_ref().or(db.password.as_ref()) {
             settings = settings.set_password(p);
         }
         let mut cfg = redis::AsyncConnectionConfig::new().set_response_timeout(None);
@@ -270,7 +278,7 @@ impl ManagedConnection {
         )
         .await
         .map_err(|e| ClientError::connection(context.clone(), e))?;
-        let mut conn = setup?;
+        let (mut conn, tls) = setup?;
         if o.protocol == Protocol::Resp3 {
             self.listen(generation, rx, setup_rx);
         }
@@ -286,6 +294,7 @@ impl ManagedConnection {
         );
         Ok(Active {
             conn,
+            tls,
             generation,
             endpoint: target.clone(),
             maint,
@@ -300,7 +309,7 @@ impl ManagedConnection {
         target: &Endpoint,
         settings: &redis::RedisConnectionInfo,
         cfg: redis::AsyncConnectionConfig,
-    ) -> Result<MultiplexedConnection, ClientError> {
+    ) -> Result<(MultiplexedConnection, Option<&'static str>), ClientError> {
         let o = &self.shared.options;
         let context = || format!("connecting to {target}");
         let tcp = tokio::time::timeout(
@@ -335,7 +344,7 @@ impl ManagedConnection {
                     .await
                     .map_err(failed)?;
                 tokio::spawn(driver);
-                conn
+                (conn, None)
             }
             Some(t) => {
                 let name = super::tls::ClientTls::server_name(&target.host)?;
@@ -354,11 +363,16 @@ impl ManagedConnection {
                                 ClientError::connection(format!("TLS handshake with {target}"), e)
                             }
                         })?;
+                let version = match stream.get_ref().1.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+                    Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+                    _ => "unknown",
+                };
                 let (conn, driver) = MultiplexedConnection::new_with_config(settings, stream, cfg)
                     .await
                     .map_err(failed)?;
                 tokio::spawn(driver);
-                conn
+                (conn, Some(version))
             }
         };
         Ok(conn)

@@ -106,6 +106,10 @@ pub struct ClientOptions {
     pub hand_off: bool,
     /// TLS settings, used when the database is a TLS one.
     pub tls: TlsOptions,
+    /// User name instead of the endpoints file's.
+    pub username: Option<String>,
+    /// Password instead of the endpoints file's.
+    pub password: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -125,6 +129,8 @@ impl Default for ClientOptions {
             relax: true,
             hand_off: true,
             tls: TlsOptions::default(),
+            username: None,
+            password: None,
         }
     }
 }

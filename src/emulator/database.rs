@@ -178,6 +178,7 @@ pub struct DbShared {
     pub key_specs: Option<Arc<super::keys::KeySpecs>>,
     active_node: AtomicUsize,
     next_conn: AtomicU64,
+    accepted: AtomicU64,
     next_seq: Mutex<i64>,
     conns: Mutex<HashMap<u64, Registered>>,
     windows: Mutex<Vec<Window>>,
@@ -243,6 +244,7 @@ impl DbShared {
             key_specs: None,
             active_node: AtomicUsize::new(node.index),
             next_conn: AtomicU64::new(1),
+            accepted: AtomicU64::new(0),
             next_seq: Mutex::new(1),
             conns: Mutex::new(HashMap::new()),
             windows: Mutex::new(Vec::new()),
@@ -305,6 +307,17 @@ impl DbShared {
     }
 
     /// Registers a connection served on `node`; returns its id.
+    /// How many connections the proxies have accepted so far (every node, the
+    /// public address included; TLS handshakes that failed included).
+    pub fn connections_accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Counts an accepted connection.
+    pub fn accepted_one(&self) {
+        self.accepted.fetch_add(1, Ordering::SeqCst);
+    }
+
     pub fn register(&self, node: Node, control: mpsc::UnboundedSender<Control>) -> u64 {
         let id = self.next_conn.fetch_add(1, Ordering::SeqCst);
         self.conns.lock().unwrap().insert(

@@ -65,7 +65,7 @@ pub use naming::{Naming, DEFAULT_DOMAIN};
 use shard::Shards;
 pub use shard::{free_port, redis_server_bin, Shard, ShardSpec};
 pub use timing::Timings;
-pub use tls::{TlsMaterial, TlsPolicy, TlsVersion};
+pub use tls::{TlsMaterial, TlsPolicy, TlsVersion, CA_FILE};
 
 use crate::fault_injector::Action;
 use crate::notification::EndpointType;
@@ -217,6 +217,11 @@ impl Database {
                 slots: s.slots,
             })
             .collect()
+    }
+
+    /// How many client connections its proxies have accepted so far.
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.connections_accepted()
     }
 
     /// What its TLS endpoints ask of clients (none without TLS).

@@ -89,6 +89,7 @@ async fn accept_loop(
             _ = cancel.cancelled() => return,
             r = l.accept() => match r {
                 Ok((stream, _)) => {
+                    db.accepted_one();
                     let (db, cancel, node, tls) = (db.clone(), cancel.clone(), node(), tls.clone());
                     tokio::spawn(async move {
                         if let Err(e) = accept(db, node, public, tls, stream, cancel).await {

@@ -6,7 +6,11 @@ use cucumber::given;
 
 use super::params::{parse_duration, EndpointSettingParam, ModeParam};
 use super::{MaintWorld, StepResult};
-use crate::client::{ClientOptions, Protocol};
+use crate::client::{ClientCertificate, ClientOptions, Protocol, TrustedCa};
+use crate::config::TlsVersion;
+
+/// What `| trusted CA | another CA |` stands for until the World makes one.
+const ANOTHER_CA: &str = "<another CA>";
 
 /// Applies a `| setting | value |` table to client options.
 pub fn apply_settings(step: &Step, o: &mut ClientOptions) -> anyhow::Result<()> {
@@ -50,6 +54,44 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             "connect timeout" => o.connect_timeout = duration()?,
             "relaxation" => o.relax = on_off(name, value)?,
             "handoffs" => o.hand_off = on_off(name, value)?,
+            "TLS verification" => o.tls.verify = on_off(name, value)?,
+            "trusted CA" => {
+                o.tls.ca = match value {
+                    "the cluster's" => TrustedCa::Database,
+                    "the system's" => TrustedCa::System,
+                    "another CA" => TrustedCa::File(ANOTHER_CA.into()),
+                    other => {
+                        return Err(anyhow!(
+                            "trusted CA is the cluster's, the system's or another CA, got {other:?}"
+                        ))
+                    }
+                }
+            }
+            "TLS versions" => {
+                let (min, max) = match value {
+                    "1.2 only" => (TlsVersion::V12, TlsVersion::V12),
+                    "1.3 only" => (TlsVersion::V13, TlsVersion::V13),
+                    "1.2 and up" => (TlsVersion::V12, TlsVersion::V13),
+                    other => {
+                        return Err(anyhow!(
+                            "TLS versions are 1.2 only, 1.3 only or 1.2 and up, got {other:?}"
+                        ))
+                    }
+                };
+                (o.tls.min_version, o.tls.max_version) = (min, max);
+            }
+            "client certificate" => {
+                o.tls.client_certificate = match value {
+                    "the cluster's" => ClientCertificate::Database,
+                    "none" => ClientCertificate::Without,
+                    other => {
+                        return Err(anyhow!(
+                            "client certificate is the cluster's or none, got {other:?}"
+                        ))
+                    }
+                }
+            }
+            "password" => o.password = Some(value.to_string()),
             "max handoff retries" => {
                 o.max_handoff_retries = value
                     .parse()
@@ -57,7 +99,7 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             }
             other => {
                 return Err(anyhow!(
-                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout, max handoff retries, and (to prove a scenario can fail) relaxation and handoffs, on or off"
+                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout, max handoff retries, TLS verification, trusted CA, TLS versions, client certificate, password, and (to prove a scenario can fail) relaxation and handoffs, on or off"
                 ))
             }
         }
@@ -66,6 +108,24 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
 }
 
 impl MaintWorld {
+    /// Replaces the stand-in for another CA with a CA made for this scenario,
+    /// which signed nothing the database shows.
+    pub fn resolve_settings(&mut self, o: &mut ClientOptions) -> anyhow::Result<()> {
+        if o.tls.ca == TrustedCa::File(ANOTHER_CA.into()) {
+            let dir = tempfile::Builder::new()
+                .prefix("maint-e2e-another-ca-")
+                .tempdir()?;
+            crate::emulator::TlsMaterial::generate(
+                dir.path(),
+                "another CA",
+                &["localhost".into()],
+            )?;
+            o.tls.ca = TrustedCa::File(dir.path().join(crate::emulator::CA_FILE));
+            self.resources.temp_dirs.push(dir);
+        }
+        Ok(())
+    }
+
     /// Creates a client named `name` with the suite's options changed by
     /// `tweak`; failing to connect fails the step.
     pub async fn create_client(
@@ -75,6 +135,7 @@ impl MaintWorld {
     ) -> anyhow::Result<()> {
         let mut options = self.suite_options();
         tweak(&mut options);
+        self.resolve_settings(&mut options)?;
         let client = self
             .env()?
             .factory

@@ -190,7 +190,7 @@ impl MaintWorld {
     /// Switches the scenario to another database: on the emulator, one created
     /// with `config` and named `name`; against a cluster, the one `env_var`
     /// names in the endpoints file (default `name`), checked by `check`.
-    async fn switch_database(
+    pub(super) async fn switch_database(
         &mut self,
         name: &str,
         env_var: &str,

@@ -26,6 +26,7 @@ pub mod maintenance;
 pub mod notifications;
 pub mod params;
 pub mod raw;
+pub mod security;
 pub mod timeouts;
 pub mod traffic;
 
@@ -114,6 +115,9 @@ pub struct ClientUnderTest {
     pub traffic: Option<Traffic>,
     /// A request it has in flight.
     pub in_flight: Option<InFlight>,
+    /// How long a connect step took, and how many connections the emulated
+    /// database accepted meanwhile.
+    pub connect_outcome: Option<(std::time::Duration, Option<u64>)>,
 }
 
 impl ClientUnderTest {
