@@ -136,10 +136,48 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
 
     let tls = file.database("standalone-tls").unwrap();
     assert!(tls.tls && tls.endpoints[0].tls, "{tls:?}");
-    let ca = tls.certificates_location.as_ref().unwrap().join("ca.crt");
-    assert!(std::fs::read_to_string(&ca)
-        .unwrap()
-        .contains("BEGIN CERTIFICATE"));
+    let certs = tls.certificates_location.clone().unwrap();
+    for f in ["ca.crt", "redis.crt", "client.crt"] {
+        assert!(std::fs::read_to_string(certs.join(f))
+            .unwrap()
+            .contains("BEGIN CERTIFICATE"));
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["redis.key", "client.key"] {
+            let mode = std::fs::metadata(certs.join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "{f}: private keys are the owner's only"
+            );
+        }
+    }
+    let run_dir = certs.parent().unwrap().to_path_buf();
+    // The variants other clients' frameworks name, described as they read them.
+    for (name, tls, user) in [
+        ("standalone0-tls", true, Some("default")),
+        (
+            "standalone0-acl",
+            false,
+            Some(maint_e2e::emulator::ACL_USER),
+        ),
+        (
+            "standalone0-acl-tls",
+            true,
+            Some(maint_e2e::emulator::ACL_USER),
+        ),
+        ("standalone0-mtls", true, Some("default")),
+        ("standalone0-tls13", true, Some("default")),
+    ] {
+        let d = file.database(name).unwrap();
+        assert_eq!((d.tls, d.username.as_deref()), (tls, user), "{name}");
+        assert!(d.password.is_some(), "{name}");
+        assert_eq!(d.certificates_location.is_some(), tls, "{name}");
+    }
 
     let sharded = file.database("standalone-sharded").unwrap();
     let p = RawConnection::connect(&sharded.primary_endpoint().address(), true, None)
@@ -155,8 +193,8 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
     let shards = redis_servers(&descendants(child.0.id()));
     assert_eq!(
         shards.len(),
-        8,
-        "two databases of a primary and a replica, one of two of each"
+        18,
+        "seven databases of a primary and a replica, one of two of each"
     );
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -176,6 +214,11 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
     };
     assert!(exit.success(), "{exit:?}");
     all_gone(&shards).await;
+    assert!(
+        !run_dir.exists(),
+        "the run directory {} (private keys) outlived the emulator",
+        run_dir.display()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,8 +228,8 @@ async fn a_killed_emulator_leaves_no_redis_server_behind() {
     let shards = redis_servers(&started);
     assert_eq!(
         shards.len(),
-        8,
-        "two databases of a primary and a replica, one of two of each"
+        18,
+        "seven databases of a primary and a replica, one of two of each"
     );
     // SIGKILL: no handler, no destructor runs.
     child.0.kill().unwrap();

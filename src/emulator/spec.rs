@@ -132,3 +132,84 @@ impl DatabaseSpec {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault_injector::AclUser;
+
+    fn user(name: &str, password: &str, rules: Option<&str>) -> DatabaseSpec {
+        DatabaseSpec {
+            acl_users: vec![AclUser {
+                name: name.into(),
+                password: password.into(),
+                rules: rules.map(Into::into),
+            }],
+            ..DatabaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn acl_users_become_user_options_and_bad_ones_say_what_to_fix() {
+        let args = user("app", "pw", Some("~app:* +get"))
+            .shard_args(1)
+            .unwrap();
+        assert_eq!(args, ["--user", "app", "on", ">pw", "~app:*", "+get"]);
+        let args = user("app", "pw", None).shard_args(1).unwrap();
+        assert_eq!(args[4..], ["~*", "&*", "+@all"]);
+        let err = |s: DatabaseSpec| s.shard_args(1).unwrap_err().to_string();
+        assert!(err(user("a b", "pw", None)).contains("one word"));
+        assert!(err(user("app", "", None)).contains("one word"));
+        assert!(err(user("default", "pw", None)).contains("`password`"));
+        assert!(err(user("app", "pw", Some("~* >other"))).contains("may not set passwords"));
+    }
+
+    #[test]
+    fn tls_settings_need_tls_and_a_known_version() {
+        let tls = |v: Option<&str>, mtls: Option<bool>, on: bool| DatabaseSpec {
+            tls: Some(on),
+            tls_min_version: v.map(Into::into),
+            enforce_client_authentication: mtls,
+            ..DatabaseSpec::default()
+        };
+        let p = tls(Some("1.3"), Some(true), true)
+            .tls_policy()
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.min_version, p.client_auth), (TlsVersion::V13, true));
+        assert_eq!(tls(None, None, false).tls_policy().unwrap(), None);
+        let e = tls(Some("1.0"), None, true)
+            .tls_policy()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"1.2\" or \"1.3\""), "{e}");
+        let e = tls(None, Some(true), false)
+            .tls_policy()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("need tls: true"), "{e}");
+        // The REST API's words for mutual TLS, and a clear refusal of others.
+        let read = |v: serde_json::Value| serde_json::from_value::<DatabaseSpec>(v);
+        let on = read(serde_json::json!({"tls": true, "enforce_client_authentication": "enabled"}));
+        assert_eq!(on.unwrap().enforce_client_authentication, Some(true));
+        let bad = read(serde_json::json!({"enforce_client_authentication": "sometimes"}));
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("\"enabled\", \"disabled\""));
+    }
+
+    #[test]
+    fn the_described_user_is_the_first_acl_user_else_default_with_a_password() {
+        assert_eq!(
+            user("app", "pw", None).credentials(),
+            Some(("app".into(), "pw".into()))
+        );
+        let plain = DatabaseSpec {
+            password: Some("s".into()),
+            ..DatabaseSpec::default()
+        };
+        assert_eq!(plain.credentials(), Some(("default".into(), "s".into())));
+        assert_eq!(DatabaseSpec::default().credentials(), None);
+    }
+}

@@ -237,7 +237,7 @@ async fn then_whoami(w: &mut MaintWorld, client: String) -> StepResult {
     for c in w.client(&client)?.connections() {
         let v = tokio::time::timeout(
             Duration::from_secs(2),
-            c.query(&redis::cmd("ACL").arg("WHOAMI")),
+            c.query(redis::cmd("ACL").arg("WHOAMI")),
         )
         .await
         .map_err(|_| anyhow!("ACL WHOAMI on connection {} got no answer", c.id))?
