@@ -203,7 +203,7 @@ impl ManagedConnection {
         result.map_err(|e| {
             let err = ClientError::from_redis(e);
             if let ClientError::Connection { .. } = err {
-                self.forget(active.generation);
+                self.lost(active.generation);
             }
             err
         })
@@ -234,11 +234,27 @@ impl ManagedConnection {
         Ok(a)
     }
 
-    /// Drops the connection of `generation` if it is still the one in use.
-    fn forget(&self, generation: u64) {
+    /// Drops the connection of `generation` if it is still the one in use;
+    /// its endpoint when it was.
+    fn forget(&self, generation: u64) -> Option<Endpoint> {
         let mut cur = self.current.lock().unwrap();
         if cur.as_ref().is_some_and(|a| a.generation == generation) {
-            *cur = None;
+            return cur.take().map(|a| a.endpoint);
+        }
+        None
+    }
+
+    /// The connection of `generation` was lost (its driver saw it close, or a
+    /// request on it failed to reach the server): recorded once, whichever
+    /// comes first, if it was the one in use.
+    fn lost(&self, generation: u64) {
+        if let Some(endpoint) = self.forget(generation) {
+            self.shared.emit(
+                self.id,
+                EventKind::Disconnected {
+                    endpoint: endpoint.to_string(),
+                },
+            );
         }
     }
 
@@ -444,25 +460,7 @@ impl ManagedConnection {
 
     fn on_push(&self, generation: u64, push: PushInfo, at_setup: bool) {
         match push.kind {
-            PushKind::Disconnection => {
-                let current = self
-                    .current
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .map(|a| (a.generation, a.endpoint.clone()));
-                if let Some((g, endpoint)) = current {
-                    if g == generation {
-                        self.shared.emit(
-                            self.id,
-                            EventKind::Disconnected {
-                                endpoint: endpoint.to_string(),
-                            },
-                        );
-                        self.forget(generation);
-                    }
-                }
-            }
+            PushKind::Disconnection => self.lost(generation),
             PushKind::Other(name) => match Notification::from_push(&name, &push.data) {
                 Ok(Some(n)) => self.on_notification(n, at_setup),
                 Ok(None) => {}
