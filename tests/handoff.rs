@@ -431,3 +431,57 @@ async fn a_black_holed_handoff_target_is_retried_then_given_up_without_a_wedge()
     factory.destroy_all().await;
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_server_closes_under_a_request_is_recorded_lost_exactly_once() {
+    let s = setup(2, Duration::from_secs(1)).await;
+    // A client that stays where it is: the old node closes its connection
+    // when the grace ends, under a request that is still blocked there, so
+    // the request's failure and redis-rs's disconnection notice both see it.
+    let c = enabled_client(
+        &s.factory,
+        ClientOptions {
+            hand_off: false,
+            response_timeout: None,
+            ..ClientOptions::default()
+        },
+    )
+    .await;
+    let conn = c.connections()[0].clone();
+    let blocked = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.query::<redis::Value>(redis::cmd("BLPOP").arg("maint-e2e:never").arg(10))
+                .await
+        })
+    };
+    act(
+        &s.emu,
+        json!({"type": "bind", "parameters": {"bdb_id": s.db.id()}}),
+    )
+    .await
+    .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), blocked)
+        .await
+        .expect("the blocked request ends when its connection is closed")
+        .unwrap();
+    assert_eq!(
+        outcome.map_err(|e| e.class()).err(),
+        Some("connection"),
+        "the blocked request fails with the connection"
+    );
+    // Both paths have had their say once the client can be used again.
+    let _: () = c
+        .query(redis::cmd("SET").arg("maint-e2e:after").arg("1"))
+        .await
+        .unwrap();
+    let lost = s
+        .tracker
+        .timeline("app")
+        .iter()
+        .filter(|e| e.conn == conn.id && matches!(e.kind, EventKind::Disconnected { .. }))
+        .count();
+    assert_eq!(lost, 1, "{:#?}", s.tracker.timeline("app"));
+    c.close().await;
+    s.emu.shutdown().await;
+}

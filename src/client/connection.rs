@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, Value};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::transport;
 use super::{
     auto_endpoint_type, ClientError, ClientShared, EndpointTypeSetting, EventKind, MaintState,
     Mode, Protocol, Redirect,
@@ -263,17 +263,7 @@ impl ManagedConnection {
         let o = &self.shared.options;
         let db = &self.shared.db;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut settings = redis::RedisConnectionInfo::default().set_protocol(match o.protocol {
-            Protocol::Resp2 => redis::ProtocolVersion::RESP2,
-            Protocol::Resp3 => redis::ProtocolVersion::RESP3,
-        });
-        // The same credentials on every connection, handoffs included.
-        if let Some(u) = o.username.as_ref().or(db.username.as_ref()) {
-            settings = settings.set_username(u);
-        }
-        if let Some(p) = o.password.as_ref().or(db.password.as_ref()) {
-            settings = settings.set_password(p);
-        }
+        let settings = transport::settings(o, db);
         let mut cfg = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         // Pushes are numbered as they arrive, so that those sent before the
         // handshake's reply (replays of open windows and of the last
@@ -290,7 +280,13 @@ impl ManagedConnection {
         let context = format!("connecting to {target}");
         let setup = tokio::time::timeout(
             o.connect_timeout + o.relaxed_timeout,
-            self.connect(target, &settings, cfg),
+            transport::open(
+                target,
+                &settings,
+                cfg,
+                o.connect_timeout,
+                self.shared.tls.as_ref(),
+            ),
         )
         .await
         .map_err(|e| ClientError::connection(context.clone(), e))?;
@@ -315,83 +311,6 @@ impl ManagedConnection {
             endpoint: target.clone(),
             maint,
         })
-    }
-
-    /// TCP (within the connect timeout), TLS when the database has it (the
-    /// server verified against the name dialled: after a handoff, the one
-    /// MOVING gave), then redis-rs's own set-up (HELLO with the credentials).
-    async fn connect(
-        &self,
-        target: &Endpoint,
-        settings: &redis::RedisConnectionInfo,
-        cfg: redis::AsyncConnectionConfig,
-    ) -> Result<(MultiplexedConnection, Option<&'static str>), ClientError> {
-        let o = &self.shared.options;
-        let context = || format!("connecting to {target}");
-        let tcp = tokio::time::timeout(
-            o.connect_timeout,
-            TcpStream::connect((target.host.as_str(), target.port)),
-        )
-        .await
-        .map_err(|e| ClientError::connection(context(), e))?
-        .map_err(|e| ClientError::connection(context(), e))?;
-        let _ = tcp.set_nodelay(true);
-        let tls = self.shared.tls.as_ref();
-        let failed = |e: redis::RedisError| {
-            if let Some(why) = tls.and_then(|t| t.explain(&e, &target.to_string())) {
-                return ClientError::Handshake {
-                    context: why,
-                    cause: Some(super::Cause::new(e)),
-                };
-            }
-            if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
-                ClientError::connection(context(), e)
-            } else {
-                ClientError::Handshake {
-                    context: context(),
-                    cause: Some(super::Cause::new(e)),
-                }
-            }
-        };
-        // The driver ends when the last handle of the connection is dropped.
-        let conn = match tls {
-            None => {
-                let (conn, driver) = MultiplexedConnection::new_with_config(settings, tcp, cfg)
-                    .await
-                    .map_err(failed)?;
-                tokio::spawn(driver);
-                (conn, None)
-            }
-            Some(t) => {
-                let name = super::tls::ClientTls::server_name(&target.host)?;
-                let stream =
-                    tokio::time::timeout(o.connect_timeout, t.connector.connect(name, tcp))
-                        .await
-                        .map_err(|e| {
-                            ClientError::connection(format!("TLS handshake with {target}"), e)
-                        })?
-                        .map_err(|e| match t.explain(&e, &target.to_string()) {
-                            Some(why) => ClientError::Handshake {
-                                context: why,
-                                cause: Some(super::Cause::new(e)),
-                            },
-                            None => {
-                                ClientError::connection(format!("TLS handshake with {target}"), e)
-                            }
-                        })?;
-                let version = match stream.get_ref().1.protocol_version() {
-                    Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
-                    Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
-                    _ => "unknown",
-                };
-                let (conn, driver) = MultiplexedConnection::new_with_config(settings, stream, cfg)
-                    .await
-                    .map_err(failed)?;
-                tokio::spawn(driver);
-                (conn, Some(version))
-            }
-        };
-        Ok(conn)
     }
 
     async fn handshake(

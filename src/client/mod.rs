@@ -9,6 +9,7 @@ pub mod connection;
 mod error;
 pub mod events;
 pub mod tls;
+mod transport;
 
 pub use error::{Cause, ClientError};
 pub use tls::{ClientCertificate, TlsOptions, TrustedCa};

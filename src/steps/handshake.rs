@@ -100,7 +100,7 @@ async fn when_resp2_client(w: &mut MaintWorld, name: String, mode: ModeParam) ->
 /// Connecting the client failed, saying `text`.
 #[then(expr = "connecting {string} fails with an error that says {string}")]
 async fn then_connect_failed(w: &mut MaintWorld, client: String, text: String) -> StepResult {
-    match &w.record(&client)?.connect_error {
+    match w.record(&client)?.refusal.as_ref().map(|r| &r.error) {
         Some(e) if e.contains(&text) => Ok(()),
         Some(e) => fail!("connecting failed with {e:?}, which does not say {text:?}"),
         None => fail!("connecting succeeded; expected an error that says {text:?}"),

@@ -108,16 +108,24 @@ pub struct ClientUnderTest {
     /// The client, once it connected.
     pub client: Option<Arc<Client>>,
     /// Why connecting failed, when it did.
-    pub connect_error: Option<String>,
+    pub refusal: Option<Refusal>,
     /// Connections steps opened, in order.
     pub opened: Vec<Arc<ManagedConnection>>,
     /// Its background traffic.
     pub traffic: Option<Traffic>,
     /// A request it has in flight.
     pub in_flight: Option<InFlight>,
-    /// How long a connect step took, and how many connections the emulated
-    /// database accepted meanwhile.
-    pub connect_outcome: Option<(std::time::Duration, Option<u64>)>,
+}
+
+/// Why a client could not connect, and what it took to find out.
+pub struct Refusal {
+    /// The error and its causes.
+    pub error: String,
+    /// How long the connect step took (steps that time it).
+    pub took: Option<std::time::Duration>,
+    /// Connections the emulated database accepted meanwhile (none counted
+    /// against a cluster).
+    pub accepted: Option<u64>,
 }
 
 impl ClientUnderTest {
@@ -238,7 +246,9 @@ impl MaintWorld {
         r.client.clone().ok_or_else(|| {
             anyhow!(
                 "client {name:?} did not connect: {}",
-                r.connect_error.as_deref().unwrap_or("no attempt made")
+                r.refusal
+                    .as_ref()
+                    .map_or("no attempt made", |r| r.error.as_str())
             )
         })
     }
@@ -262,15 +272,22 @@ impl MaintWorld {
         if self.clients.get(name).is_some_and(|r| r.client.is_some()) {
             fail!("a client named {name:?} exists already in this scenario");
         }
-        let (client, connect_error) = match made {
+        let (client, refusal) = match made {
             Ok(c) => (Some(c), None),
-            Err(e) => (None, Some(e.chain())),
+            Err(e) => (
+                None,
+                Some(Refusal {
+                    error: e.chain(),
+                    took: None,
+                    accepted: None,
+                }),
+            ),
         };
         self.clients.insert(
             name.to_string(),
             ClientUnderTest {
                 client,
-                connect_error,
+                refusal,
                 ..ClientUnderTest::default()
             },
         );

@@ -144,7 +144,9 @@ async fn when_connects_with(
         _ => None,
     };
     w.add_client(&name, made)?;
-    w.record_mut(&name)?.connect_outcome = Some((took, attempts));
+    if let Some(r) = &mut w.record_mut(&name)?.refusal {
+        (r.took, r.accepted) = (Some(took), attempts);
+    }
     Ok(())
 }
 
@@ -166,11 +168,10 @@ async fn then_failed_at_once(
     limit: super::params::DurationParam,
 ) -> StepResult {
     let limit = limit.bounded("the time a refusal may take")?;
-    let r = w.record(&client)?;
-    if r.connect_error.is_none() {
+    let Some(r) = &w.record(&client)?.refusal else {
         fail!("connecting {client:?} succeeded; expected a refusal");
-    }
-    let Some((took, attempts)) = r.connect_outcome else {
+    };
+    let (Some(took), attempts) = (r.took, r.accepted) else {
         fail!("connect {client:?} with `a client ... connects with these settings:` first");
     };
     if took > limit {

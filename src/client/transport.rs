@@ -1,0 +1,106 @@
+//! How one connection of the client is opened: TCP within the connect
+//! timeout, TLS when the database has it (the server verified against the
+//! name dialled: after a handoff, the one MOVING gave), then redis-rs's own
+//! set-up on that stream (HELLO with the credentials).
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::net::TcpStream;
+
+use super::tls::ClientTls;
+use super::{Cause, ClientError, ClientOptions, Protocol};
+use crate::config::DatabaseConfig;
+use crate::notification::Endpoint;
+
+/// What redis-rs sends at set-up: the protocol and the same credentials on
+/// every connection, handoffs included (the options' over the endpoints file's).
+pub(crate) fn settings(o: &ClientOptions, db: &DatabaseConfig) -> redis::RedisConnectionInfo {
+    let mut settings = redis::RedisConnectionInfo::default().set_protocol(match o.protocol {
+        Protocol::Resp2 => redis::ProtocolVersion::RESP2,
+        Protocol::Resp3 => redis::ProtocolVersion::RESP3,
+    });
+    if let Some(u) = o.username.as_ref().or(db.username.as_ref()) {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = o.password.as_ref().or(db.password.as_ref()) {
+        settings = settings.set_password(p);
+    }
+    settings
+}
+
+/// A failure while opening: a TLS one in words that say what to fix (a
+/// handshake error), else `otherwise`.
+fn failure<E>(
+    tls: Option<&ClientTls>,
+    e: E,
+    target: &Endpoint,
+    otherwise: impl FnOnce(E) -> ClientError,
+) -> ClientError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tls.and_then(|t| t.explain(&e, &target.to_string())) {
+        Some(why) => ClientError::Handshake {
+            context: why,
+            cause: Some(Cause::new(e)),
+        },
+        None => otherwise(e),
+    }
+}
+
+/// Opens a connection to `target`; the TLS version negotiated, if any. The
+/// connection's driver runs on its own task and ends when the last handle of
+/// the connection is dropped.
+pub(crate) async fn open(
+    target: &Endpoint,
+    settings: &redis::RedisConnectionInfo,
+    cfg: redis::AsyncConnectionConfig,
+    connect_timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<(MultiplexedConnection, Option<&'static str>), ClientError> {
+    let context = || format!("connecting to {target}");
+    let tcp = tokio::time::timeout(
+        connect_timeout,
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|e| ClientError::connection(context(), e))?
+    .map_err(|e| ClientError::connection(context(), e))?;
+    let _ = tcp.set_nodelay(true);
+    let set_up_failed = |e: redis::RedisError| {
+        failure(tls, e, target, |e| {
+            if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
+                ClientError::connection(context(), e)
+            } else {
+                ClientError::Handshake {
+                    context: context(),
+                    cause: Some(Cause::new(e)),
+                }
+            }
+        })
+    };
+    let Some(t) = tls else {
+        let (conn, driver) = MultiplexedConnection::new_with_config(settings, tcp, cfg)
+            .await
+            .map_err(set_up_failed)?;
+        tokio::spawn(driver);
+        return Ok((conn, None));
+    };
+    let handshake = || format!("TLS handshake with {target}");
+    let name = ClientTls::server_name(&target.host)?;
+    let stream = tokio::time::timeout(connect_timeout, t.connector.connect(name, tcp))
+        .await
+        .map_err(|e| ClientError::connection(handshake(), e))?
+        .map_err(|e| failure(tls, e, target, |e| ClientError::connection(handshake(), e)))?;
+    let version = match stream.get_ref().1.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+        _ => "unknown",
+    };
+    let (conn, driver) = MultiplexedConnection::new_with_config(settings, stream, cfg)
+        .await
+        .map_err(set_up_failed)?;
+    tokio::spawn(driver);
+    Ok((conn, Some(version)))
+}
