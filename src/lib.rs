@@ -6,7 +6,8 @@
 //! * [`fault_injector`]: the fault injector's HTTP API types and client;
 //! * [`emulator`]: a local Redis Enterprise stand-in (real `redis-server` shards,
 //!   endpoint proxies that emit notifications, the fault injector API);
-//! * [`client`]: the client under test, smart client handoffs on redis-rs;
+//! * [`client`]: the client under test, smart client handoffs on redis-rs over
+//!   its own TCP and TLS (trusted CA, client certificate, versions, credentials);
 //! * [`tracker`]: every client event of a scenario, and waiting on them;
 //! * [`timeline`]: every claim about a client, as a pure function over its events;
 //! * [`workload`]: background traffic, error classes, acknowledged-write ledger;

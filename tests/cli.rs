@@ -307,3 +307,31 @@ async fn print_env_gives_the_exports_other_suites_read() {
     assert_eq!(health["status"], "ok");
     drop(child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_run_dir_keeps_the_certificates_after_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = dir.path().join("endpoints.json");
+    let (mut child, _) = start(&[
+        "--keep-run-dir",
+        "--endpoints-out",
+        endpoints.to_str().unwrap(),
+    ]);
+    let file = EndpointsFile::load(&endpoints).unwrap();
+    let certs = file
+        .database("standalone-tls")
+        .unwrap()
+        .certificates_location
+        .clone()
+        .unwrap();
+    let run_dir = certs.parent().unwrap().to_path_buf();
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = child.0.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let kept = certs.join("client.key").exists();
+    std::fs::remove_dir_all(&run_dir).unwrap();
+    assert!(kept, "--keep-run-dir removed {}", run_dir.display());
+}

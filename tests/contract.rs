@@ -273,6 +273,16 @@ async fn a_created_database_is_described_as_a_real_cluster_describes_it() {
         (json!({"shards_count": 99}), "shards_count"),
         (json!({"shards_count": 2, "sharding": false}), "sharding"),
         (json!({"grace_s": -1}), "grace_s"),
+        (json!({"acl_users": "app"}), "acl_users"),
+        (
+            json!({"acl_users": [{"name": "a b", "password": "pw"}]}),
+            "one word",
+        ),
+        (json!({"tls": true, "tls_min_version": "1.0"}), "\"1.3\""),
+        (
+            json!({"enforce_client_authentication": "enabled"}),
+            "tls: true",
+        ),
     ] {
         let (code, body) = api
             .post(json!({"type": "create_database", "parameters": {"database_config": config}}))

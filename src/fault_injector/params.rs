@@ -113,7 +113,11 @@ pub struct DatabaseSpec {
     pub enforce_client_authentication: Option<bool>,
     /// ACL users the shards know besides `default`; the database's
     /// description names the first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "acl_users"
+    )]
     pub acl_users: Vec<AclUser>,
     /// Memory limit of the database in bytes, split evenly over its primary
     /// shards (`maxmemory`).
@@ -146,6 +150,17 @@ pub struct AclUser {
     /// (default `~* &* +@all`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<String>,
+}
+
+/// The ACL users, an error naming the field (a flattened struct's errors
+/// would not).
+fn acl_users<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AclUser>, D::Error> {
+    use serde::de::Error;
+    serde_json::from_value(Value::deserialize(d)?).map_err(|e| {
+        D::Error::custom(format!(
+            "acl_users must be a list of {{\"name\", \"password\", \"rules\"?}}: {e}"
+        ))
+    })
 }
 
 /// `"enabled"` / `"disabled"` (the REST API's words) or a bool.

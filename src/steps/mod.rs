@@ -1,8 +1,8 @@
 //! The cucumber World and the step definitions, grouped by subject:
 //! [`database`] (the target), [`clients`], [`maintenance`] (fault injector
 //! actions), [`notifications`], [`timeouts`], [`handoff`], [`handshake`],
-//! [`traffic`], [`raw`] (raw connections) and [`fault_injector`] (the API's
-//! own contract).
+//! [`traffic`], [`raw`] (raw connections), [`security`] (TLS and
+//! credentials) and [`fault_injector`] (the API's own contract).
 //!
 //! The World holds the target, the event tracker, one [`ClientUnderTest`] per
 //! client name, and what the scenario must clean up. Steps stay thin: they
