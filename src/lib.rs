@@ -14,7 +14,8 @@
 //! * [`raw`]: raw RESP connections, to check what a server sends byte for byte;
 //! * [`wait`]: the one way to wait, with a bound (on a notified change, or by polling);
 //! * [`timing`]: every fixed duration of the harness, with why it has its value;
-//! * [`steps`]: the cucumber World and step definitions.
+//! * [`steps`]: the cucumber World and step definitions;
+//! * [`bench`]: benchmarks of the emulator (proxy overhead, fan-out, handoff at scale).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ pub use fault_injector::{Action, DatabaseSpec, FaultInjectorClient};
 pub use notification::{EndpointType, Kind, Notification};
 pub use tracker::Tracker;
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod emulator;

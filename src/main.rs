@@ -32,6 +32,62 @@ enum Command {
     /// `standalone0-tls13`) and prints one line of JSON:
     /// {"fault_injector_url": ..., "endpoints_config": ...}. Stops on SIGINT or SIGTERM.
     Emulator(EmulatorArgs),
+    /// Run a benchmark of the emulator; prints a Markdown table and writes
+    /// JSON (with the machine) to `<out>/<name>.json`. BENCHMARKS.md says
+    /// what each measures.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchName {
+    /// redis-benchmark GET/SET: direct, byte forwarder, twemproxy, emulator (plain, TLS).
+    Overhead,
+    /// From a posted bind to the last MOVING, by connection count; resident memory over rebinds.
+    Fanout,
+    /// One client of many connections through rebinds under traffic.
+    Handoff,
+    /// All three.
+    All,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Which benchmark.
+    #[arg(value_enum)]
+    name: BenchName,
+    /// Small sizes, to check that it runs (CI).
+    #[arg(long)]
+    smoke: bool,
+    /// Where the JSON goes.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// overhead: redis-benchmark connections (-c), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    clients: Option<Vec<usize>>,
+    /// overhead: pipeline depths (-P), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pipelines: Option<Vec<usize>>,
+    /// overhead: rounds (each contender once per round).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// overhead: requests per test.
+    #[arg(long)]
+    requests: Option<usize>,
+    /// fanout: opted-in connection counts, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// fanout: connections kept through the memory cycles.
+    #[arg(long)]
+    memory_connections: Option<usize>,
+    /// fanout: rebinds of the memory run.
+    #[arg(long)]
+    memory_cycles: Option<usize>,
+    /// handoff: connections of the client.
+    #[arg(long)]
+    connections: Option<usize>,
+    /// handoff: rebinds.
+    #[arg(long)]
+    rebinds: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -98,11 +154,44 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Emulator(args) => run_emulator(args).await,
+        Command::Bench(args) => run_bench(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+async fn run_bench(a: BenchArgs) -> Result<()> {
+    use maint_e2e::bench::{fanout, handoff, overhead, write_json, Size};
+    let size = if a.smoke { Size::Smoke } else { Size::Full };
+    let all = a.name == BenchName::All;
+    if all || a.name == BenchName::Overhead {
+        let mut o = overhead::Options::of(size);
+        o.clients = a.clients.clone().unwrap_or(o.clients);
+        o.pipelines = a.pipelines.clone().unwrap_or(o.pipelines);
+        o.rounds = a.rounds.unwrap_or(o.rounds);
+        o.requests = a.requests.unwrap_or(o.requests);
+        let figures = overhead::run(size, &o).await?;
+        println!("(written to {})\n", write_json(&a.out, "overhead", size, figures)?.display());
+    }
+    if all || a.name == BenchName::Fanout {
+        let mut o = fanout::Options::of(size);
+        o.sizes = a.sizes.clone().unwrap_or(o.sizes);
+        o.memory_connections = a.memory_connections.unwrap_or(o.memory_connections);
+        o.memory_cycles = a.memory_cycles.unwrap_or(o.memory_cycles);
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let figures = fanout::run(size, &o, &exe).await?;
+        println!("(written to {})\n", write_json(&a.out, "fanout", size, figures)?.display());
+    }
+    if all || a.name == BenchName::Handoff {
+        let mut o = handoff::Options::of(size);
+        o.connections = a.connections.unwrap_or(o.connections);
+        o.rebinds = a.rebinds.unwrap_or(o.rebinds);
+        let figures = handoff::run(size, &o).await?;
+        println!("(written to {})\n", write_json(&a.out, "handoff", size, figures)?.display());
+    }
+    Ok(())
 }
 
 async fn run_emulator(args: EmulatorArgs) -> Result<()> {

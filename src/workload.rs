@@ -34,6 +34,8 @@ pub struct Report {
     pub mismatches: Vec<String>,
     /// When each operation succeeded, in order.
     pub successes: Vec<Instant>,
+    /// Each successful operation's latency, by when it completed (in order).
+    pub latencies: Vec<(Instant, Duration)>,
 }
 
 impl Report {
@@ -54,8 +56,19 @@ struct Shared {
     errors: Mutex<Vec<OpError>>,
     mismatches: Mutex<Vec<String>>,
     successes: Mutex<Vec<Instant>>,
+    latencies: Mutex<Vec<(Instant, Duration)>>,
     /// Acknowledged writes: key -> value.
     ledger: Mutex<BTreeMap<String, String>>,
+}
+
+impl Shared {
+    /// Notes an operation sent at `sent` that just succeeded (the count is
+    /// bumped by the caller, after its own bookkeeping).
+    fn succeeded(&self, sent: Instant) {
+        let now = Instant::now();
+        self.successes.lock().unwrap().push(now);
+        self.latencies.lock().unwrap().push((now, now - sent));
+    }
 }
 
 /// Background traffic of one client.
@@ -82,10 +95,11 @@ impl Workload {
                         let key = format!("{prefix}:{i}");
                         let value = format!("v{i}");
                         let set = redis::cmd("SET").arg(&key).arg(&value).clone();
+                        let sent = Instant::now();
                         match client.query::<()>(&set).await {
                             Ok(()) => {
                                 shared.ledger.lock().unwrap().insert(key.clone(), value.clone());
-                                shared.successes.lock().unwrap().push(Instant::now());
+                                shared.succeeded(sent);
                                 shared.ok.fetch_add(1, Ordering::Relaxed);
                                 shared.progress.notify_waiters();
                             }
@@ -96,9 +110,10 @@ impl Workload {
                             }),
                         }
                         let get = redis::cmd("GET").arg(&key).clone();
+                        let sent = Instant::now();
                         match client.query::<Option<String>>(&get).await {
                             Ok(v) => {
-                                shared.successes.lock().unwrap().push(Instant::now());
+                                shared.succeeded(sent);
                                 shared.ok.fetch_add(1, Ordering::Relaxed);
                                 let acked = shared.ledger.lock().unwrap().get(&key).cloned();
                                 if acked.is_some() && v != acked {
@@ -160,6 +175,11 @@ impl Workload {
                 let mut s = self.shared.successes.lock().unwrap().clone();
                 s.sort();
                 s
+            },
+            latencies: {
+                let mut l = self.shared.latencies.lock().unwrap().clone();
+                l.sort();
+                l
             },
         }
     }

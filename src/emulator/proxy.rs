@@ -17,8 +17,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
-use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
-use redis_protocol::resp3::types::BytesFrame as Resp3Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -247,6 +245,10 @@ where
     let mut cbuf = BytesMut::with_capacity(4096);
     let mut pending: VecDeque<Command> = VecDeque::new();
     let mut ups: Vec<Option<Upstream>> = Vec::new();
+    // Made once: each `cancelled()` registers with the token shared by every
+    // connection of the database.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     let result: Result<()> = async {
         loop {
             // Commands the proxy answers take their place in reply order; those
@@ -276,7 +278,7 @@ where
             let wants_route = !pending.is_empty() && conn.transaction.is_none() && !conn.closing;
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return Ok(()),
+                _ = &mut cancelled => return Ok(()),
                 ctl = control.recv() => match ctl {
                     Some(Control::Announce(a)) => conn.announce(&a),
                     Some(Control::Close) | None => return Ok(()),
@@ -305,7 +307,7 @@ where
                 guard = db.route.clone().read_owned(), if wants_route => {
                     conn.forward(&mut ups, &mut pending, Arc::new(guard)).await?;
                 }
-                n = cr.read_buf(&mut cbuf), if pending.len() < 4096 => {
+                n = async { reserve(&mut cbuf); cr.read_buf(&mut cbuf).await }, if pending.len() < 4096 => {
                     if n? == 0 {
                         return Ok(());
                     }
@@ -346,6 +348,7 @@ async fn read_upstreams(ups: &mut [Option<Upstream>]) -> (usize, std::io::Result
     std::future::poll_fn(|cx| {
         for (i, u) in ups.iter_mut().enumerate() {
             if let Some(u) = u {
+                reserve(&mut u.buf);
                 if let Poll::Ready(r) =
                     tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut u.r), cx, &mut u.buf)
                 {
@@ -358,34 +361,49 @@ async fn read_upstreams(ups: &mut [Option<Upstream>]) -> (usize, std::io::Result
     .await
 }
 
+/// Room for a whole read in `buf`: a `BytesMut` left full grows by only 64
+/// bytes per read otherwise, and a pipeline's replies would take many reads
+/// (and as many writes to the client).
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+/// How much one read of a socket can take.
+const READ_CHUNK: usize = 16 * 1024;
+
 enum Decoded {
     Push(Bytes),
     Reply { raw: Bytes, error: bool },
 }
 
+/// Takes the next whole frame off `buf`, if there is one. Only the frame's
+/// boundary and kind are read (no frame is built): the bytes go on as they are.
 fn decode(buf: &mut BytesMut, proto: u8) -> Result<Option<Decoded>> {
-    if proto == 3 {
-        Ok(
-            redis_protocol::resp3::decode::complete::decode_bytes_mut(buf)?.map(|(f, _, raw)| {
-                match f {
-                    Resp3Frame::Push { .. } => Decoded::Push(raw),
-                    Resp3Frame::SimpleError { .. } | Resp3Frame::BlobError { .. } => {
-                        Decoded::Reply { raw, error: true }
-                    }
-                    _ => Decoded::Reply { raw, error: false },
-                }
-            }),
-        )
+    let (kind, len) = if proto == 3 {
+        use redis_protocol::resp3::types::RangeFrame as F;
+        let Some((f, len)) = redis_protocol::resp3::decode::complete::decode_range(buf)? else {
+            return Ok(None);
+        };
+        let kind = match f {
+            F::Push { .. } => None,
+            F::SimpleError { .. } | F::BlobError { .. } => Some(true),
+            _ => Some(false),
+        };
+        (kind, len)
     } else {
-        Ok(
-            redis_protocol::resp2::decode::decode_bytes_mut(buf)?.map(|(f, _, raw)| {
-                Decoded::Reply {
-                    error: matches!(f, Resp2Frame::Error(_)),
-                    raw,
-                }
-            }),
-        )
-    }
+        use redis_protocol::resp2::types::RangeFrame as F;
+        let Some((f, len)) = redis_protocol::resp2::decode::decode_range(buf)? else {
+            return Ok(None);
+        };
+        (Some(matches!(f, F::Error(_))), len)
+    };
+    let raw = buf.split_to(len).freeze();
+    Ok(Some(match kind {
+        None => Decoded::Push(raw),
+        Some(error) => Decoded::Reply { raw, error },
+    }))
 }
 
 impl Conn {
@@ -534,7 +552,7 @@ impl Conn {
                     if c.name() == "MULTI" && sharded {
                         self.tx.deferred_multi = Some(c.raw.clone());
                     }
-                    if matches!(c.name().as_str(), "EXEC" | "DISCARD") {
+                    if matches!(c.name(), "EXEC" | "DISCARD") {
                         self.tx = ShardedTx::default();
                     }
                     self.fifo
@@ -561,13 +579,13 @@ impl Conn {
                 self.tx.shard.get_or_insert(targets[0]);
             }
             let exec_aborted = sharded && c.name() == "EXEC" && self.tx.aborted;
-            if sharded && matches!(c.name().as_str(), "EXEC" | "DISCARD") {
+            if sharded && matches!(c.name(), "EXEC" | "DISCARD") {
                 self.tx = ShardedTx::default();
             }
             // In RESP3, (un)subscribe confirmations are pushes: no reply slot.
             let push_only = self.proto == 3
                 && matches!(
-                    c.name().as_str(),
+                    c.name(),
                     "SUBSCRIBE"
                         | "PSUBSCRIBE"
                         | "SSUBSCRIBE"
@@ -619,7 +637,7 @@ impl Conn {
     /// Follows the connection state a command changes: what to replay on a new
     /// shard, transactions, and what its reply changes.
     fn track(&mut self, c: &Command, guard: &RouteGuard, sharded: bool) -> After {
-        match c.name().as_str() {
+        match c.name() {
             "HELLO" => {
                 self.session.hello = Some(c.raw.clone());
                 let v = c.arg(1).parse().ok();

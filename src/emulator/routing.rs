@@ -15,27 +15,46 @@ use super::keys::{self, KeySpecs};
 pub(super) struct Command {
     pub(super) raw: Bytes,
     pub(super) args: Vec<Bytes>,
+    /// The command's name, upper-cased once.
+    name: String,
+    /// `CLIENT MAINT_NOTIFICATIONS ...`, answered by the proxy.
+    maint: bool,
 }
 
 impl Command {
-    pub(super) fn name(&self) -> String {
-        self.arg(0).to_ascii_uppercase()
+    /// A command of these arguments (at least one), sent as `raw`.
+    pub(super) fn new(raw: Bytes, args: Vec<Bytes>) -> Command {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        let maint = name == "CLIENT"
+            && args
+                .get(1)
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"MAINT_NOTIFICATIONS"));
+        Command {
+            raw,
+            args,
+            name,
+            maint,
+        }
     }
 
-    pub(super) fn arg(&self, i: usize) -> String {
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn arg(&self, i: usize) -> std::borrow::Cow<'_, str> {
         self.args
             .get(i)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .map(|a| String::from_utf8_lossy(a))
             .unwrap_or_default()
     }
 
     pub(super) fn is_maint(&self) -> bool {
-        self.name() == "CLIENT" && self.arg(1).eq_ignore_ascii_case("MAINT_NOTIFICATIONS")
+        self.maint
     }
 
     /// Connection state every shard must share (replayed on a new shard too).
     pub(super) fn is_session(&self) -> bool {
-        match self.name().as_str() {
+        match self.name() {
             "HELLO" | "AUTH" | "SELECT" | "RESET" => true,
             "CLIENT" => self.arg(1).eq_ignore_ascii_case("SETNAME"),
             _ => false,
@@ -65,7 +84,7 @@ pub(super) fn command(frame: Resp2Frame, raw: Bytes) -> Result<Command> {
     if args.is_empty() {
         bail!("empty command");
     }
-    Ok(Command { raw, args })
+    Ok(Command::new(raw, args))
 }
 
 /// How the replies of a command sent to several shards become one.
@@ -135,7 +154,7 @@ pub(super) fn plan(
             Some(Err(())) => None,
             None => Some(tx.shard.unwrap_or(0)),
         };
-        return match name.as_str() {
+        return match name {
             "EXEC" | "DISCARD" => match tx.shard {
                 None if name == "EXEC" && tx.aborted => Plan::Answer(EXECABORT),
                 None if name == "EXEC" => Plan::Answer(b"*0\r\n"),
@@ -149,7 +168,7 @@ pub(super) fn plan(
             },
         };
     }
-    match name.as_str() {
+    match name {
         "MULTI" => match tx.shard {
             Some(s) => Plan::Send(vec![s], Merge::First),
             None => Plan::Answer(b"+OK\r\n"),
@@ -213,10 +232,7 @@ mod tests {
     }
 
     fn cmd(args: &[&str]) -> Command {
-        Command {
-            raw: Bytes::new(),
-            args: args.iter().map(|a| b(a)).collect(),
-        }
+        Command::new(Bytes::new(), args.iter().map(|a| b(a)).collect())
     }
 
     fn specs() -> KeySpecs {

@@ -6,6 +6,10 @@
 //!
 //! A claim that does not hold is an [`Unmet`] that says what was seen.
 
+mod latency;
+
+pub use latency::{handoff_window, latency_quantile, p99_within_factor};
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -368,3 +368,45 @@ fn clean_traffic_needs_work_done_and_no_error() {
     });
     assert!(traffic_clean(&r).unwrap_err().0.contains("1 errors"));
 }
+
+#[test]
+fn the_handoff_window_runs_from_the_first_moving_to_the_last_handoff() {
+    let t = Timeline::new();
+    assert_eq!(handoff_window(&t.events), None);
+    let t = t
+        .got(100, 1, moving(3))
+        .got(120, 2, moving(3))
+        .handoff(150, 2, 3)
+        .handoff(400, 1, 3);
+    assert_eq!(handoff_window(&t.events), Some((t.at(100), t.at(400))));
+}
+
+#[test]
+fn latency_in_the_window_is_compared_with_latency_outside_it() {
+    let t = Timeline::new();
+    let mut r = Report::default();
+    // Outside: 100 operations of 1..=100 ms; inside: 10 of 150 ms.
+    for i in 1..=100u64 {
+        r.latencies.push((t.at(i), Duration::from_millis(i)));
+    }
+    for i in 0..10u64 {
+        r.latencies.push((t.at(1_000 + i), Duration::from_millis(150)));
+    }
+    let (from, to) = (t.at(1_000), t.at(1_100));
+    assert_eq!(
+        latency_quantile(&r, from, to, false, 0.99),
+        Some(Duration::from_millis(99))
+    );
+    assert_eq!(
+        latency_quantile(&r, from, to, true, 0.99),
+        Some(Duration::from_millis(150))
+    );
+    assert_eq!(
+        p99_within_factor(&r, from, to, 2.0),
+        Ok((Duration::from_millis(150), Duration::from_millis(99)))
+    );
+    let err = p99_within_factor(&r, from, to, 1.5).unwrap_err();
+    assert!(err.0.contains("more than 1.5 x"), "{err}");
+    let empty = p99_within_factor(&r, t.at(5_000), t.at(6_000), 2.0).unwrap_err();
+    assert!(empty.0.contains("during the window"), "{empty}");
+}
