@@ -173,7 +173,10 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         o.rounds = a.rounds.unwrap_or(o.rounds);
         o.requests = a.requests.unwrap_or(o.requests);
         let figures = overhead::run(size, &o).await?;
-        println!("(written to {})\n", write_json(&a.out, "overhead", size, figures)?.display());
+        println!(
+            "(written to {})\n",
+            write_json(&a.out, "overhead", size, figures)?.display()
+        );
     }
     if all || a.name == BenchName::Fanout {
         let mut o = fanout::Options::of(size);
@@ -182,14 +185,20 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         o.memory_cycles = a.memory_cycles.unwrap_or(o.memory_cycles);
         let exe = std::env::current_exe().context("finding this binary")?;
         let figures = fanout::run(size, &o, &exe).await?;
-        println!("(written to {})\n", write_json(&a.out, "fanout", size, figures)?.display());
+        println!(
+            "(written to {})\n",
+            write_json(&a.out, "fanout", size, figures)?.display()
+        );
     }
     if all || a.name == BenchName::Handoff {
         let mut o = handoff::Options::of(size);
         o.connections = a.connections.unwrap_or(o.connections);
         o.rebinds = a.rebinds.unwrap_or(o.rebinds);
         let figures = handoff::run(size, &o).await?;
-        println!("(written to {})\n", write_json(&a.out, "handoff", size, figures)?.display());
+        println!(
+            "(written to {})\n",
+            write_json(&a.out, "handoff", size, figures)?.display()
+        );
     }
     Ok(())
 }

@@ -374,19 +374,44 @@ async fn the_api_answers_bad_input_with_status_and_a_message() {
     let v: Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("POST /action"));
 
-    // A second action on a busy database conflicts.
-    let (s1, _) = post(
+    // A second action on a busy database is queued, as a real cluster
+    // queues it: pending until the first ends, then it runs.
+    let (s1, v1) = post(
         &url,
         &format!(r#"{{"type": "bind", "parameters": {{"bdb_id": {id}, "grace_s": 1}}}}"#),
     )
     .await;
-    assert_eq!(s1, 200);
+    assert_eq!(s1, 200, "{v1}");
     let (s2, v2) = post(
         &url,
-        &format!(r#"{{"type": "bind", "parameters": {{"bdb_id": {id}}}}}"#),
+        &format!(r#"{{"type": "bind", "parameters": {{"bdb_id": {id}, "grace_s": 1}}}}"#),
     )
     .await;
-    assert_eq!(s2, 409, "{v2}");
+    assert_eq!(s2, 200, "{v2}");
+    let fi = maint_e2e::fault_injector::FaultInjectorClient::new(&url).unwrap();
+    let (a1, a2) = (
+        v1["action_id"].as_str().unwrap(),
+        v2["action_id"].as_str().unwrap(),
+    );
+    assert_eq!(fi.status(a2).await.unwrap().status, ActionState::Pending);
+    // Deleting a database with actions queued is refused, saying why.
+    let (s3, v3) = post(
+        &url,
+        &format!(r#"{{"type": "delete_database", "parameters": {{"bdb_id": {id}}}}}"#),
+    )
+    .await;
+    assert_eq!(s3, 409, "{v3}");
+    assert!(
+        v3["error"].as_str().unwrap().contains("queued or running"),
+        "{v3}"
+    );
+    let first = fi.wait(a1, Duration::from_secs(10)).await.unwrap();
+    let second = fi.wait(a2, Duration::from_secs(10)).await.unwrap();
+    assert!(first.status.is_success() && second.status.is_success());
+    assert!(
+        second.start_time.unwrap() >= first.end_time.unwrap(),
+        "the second bind ran before the first ended: {first:?} {second:?}"
+    );
     let health: Value = reqwest::get(format!("{url}/health"))
         .await
         .unwrap()

@@ -76,7 +76,15 @@ impl EmulatorProcess {
         let dir = tempfile::tempdir()?;
         let endpoints = dir.path().join("endpoints.json");
         let mut child = Command::new(exe)
-            .args(["emulator", "--nodes", "2", "--grace-s", "1", "--lead-s", "0.1"])
+            .args([
+                "emulator",
+                "--nodes",
+                "2",
+                "--grace-s",
+                "1",
+                "--lead-s",
+                "0.1",
+            ])
             .args(["--hold-s", "0.1", "--settle-s", "0.2", "--window-s", "0.5"])
             .arg("--endpoints-out")
             .arg(&endpoints)
@@ -188,7 +196,10 @@ impl Crowd {
         while at.len() < n {
             match tokio::time::timeout_at(deadline, self.moving.recv()).await {
                 Ok(Some(t)) => at.push(t),
-                _ => bail!("{} of {n} connections received MOVING within {within:?}", at.len()),
+                _ => bail!(
+                    "{} of {n} connections received MOVING within {within:?}",
+                    at.len()
+                ),
             }
         }
         at.sort();
@@ -286,7 +297,10 @@ async fn measure(size: Size, o: &Options, emu: &EmulatorProcess) -> Result<Value
             "first_to_last_ms": spread, "us_per_connection": per,
         }));
     }
-    println!("## MOVING fan-out ({size:?}, median of {} rebinds)\n", o.repeats);
+    println!(
+        "## MOVING fan-out ({size:?}, median of {} rebinds)\n",
+        o.repeats
+    );
     println!("{}", table.render());
 
     // Memory: idle, then the same point of every cycle (connections open,
@@ -367,7 +381,10 @@ pub fn sibling_exe() -> Result<PathBuf> {
             return Ok(f);
         }
     }
-    bail!("no maint-e2e binary beside {}; run cargo build --release first", me.display())
+    bail!(
+        "no maint-e2e binary beside {}; run cargo build --release first",
+        me.display()
+    )
 }
 
 #[cfg(test)]

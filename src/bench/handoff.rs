@@ -106,17 +106,26 @@ async fn measure(size: Size, o: &Options, emu: &Arc<Emulator>) -> Result<Value> 
         let since = |events: &[crate::client::ClientEvent]| -> Vec<crate::client::ClientEvent> {
             events.iter().filter(|e| e.at >= started).cloned().collect()
         };
-        let mut traffic = Workload::start(client.clone(), &format!("bench{round}"), o.tasks, Duration::ZERO);
+        let mut traffic = Workload::start(
+            client.clone(),
+            &format!("bench{round}"),
+            o.tasks,
+            Duration::ZERO,
+        );
         tokio::time::sleep(QUIET).await;
         let conns: Vec<u64> = client.connections().iter().map(|c| c.id).collect();
         // The action runs to the end of its grace, when the old node closes.
         let out = emu.run(&Action::bind(db.id())).await?;
         tracing::debug!("bind: {out}");
         tracker
-            .wait_for(Duration::from_secs(30), "every connection to move", |events| {
-                let moved = crate::timeline::handoffs(&since(events)).len();
-                (moved >= conns.len()).then_some(())
-            })
+            .wait_for(
+                Duration::from_secs(30),
+                "every connection to move",
+                |events| {
+                    let moved = crate::timeline::handoffs(&since(events)).len();
+                    (moved >= conns.len()).then_some(())
+                },
+            )
             .await?;
         tokio::time::sleep(QUIET).await;
         let report = traffic.stop().await;

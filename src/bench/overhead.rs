@@ -103,7 +103,9 @@ pub async fn run(size: Size, o: &Options) -> Result<Value> {
     let twemproxy = match which("nutcracker") {
         Some(bin) => Some(Twemproxy::start(&bin, shard, emu.run_dir()).await?),
         None => {
-            eprintln!("nutcracker (twemproxy) is not on PATH: left out (apt-get install nutcracker)");
+            eprintln!(
+                "nutcracker (twemproxy) is not on PATH: left out (apt-get install nutcracker)"
+            );
             None
         }
     };
@@ -139,7 +141,14 @@ pub async fn run(size: Size, o: &Options) -> Result<Value> {
 
     let mut rows = Vec::new();
     let mut table = Table::new(&[
-        "clients", "pipeline", "test", "path", "ops/s", "p50 ms", "p99 ms", "x forwarder",
+        "clients",
+        "pipeline",
+        "test",
+        "path",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "x forwarder",
     ]);
     for &clients in &o.clients {
         for &pipeline in &o.pipelines {
@@ -193,7 +202,10 @@ pub async fn run(size: Size, o: &Options) -> Result<Value> {
             }
         }
     }
-    println!("## Proxy overhead ({size:?}, median of {} rounds)\n", o.rounds);
+    println!(
+        "## Proxy overhead ({size:?}, median of {} rounds)\n",
+        o.rounds
+    );
     println!("{}", table.render());
     drop(forwarder);
     drop(twemproxy);
@@ -210,12 +222,17 @@ async fn redis_benchmark(
     requests: usize,
 ) -> Result<Vec<(String, Sample)>> {
     let mut cmd = Command::new(bin);
-    cmd.args(["-h", &c.addr.ip().to_string(), "-p", &c.addr.port().to_string()])
-        .args(["-t", "set,get", "--csv", "-q"])
-        .args(["-c", &clients.to_string(), "-P", &pipeline.to_string()])
-        .args(["-n", &requests.to_string()])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    cmd.args([
+        "-h",
+        &c.addr.ip().to_string(),
+        "-p",
+        &c.addr.port().to_string(),
+    ])
+    .args(["-t", "set,get", "--csv", "-q"])
+    .args(["-c", &clients.to_string(), "-P", &pipeline.to_string()])
+    .args(["-n", &requests.to_string()])
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
     if let Some(ca) = &c.ca {
         cmd.arg("--tls").arg("--cacert").arg(ca);
     }
@@ -294,12 +311,16 @@ impl Twemproxy {
             .context("starting nutcracker")?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         use crate::wait::{poll, Look};
-        poll(Duration::from_millis(20), Duration::from_secs(5), || async {
-            Ok::<_, anyhow::Error>(match tokio::net::TcpStream::connect(addr).await {
-                Ok(_) => Look::Ready(()),
-                Err(e) => Look::NotYet(e),
-            })
-        })
+        poll(
+            Duration::from_millis(20),
+            Duration::from_secs(5),
+            || async {
+                Ok::<_, anyhow::Error>(match tokio::net::TcpStream::connect(addr).await {
+                    Ok(_) => Look::Ready(()),
+                    Err(e) => Look::NotYet(e),
+                })
+            },
+        )
         .await?
         .with_context(|| format!("nutcracker did not listen on {addr} within 5 s"))?;
         Ok(Twemproxy {

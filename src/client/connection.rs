@@ -286,6 +286,7 @@ impl ManagedConnection {
                 cfg,
                 o.connect_timeout,
                 self.shared.tls.as_ref(),
+                &self.shared.sockets,
             ),
         )
         .await
@@ -484,6 +485,10 @@ impl ManagedConnection {
                 endpoint: endpoint.clone(),
             },
         );
+        // Waits for a turn among the client's handoff workers.
+        let Ok(_turn) = self.shared.handoff_turns.acquire().await else {
+            return;
+        };
         let mut reason = String::new();
         for attempt in 0..=o.max_handoff_retries {
             if self.closed.load(Ordering::SeqCst) {

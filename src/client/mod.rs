@@ -13,6 +13,7 @@ mod transport;
 
 pub use error::{Cause, ClientError};
 pub use tls::{ClientCertificate, TlsOptions, TrustedCa};
+pub use transport::SocketGauge;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -91,6 +92,10 @@ pub struct ClientOptions {
     pub handoff_timeout: Duration,
     /// Attempts after the first before giving up.
     pub max_handoff_retries: u32,
+    /// Handoffs of the client dialling at once; the others wait their turn,
+    /// so that a rebind of a large pool does not open every connection at
+    /// the same moment (and starve the traffic meanwhile).
+    pub handoff_workers: usize,
     /// Connections per client.
     pub pool_size: usize,
     /// Normal response timeout; `None` waits forever.
@@ -123,6 +128,7 @@ impl Default for ClientOptions {
             post_handoff_relaxed: None,
             handoff_timeout: Duration::from_secs(15),
             max_handoff_retries: 3,
+            handoff_workers: 10,
             pool_size: 1,
             response_timeout: Some(Duration::from_millis(500)),
             connect_timeout: Duration::from_secs(1),
@@ -186,6 +192,10 @@ pub(crate) struct ClientShared {
     pub redirect: Mutex<Option<Redirect>>,
     /// With TLS: what connections are wrapped with.
     pub tls: Option<tls::ClientTls>,
+    /// Its open sockets, handoffs' new ones included.
+    pub sockets: Arc<SocketGauge>,
+    /// A turn to dial for a handoff ([`ClientOptions::handoff_workers`]).
+    pub handoff_turns: tokio::sync::Semaphore,
 }
 
 impl ClientShared {
@@ -232,6 +242,11 @@ impl Client {
     /// The options it was built with.
     pub fn options(&self) -> &ClientOptions {
         &self.shared.options
+    }
+
+    /// Its sockets: open now, and the most at once.
+    pub fn sockets(&self) -> &SocketGauge {
+        &self.shared.sockets
     }
 
     /// Its connections.
@@ -301,6 +316,11 @@ impl ClientFactory {
         if options.pool_size == 0 {
             return Err(ClientError::Options("pool_size must be at least 1".into()));
         }
+        if options.handoff_workers == 0 {
+            return Err(ClientError::Options(
+                "handoff_workers must be at least 1".into(),
+            ));
+        }
         if options.mode == Mode::Enabled && options.protocol == Protocol::Resp2 {
             return Err(ClientError::handshake(
                 "maintenance notifications need RESP3; use protocol 3 or mode auto/disabled",
@@ -313,6 +333,8 @@ impl ClientFactory {
             sink: self.sink.clone(),
             redirect: Mutex::new(None),
             tls,
+            sockets: Arc::default(),
+            handoff_turns: tokio::sync::Semaphore::new(options.handoff_workers.max(1)),
         });
         let client = Arc::new(Client {
             shared,

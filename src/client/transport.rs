@@ -1,8 +1,11 @@
 //! How one connection of the client is opened: TCP within the connect
 //! timeout, TLS when the database has it (the server verified against the
 //! name dialled: after a handoff, the one MOVING gave), then redis-rs's own
-//! set-up on that stream (HELLO with the credentials).
+//! set-up on that stream (HELLO with the credentials). Every socket is
+//! counted while it is open.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -49,15 +52,52 @@ where
     }
 }
 
+/// The sockets a client has open, and the most it had at once.
+#[derive(Default, Debug)]
+pub struct SocketGauge {
+    open: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl SocketGauge {
+    /// Counts one more socket until the returned guard is dropped.
+    fn opened(self: &Arc<Self>) -> OpenSocket {
+        let n = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(n, Ordering::SeqCst);
+        OpenSocket(self.clone())
+    }
+
+    /// Sockets open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// The most sockets open at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// One open socket of a [`SocketGauge`].
+struct OpenSocket(Arc<SocketGauge>);
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Opens a connection to `target`; the TLS version negotiated, if any. The
 /// connection's driver runs on its own task and ends when the last handle of
-/// the connection is dropped.
+/// the connection is dropped or the server closes it; `gauge` counts the
+/// socket until then.
 pub(crate) async fn open(
     target: &Endpoint,
     settings: &redis::RedisConnectionInfo,
     cfg: redis::AsyncConnectionConfig,
     connect_timeout: Duration,
     tls: Option<&ClientTls>,
+    gauge: &Arc<SocketGauge>,
 ) -> Result<(MultiplexedConnection, Option<&'static str>), ClientError> {
     let context = || format!("connecting to {target}");
     let tcp = tokio::time::timeout(
@@ -68,6 +108,7 @@ pub(crate) async fn open(
     .map_err(|e| ClientError::connection(context(), e))?
     .map_err(|e| ClientError::connection(context(), e))?;
     let _ = tcp.set_nodelay(true);
+    let socket = gauge.opened();
     let set_up_failed = |e: redis::RedisError| {
         failure(tls, e, target, |e| {
             if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
@@ -84,7 +125,10 @@ pub(crate) async fn open(
         let (conn, driver) = MultiplexedConnection::new_with_config(settings, tcp, cfg)
             .await
             .map_err(set_up_failed)?;
-        tokio::spawn(driver);
+        tokio::spawn(async move {
+            let _socket = socket;
+            driver.await
+        });
         return Ok((conn, None));
     };
     let handshake = || format!("TLS handshake with {target}");
@@ -101,6 +145,9 @@ pub(crate) async fn open(
     let (conn, driver) = MultiplexedConnection::new_with_config(settings, stream, cfg)
         .await
         .map_err(set_up_failed)?;
-    tokio::spawn(driver);
+    tokio::spawn(async move {
+        let _socket = socket;
+        driver.await
+    });
     Ok((conn, Some(version)))
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -221,7 +221,8 @@ impl Emulator {
                 shard_args: shard_args.clone(),
                 listeners: Mutex::new(HashMap::new()),
                 cancel: self.cancel.child_token(),
-                busy: AtomicBool::new(false),
+                turn: Arc::new(tokio::sync::Mutex::new(())),
+                queued: AtomicUsize::new(0),
             });
             let started = async {
                 let acceptor = db.tls.as_ref().map(|t| t.acceptor.clone());

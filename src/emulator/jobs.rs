@@ -106,24 +106,32 @@ impl ActionStore {
             .map(|id| emu.existing_database(id))
             .transpose()?;
         check(emu, &action)?;
-        let db = db.filter(|_| action.exclusive());
+        if let (Action::DeleteDatabase { .. }, Some(db)) = (&action, &db) {
+            let n = db.actions_queued();
+            if n > 0 {
+                return Err(ActionError::Conflict(format!(
+                    "database {} has {n} action(s) queued or running; delete it once they finish",
+                    db.shared.id
+                )));
+            }
+        }
+        // Maintenance on one database runs one action at a time, in the order
+        // submitted; the place in line is taken now.
+        let turn = db.filter(|_| action.exclusive()).map(|db| db.queue());
         // Latency is in force once the action is accepted: what the caller
         // does next already sees it.
         let latency = match &action {
             Action::NetworkLatency { .. } => Some(latency::start(emu, &action)?),
             _ => None,
         };
-        if let Some(db) = &db {
-            if !db.try_begin() {
-                return Err(ActionError::Conflict(format!(
-                    "another action is running on database {}; wait for it to finish",
-                    db.shared.id
-                )));
-            }
-        }
         let id = self.add(action.type_name());
         let (emu, store, job) = (emu.clone(), self.clone(), id.clone());
         tokio::spawn(async move {
+            // Pending until the actions before it on its database finished.
+            let turn = match turn {
+                Some(t) => Some(t.await),
+                None => None,
+            };
             store.update(&job, |j| {
                 j.state = ActionState::Running;
                 j.start_time = Some(Timestamp::now());
@@ -136,9 +144,7 @@ impl ActionStore {
                 }
                 None => operations::run(&emu, &action).await,
             };
-            if let Some(db) = db {
-                db.end();
-            }
+            drop(turn);
             store.update(&job, |j| {
                 j.end_time = Some(Timestamp::now());
                 match result {

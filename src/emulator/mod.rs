@@ -49,7 +49,7 @@ mod tls;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -134,7 +134,23 @@ pub struct Database {
     shard_args: Vec<String>,
     listeners: Mutex<HashMap<usize, CancellationToken>>,
     cancel: CancellationToken,
-    busy: AtomicBool,
+    /// Actions on this database run one at a time, in the order they were
+    /// submitted (as a real cluster queues them); this is their turn.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Actions queued or running on it.
+    queued: AtomicUsize,
+}
+
+/// An action's turn on its database; the next one starts when it is dropped.
+pub struct Turn {
+    db: Arc<Database>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.db.queued.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One primary shard and its replica as seen from outside: ids, addresses,
@@ -262,14 +278,22 @@ impl Database {
         })
     }
 
-    /// Marks the database busy with an action; false when it already was.
-    pub fn try_begin(&self) -> bool {
-        !self.busy.swap(true, Ordering::SeqCst)
+    /// Queues an action on the database: the returned turn resolves when
+    /// every action submitted before it has finished, and is held while it runs.
+    pub fn queue(self: &Arc<Self>) -> impl std::future::Future<Output = Turn> + Send + 'static {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let db = self.clone();
+        // The place in line is taken here, at submission (tokio's mutex is fair).
+        let waiting = self.turn.clone().lock_owned();
+        async move {
+            let guard = waiting.await;
+            Turn { db, _guard: guard }
+        }
     }
 
-    /// Clears the busy mark.
-    pub fn end(&self) {
-        self.busy.store(false, Ordering::SeqCst);
+    /// Actions queued or running on the database.
+    pub fn actions_queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
     }
 
     /// Starts the endpoint proxy of this database on `node`.

@@ -41,8 +41,7 @@ pub async fn listen_node(
     let mut listeners = Vec::new();
     for a in addrs {
         listeners.push(
-            TcpListener::bind(a)
-                .await
+            bind(*a)
                 .with_context(|| format!("binding endpoint proxy of database {} on {a}", db.id))?,
         );
     }
@@ -63,8 +62,7 @@ pub async fn listen_public(
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
     let addr: SocketAddr = ([127, 0, 0, 1], db.port).into();
-    let l = TcpListener::bind(addr)
-        .await
+    let l = bind(addr)
         .with_context(|| format!("binding public address {addr} of database {}", db.id))?;
     let picker = {
         let db = db.clone();
@@ -72,6 +70,22 @@ pub async fn listen_public(
     };
     tokio::spawn(accept_loop(l, cancel, picker, true, tls, db));
     Ok(addr)
+}
+
+/// Connections the kernel queues for a listener before it refuses more: a
+/// rebind sends every connection of a database to the new node at once.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with room for a whole database's connections arriving
+/// at once (tokio's default backlog of 1,024 drops handoffs of larger pools).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_loop(

@@ -123,6 +123,9 @@ impl Shard {
             .arg("--port")
             .arg(port.to_string())
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // A rebind of a large pool reaches the shard as that many new
+            // connections at once (redis-server's default backlog is 511).
+            .args(["--tcp-backlog", "4096"])
             .args(["--repl-diskless-sync", "yes"])
             .args(["--repl-diskless-sync-delay", "0"])
             .args(["--protected-mode", "no"])

@@ -9,6 +9,9 @@ use super::{MaintWorld, StepResult};
 use crate::client::{ClientCertificate, ClientOptions, Protocol, TrustedCa};
 use crate::config::TlsVersion;
 
+/// The most connections one client of a scenario may have.
+pub const MAX_POOL: usize = 2_000;
+
 /// What `| trusted CA | another CA |` stands for until the World makes one.
 const ANOTHER_CA: &str = "<another CA>";
 
@@ -92,6 +95,12 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
                 }
             }
             "password" => o.password = Some(value.to_string()),
+            "handoff workers" => {
+                o.handoff_workers = match value.parse() {
+                    Ok(n @ 1..) => n,
+                    _ => return Err(anyhow!("{name}: {value:?} is not a whole number of 1 or more")),
+                }
+            }
             "max handoff retries" => {
                 o.max_handoff_retries = value
                     .parse()
@@ -99,7 +108,7 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             }
             other => {
                 return Err(anyhow!(
-                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout, max handoff retries, TLS verification, trusted CA, TLS versions, client certificate, password, and (to prove a scenario can fail) relaxation and handoffs, on or off"
+                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout, max handoff retries, handoff workers, TLS verification, trusted CA, TLS versions, client certificate, password, and (to prove a scenario can fail) relaxation and handoffs, on or off"
                 ))
             }
         }
@@ -165,8 +174,8 @@ async fn given_client(
     o.mode = mode.0;
     if !connections.is_empty() {
         o.pool_size = match connections.parse() {
-            Ok(n @ 1..=64) => n,
-            _ => fail!("{connections:?} connections: a client has between 1 and 64"),
+            Ok(n @ 1..=MAX_POOL) => n,
+            _ => fail!("{connections:?} connections: a client has between 1 and {MAX_POOL}"),
         };
     }
     if !endpoint_type.is_empty() {

@@ -14,6 +14,20 @@ use crate::timing::{BLOCKED_WITHIN, PROMPT_GIVE_UP, PROMPT_HANDOFF, SERVER_POLL,
 use crate::wait::{poll, Look};
 
 impl MaintWorld {
+    /// Waits until every connection of `client` ended a handoff, then claims
+    /// that each handed off exactly once and failed none.
+    pub async fn one_handoff_each(&self, client: &str) -> Result<()> {
+        let ids = self.connection_ids(client)?;
+        let what = "a handoff on every connection";
+        self.tracker
+            .wait_on(client, self.patience(), what, |events| {
+                timeline::handoff_ended_on_all(events, &ids).then_some(())
+            })
+            .await?;
+        timeline::one_handoff_each(&self.tracker.timeline(client), &ids)
+            .map_err(|e| self.unmet(client, e))
+    }
+
     /// Waits for the first MOVING `client` received.
     pub async fn wait_moving(&self, client: &str) -> Result<Received> {
         self.tracker
@@ -39,14 +53,27 @@ impl MaintWorld {
 /// One handoff per connection per MOVING event, none failed.
 #[then(expr = "every connection of {string} hands off exactly once")]
 async fn then_one_handoff_each(w: &mut MaintWorld, client: String) -> StepResult {
+    w.one_handoff_each(&client).await?;
+    Ok(())
+}
+
+/// The same for every client of the scenario.
+#[then("every connection of every client hands off exactly once")]
+async fn then_one_handoff_each_everywhere(w: &mut MaintWorld) -> StepResult {
+    let names: Vec<String> = w.clients.keys().cloned().collect();
+    for name in names {
+        w.one_handoff_each(&name).await?;
+    }
+    Ok(())
+}
+
+/// Every connection handed off before the grace of its MOVING ended.
+#[then(expr = "every connection of {string} handed off within the grace of its MOVING")]
+async fn then_handoff_within_grace(w: &mut MaintWorld, client: String) -> StepResult {
     let ids = w.connection_ids(&client)?;
-    let what = "a handoff on every connection";
-    w.tracker
-        .wait_on(&client, w.patience(), what, |events| {
-            timeline::handoff_ended_on_all(events, &ids).then_some(())
-        })
-        .await?;
-    timeline::one_handoff_each(&w.tracker.timeline(&client), &ids)
+    let grace = w.env()?.grace;
+    w.one_handoff_each(&client).await?;
+    timeline::handed_off_within(&w.tracker.timeline(&client), &ids, grace)
         .map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }

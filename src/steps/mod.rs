@@ -2,7 +2,8 @@
 //! [`database`] (the target), [`clients`], [`maintenance`] (fault injector
 //! actions), [`notifications`], [`timeouts`], [`handoff`], [`handshake`],
 //! [`traffic`], [`raw`] (raw connections), [`security`] (TLS and
-//! credentials) and [`fault_injector`] (the API's own contract).
+//! credentials), [`stress`] (many clients, overlapping actions, latency) and
+//! [`fault_injector`] (the API's own contract).
 //!
 //! The World holds the target, the event tracker, one [`ClientUnderTest`] per
 //! client name, and what the scenario must clean up. Steps stay thin: they
@@ -27,6 +28,7 @@ pub mod notifications;
 pub mod params;
 pub mod raw;
 pub mod security;
+pub mod stress;
 pub mod timeouts;
 pub mod traffic;
 

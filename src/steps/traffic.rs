@@ -19,26 +19,77 @@ use crate::workload::{Report, Workload};
 /// Starts writes and reads through the client, two loops.
 #[given(expr = "steady traffic from {string}")]
 async fn given_traffic(w: &mut MaintWorld, client: String) -> StepResult {
-    let c = w.client(&client)?;
-    let prefix = format!("{}:{client}", w.prefix);
-    let workload = Workload::start(c, &prefix, 2, TRAFFIC_PACE);
-    // Traffic is flowing once the first writes are acknowledged.
-    workload
-        .wait_ok(10, TRAFFIC_WARM_UP)
-        .await
-        .map_err(|e| anyhow!("traffic from {client:?} did not start: {e}"))?;
-    w.record_mut(&client)?.traffic = Some(Traffic {
-        workload,
-        report: None,
-    });
+    w.start_traffic(&client, DEFAULT_LOOPS).await?;
+    Ok(())
+}
+
+/// Starts traffic from every client of the scenario: two loops each, or
+/// `n` requests in flight at a time.
+#[given(regex = r"^steady traffic (?:of (\d+) concurrent requests )?from every client$")]
+async fn given_traffic_from_all(w: &mut MaintWorld, loops: String) -> StepResult {
+    let loops = match loops.as_str() {
+        "" => DEFAULT_LOOPS,
+        n => match n.parse() {
+            Ok(n @ 1..=256) => n,
+            _ => fail!("{n} concurrent requests: between 1 and 256"),
+        },
+    };
+    let names: Vec<String> = w.clients.keys().cloned().collect();
+    if names.is_empty() {
+        fail!("no client yet; create them with `Given a client \"app\" ...`");
+    }
+    for name in names {
+        w.start_traffic(&name, loops).await?;
+    }
+    Ok(())
+}
+
+/// Loops of steady traffic a client runs unless told otherwise.
+const DEFAULT_LOOPS: usize = 2;
+
+/// The traffic of every client together completed at least `n` operations.
+#[then(expr = "the traffic completed at least {int} operations")]
+async fn then_at_least(w: &mut MaintWorld, n: u64) -> StepResult {
+    let names = w.stop_traffic().await?;
+    let mut total = 0;
+    let mut each = Vec::new();
+    for name in &names {
+        let (report, _) = w.traffic_report(name)?;
+        total += report.ok;
+        each.push(format!("{name}: {}", report.ok));
+    }
+    if total < n {
+        fail!(
+            "the traffic completed {total} operations ({}), fewer than {n}",
+            each.join(", ")
+        );
+    }
     Ok(())
 }
 
 impl MaintWorld {
+    /// Starts `loops` loops of writes and reads through `client`, once they
+    /// have shown their first successes.
+    pub async fn start_traffic(&mut self, client: &str, loops: usize) -> anyhow::Result<()> {
+        let c = self.client(client)?;
+        let prefix = format!("{}:{client}", self.prefix);
+        let workload = Workload::start(c, &prefix, loops, TRAFFIC_PACE);
+        // Traffic is flowing once the first writes are acknowledged.
+        workload
+            .wait_ok(10, TRAFFIC_WARM_UP)
+            .await
+            .map_err(|e| anyhow!("traffic from {client:?} did not start: {e}"))?;
+        self.record_mut(client)?.traffic = Some(Traffic {
+            workload,
+            report: None,
+        });
+        Ok(())
+    }
+
     /// Stops every client's traffic, once it has shown a few more successes
     /// (the phase after the maintenance); returns the names of the clients
     /// that had some, or an error when none had.
-    async fn stop_traffic(&mut self) -> anyhow::Result<Vec<String>> {
+    pub(super) async fn stop_traffic(&mut self) -> anyhow::Result<Vec<String>> {
         let mut names = Vec::new();
         for (name, r) in &mut self.clients {
             if let Some(t) = &mut r.traffic {
@@ -58,7 +109,7 @@ impl MaintWorld {
     }
 
     /// The report of `client`'s stopped traffic and the phases its timeline shows.
-    fn traffic_report(&self, client: &str) -> anyhow::Result<(&Report, Vec<Phase>)> {
+    pub(super) fn traffic_report(&self, client: &str) -> anyhow::Result<(&Report, Vec<Phase>)> {
         let report = self
             .record(client)?
             .traffic

@@ -69,3 +69,15 @@ pub fn p99_within_factor(
         (_, None) => Err(Unmet("no operation completed outside the window".into())),
     }
 }
+
+/// The p99 latency inside `[from, to]` is under `bound`; gives it.
+pub fn p99_under(report: &Report, from: Instant, to: Instant, bound: Duration) -> Claim<Duration> {
+    match latency_quantile(report, from, to, true, 0.99) {
+        Some(p) if p < bound => Ok(p),
+        Some(p) => Err(Unmet(format!(
+            "p99 latency was {p:?} during the window ({:?} long), not under {bound:?}",
+            to - from
+        ))),
+        None => Err(Unmet("no operation completed during the window".into())),
+    }
+}

@@ -8,7 +8,7 @@
 
 mod latency;
 
-pub use latency::{handoff_window, latency_quantile, p99_within_factor};
+pub use latency::{handoff_window, latency_quantile, p99_under, p99_within_factor};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -333,6 +333,18 @@ pub fn one_handoff_each(events: &[ClientEvent], conns: &[u64]) -> Claim {
                 seqs.len()
             );
         }
+    }
+    Ok(())
+}
+
+/// A client of `pool` connections never had more than `peak` sockets open
+/// beyond its pool and one new connection per connection handing off.
+pub fn sockets_within(peak: usize, pool: usize) -> Claim {
+    if peak > 2 * pool {
+        unmet!(
+            "{peak} sockets were open at once, more than its pool of {pool} and one new connection each ({})",
+            2 * pool
+        );
     }
     Ok(())
 }

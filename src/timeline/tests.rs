@@ -390,7 +390,8 @@ fn latency_in_the_window_is_compared_with_latency_outside_it() {
         r.latencies.push((t.at(i), Duration::from_millis(i)));
     }
     for i in 0..10u64 {
-        r.latencies.push((t.at(1_000 + i), Duration::from_millis(150)));
+        r.latencies
+            .push((t.at(1_000 + i), Duration::from_millis(150)));
     }
     let (from, to) = (t.at(1_000), t.at(1_100));
     assert_eq!(
@@ -407,6 +408,19 @@ fn latency_in_the_window_is_compared_with_latency_outside_it() {
     );
     let err = p99_within_factor(&r, from, to, 1.5).unwrap_err();
     assert!(err.0.contains("more than 1.5 x"), "{err}");
+    assert_eq!(
+        p99_under(&r, from, to, Duration::from_millis(200)),
+        Ok(Duration::from_millis(150))
+    );
+    let over = p99_under(&r, from, to, Duration::from_millis(100)).unwrap_err();
+    assert!(over.0.contains("not under 100ms"), "{over}");
     let empty = p99_within_factor(&r, t.at(5_000), t.at(6_000), 2.0).unwrap_err();
     assert!(empty.0.contains("during the window"), "{empty}");
+}
+
+#[test]
+fn sockets_stay_within_the_pool_and_one_new_connection_each() {
+    assert_eq!(sockets_within(8, 4), Ok(()));
+    assert_eq!(sockets_within(3, 4), Ok(()));
+    assert!(sockets_within(9, 4).unwrap_err().0.contains("9 sockets"));
 }

@@ -1,0 +1,35 @@
+Feature: Stress
+  Maintenance on a busy cluster: many clients of many connections, under
+  steady traffic, through several maintenance actions in a row. A real
+  cluster queues actions posted while another runs on the same database and
+  runs them one after another. A smart client comes through all of it
+  without a single error: each connection moves once per MOVING, no client
+  opens more connections than its pool holds (beyond one new connection per
+  handoff), and every write the database acknowledged can be read back.
+
+  Background:
+    Given a standalone database
+
+  Scenario: ST1 four clients of 150 connections through overlapping failover, migration and failover, then a rebind
+    Given clients "app1", "app2", "app3" and "app4" with 150 connections each and maintenance notifications enabled
+    And steady traffic of 8 concurrent requests from every client
+    When these maintenance actions are posted, each the given time after the one before:
+      | action    | after |
+      | failover  | 0 s   |
+      | migration | 1 s   |
+      | failover  | 1 s   |
+    And the database endpoint is rebound to another node
+    Then every connection of every client hands off exactly once
+    And no client ever had more connections open than its pool holds, beyond one new connection per handoff
+    And the traffic saw no errors
+    And every acknowledged write is readable
+    And the traffic completed at least 10000 operations
+
+  Scenario: ST2 a thousand connections of one client move within the grace, and latency barely moves
+    Given a client "app" with 1000 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the database endpoint is rebound to another node
+    Then every connection of "app" handed off within the grace of its MOVING
+    And the traffic saw no errors
+    And the p99 latency of "app" while its connections moved stayed under 100 ms
+    And every acknowledged write is readable

@@ -1,0 +1,227 @@
+//! Load: many clients of many connections through several maintenance
+//! actions at once, `When these maintenance actions are posted, ...`, and what
+//! a client's users feel (`the p99 latency of "app" ...`).
+
+use anyhow::anyhow;
+use cucumber::gherkin::Step;
+use cucumber::{given, then, when};
+
+use super::clients::MAX_POOL;
+use super::params::{parse_duration, DurationParam, ModeParam};
+use super::{MaintWorld, StepResult};
+use crate::fault_injector::Action;
+use crate::timeline;
+
+/// Names in `"a", "b" and "c"`.
+fn names(list: &str) -> Vec<String> {
+    list.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Several clients alike: `clients "a", "b" and "c" with 150 connections
+/// each and maintenance notifications enabled`.
+#[given(
+    regex = r#"^clients ((?:"[^"]+"(?:, | and )?)+) with (\d+) connections each and maintenance notifications (enabled|disabled|auto)$"#
+)]
+async fn given_clients(
+    w: &mut MaintWorld,
+    list: String,
+    connections: String,
+    mode: ModeParam,
+) -> StepResult {
+    let pool = match connections.parse() {
+        Ok(n @ 1..=MAX_POOL) => n,
+        _ => fail!("{connections:?} connections: a client has between 1 and {MAX_POOL}"),
+    };
+    let names = names(&list);
+    if names.len() < 2 {
+        fail!("name two clients or more, as in clients \"a\" and \"b\"; for one, use `a client \"a\" with ...`");
+    }
+    for name in names {
+        w.create_client(&name, |o| {
+            o.mode = mode.0;
+            o.pool_size = pool;
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// One row of a maintenance plan.
+#[derive(Debug, Clone, PartialEq)]
+struct Planned {
+    action: &'static str,
+    after: std::time::Duration,
+}
+
+/// Reads `| action | after |` rows: failover, migration or rebind, and the
+/// time after the one before it was posted.
+fn plan(rows: &[Vec<String>]) -> anyhow::Result<Vec<Planned>> {
+    let mut out = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let [action, after] = row.as_slice() else {
+            return Err(anyhow!(
+                "row {}: two cells, | action | after |; got {row:?}",
+                i + 1
+            ));
+        };
+        if i == 0 && action.trim() == "action" {
+            continue;
+        }
+        let action = match action.trim() {
+            "failover" => "failover",
+            "migration" => "migrate",
+            "rebind" => "bind",
+            other => return Err(anyhow!(
+                "row {}: unknown action {other:?}; the actions are failover, migration and rebind",
+                i + 1
+            )),
+        };
+        let after = parse_duration(after.trim())
+            .map_err(|e| anyhow!("row {}: {e}", i + 1))?
+            .ok_or_else(|| anyhow!("row {}: after cannot be unbounded", i + 1))?;
+        out.push(Planned { action, after });
+    }
+    if out.is_empty() {
+        return Err(anyhow!("the table names no action"));
+    }
+    Ok(out)
+}
+
+/// Posts the actions of the table, each `after` the one before it, without
+/// waiting for any to finish (the cluster queues them), then waits for all;
+/// each must succeed.
+#[when("these maintenance actions are posted, each the given time after the one before:")]
+async fn when_actions_posted(w: &mut MaintWorld, step: &Step) -> StepResult {
+    let table = step
+        .table
+        .as_ref()
+        .ok_or_else(|| anyhow!("this step needs a table of | action | after |"))?;
+    let planned = plan(&table.rows)?;
+    let mut started = Vec::new();
+    for p in planned {
+        tokio::time::sleep(p.after).await;
+        started.push(
+            w.start_action(|bdb| match p.action {
+                "failover" => Action::failover(bdb),
+                "migrate" => Action::migrate(bdb),
+                _ => Action::bind(bdb),
+            })
+            .await?,
+        );
+    }
+    for i in started {
+        w.finish_action(i).await?;
+    }
+    Ok(())
+}
+
+/// No client had more sockets open at once than its pool holds plus one new
+/// connection per connection handing off.
+#[then("no client ever had more connections open than its pool holds, beyond one new connection per handoff")]
+async fn then_within_pool(w: &mut MaintWorld) -> StepResult {
+    for name in w.clients.keys() {
+        let c = w.client(name)?;
+        let pool = c.options().pool_size;
+        timeline::sockets_within(c.sockets().peak(), pool).map_err(|e| w.unmet(name, e))?;
+    }
+    Ok(())
+}
+
+/// What a client's users feel while its connections move: the p99 latency of
+/// its traffic from the first MOVING to the last handoff, against the rest.
+#[then(
+    expr = "the p99 latency of {string} while its connections moved was at most {float} times its p99 outside that"
+)]
+async fn then_latency_in_window(w: &mut MaintWorld, client: String, factor: f64) -> StepResult {
+    w.stop_traffic().await?;
+    let events = w.tracker.timeline(&client);
+    let (from, to) = timeline::handoff_window(&events).ok_or_else(|| {
+        w.unmet(
+            &client,
+            timeline::Unmet("no MOVING followed by a handoff".into()),
+        )
+    })?;
+    let (report, _) = w.traffic_report(&client)?;
+    let (inside, outside) =
+        timeline::p99_within_factor(report, from, to, factor).map_err(|e| w.unmet(&client, e))?;
+    tracing::info!(client, ?inside, ?outside, window = ?(to - from), "p99 latency in and out of the handoffs");
+    Ok(())
+}
+
+/// The same against a fixed bound: what a user of the client notices.
+#[then(expr = "the p99 latency of {string} while its connections moved stayed under {duration}")]
+async fn then_latency_in_window_under(
+    w: &mut MaintWorld,
+    client: String,
+    bound: DurationParam,
+) -> StepResult {
+    let Some(bound) = bound.0 else {
+        fail!("an unbounded latency bounds nothing; give a duration such as 100 ms");
+    };
+    w.stop_traffic().await?;
+    let events = w.tracker.timeline(&client);
+    let (from, to) = timeline::handoff_window(&events).ok_or_else(|| {
+        w.unmet(
+            &client,
+            timeline::Unmet("no MOVING followed by a handoff".into()),
+        )
+    })?;
+    let (report, _) = w.traffic_report(&client)?;
+    let p99 = timeline::p99_under(report, from, to, bound).map_err(|e| w.unmet(&client, e))?;
+    tracing::info!(client, ?p99, window = ?(to - from), "p99 latency during the handoffs");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn rows(r: &[[&str; 2]]) -> Vec<Vec<String>> {
+        r.iter()
+            .map(|c| c.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn names_are_read_from_a_quoted_list() {
+        assert_eq!(names(r#""a", "b" and "c""#), vec!["a", "b", "c"]);
+        assert_eq!(names(r#""one" and "two""#), vec!["one", "two"]);
+    }
+
+    #[test]
+    fn a_plan_reads_actions_and_delays_and_names_what_is_wrong() {
+        let p = plan(&rows(&[
+            ["action", "after"],
+            ["failover", "0 s"],
+            ["migration", "1 s"],
+            ["rebind", "500 ms"],
+        ]))
+        .unwrap();
+        assert_eq!(
+            p,
+            vec![
+                Planned {
+                    action: "failover",
+                    after: Duration::ZERO
+                },
+                Planned {
+                    action: "migrate",
+                    after: Duration::from_secs(1)
+                },
+                Planned {
+                    action: "bind",
+                    after: Duration::from_millis(500)
+                },
+            ]
+        );
+        let err = |r: &[[&str; 2]]| plan(&rows(r)).unwrap_err().to_string();
+        assert!(err(&[["reboot", "1 s"]]).contains("unknown action \"reboot\""));
+        assert!(err(&[["failover", "soon"]]).contains("row 1"));
+        assert!(err(&[["action", "after"]]).contains("names no action"));
+    }
+}
