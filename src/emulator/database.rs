@@ -187,6 +187,8 @@ pub struct DbShared {
     /// Nodes whose proxy serves this database now.
     serving: Mutex<Vec<usize>>,
     latency: Mutex<Vec<Latency>>,
+    /// Some latency may be in force (read on every reply, without the lock).
+    latency_on: std::sync::atomic::AtomicBool,
     /// Send the last completion a node's proxy sent to connections that opt in
     /// on that node later.
     pub replay_completion: bool,
@@ -251,6 +253,7 @@ impl DbShared {
             last_completion: Mutex::new(HashMap::new()),
             serving: Mutex::new(Vec::new()),
             latency: Mutex::new(Vec::new()),
+            latency_on: std::sync::atomic::AtomicBool::new(false),
             replay_completion: true,
             naming: Naming::default(),
             cluster: Arc::new(ClusterSettings::default()),
@@ -269,17 +272,23 @@ impl DbShared {
     /// Delays what the proxies on `node` (every node when `None`) write to
     /// clients by `delay`, until `until`.
     pub fn add_latency(&self, node: Option<Node>, delay: std::time::Duration, until: Instant) {
-        self.latency
-            .lock()
-            .unwrap()
-            .push(Latency { node, delay, until });
+        let mut l = self.latency.lock().unwrap();
+        l.push(Latency { node, delay, until });
+        // Under the lock, as `latency` clears it.
+        self.latency_on.store(true, Ordering::Relaxed);
     }
 
     /// The delay injected on `node` now, if any (the largest one in force).
     pub fn latency(&self, node: Node) -> Option<std::time::Duration> {
+        if !self.latency_on.load(Ordering::Relaxed) {
+            return None;
+        }
         let now = Instant::now();
         let mut l = self.latency.lock().unwrap();
         l.retain(|l| l.until > now);
+        if l.is_empty() {
+            self.latency_on.store(false, Ordering::Relaxed);
+        }
         l.iter()
             .filter(|l| l.node.is_none_or(|n| n == node))
             .map(|l| l.delay)

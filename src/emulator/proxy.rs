@@ -326,8 +326,11 @@ where
                         return Ok(());
                     }
                     loop {
-                        match redis_protocol::resp2::decode::decode_bytes_mut(&mut cbuf) {
-                            Ok(Some((frame, _, raw))) => pending.push_back(command(frame, raw)?),
+                        match redis_protocol::resp2::decode::decode_range(&cbuf) {
+                            Ok(Some((frame, len))) => {
+                                let raw = cbuf.split_to(len).freeze();
+                                pending.push_back(command(frame, raw)?)
+                            }
                             Ok(None) => break,
                             Err(e) => {
                                 let msg = format!("-ERR Protocol error: {e}\r\n");
@@ -548,7 +551,7 @@ impl Conn {
                 &self.tx,
             );
             if let Plan::Send(targets, _) = &plan {
-                for &t in targets {
+                for t in targets.clone() {
                     if ups[t].as_ref().map(|u| u.addr) != Some(guard.upstreams[t]) {
                         // Commands already batched for it go on the new connection.
                         ups[t] = Some(self.connect_upstream(guard.upstreams[t]).await?);
@@ -578,7 +581,7 @@ impl Conn {
             if sharded && self.in_multi && was_deferred && self.tx.shard.is_none() {
                 // The transaction's first command names its shard: MULTI goes
                 // there now, its reply already given.
-                let t = targets[0];
+                let t = targets.start;
                 self.tx.shard = Some(t);
                 let multi = self.tx.deferred_multi.take().unwrap_or_default();
                 batches[t].extend_from_slice(&multi);
@@ -590,7 +593,7 @@ impl Conn {
                 });
             }
             if sharded && c.name() == "WATCH" {
-                self.tx.shard.get_or_insert(targets[0]);
+                self.tx.shard.get_or_insert(targets.start);
             }
             let exec_aborted = sharded && c.name() == "EXEC" && self.tx.aborted;
             if sharded && matches!(c.name(), "EXEC" | "DISCARD") {
@@ -608,7 +611,7 @@ impl Conn {
                         | "SUNSUBSCRIBE"
                 );
             let count = targets.len();
-            for (i, &t) in targets.iter().enumerate() {
+            for (i, t) in targets.enumerate() {
                 if exec_aborted {
                     batches[t].extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
                 } else {

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Result};
 use bytes::{Bytes, BytesMut};
-use redis_protocol::resp2::types::{BytesFrame as Resp2Frame, Resp2Frame as _};
+use redis_protocol::resp2::types::RangeFrame;
 
 use super::keys::{self, KeySpecs};
 
@@ -62,22 +62,25 @@ impl Command {
     }
 }
 
-/// Reads a client's frame as a command: an array of bulk strings.
-pub(super) fn command(frame: Resp2Frame, raw: Bytes) -> Result<Command> {
-    let Resp2Frame::Array(items) = frame else {
+/// Reads a client's frame as a command: an array of bulk strings. `frame`
+/// holds ranges into `raw`, the frame's bytes.
+pub(super) fn command(frame: RangeFrame, raw: Bytes) -> Result<Command> {
+    let RangeFrame::Array(items) = frame else {
         bail!(
-            "client sent a {:?} frame; commands are arrays of bulk strings",
-            frame.kind()
+            "client sent a {} frame; commands are arrays of bulk strings",
+            kind_name(&frame)
         );
     };
     let mut args = Vec::with_capacity(items.len());
     for i in items {
         match i {
-            Resp2Frame::BulkString(b) | Resp2Frame::SimpleString(b) => args.push(b),
-            Resp2Frame::Integer(n) => args.push(Bytes::from(n.to_string())),
+            RangeFrame::BulkString((start, end)) | RangeFrame::SimpleString((start, end)) => {
+                args.push(raw.slice(start..end))
+            }
+            RangeFrame::Integer(n) => args.push(Bytes::from(n.to_string())),
             other => bail!(
-                "command argument is a {:?}; expected a bulk string",
-                other.kind()
+                "command argument is a {}; expected a bulk string",
+                kind_name(&other)
             ),
         }
     }
@@ -85,6 +88,18 @@ pub(super) fn command(frame: Resp2Frame, raw: Bytes) -> Result<Command> {
         bail!("empty command");
     }
     Ok(Command::new(raw, args))
+}
+
+/// The RESP2 type of a frame, as an error names it.
+fn kind_name(f: &RangeFrame) -> &'static str {
+    match f {
+        RangeFrame::SimpleString(_) => "SimpleString",
+        RangeFrame::Error(_) => "Error",
+        RangeFrame::Integer(_) => "Integer",
+        RangeFrame::BulkString(_) => "BulkString",
+        RangeFrame::Array(_) => "Array",
+        RangeFrame::Null => "Null",
+    }
 }
 
 /// How the replies of a command sent to several shards become one.
@@ -115,10 +130,15 @@ pub(super) const EXECABORT: &[u8] =
 
 /// Where a command goes.
 pub(super) enum Plan {
-    /// To these shards; with several, their replies merge.
-    Send(Vec<usize>, Merge),
+    /// To these shards (one, or every one); with several, their replies merge.
+    Send(std::ops::Range<usize>, Merge),
     /// Answered by the proxy.
     Answer(&'static [u8]),
+}
+
+/// Shard `s` alone.
+fn one(s: usize) -> std::ops::Range<usize> {
+    s..s + 1
 }
 
 /// Where `c` goes among `shards` shards: by the hash slot of its keys; the
@@ -132,9 +152,9 @@ pub(super) fn plan(
     tx: &ShardedTx,
 ) -> Plan {
     if shards == 1 {
-        return Plan::Send(vec![0], Merge::First);
+        return Plan::Send(one(0), Merge::First);
     }
-    let every = || (0..shards).collect::<Vec<_>>();
+    let every = || 0..shards;
     let name = c.name();
     let keyed = specs.and_then(|specs| {
         let slots: Vec<u16> = specs
@@ -159,18 +179,18 @@ pub(super) fn plan(
                 None if name == "EXEC" && tx.aborted => Plan::Answer(EXECABORT),
                 None if name == "EXEC" => Plan::Answer(b"*0\r\n"),
                 None => Plan::Answer(b"+OK\r\n"),
-                Some(s) => Plan::Send(vec![s], Merge::First),
+                Some(s) => Plan::Send(one(s), Merge::First),
             },
             _ => match (target, tx.shard) {
-                (Some(t), None) => Plan::Send(vec![t], Merge::First),
-                (Some(t), Some(s)) if t == s => Plan::Send(vec![s], Merge::First),
+                (Some(t), None) => Plan::Send(one(t), Merge::First),
+                (Some(t), Some(s)) if t == s => Plan::Send(one(s), Merge::First),
                 _ => Plan::Answer(CROSSSLOT),
             },
         };
     }
     match name {
         "MULTI" => match tx.shard {
-            Some(s) => Plan::Send(vec![s], Merge::First),
+            Some(s) => Plan::Send(one(s), Merge::First),
             None => Plan::Answer(b"+OK\r\n"),
         },
         _ if c.is_session() => Plan::Send(every(), Merge::First),
@@ -178,9 +198,9 @@ pub(super) fn plan(
         "DBSIZE" => Plan::Send(every(), Merge::Sum),
         "KEYS" => Plan::Send(every(), Merge::Concat),
         _ => match keyed {
-            Some(Ok(s)) => Plan::Send(vec![s], Merge::First),
+            Some(Ok(s)) => Plan::Send(one(s), Merge::First),
             Some(Err(())) => Plan::Answer(CROSSSLOT),
-            None => Plan::Send(vec![tx.shard.unwrap_or(0)], Merge::First),
+            None => Plan::Send(one(tx.shard.unwrap_or(0)), Merge::First),
         },
     }
 }
@@ -241,7 +261,7 @@ mod tests {
 
     fn targets(p: Plan) -> Result<(Vec<usize>, Merge), &'static [u8]> {
         match p {
-            Plan::Send(t, m) => Ok((t, m)),
+            Plan::Send(t, m) => Ok((t.collect(), m)),
             Plan::Answer(a) => Err(a),
         }
     }
