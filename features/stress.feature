@@ -10,6 +10,7 @@ Feature: Stress
   Background:
     Given a standalone database
 
+  @serial
   Scenario: ST1 four clients of 150 connections through overlapping failover, migration and failover, then a rebind
     Given clients "app1", "app2", "app3" and "app4" with 150 connections each and maintenance notifications enabled
     And steady traffic of 8 concurrent requests from every client
@@ -25,6 +26,7 @@ Feature: Stress
     And every acknowledged write is readable
     And the traffic completed at least 10000 operations
 
+  @serial
   Scenario: ST2 a thousand connections of one client move within the grace, and latency barely moves
     Given a client "app" with 1000 connections and maintenance notifications enabled
     And steady traffic from "app"

@@ -7,7 +7,7 @@
 //! The connections are read by this process, on the same cores as the
 //! emulator: the times include the readers' own cost.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -369,22 +369,6 @@ fn slope_kib_per_cycle(v: &[u64]) -> f64 {
         den += dx * dx;
     }
     num / den
-}
-
-/// The `maint-e2e` binary beside the running one, for `cargo bench`.
-pub fn sibling_exe() -> Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let dir = me.parent().context("the running binary has no directory")?;
-    for d in [dir, dir.parent().unwrap_or(dir)] {
-        let f = d.join("maint-e2e");
-        if f.is_file() {
-            return Ok(f);
-        }
-    }
-    bail!(
-        "no maint-e2e binary beside {}; run cargo build --release first",
-        me.display()
-    )
 }
 
 #[cfg(test)]

@@ -380,15 +380,17 @@ async fn read_upstreams(ups: &mut [Option<Upstream>]) -> (usize, std::io::Result
 
 /// Room for a whole read in `buf`: a `BytesMut` left full grows by only 64
 /// bytes per read otherwise, and a pipeline's replies would take many reads
-/// (and as many writes to the client).
+/// (and as many writes to the client). The room doubles with what is
+/// buffered, so that a large reply takes few reads; an idle connection holds
+/// little.
 fn reserve(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+        buf.reserve(READ_CHUNK.max(buf.len()));
     }
 }
 
-/// How much one read of a socket can take.
-const READ_CHUNK: usize = 16 * 1024;
+/// The least one read of a socket can take.
+const READ_CHUNK: usize = 4 * 1024;
 
 enum Decoded {
     Push(Bytes),
