@@ -14,6 +14,8 @@ Feature: Stress
   Scenario: ST1 four clients of 150 connections through overlapping failover, migration and failover, then a rebind
     Given clients "app1", "app2", "app3" and "app4" with 150 connections each and maintenance notifications enabled
     And steady traffic of 8 concurrent requests from every client
+    # 1 s apart, so that they overlap on the emulator's short timings too (a
+    # failover there lasts about 2 s); against a real cluster, 5 s apart do.
     When these maintenance actions are posted, each the given time after the one before:
       | action    | after |
       | failover  | 0 s   |

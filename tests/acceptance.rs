@@ -13,6 +13,10 @@ use futures::FutureExt as _;
 use maint_e2e::config::Target;
 use maint_e2e::steps::MaintWorld;
 
+/// Scenarios run at once against the embedded emulator (`-- --concurrency N`
+/// overrides it).
+const EMBEDDED_CONCURRENCY: usize = 6;
+
 #[tokio::main]
 async fn main() {
     // Logs of the emulator and the client, on demand: RUST_LOG=maint_e2e=debug.
@@ -30,8 +34,11 @@ async fn main() {
     );
     let junit = File::create(&junit_path).unwrap_or_else(|e| panic!("creating {junit_path}: {e}"));
     MaintWorld::cucumber()
-        // One shared external database: scenarios must not see each other's events.
-        .max_concurrent_scenarios(if external { 1 } else { 2 })
+        // One shared external database: scenarios must not see each other's
+        // events. Embedded, each scenario has its own emulator and mostly
+        // waits on timers: six at a time take a third of the time two do
+        // (BENCHMARKS.md); `@serial` ones (stress) run alone.
+        .max_concurrent_scenarios(if external { 1 } else { EMBEDDED_CONCURRENCY })
         .with_writer(
             writer::Basic::raw(std::io::stdout(), writer::Coloring::Auto, 0)
                 .summarized()

@@ -259,6 +259,8 @@ pub async fn run(size: Size, o: &Options, exe: &Path) -> Result<Value> {
 }
 
 async fn measure(size: Size, o: &Options, emu: &EmulatorProcess) -> Result<Value> {
+    // Before any client connection: shards up, databases created.
+    let at_start = emu.rss_kib()?;
     let mut table = Table::new(&[
         "connections",
         "post -> first MOVING ms",
@@ -303,9 +305,7 @@ async fn measure(size: Size, o: &Options, emu: &EmulatorProcess) -> Result<Value
     );
     println!("{}", table.render());
 
-    // Memory: idle, then the same point of every cycle (connections open,
-    // before the bind).
-    let idle = emu.rss_kib()?;
+    // Memory: the same point of every cycle (connections open, before the bind).
     let mut rss = Vec::with_capacity(o.memory_cycles);
     for _ in 0..o.memory_cycles {
         let mut crowd = Crowd::open(emu.port, o.memory_connections).await?;
@@ -320,9 +320,9 @@ async fn measure(size: Size, o: &Options, emu: &EmulatorProcess) -> Result<Value
     let mut mem = Table::new(&[
         "connections",
         "rebinds",
-        "RSS idle MiB",
-        "RSS first cycle MiB",
-        "RSS last cycle MiB",
+        "RSS, no connection yet, MiB",
+        "RSS with them, first cycle, MiB",
+        "RSS, last cycle, MiB",
         "max MiB",
         "growth KiB per cycle",
     ]);
@@ -330,7 +330,7 @@ async fn measure(size: Size, o: &Options, emu: &EmulatorProcess) -> Result<Value
     mem.row(vec![
         o.memory_connections.to_string(),
         o.memory_cycles.to_string(),
-        mib(idle),
+        mib(at_start),
         mib(rss.first().copied().unwrap_or(0)),
         mib(rss.last().copied().unwrap_or(0)),
         format!("{:.1}", quantile(&sorted, 1.0) / 1024.0),
@@ -343,7 +343,7 @@ async fn measure(size: Size, o: &Options, emu: &EmulatorProcess) -> Result<Value
         "memory": {
             "connections": o.memory_connections,
             "cycles": o.memory_cycles,
-            "rss_idle_kib": idle,
+            "rss_at_start_kib": at_start,
             "rss_per_cycle_kib": rss,
             "rss_after_kib": after,
             "growth_kib_per_cycle": slope,

@@ -75,10 +75,12 @@ fn plan(rows: &[Vec<String>]) -> anyhow::Result<Vec<Planned>> {
             "failover" => "failover",
             "migration" => "migrate",
             "rebind" => "bind",
-            other => return Err(anyhow!(
+            other => {
+                return Err(anyhow!(
                 "row {}: unknown action {other:?}; the actions are failover, migration and rebind",
                 i + 1
-            )),
+            ))
+            }
         };
         let after = parse_duration(after.trim())
             .map_err(|e| anyhow!("row {}: {e}", i + 1))?
