@@ -437,3 +437,42 @@ async fn a_certificate_for_another_name_is_refused_naming_the_name_dialled() {
     );
     server.abort();
 }
+
+/// The client counts its sockets: one per connection of its pool, and they
+/// are no longer counted once closed (ST1's pool bound reads the peak).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_counts_its_open_sockets_and_their_peak() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = bare_server(dir.path()).await;
+    let f = factory(&shard);
+    let c = f
+        .create(
+            "counted",
+            ClientOptions {
+                pool_size: 3,
+                mode: Mode::Disabled,
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.sockets().open(), c.sockets().peak()), (3, 3));
+    c.close().await;
+    // The drivers end once the last handle is gone.
+    let closed = maint_e2e::wait::poll(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_secs(5),
+        || async {
+            Ok::<_, ()>(match c.sockets().open() {
+                0 => maint_e2e::wait::Look::Ready(()),
+                n => maint_e2e::wait::Look::NotYet(n),
+            })
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(closed, Ok(()), "sockets still counted open after close");
+    assert_eq!(c.sockets().peak(), 3);
+    f.destroy_all().await;
+    shard.stop().await;
+}
