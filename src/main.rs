@@ -162,8 +162,20 @@ async fn main() {
     }
 }
 
+/// Writes a benchmark's figures as JSON and says where.
+fn written(
+    dir: &std::path::Path,
+    name: &str,
+    size: maint_e2e::bench::Size,
+    figures: serde_json::Value,
+) -> Result<()> {
+    let path = maint_e2e::bench::write_json(dir, name, size, figures)?;
+    println!("(written to {})\n", path.display());
+    Ok(())
+}
+
 async fn run_bench(a: BenchArgs) -> Result<()> {
-    use maint_e2e::bench::{fanout, handoff, overhead, write_json, Size};
+    use maint_e2e::bench::{fanout, handoff, overhead, Size};
     let size = if a.smoke { Size::Smoke } else { Size::Full };
     let all = a.name == BenchName::All;
     if all || a.name == BenchName::Overhead {
@@ -173,10 +185,7 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         o.rounds = a.rounds.unwrap_or(o.rounds);
         o.requests = a.requests.unwrap_or(o.requests);
         let figures = overhead::run(size, &o).await?;
-        println!(
-            "(written to {})\n",
-            write_json(&a.out, "overhead", size, figures)?.display()
-        );
+        written(&a.out, "overhead", size, figures)?;
     }
     if all || a.name == BenchName::Fanout {
         let mut o = fanout::Options::of(size);
@@ -185,20 +194,14 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         o.memory_cycles = a.memory_cycles.unwrap_or(o.memory_cycles);
         let exe = std::env::current_exe().context("finding this binary")?;
         let figures = fanout::run(size, &o, &exe).await?;
-        println!(
-            "(written to {})\n",
-            write_json(&a.out, "fanout", size, figures)?.display()
-        );
+        written(&a.out, "fanout", size, figures)?;
     }
     if all || a.name == BenchName::Handoff {
         let mut o = handoff::Options::of(size);
         o.connections = a.connections.unwrap_or(o.connections);
         o.rebinds = a.rebinds.unwrap_or(o.rebinds);
         let figures = handoff::run(size, &o).await?;
-        println!(
-            "(written to {})\n",
-            write_json(&a.out, "handoff", size, figures)?.display()
-        );
+        written(&a.out, "handoff", size, figures)?;
     }
     Ok(())
 }

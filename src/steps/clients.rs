@@ -211,11 +211,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn rows(r: &[[&str; 2]]) -> Vec<Vec<String>> {
-        r.iter()
-            .map(|c| c.iter().map(|s| s.to_string()).collect())
-            .collect()
-    }
+    use crate::steps::params::tests::rows;
 
     #[test]
     fn a_settings_table_sets_options_and_names_what_is_wrong() {

@@ -164,9 +164,16 @@ impl FromStr for EndpointSettingParam {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A step table's rows from string cells, for tests of table steps.
+    pub(crate) fn rows(r: &[[&str; 2]]) -> Vec<Vec<String>> {
+        r.iter()
+            .map(|c| c.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
 
     #[test]
     fn durations_read_as_scenarios_write_them() {

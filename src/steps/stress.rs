@@ -11,6 +11,7 @@ use super::params::{parse_duration, DurationParam, ModeParam};
 use super::{MaintWorld, StepResult};
 use crate::fault_injector::Action;
 use crate::timeline;
+use tokio::time::Instant;
 
 /// Names in `"a", "b" and "c"`.
 fn names(list: &str) -> Vec<String> {
@@ -133,21 +134,33 @@ async fn then_within_pool(w: &mut MaintWorld) -> StepResult {
     Ok(())
 }
 
+impl MaintWorld {
+    /// Stops the traffic; gives `client`'s report and its handoff window
+    /// (first MOVING to last handoff).
+    async fn traffic_in_handoff_window(
+        &mut self,
+        client: &str,
+    ) -> anyhow::Result<(&crate::workload::Report, Instant, Instant)> {
+        self.stop_traffic().await?;
+        let events = self.tracker.timeline(client);
+        let (from, to) = timeline::handoff_window(&events).ok_or_else(|| {
+            self.unmet(
+                client,
+                timeline::Unmet("no MOVING followed by a handoff".into()),
+            )
+        })?;
+        let (report, _) = self.traffic_report(client)?;
+        Ok((report, from, to))
+    }
+}
+
 /// What a client's users feel while its connections move: the p99 latency of
 /// its traffic from the first MOVING to the last handoff, against the rest.
 #[then(
     expr = "the p99 latency of {string} while its connections moved was at most {float} times its p99 outside that"
 )]
 async fn then_latency_in_window(w: &mut MaintWorld, client: String, factor: f64) -> StepResult {
-    w.stop_traffic().await?;
-    let events = w.tracker.timeline(&client);
-    let (from, to) = timeline::handoff_window(&events).ok_or_else(|| {
-        w.unmet(
-            &client,
-            timeline::Unmet("no MOVING followed by a handoff".into()),
-        )
-    })?;
-    let (report, _) = w.traffic_report(&client)?;
+    let (report, from, to) = w.traffic_in_handoff_window(&client).await?;
     let (inside, outside) =
         timeline::p99_within_factor(report, from, to, factor).map_err(|e| w.unmet(&client, e))?;
     tracing::info!(client, ?inside, ?outside, window = ?(to - from), "p99 latency in and out of the handoffs");
@@ -164,15 +177,7 @@ async fn then_latency_in_window_under(
     let Some(bound) = bound.0 else {
         fail!("an unbounded latency bounds nothing; give a duration such as 100 ms");
     };
-    w.stop_traffic().await?;
-    let events = w.tracker.timeline(&client);
-    let (from, to) = timeline::handoff_window(&events).ok_or_else(|| {
-        w.unmet(
-            &client,
-            timeline::Unmet("no MOVING followed by a handoff".into()),
-        )
-    })?;
-    let (report, _) = w.traffic_report(&client)?;
+    let (report, from, to) = w.traffic_in_handoff_window(&client).await?;
     let p99 = timeline::p99_under(report, from, to, bound).map_err(|e| w.unmet(&client, e))?;
     tracing::info!(client, ?p99, window = ?(to - from), "p99 latency during the handoffs");
     Ok(())
@@ -183,11 +188,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn rows(r: &[[&str; 2]]) -> Vec<Vec<String>> {
-        r.iter()
-            .map(|c| c.iter().map(|s| s.to_string()).collect())
-            .collect()
-    }
+    use crate::steps::params::tests::rows;
 
     #[test]
     fn names_are_read_from_a_quoted_list() {
