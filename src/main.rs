@@ -36,6 +36,23 @@ enum Command {
     /// JSON (with the machine) to `<out>/<name>.json`. BENCHMARKS.md says
     /// what each measures.
     Bench(BenchArgs),
+    /// Check a living-documentation page in headless Chromium: it loads
+    /// without a script error and draws every timeline its data holds;
+    /// optionally save one scenario's timeline as a PNG.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The page the acceptance suite wrote.
+    #[arg(default_value = "target/living-doc/index.html")]
+    page: PathBuf,
+    /// Save the timeline of this scenario (its id, `CH1`, or its anchor).
+    #[arg(long)]
+    screenshot: Option<String>,
+    /// Where the screenshot goes.
+    #[arg(long, default_value = "target/living-doc/timeline.png")]
+    out: PathBuf,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -155,11 +172,27 @@ async fn main() {
     let result = match cli.command {
         Command::Emulator(args) => run_emulator(args).await,
         Command::Bench(args) => run_bench(args).await,
+        Command::Report(args) => run_report(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+async fn run_report(a: ReportArgs) -> Result<()> {
+    let shot = a.screenshot.as_deref().map(|id| (id, a.out.as_path()));
+    let check = maint_e2e::report::browser::verify_page(&a.page, shot).await?;
+    println!(
+        "{}: loaded without script errors, {} of {} timelines drawn",
+        a.page.display(),
+        check.drawn,
+        check.timelines
+    );
+    if let Some(id) = &a.screenshot {
+        println!("timeline of {id}: {}", a.out.display());
+    }
+    Ok(())
 }
 
 /// Writes a benchmark's figures as JSON and says where.

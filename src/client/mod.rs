@@ -143,6 +143,44 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
+    /// Every setting by the name the steps and the report use, its value as
+    /// text (a password is shown as set or not, never itself).
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let show = crate::timeline::show;
+        vec![
+            ("maintenance notifications", format!("{:?}", self.mode).to_lowercase()),
+            ("endpoint type", format!("{:?}", self.endpoint_type)),
+            ("protocol", format!("{:?}", self.protocol)),
+            ("connections", self.pool_size.to_string()),
+            ("response timeout", show(self.response_timeout)),
+            ("relaxed timeout", format!("{:?}", self.relaxed_timeout)),
+            ("relaxed window at most", format!("{:?}", self.window_max())),
+            ("relaxed after completion", format!("{:?}", self.post_relaxed())),
+            ("connect timeout", format!("{:?}", self.connect_timeout)),
+            ("handoff timeout", format!("{:?}", self.handoff_timeout)),
+            ("handoff retries", self.max_handoff_retries.to_string()),
+            ("handoff workers", self.handoff_workers.to_string()),
+            ("relaxes timeouts", self.relax.to_string()),
+            ("hands off", self.hand_off.to_string()),
+            (
+                "TLS",
+                format!(
+                    "{}{}",
+                    self.tls.versions(),
+                    if self.tls.verify { ", verified" } else { ", not verified" }
+                ),
+            ),
+            (
+                "user",
+                self.username.clone().unwrap_or_else(|| "as the endpoints file says".into()),
+            ),
+            (
+                "password",
+                if self.password.is_some() { "given" } else { "as the endpoints file says" }.into(),
+            ),
+        ]
+    }
+
     /// The backstop of a window.
     pub fn window_max(&self) -> Duration {
         self.relaxed_window_max.unwrap_or(self.relaxed_timeout * 3)

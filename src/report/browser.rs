@@ -150,6 +150,51 @@ impl Chromium {
     }
 }
 
+/// Opens `page` in headless Chromium and fails unless it loaded without a
+/// script error and drew every timeline; with `screenshot` (a scenario's id,
+/// `CH1`, or its anchor, and a PNG path), saves that scenario's timeline.
+/// The report's JSON is read from `report.json` beside the page.
+pub async fn verify_page(page: &Path, screenshot: Option<(&str, &Path)>) -> Result<Check> {
+    let chromium = Chromium::find()?;
+    let check = chromium.check(page).await?;
+    if !check.errors.is_empty() {
+        bail!("{} has script errors: {:?}", page.display(), check.errors);
+    }
+    if !check.problems.is_empty() || check.drawn != check.timelines {
+        bail!(
+            "{} drew {} of {} timelines: {:?}",
+            page.display(),
+            check.drawn,
+            check.timelines,
+            check.problems
+        );
+    }
+    if let Some((wanted, png)) = screenshot {
+        let json = page.with_file_name("report.json");
+        let run: super::Run = serde_json::from_slice(
+            &std::fs::read(&json).with_context(|| format!("reading {}", json.display()))?,
+        )
+        .with_context(|| format!("reading {}", json.display()))?;
+        let (_, s) = run
+            .scenarios()
+            .find(|(_, s)| s.id == wanted || s.anchor == wanted)
+            .ok_or_else(|| {
+                anyhow!(
+                    "no scenario {wanted:?} in {}; its scenarios: {}",
+                    json.display(),
+                    run.scenarios()
+                        .map(|(_, s)| if s.id.is_empty() { s.anchor.clone() } else { s.id.clone() })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+        let height = super::html::focus_height(&run, &s.anchor)
+            .ok_or_else(|| anyhow!("scenario {wanted:?} has no timeline (it got no World)"))?;
+        chromium.screenshot(page, &s.anchor, height, png).await?;
+    }
+    Ok(check)
+}
+
 /// `file://` URL of `page`.
 fn file_url(page: &Path) -> Result<String> {
     let abs = std::path::absolute(page)?;

@@ -92,8 +92,9 @@ pub struct LaneView {
     pub label: String,
     /// `steps`, `injector`, `traffic`, `connection`, `connections`.
     pub kind: &'static str,
-    /// Bands: x, width, class, tooltip.
-    pub bands: Vec<(f64, f64, String, String)>,
+    /// Bands: x, width, class, tooltip, and the text written in it (steps
+    /// and actions, when there is room).
+    pub bands: Vec<(f64, f64, String, String, String)>,
     /// Marks: x, class, tooltip.
     pub marks: Vec<(f64, String, String)>,
     /// Throughput as SVG polyline points, empty when none.
@@ -171,13 +172,16 @@ impl TimelineView {
     }
 
     fn lane(l: &Lane, y: f64, x: &impl Fn(f64) -> f64) -> LaneView {
+        let labelled = matches!(l.kind, LaneKind::Steps | LaneKind::Injector);
         let band = |b: &Band| {
             let (x0, x1) = (x(b.from_ms), x(b.to_ms));
+            let w = (x1 - x0).max(1.5);
             (
                 x0,
-                (x1 - x0).max(1.5),
+                w,
                 b.class.clone(),
                 format!("{} to {}: {}", secs(b.from_ms), secs(b.to_ms), b.label),
+                if labelled { fit(&b.label, w) } else { String::new() },
             )
         };
         let mark = |m: &Mark| {
@@ -219,6 +223,20 @@ impl TimelineView {
     }
 }
 
+/// As much of `text` as fits in `width` SVG units (about 6 per character),
+/// with an ellipsis when cut; nothing when not even a word fits.
+fn fit(text: &str, width: f64) -> String {
+    let room = ((width - 6.0) / 6.0).floor().max(0.0) as usize;
+    if text.chars().count() <= room {
+        return text.to_string();
+    }
+    if room < 8 {
+        return String::new();
+    }
+    let cut: String = text.chars().take(room - 1).collect();
+    format!("{}\u{2026}", cut.trim_end())
+}
+
 fn scenario_view(s: &Scenario) -> ScenarioView<'_> {
     let (marks, bands) = s.timeline.as_ref().map_or((0, 0), |t| {
         t.lanes
@@ -254,6 +272,26 @@ fn scenario_view(s: &Scenario) -> ScenarioView<'_> {
         timeline: s.timeline.as_ref().map(TimelineView::new),
         marks,
         bands,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_is_cut_to_its_band() {
+        assert_eq!(fit("When a failover", 200.0), "When a failover");
+        assert_eq!(fit("When the database endpoint is rebound", 100.0), "When the datab\u{2026}");
+        assert_eq!(fit("When the database endpoint is rebound", 40.0), "");
+    }
+
+    #[test]
+    fn ticks_stay_about_ten() {
+        assert_eq!(tick_step(1000.0), 100.0);
+        assert_eq!(tick_step(4200.0), 500.0);
+        assert_eq!(tick_step(95_000.0), 10_000.0);
+        assert_eq!(tick_step(1_000_000.0), 120_000.0);
     }
 }
 

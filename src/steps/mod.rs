@@ -45,6 +45,7 @@ use crate::client::{Client, ClientError, ClientOptions};
 use crate::config::Target;
 use crate::fault_injector::ActionStatus;
 use crate::raw::RawConnection;
+use crate::report;
 use crate::timeline::Unmet;
 use crate::timing::{
     DEFAULT_PATIENCE, PATIENCE_MARGIN, SUITE_HANDOFF_TIMEOUT, SUITE_POST_HANDOFF_RELAXED,
@@ -117,6 +118,8 @@ pub struct ClientUnderTest {
     pub traffic: Option<Traffic>,
     /// A request it has in flight.
     pub in_flight: Option<InFlight>,
+    /// Acknowledged writes of its traffic read back intact.
+    pub writes_checked: usize,
 }
 
 /// Why a client could not connect, and what it took to find out.
@@ -192,6 +195,8 @@ pub struct MaintWorld {
     pub prefix: String,
     /// What the teardown stops.
     pub resources: Resources,
+    /// When the scenario began, on both clocks (the report's time origin).
+    pub clock: crate::report::Clock,
 }
 
 impl fmt::Debug for MaintWorld {
@@ -220,6 +225,7 @@ impl MaintWorld {
             injector: fault_injector::InjectorRecord::default(),
             prefix: format!("maint-e2e:{}:{n}", std::process::id()),
             resources: Resources::default(),
+            clock: crate::report::Clock::now(),
         })
     }
 
@@ -304,6 +310,11 @@ impl MaintWorld {
     /// Client options the suite uses: the defaults of `CLIENT.md` scaled to
     /// the target's grace so that scenarios take seconds.
     pub fn suite_options(&self) -> ClientOptions {
+        Self::suite_defaults()
+    }
+
+    /// The client options every scenario starts from.
+    pub fn suite_defaults() -> ClientOptions {
         ClientOptions {
             relaxed_timeout: SUITE_RELAXED_TIMEOUT,
             relaxed_window_max: Some(SUITE_RELAXED_WINDOW_MAX),
@@ -320,6 +331,78 @@ impl MaintWorld {
             .as_ref()
             .map(|e| e.grace * 3 + PATIENCE_MARGIN)
             .unwrap_or(DEFAULT_PATIENCE)
+    }
+
+    /// What the living documentation keeps of this scenario: its events,
+    /// actions, traffic (stopped first, when still running) and clients.
+    pub async fn capture(&mut self) -> report::Capture {
+        let defaults = Self::suite_defaults().describe();
+        let mut traffic = Vec::new();
+        let mut clients = Vec::new();
+        let mut writes_checked = 0;
+        for (name, r) in &mut self.clients {
+            writes_checked += r.writes_checked;
+            if let Some(t) = &mut r.traffic {
+                if t.report.is_none() {
+                    t.report = Some(t.workload.stop().await);
+                }
+                let rep = t.report.as_ref().expect("set above");
+                traffic.push(report::TrafficCapture {
+                    client: name.clone(),
+                    successes: rep.successes.clone(),
+                    errors: rep
+                        .errors
+                        .iter()
+                        .map(|e| (e.at, e.error.class().into(), e.op.clone(), e.error.chain()))
+                        .collect(),
+                });
+            }
+            let settings = match (&r.client, &r.refusal) {
+                (Some(c), _) => c
+                    .options()
+                    .describe()
+                    .into_iter()
+                    .filter(|s| !defaults.contains(s))
+                    .map(|(k, v)| report::Setting::new(k, v))
+                    .collect(),
+                (None, Some(refusal)) => {
+                    vec![report::Setting::new("refused", refusal.error.clone())]
+                }
+                (None, None) => Vec::new(),
+            };
+            clients.push((name.clone(), settings));
+        }
+        // Clients the steps make for themselves (the reader of acknowledged
+        // writes) carry the scenario's key prefix: the report names them
+        // without it.
+        let own = format!("{}-", self.prefix);
+        let mut events = self.tracker.events();
+        for e in &mut events {
+            if let Some(rest) = e.client.strip_prefix(&own) {
+                e.client = rest.to_string();
+            }
+        }
+        report::Capture {
+            clock: self.clock,
+            events,
+            actions: self
+                .actions
+                .iter()
+                .map(|a| report::ActionSpan {
+                    kind: a.action_type.into(),
+                    id: a.id.clone(),
+                    posted: a.started,
+                    ended: a.ended,
+                    status: a.status.as_ref().map(|s| match s.error_text() {
+                        e if e.is_empty() => s.status.to_string(),
+                        e => format!("{}: {e}", s.status),
+                    }),
+                })
+                .collect(),
+            traffic,
+            clients,
+            writes_checked,
+        }
     }
 
     /// Stops everything the scenario started.

@@ -220,6 +220,8 @@ async fn then_writes_readable(w: &mut MaintWorld) -> StepResult {
                 &problems[..problems.len().min(5)]
             );
         }
+        let checked = wl.acknowledged();
+        w.record_mut(&name)?.writes_checked = checked;
     }
     reader.close().await;
     Ok(())
