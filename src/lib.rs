@@ -15,6 +15,7 @@
 //! * [`wait`]: the one way to wait, with a bound (on a notified change, or by polling);
 //! * [`timing`]: every fixed duration of the harness, with why it has its value;
 //! * [`steps`]: the cucumber World and step definitions;
+//! * [`suite`]: the acceptance suite as one call (features, target, reports);
 //! * [`report`]: the living documentation: each scenario with its timeline, as a page, JSON and cucumber JSON;
 //! * [`bench`]: benchmarks of the emulator (proxy overhead, fan-out, handoff at scale).
 #![forbid(unsafe_code)]
@@ -36,6 +37,7 @@ pub mod notification;
 pub mod raw;
 pub mod report;
 pub mod steps;
+pub mod suite;
 pub mod timeline;
 pub mod timing;
 pub mod tracker;

@@ -143,40 +143,42 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
-    /// Every setting by the name the steps and the report use, its value as
-    /// text (a password is shown as set or not, never itself).
+    /// Every setting by the name a client's settings table gives it (and
+    /// its value as written there); a password is shown as given or not,
+    /// never itself.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let show = crate::timeline::show;
+        let show = |d: Duration| crate::timeline::show(Some(d));
+        let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
         vec![
             ("maintenance notifications", format!("{:?}", self.mode).to_lowercase()),
-            ("endpoint type", format!("{:?}", self.endpoint_type)),
+            (
+                "endpoint type",
+                match self.endpoint_type {
+                    EndpointTypeSetting::Auto => "auto".into(),
+                    EndpointTypeSetting::Fixed(t) => t.to_string(),
+                },
+            ),
             ("protocol", format!("{:?}", self.protocol)),
             ("connections", self.pool_size.to_string()),
-            ("response timeout", show(self.response_timeout)),
-            ("relaxed timeout", format!("{:?}", self.relaxed_timeout)),
-            ("relaxed window at most", format!("{:?}", self.window_max())),
-            ("relaxed after completion", format!("{:?}", self.post_relaxed())),
-            ("connect timeout", format!("{:?}", self.connect_timeout)),
-            ("handoff timeout", format!("{:?}", self.handoff_timeout)),
+            ("response timeout", crate::timeline::show(self.response_timeout)),
+            ("relaxed timeout", show(self.relaxed_timeout)),
+            ("relaxed window max", show(self.window_max())),
+            ("post-handoff tail", show(self.post_relaxed())),
+            ("connect timeout", show(self.connect_timeout)),
+            ("handoff timeout", show(self.handoff_timeout)),
             ("handoff retries", self.max_handoff_retries.to_string()),
             ("handoff workers", self.handoff_workers.to_string()),
-            ("relaxes timeouts", self.relax.to_string()),
-            ("hands off", self.hand_off.to_string()),
-            (
-                "TLS",
-                format!(
-                    "{}{}",
-                    self.tls.versions(),
-                    if self.tls.verify { ", verified" } else { ", not verified" }
-                ),
-            ),
+            ("relaxation", on_off(self.relax)),
+            ("handoffs", on_off(self.hand_off)),
+            ("TLS verification", on_off(self.tls.verify)),
+            ("TLS versions", self.tls.versions()),
             (
                 "user",
-                self.username.clone().unwrap_or_else(|| "as the endpoints file says".into()),
+                self.username.clone().unwrap_or_else(|| "the endpoints file's".into()),
             ),
             (
                 "password",
-                if self.password.is_some() { "given" } else { "as the endpoints file says" }.into(),
+                if self.password.is_some() { "given" } else { "the endpoints file's" }.into(),
             ),
         ]
     }

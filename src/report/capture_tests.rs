@@ -173,7 +173,7 @@ fn every_event_lands_in_its_lane_in_order() {
     assert_eq!((one.bands[0].from_ms, one.bands[0].to_ms), (200.0, 800.0));
     assert_eq!(
         one.bands[0].label,
-        "relaxed: timeout 2s, back to 1s",
+        "relaxed: timeout 2 s, back to 1 s",
         "the band names the timeout in force and the one restored"
     );
     // Connection 2 was never un-relaxed: its band runs to the end.
@@ -216,7 +216,7 @@ fn a_failed_step_says_what_each_connection_was_doing() {
     assert_eq!(one.last.as_ref().unwrap().label, "FAILED_OVER 6");
     assert_eq!(
         one.within.as_deref(),
-        Some("relaxed: timeout 2s, back to 1s")
+        Some("relaxed: timeout 2 s, back to 1 s")
     );
     let two = lane("app #2 (127.0.0.1:1000)");
     assert_eq!(two.last.as_ref().unwrap().label, "FAILING_OVER 5 2s");

@@ -46,9 +46,26 @@ pub struct Received {
     pub at_setup: bool,
 }
 
-/// A timeout as steps write it: `3 s`, or `unbounded`.
+/// A timeout as steps write it: `500 ms`, `3 s`, `2.5 s`, `2 min`, or
+/// `unbounded` (the form `steps::params::parse_duration` reads).
 pub fn show(d: Option<Duration>) -> String {
-    d.map_or("unbounded".into(), |d| format!("{d:?}"))
+    let Some(d) = d else {
+        return "unbounded".into();
+    };
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 1000.0 {
+        format!("{} ms", trim_number(ms))
+    } else if ms >= 120_000.0 && ms % 60_000.0 == 0.0 {
+        format!("{} min", trim_number(ms / 60_000.0))
+    } else {
+        format!("{} s", trim_number(ms / 1e3))
+    }
+}
+
+/// `2.5`, `3`, `0.125`: at most three decimals, no trailing zeros.
+fn trim_number(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Every notification of the timeline, in order.

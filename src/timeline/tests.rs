@@ -172,7 +172,7 @@ fn a_timeout_throughout_needs_a_window_and_no_other_value() {
     assert!(timeout_throughout(&t.events, ten)
         .unwrap_err()
         .0
-        .contains("connection 2 went to 3s"));
+        .contains("connection 2 went to 3 s"));
     assert!(timeout_throughout(&[], ten)
         .unwrap_err()
         .0
@@ -423,4 +423,20 @@ fn sockets_stay_within_the_pool_and_one_new_connection_each() {
     assert_eq!(sockets_within(8, 4), Ok(()));
     assert_eq!(sockets_within(3, 4), Ok(()));
     assert!(sockets_within(9, 4).unwrap_err().0.contains("9 sockets"));
+}
+
+#[test]
+fn a_duration_is_shown_as_the_steps_write_it_and_reads_back() {
+    use crate::steps::params::parse_duration;
+    for (d, text) in [
+        (Some(Duration::from_millis(500)), "500 ms"),
+        (Some(Duration::from_secs(3)), "3 s"),
+        (Some(Duration::from_millis(2500)), "2.5 s"),
+        (Some(Duration::from_secs(120)), "2 min"),
+        (Some(Duration::from_secs(90)), "90 s"),
+        (None, "unbounded"),
+    ] {
+        assert_eq!(show(d), text);
+        assert_eq!(parse_duration(text), Ok(d), "{text} reads back");
+    }
 }
