@@ -150,7 +150,10 @@ impl ClientOptions {
         let show = |d: Duration| crate::timeline::show(Some(d));
         let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
         vec![
-            ("maintenance notifications", format!("{:?}", self.mode).to_lowercase()),
+            (
+                "maintenance notifications",
+                format!("{:?}", self.mode).to_lowercase(),
+            ),
             (
                 "endpoint type",
                 match self.endpoint_type {
@@ -160,7 +163,10 @@ impl ClientOptions {
             ),
             ("protocol", format!("{:?}", self.protocol)),
             ("connections", self.pool_size.to_string()),
-            ("response timeout", crate::timeline::show(self.response_timeout)),
+            (
+                "response timeout",
+                crate::timeline::show(self.response_timeout),
+            ),
             ("relaxed timeout", show(self.relaxed_timeout)),
             ("relaxed window max", show(self.window_max())),
             ("post-handoff tail", show(self.post_relaxed())),
@@ -174,11 +180,18 @@ impl ClientOptions {
             ("TLS versions", self.tls.versions()),
             (
                 "user",
-                self.username.clone().unwrap_or_else(|| "the endpoints file's".into()),
+                self.username
+                    .clone()
+                    .unwrap_or_else(|| "the endpoints file's".into()),
             ),
             (
                 "password",
-                if self.password.is_some() { "given" } else { "the endpoints file's" }.into(),
+                if self.password.is_some() {
+                    "given"
+                } else {
+                    "the endpoints file's"
+                }
+                .into(),
             ),
         ]
     }

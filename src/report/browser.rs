@@ -129,7 +129,13 @@ impl Chromium {
 
     /// Saves a PNG of the timeline of scenario `anchor` alone, `height` CSS
     /// pixels tall.
-    pub async fn screenshot(&self, page: &Path, anchor: &str, height: u32, png: &Path) -> Result<()> {
+    pub async fn screenshot(
+        &self,
+        page: &Path,
+        anchor: &str,
+        height: u32,
+        png: &Path,
+    ) -> Result<()> {
         let url = format!("{}#focus={anchor}", file_url(page)?);
         if let Some(dir) = png.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -183,7 +189,11 @@ pub async fn verify_page(page: &Path, screenshot: Option<(&str, &Path)>) -> Resu
                     "no scenario {wanted:?} in {}; its scenarios: {}",
                     json.display(),
                     run.scenarios()
-                        .map(|(_, s)| if s.id.is_empty() { s.anchor.clone() } else { s.id.clone() })
+                        .map(|(_, s)| if s.id.is_empty() {
+                            s.anchor.clone()
+                        } else {
+                            s.id.clone()
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
@@ -199,7 +209,10 @@ pub async fn verify_page(page: &Path, screenshot: Option<(&str, &Path)>) -> Resu
 fn file_url(page: &Path) -> Result<String> {
     let abs = std::path::absolute(page)?;
     if !abs.is_file() {
-        bail!("no report at {}: run the acceptance suite first", abs.display());
+        bail!(
+            "no report at {}: run the acceptance suite first",
+            abs.display()
+        );
     }
     Ok(url::Url::from_file_path(&abs)
         .map_err(|()| anyhow!("{} cannot be a file URL", abs.display()))?

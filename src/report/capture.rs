@@ -105,8 +105,11 @@ impl Captures {
     }
 
     /// Takes the capture of the scenario at `line` of `feature`.
-    pub fn take(&self, feature: &PathBuf, line: usize) -> Option<Capture> {
-        self.0.lock().unwrap().remove(&(feature.clone(), line))
+    pub fn take(&self, feature: &std::path::Path, line: usize) -> Option<Capture> {
+        self.0
+            .lock()
+            .unwrap()
+            .remove(&(feature.to_path_buf(), line))
     }
 }
 

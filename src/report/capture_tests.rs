@@ -172,8 +172,7 @@ fn every_event_lands_in_its_lane_in_order() {
     assert_eq!(one.bands.len(), 1);
     assert_eq!((one.bands[0].from_ms, one.bands[0].to_ms), (200.0, 800.0));
     assert_eq!(
-        one.bands[0].label,
-        "relaxed: timeout 2 s, back to 1 s",
+        one.bands[0].label, "relaxed: timeout 2 s, back to 1 s",
         "the band names the timeout in force and the one restored"
     );
     // Connection 2 was never un-relaxed: its band runs to the end.
@@ -187,7 +186,10 @@ fn every_event_lands_in_its_lane_in_order() {
     // Traffic: the error with its class, and throughput of 100 op/s.
     let tr = &t.lanes[2];
     assert_eq!(tr.marks[0].at_ms, 450.0);
-    assert_eq!(tr.marks[0].label, "GET k: timeout error: no reply within 1s");
+    assert_eq!(
+        tr.marks[0].label,
+        "GET k: timeout error: no reply within 1s"
+    );
     assert!(tr.throughput.iter().all(|&(_, v)| (v - 100.0).abs() < 1e-9));
     assert_eq!(t.failure, None);
     let n = counts(&c);

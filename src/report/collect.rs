@@ -77,11 +77,7 @@ impl LivingDoc {
         }
         self.run.features.push(Feature {
             name: f.name.clone(),
-            description: f
-                .description
-                .as_deref()
-                .map(unindent)
-                .unwrap_or_default(),
+            description: f.description.as_deref().map(unindent).unwrap_or_default(),
             path,
             tags: f.tags.clone(),
             scenarios: Vec::new(),
@@ -99,10 +95,9 @@ impl LivingDoc {
     ) {
         let fi = self.feature_index(f);
         let line = sc.position.line;
-        let found = self
-            .open
-            .iter()
-            .position(|o| o.feature == fi && self.run.features[fi].scenarios[o.scenario].line == line);
+        let found = self.open.iter().position(|o| {
+            o.feature == fi && self.run.features[fi].scenarios[o.scenario].line == line
+        });
         let Some(oi) = found else {
             if matches!(ev, event::Scenario::Started) {
                 self.start_scenario(fi, f, rule, sc, at);
@@ -263,6 +258,7 @@ impl LivingDoc {
             self.run.started = humantime::format_rfc3339_seconds(s).to_string();
             self.run.duration_ms = ms_between(s, at);
         }
+        self.run.features.sort_by(|a, b| a.path.cmp(&b.path));
         for f in &mut self.run.features {
             f.scenarios.sort_by_key(|s| s.line);
         }
@@ -279,11 +275,7 @@ impl LivingDoc {
 impl<W: cucumber::World> Writer<W> for LivingDoc {
     type Cli = cucumber::cli::Empty;
 
-    async fn handle_event(
-        &mut self,
-        event: parser::Result<Event<Cucumber<W>>>,
-        _cli: &Self::Cli,
-    ) {
+    async fn handle_event(&mut self, event: parser::Result<Event<Cucumber<W>>>, _cli: &Self::Cli) {
         let Ok(event) = event else { return };
         let (value, meta) = event.split();
         let at = meta.at;

@@ -95,8 +95,10 @@ pub struct LaneView {
     /// Bands: x, width, class, tooltip, and the text written in it (steps
     /// and actions, when there is room).
     pub bands: Vec<(f64, f64, String, String, String)>,
-    /// Marks: x, class, tooltip.
-    pub marks: Vec<(f64, String, String)>,
+    /// Marks: x, y, class, tooltip. Notifications sit a little above the
+    /// middle and handoff steps a little below, so that a MOVING and the
+    /// handoff it started at once are both seen.
+    pub marks: Vec<(f64, f64, String, String)>,
     /// Throughput as SVG polyline points, empty when none.
     pub throughput: String,
 }
@@ -181,12 +183,23 @@ impl TimelineView {
                 w,
                 b.class.clone(),
                 format!("{} to {}: {}", secs(b.from_ms), secs(b.to_ms), b.label),
-                if labelled { fit(&b.label, w) } else { String::new() },
+                if labelled {
+                    fit(&b.label, w)
+                } else {
+                    String::new()
+                },
             )
         };
+        let mid = y + LANE_HEIGHT / 2.0;
         let mark = |m: &Mark| {
+            let dy = match m.class.as_str() {
+                "notification" | "malformed" | "moving-ignored" => -3.5,
+                c if c.starts_with("handoff") => 3.5,
+                _ => 0.0,
+            };
             (
                 x(m.at_ms),
+                mid + dy,
                 m.class.clone(),
                 format!("{} {}", secs(m.at_ms), m.label),
             )
@@ -209,7 +222,7 @@ impl TimelineView {
         };
         LaneView {
             y,
-            mid: y + LANE_HEIGHT / 2.0,
+            mid,
             label: if peak > 0.0 {
                 format!("{} (peak {peak:.0} op/s)", l.label)
             } else {
@@ -275,26 +288,6 @@ fn scenario_view(s: &Scenario) -> ScenarioView<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_label_is_cut_to_its_band() {
-        assert_eq!(fit("When a failover", 200.0), "When a failover");
-        assert_eq!(fit("When the database endpoint is rebound", 100.0), "When the datab\u{2026}");
-        assert_eq!(fit("When the database endpoint is rebound", 40.0), "");
-    }
-
-    #[test]
-    fn ticks_stay_about_ten() {
-        assert_eq!(tick_step(1000.0), 100.0);
-        assert_eq!(tick_step(4200.0), 500.0);
-        assert_eq!(tick_step(95_000.0), 10_000.0);
-        assert_eq!(tick_step(1_000_000.0), 120_000.0);
-    }
-}
-
 /// The page for `run`, carrying `data` (the run's JSON) inline.
 pub fn render(run: &Run, data: &str) -> Result<String> {
     let mut tags: Vec<String> = run
@@ -335,6 +328,34 @@ pub fn render(run: &Run, data: &str) -> Result<String> {
 /// The height in CSS pixels a screenshot of scenario `anchor` alone needs.
 pub fn focus_height(run: &Run, anchor: &str) -> Option<u32> {
     let (_, s) = run.scenarios().find(|(_, s)| s.anchor == anchor)?;
-    let lanes = s.timeline.as_ref()?.lanes.len() as f64;
-    Some((160.0 + (AXIS_HEIGHT + lanes * LANE_HEIGHT) * 1.1) as u32)
+    let t = s.timeline.as_ref()?;
+    let lanes = t.lanes.len() as f64;
+    let table = t
+        .failure
+        .as_ref()
+        .map_or(0.0, |f| 60.0 + f.lanes.len() as f64 * 24.0);
+    Some((110.0 + (AXIS_HEIGHT + lanes * LANE_HEIGHT) * 1.1 + table) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_is_cut_to_its_band() {
+        assert_eq!(fit("When a failover", 200.0), "When a failover");
+        assert_eq!(
+            fit("When the database endpoint is rebound", 100.0),
+            "When the datab\u{2026}"
+        );
+        assert_eq!(fit("When the database endpoint is rebound", 40.0), "");
+    }
+
+    #[test]
+    fn ticks_stay_about_ten() {
+        assert_eq!(tick_step(1000.0), 100.0);
+        assert_eq!(tick_step(4200.0), 500.0);
+        assert_eq!(tick_step(95_000.0), 10_000.0);
+        assert_eq!(tick_step(1_000_000.0), 120_000.0);
+    }
 }
