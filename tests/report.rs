@@ -428,12 +428,12 @@ fn a_known_timeline_is_in_the_page_lane_by_lane_in_order() {
             ],
             vec!["+0.600 s GET k: timeout error: no reply in 1 s".into()],
             vec![
-                "+0.010 s connected to 127.0.0.1:1000 (On(None))".into(),
+                "+0.010 s connected to 127.0.0.1:1000 (notifications on)".into(),
                 "+0.300 s FAILING_OVER 1 2s".into(),
                 "+0.900 s FAILED_OVER 2".into(),
             ],
             vec![
-                "+0.020 s connected to 127.0.0.1:1000 (On(None))".into(),
+                "+0.020 s connected to 127.0.0.1:1000 (notifications on)".into(),
                 "+0.310 s FAILING_OVER 1 2s".into(),
             ],
         ]

@@ -13,7 +13,7 @@ use super::{
     Band, Counts, FailureMark, Lane, LaneAtFailure, LaneKind, Mark, Outcome, Setting, Step,
     Timeline,
 };
-use crate::client::{ClientEvent, EventKind};
+use crate::client::{ClientEvent, EventKind, MaintState};
 
 /// Connections of one client drawn one per lane; the rest share one lane.
 pub const MAX_CONNECTION_LANES: usize = 24;
@@ -346,8 +346,19 @@ fn connection_story(
         };
         match &e.kind {
             EventKind::Connected { endpoint, maint } => {
+                let again = first_endpoint.is_some();
                 first_endpoint.get_or_insert_with(|| endpoint.clone());
-                mark("connected", format!("connected to {endpoint} ({maint:?})"));
+                let how = match maint {
+                    MaintState::On(Some(t)) => format!("notifications on, MOVING as {t}"),
+                    MaintState::On(None) => "notifications on".into(),
+                    MaintState::Off => "notifications off".into(),
+                    MaintState::Refused(why) => format!("notifications refused: {why}"),
+                };
+                if again {
+                    mark("connected", format!("reconnected to {endpoint} ({how})"));
+                } else {
+                    mark("connected", format!("connected to {endpoint} ({how})"));
+                }
             }
             EventKind::Notification {
                 notification,

@@ -313,3 +313,47 @@ fn times_before_the_start_or_after_the_end_stay_on_the_axis() {
     assert_eq!(inj.bands[0].from_ms, 600.0);
     assert_eq!(inj.bands[0].to_ms, 700.0, "900 + 500 is past the end");
 }
+
+#[test]
+fn a_connection_that_comes_back_is_shown_reconnecting() {
+    let f = Fixture::new();
+    let connected = |ep: &str, maint| EventKind::Connected {
+        endpoint: ep.into(),
+        maint,
+    };
+    let events = vec![
+        f.ev(10, "app", 3, connected("127.0.0.1:1000", MaintState::Off)),
+        f.ev(
+            400,
+            "app",
+            3,
+            EventKind::Disconnected {
+                endpoint: "127.0.0.1:1000".into(),
+            },
+        ),
+        f.ev(
+            420,
+            "app",
+            3,
+            connected(
+                "127.0.0.1:1001",
+                MaintState::On(Some(crate::notification::EndpointType::InternalIp)),
+            ),
+        ),
+    ];
+    let t = timeline(&f.capture(events), f.zero, 1000.0, &[]);
+    let lane = t.lanes.iter().find(|l| l.conns == [3]).unwrap();
+    let labels: Vec<&str> = lane.marks.iter().map(|m| m.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "connected to 127.0.0.1:1000 (notifications off)",
+            "127.0.0.1:1000 closed the connection",
+            "reconnected to 127.0.0.1:1001 (notifications on, MOVING as internal-ip)",
+        ]
+    );
+    assert_eq!(
+        lane.label, "app #3 (127.0.0.1:1000)",
+        "named by its first endpoint"
+    );
+}
