@@ -141,9 +141,14 @@ struct EmulatorArgs {
     /// Do not replay the last MIGRATED / FAILED_OVER to connections that opt in later.
     #[arg(long)]
     no_completion_replay: bool,
-    /// Address of the fault injector API (loopback by default).
+    /// Address of the fault injector API (loopback by default; anywhere else
+    /// is logged as a warning).
     #[arg(long, default_value = "127.0.0.1:0")]
     api: SocketAddr,
+    /// Require `Authorization: Bearer <token>` on every route of the API but
+    /// `/health`.
+    #[arg(long, env = "FAULT_INJECTION_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
     /// Port of the `standalone` database (default: a free port).
     #[arg(long)]
     port: Option<u16>,
@@ -270,7 +275,11 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
             first.get_or_insert(db);
         }
         let db = first.expect("the standard databases are not empty");
-        let api_addr = api::serve(emu.clone(), args.api, cancel.clone()).await?;
+        let options = api::ApiOptions {
+            token: args.api_token.clone(),
+            ..api::ApiOptions::default()
+        };
+        let api_addr = api::serve(emu.clone(), args.api, &options, cancel.clone()).await?;
         let path = args.endpoints_out.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("maint-e2e-endpoints-{}.json", std::process::id()))
         });

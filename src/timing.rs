@@ -48,6 +48,13 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const ACTION_POLL: Duration = Duration::from_millis(50);
 /// How often a watched action is asked for: close enough to see `running`.
 pub const ACTION_WATCH_POLL: Duration = Duration::from_millis(10);
+/// How long the emulator's API gives a client to send a request's headers,
+/// and then its whole body, before it answers 408 and closes: a client
+/// that stops halfway holds nothing for long.
+pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body the emulator's API reads: an action is a small
+/// JSON object (a database spec with its ACL users is under 4 KiB).
+pub const API_BODY_LIMIT: usize = 64 * 1024;
 
 // ---- Traffic and raw connections ----
 

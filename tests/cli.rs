@@ -335,3 +335,22 @@ async fn keep_run_dir_keeps_the_certificates_after_a_clean_stop() {
     std::fs::remove_dir_all(&run_dir).unwrap();
     assert!(kept, "--keep-run-dir removed {}", run_dir.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_token_given_on_the_command_line_guards_every_route_but_health() {
+    let (_child, ready) = start(&["--api-token", "from-the-cli"]);
+    let url = ready["fault_injector_url"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let bare = http.get(format!("{url}/action")).send().await.unwrap();
+    assert_eq!(status(bare), 401);
+    let with = http
+        .get(format!("{url}/action"))
+        .bearer_auth("from-the-cli")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(with), 200);
+    let health = http.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(status(health), 200);
+}

@@ -25,9 +25,14 @@ struct Api {
 async fn api_with(config: EmulatorConfig) -> Api {
     let emu = Emulator::new(config).expect("redis-server must be installed for these tests");
     let cancel = CancellationToken::new();
-    let addr = api::serve(emu.clone(), "127.0.0.1:0".parse().unwrap(), cancel.clone())
-        .await
-        .unwrap();
+    let addr = api::serve(
+        emu.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        &api::ApiOptions::default(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
     Api {
         emu,
         url: format!("http://{addr}"),

@@ -321,9 +321,14 @@ async fn the_api_answers_bad_input_with_status_and_a_message() {
     let emu = emulator(Duration::from_millis(100));
     let (id, _) = database(&emu, false).await;
     let cancel = CancellationToken::new();
-    let addr = api::serve(emu.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
-        .await
-        .unwrap();
+    let addr = api::serve(
+        emu.clone(),
+        ([127, 0, 0, 1], 0).into(),
+        &api::ApiOptions::default(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
     let url = format!("http://{addr}");
     let cases: Vec<(String, u16, &str)> = vec![
         ("{not json".into(), 400, "not JSON"),
@@ -427,9 +432,14 @@ async fn the_api_answers_bad_input_with_status_and_a_message() {
 async fn actions_go_pending_running_success_and_failures_carry_an_error() {
     let emu = emulator(Duration::from_millis(300));
     let cancel = CancellationToken::new();
-    let addr = api::serve(emu.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
-        .await
-        .unwrap();
+    let addr = api::serve(
+        emu.clone(),
+        ([127, 0, 0, 1], 0).into(),
+        &api::ApiOptions::default(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
     let fi =
         maint_e2e::fault_injector::FaultInjectorClient::new(&format!("http://{addr}")).unwrap();
     let created = fi
@@ -654,9 +664,14 @@ async fn get(url: &str) -> (u16, Value) {
 async fn the_trigger_catalogue_lists_every_standalone_effect_and_refuses_bad_queries() {
     let emu = emulator(Duration::from_millis(100));
     let cancel = CancellationToken::new();
-    let addr = api::serve(emu.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
-        .await
-        .unwrap();
+    let addr = api::serve(
+        emu.clone(),
+        ([127, 0, 0, 1], 0).into(),
+        &api::ApiOptions::default(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
     let url = format!("http://{addr}");
     for effect in [
         "data_movement_no_conn_drop",
@@ -858,9 +873,14 @@ async fn injected_latency_delays_replies_while_it_lasts() {
     let (id, addr) = database(&emu, false).await;
     let p = RawConnection::connect(&addr, true, None).await.unwrap();
     let cancel = CancellationToken::new();
-    let api = api::serve(emu.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
-        .await
-        .unwrap();
+    let api = api::serve(
+        emu.clone(),
+        ([127, 0, 0, 1], 0).into(),
+        &api::ApiOptions::default(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
     let url = format!("http://{api}");
     let (status, accepted) = post(
         &url,

@@ -6,12 +6,19 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,11 +26,13 @@ use tokio_util::sync::CancellationToken;
 use super::catalogue;
 use super::{ActionError, ActionStore, Emulator};
 use crate::fault_injector::{Action, ActionAccepted, ActionState, ApiError};
+use crate::timing::{API_BODY_LIMIT, API_REQUEST_TIMEOUT};
 
 #[derive(Clone)]
 struct AppState {
     emulator: Arc<Emulator>,
     actions: Arc<ActionStore>,
+    body_limit: usize,
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -41,14 +50,44 @@ impl IntoResponse for ActionError {
     }
 }
 
+/// How the API guards itself.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// A bearer token every route but `/health` requires, when set.
+    pub token: Option<String>,
+    /// Bound on receiving a request: its headers, then its body.
+    pub request_timeout: Duration,
+    /// The largest body read.
+    pub body_limit: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            token: None,
+            request_timeout: API_REQUEST_TIMEOUT,
+            body_limit: API_BODY_LIMIT,
+        }
+    }
+}
+
+/// The environment variable `--api-token` reads; clients of the suite send
+/// the same variable's token.
+pub const API_TOKEN_ENV: &str = "FAULT_INJECTION_API_TOKEN";
+
 /// The router, for tests and for [`serve`].
-pub fn router(emulator: Arc<Emulator>) -> Router {
+pub fn router(emulator: Arc<Emulator>, options: &ApiOptions) -> Router {
     let state = AppState {
         emulator,
         actions: Arc::new(ActionStore::default()),
+        body_limit: options.body_limit,
+    };
+    let guard = Guard {
+        token: options.token.clone(),
+        request_timeout: options.request_timeout,
+        body_limit: options.body_limit,
     };
     Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/action", post(post_action).get(list_actions))
         .route("/action/{id}", get(get_action))
         .route("/topology-change-standalone", get(standalone_triggers))
@@ -59,29 +98,157 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
                 "no such route; the API has POST /action, GET /action, GET /action/{id}, GET /health, GET /topology-change-standalone?effect=E, GET /slot-migrate?effect=E",
             )
         })
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .layer(middleware::from_fn_with_state(guard.clone(), authorize))
+        .layer(middleware::from_fn_with_state(guard.clone(), bounded))
+        .layer(DefaultBodyLimit::max(guard.body_limit))
         .with_state(state)
 }
 
-/// Binds `addr` and serves until `cancel`; returns the bound address.
+#[derive(Clone)]
+struct Guard {
+    token: Option<String>,
+    request_timeout: Duration,
+    body_limit: usize,
+}
+
+/// Refuses a request without the bearer token, when one is set; `/health`
+/// answers without one, so that a probe needs none.
+async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let Some(token) = &g.token else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if same(t.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(_) => unauthorized("the bearer token is not this fault injector's"),
+        None => unauthorized(&format!(
+            "this fault injector requires a bearer token: send `Authorization: Bearer <token>` with the token given to --api-token (clients of this suite read {API_TOKEN_ENV})"
+        )),
+    }
+}
+
+fn unauthorized(msg: &str) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, msg);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+/// Compares in time that depends on the length only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Answers 408 when a request (its body included) takes longer than the
+/// bound to arrive and be handled.
+async fn bounded(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(g.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request did not arrive in full within {}; send the whole body at once",
+                crate::timeline::show(Some(g.request_timeout))
+            ),
+        ),
+    }
+}
+
+/// A body, or the error that says why it could not be read.
+fn body_or_error(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Response> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is larger than {} KiB; an action is a small JSON object such as {{\"type\": \"failover\", \"parameters\": {{\"bdb_id\": 1}}}}",
+                    limit / 1024
+                ),
+            )
+        } else {
+            error(e.status(), format!("the body could not be read: {e}"))
+        }
+    })
+}
+
+/// Binds `addr` and serves until `cancel`; returns the bound address. A
+/// client gets [`ApiOptions::request_timeout`] to send its headers; binding
+/// anywhere but loopback is logged as a warning.
 pub async fn serve(
     emulator: Arc<Emulator>,
     addr: SocketAddr,
+    options: &ApiOptions,
     cancel: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding the fault injector API on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let app = router(emulator);
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            %bound,
+            token = options.token.is_some(),
+            "the fault injector API listens beyond loopback: anyone who reaches it can fail over, migrate and delete databases{}",
+            if options.token.is_some() { "" } else { "; give it --api-token" }
+        );
+    }
+    let app = router(emulator, options);
+    let header_timeout = options.request_timeout;
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await;
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!("the fault injector API could not accept a connection: {e}");
+                        continue;
+                    }
+                },
+            };
+            let app = app.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                // A client that connects and never sends a byte is dropped
+                // after the same bound (hyper's timer starts at the first).
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                }
+                let mut builder = AutoBuilder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let conn = builder.serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(app),
+                );
+                let _ = watcher.watch(conn).await;
+            });
+        }
+        let _ = tokio::time::timeout(header_timeout, graceful.shutdown()).await;
     });
     Ok(bound)
 }
 
-async fn post_action(State(s): State<AppState>, body: Bytes) -> Response {
+async fn post_action(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_or_error(body, s.body_limit) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {

@@ -81,6 +81,7 @@ pub type Result<T, E = FaultInjectorError> = std::result::Result<T, E>;
 pub struct FaultInjectorClient {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl FaultInjectorClient {
@@ -94,7 +95,15 @@ impl FaultInjectorClient {
         Ok(FaultInjectorClient {
             base: base.trim_end_matches('/').to_string(),
             http,
+            token: None,
         })
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>` when given
+    /// one (a fault injector started with `--api-token`).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
     }
 
     /// The base URL.
@@ -201,6 +210,10 @@ impl FaultInjectorClient {
             what: what.to_string(),
             url: self.base.clone(),
             source,
+        };
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         };
         let r = req.send().await.map_err(unreachable)?;
         let status = r.status();

@@ -82,8 +82,13 @@ impl MaintWorld {
                     ..EmulatorConfig::default()
                 })?;
                 let cancel = CancellationToken::new();
-                let addr = api::serve(emulator.clone(), ([127, 0, 0, 1], 0).into(), cancel.clone())
-                    .await?;
+                let addr = api::serve(
+                    emulator.clone(),
+                    ([127, 0, 0, 1], 0).into(),
+                    &api::ApiOptions::default(),
+                    cancel.clone(),
+                )
+                .await?;
                 let fi = FaultInjectorClient::new(&format!("http://{addr}"))?;
                 let created = fi
                     .create_database(
@@ -126,7 +131,8 @@ impl MaintWorld {
                     })?),
                     Err(_) => CLUSTER_GRACE,
                 };
-                let fi = FaultInjectorClient::new(&fault_injector)?;
+                let fi = FaultInjectorClient::new(&fault_injector)?
+                    .with_token(std::env::var(crate::emulator::api::API_TOKEN_ENV).ok());
                 fi.health().await?;
                 Env {
                     emulator: None,
