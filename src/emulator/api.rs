@@ -164,21 +164,19 @@ async fn bounded(State(g): State<Guard>, req: Request, next: Next) -> Response {
     }
 }
 
-/// A body, or the error that says why it could not be read.
-fn body_or_error(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Response> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the body is larger than {} KiB; an action is a small JSON object such as {{\"type\": \"failover\", \"parameters\": {{\"bdb_id\": 1}}}}",
-                    limit / 1024
-                ),
-            )
-        } else {
-            error(e.status(), format!("the body could not be read: {e}"))
-        }
-    })
+/// Why a body could not be read, said so that the caller can fix it.
+fn rejected(e: BytesRejection, limit: usize) -> Response {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than {} KiB; an action is a small JSON object such as {{\"type\": \"failover\", \"parameters\": {{\"bdb_id\": 1}}}}",
+                limit / 1024
+            ),
+        )
+    } else {
+        error(e.status(), format!("the body could not be read: {e}"))
+    }
 }
 
 /// Binds `addr` and serves until `cancel`; returns the bound address. A
@@ -245,9 +243,9 @@ pub async fn serve(
 }
 
 async fn post_action(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_or_error(body, s.body_limit) {
+    let body = match body {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return rejected(e, s.body_limit),
     };
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
