@@ -17,6 +17,26 @@ Feature: Fault injector API
       | migration |
       | rebind    |
 
+  @emulator
+  Scenario Outline: FI2 <input> is refused with <status> and an error that says what is wrong, and the service keeps serving
+    Given a standalone database
+    When the fault injector is sent <input>
+    Then it answers <status> with an error that says "<words>"
+    And the fault injector still runs a failover of the database under test
+
+    Examples:
+      | input                                                  | status | words                     |
+      | a body that is not JSON                                | 400    | not JSON                  |
+      | a JSON array                                           | 422    | JSON object               |
+      | an action without a type                               | 422    | type                      |
+      | an unknown action type                                 | 422    | unknown action type       |
+      | a failover without a bdb_id                            | 422    | bdb_id                    |
+      | a bdb_id that is neither a number nor a numeric string | 422    | bdb_id                    |
+      | a failover of a database that does not exist           | 422    | no database with bdb_id   |
+      | a body of 1 MiB                                        | 413    | larger than 64 KiB        |
+      | a status query for an action id that does not exist    | 404    | no action with id         |
+      | a request to a route that does not exist               | 404    | the API has POST /action  |
+
   Scenario: FI1b a failed action carries an error that says why
     Given a standalone database
     When a database "fi1-single" without replication is created through the fault injector

@@ -195,6 +195,33 @@ impl FaultInjectorClient {
             .await
     }
 
+    /// Sends `body` as is to `path` (`POST` when there is a body, else
+    /// `GET`) and returns the status and the body of the answer, whatever
+    /// they are: for checking how the service answers bad input.
+    pub async fn raw(&self, path: &str, body: Option<Vec<u8>>) -> Result<(u16, String)> {
+        let url = format!("{}{path}", self.base);
+        let req = match body {
+            Some(b) => self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b),
+            None => self.http.get(url),
+        };
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let unreachable = |source| FaultInjectorError::Unreachable {
+            what: format!("sending a raw request to {path}"),
+            url: self.base.clone(),
+            source,
+        };
+        let r = req.send().await.map_err(unreachable)?;
+        let status = r.status().as_u16();
+        Ok((status, r.text().await.map_err(unreachable)?))
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
         let get = self.http.get(format!("{}{path}", self.base));
         self.send(get, what).await

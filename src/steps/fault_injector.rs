@@ -27,6 +27,8 @@ pub struct InjectorRecord {
     pub watched: Vec<Watched>,
     /// The last refusal of a `create_database`.
     pub refusal: Option<String>,
+    /// The last answer to a request sent as is: status and body.
+    pub answer: Option<(u16, String)>,
     /// A step turned maintenance notifications off cluster-wide: the teardown
     /// turns them back on (the setting outlives the scenario on a cluster).
     pub notifications_turned_off: bool,

@@ -1,4 +1,5 @@
 //! The cucumber World and the step definitions, grouped by subject:
+//! [`bad_input`] (what bad requests get),
 //! [`database`] (the target), [`clients`], [`maintenance`] (fault injector
 //! actions), [`notifications`], [`timeouts`], [`handoff`], [`handshake`],
 //! [`traffic`], [`raw`] (raw connections), [`security`] (TLS and
@@ -18,6 +19,7 @@ macro_rules! fail {
     };
 }
 
+pub mod bad_input;
 pub mod clients;
 pub mod database;
 pub mod fault_injector;
