@@ -175,16 +175,30 @@ async fn malformed_client_input_closes_only_that_connection() {
     let emu = emulator(Duration::from_millis(100));
     let (_, addr) = database(&emu, false).await;
     let healthy = RawConnection::connect(&addr, true, None).await.unwrap();
-    let mut bad = TcpStream::connect(&addr).await.unwrap();
-    bad.write_all(b"*1\r\n:notanumber\r\n").await.unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    let got = String::from_utf8_lossy(&got);
-    assert!(got.starts_with("-ERR Protocol error"), "{got}");
-    healthy.ping().await.unwrap();
+    for (input, says) in [
+        (&b"*1\r\n:notanumber\r\n"[..], "-ERR Protocol error"),
+        (b"PING\r\n", "-ERR Protocol error"),
+        (
+            b"+OK\r\n",
+            "-ERR client sent a simple string; commands are arrays of bulk strings",
+        ),
+        (b"*0\r\n", "-ERR empty command"),
+        (
+            b"*1\r\n*1\r\n$1\r\na\r\n",
+            "-ERR command argument is an array; expected a bulk string",
+        ),
+    ] {
+        let mut bad = TcpStream::connect(&addr).await.unwrap();
+        bad.write_all(input).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with(says), "{input:?}: {got}");
+        healthy.ping().await.unwrap();
+    }
     emu.shutdown().await;
 }
 

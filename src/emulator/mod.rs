@@ -34,6 +34,8 @@ pub mod catalogue;
 mod create;
 mod database;
 mod error;
+#[cfg(test)]
+mod framing_props;
 mod jobs;
 mod keys;
 mod naming;

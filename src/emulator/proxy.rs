@@ -26,7 +26,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::database::{Announcement, Control, DbShared, Node, Route};
-use super::routing::{self, command, merge, Command, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT};
+use super::routing::{
+    self, merge, take_commands, Command, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT,
+};
 use crate::notification::EndpointType;
 use crate::timing::{ACCEPT_RETRY, TLS_ACCEPT_WITHIN};
 
@@ -325,19 +327,10 @@ where
                     if n? == 0 {
                         return Ok(());
                     }
-                    loop {
-                        match redis_protocol::resp2::decode::decode_range(&cbuf) {
-                            Ok(Some((frame, len))) => {
-                                let raw = cbuf.split_to(len).freeze();
-                                pending.push_back(command(frame, raw)?)
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                let msg = format!("-ERR Protocol error: {e}\r\n");
-                                let _ = cw.write_all(msg.as_bytes()).await;
-                                bail!("malformed RESP from client: {e}");
-                            }
-                        }
+                    if let Err(e) = take_commands(&mut cbuf, &mut pending) {
+                        let msg = format!("-ERR {}\r\n", one_line(&e.to_string()));
+                        let _ = cw.write_all(msg.as_bytes()).await;
+                        bail!("malformed RESP from client: {e}");
                     }
                 }
             }
@@ -346,6 +339,11 @@ where
     .await;
     drop(guard);
     result
+}
+
+/// `text` as one line, fit for a RESP simple error.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
 }
 
 struct Deregister(Arc<DbShared>, u64);

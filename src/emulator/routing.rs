@@ -4,6 +4,8 @@
 //! commands about every key to every shard; a transaction stays on the shard it
 //! started on.
 
+use std::collections::VecDeque;
+
 use anyhow::{bail, Result};
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::RangeFrame;
@@ -62,12 +64,28 @@ impl Command {
     }
 }
 
+/// Takes every whole command off `buf` (a client's bytes) into `out`, leaving
+/// a partial one for the next read. An error says what was malformed; the
+/// caller answers it and closes the connection.
+pub(super) fn take_commands(buf: &mut BytesMut, out: &mut VecDeque<Command>) -> Result<()> {
+    loop {
+        match redis_protocol::resp2::decode::decode_range(buf) {
+            Ok(Some((frame, len))) => {
+                let raw = buf.split_to(len).freeze();
+                out.push_back(command(frame, raw)?);
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => bail!("Protocol error: {e}"),
+        }
+    }
+}
+
 /// Reads a client's frame as a command: an array of bulk strings. `frame`
 /// holds ranges into `raw`, the frame's bytes.
 pub(super) fn command(frame: RangeFrame, raw: Bytes) -> Result<Command> {
     let RangeFrame::Array(items) = frame else {
         bail!(
-            "client sent a {} frame; commands are arrays of bulk strings",
+            "client sent {}; commands are arrays of bulk strings",
             kind_name(&frame)
         );
     };
@@ -79,7 +97,7 @@ pub(super) fn command(frame: RangeFrame, raw: Bytes) -> Result<Command> {
             }
             RangeFrame::Integer(n) => args.push(Bytes::from(n.to_string())),
             other => bail!(
-                "command argument is a {}; expected a bulk string",
+                "command argument is {}; expected a bulk string",
                 kind_name(&other)
             ),
         }
@@ -93,12 +111,12 @@ pub(super) fn command(frame: RangeFrame, raw: Bytes) -> Result<Command> {
 /// The RESP2 type of a frame, as an error names it.
 fn kind_name(f: &RangeFrame) -> &'static str {
     match f {
-        RangeFrame::SimpleString(_) => "SimpleString",
-        RangeFrame::Error(_) => "Error",
-        RangeFrame::Integer(_) => "Integer",
-        RangeFrame::BulkString(_) => "BulkString",
-        RangeFrame::Array(_) => "Array",
-        RangeFrame::Null => "Null",
+        RangeFrame::SimpleString(_) => "a simple string",
+        RangeFrame::Error(_) => "an error",
+        RangeFrame::Integer(_) => "an integer",
+        RangeFrame::BulkString(_) => "a bulk string",
+        RangeFrame::Array(_) => "an array",
+        RangeFrame::Null => "a null",
     }
 }
 

@@ -426,4 +426,6 @@ impl fmt::Display for Notification {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
