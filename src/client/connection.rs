@@ -383,7 +383,7 @@ impl ManagedConnection {
             PushKind::Disconnection => self.lost(generation),
             PushKind::Other(name) => match Notification::from_push(&name, &push.data) {
                 Ok(Some(n)) => self.on_notification(n, at_setup),
-                Ok(None) => {}
+                Ok(None) => self.shared.emit(self.id, EventKind::PushIgnored { name }),
                 Err(e) => {
                     tracing::warn!(conn = self.id, "dropped a malformed {name} push: {e}");
                     self.shared.emit(
@@ -395,7 +395,12 @@ impl ManagedConnection {
                     );
                 }
             },
-            _ => {}
+            other => self.shared.emit(
+                self.id,
+                EventKind::PushIgnored {
+                    name: other.to_string(),
+                },
+            ),
         }
     }
 

@@ -45,6 +45,13 @@ pub enum EventKind {
         /// Why.
         error: String,
     },
+    /// A push that is not a maintenance notification (a pub/sub message on a
+    /// connection that is not subscribed, say): left alone, never taken for
+    /// a reply.
+    PushIgnored {
+        /// Push name (`message`, `invalidate`, ...).
+        name: String,
+    },
     /// Timeouts were relaxed.
     Relaxed {
         /// The effective response timeout now (`None`: unbounded).

@@ -374,6 +374,9 @@ fn connection_story(
             EventKind::MalformedPush { name, error } => {
                 mark("malformed", format!("malformed {name} dropped: {error}"))
             }
+            EventKind::PushIgnored { name } => {
+                mark("push-ignored", format!("{name} push left alone"))
+            }
             EventKind::Relaxed { timeout } => {
                 if relaxed.is_none() {
                     relaxed = Some((at, *timeout));

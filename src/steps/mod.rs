@@ -1,5 +1,5 @@
 //! The cucumber World and the step definitions, grouped by subject:
-//! [`bad_input`] (what bad requests get),
+//! [`bad_input`] (what bad requests get), [`faults`] (unannounced faults, odd pushes),
 //! [`database`] (the target), [`clients`], [`maintenance`] (fault injector
 //! actions), [`notifications`], [`timeouts`], [`handoff`], [`handshake`],
 //! [`traffic`], [`raw`] (raw connections), [`security`] (TLS and
@@ -23,6 +23,7 @@ pub mod bad_input;
 pub mod clients;
 pub mod database;
 pub mod fault_injector;
+pub mod faults;
 pub mod handoff;
 pub mod handshake;
 pub mod maintenance;

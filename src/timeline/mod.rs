@@ -682,3 +682,43 @@ pub fn errors_only_of_class_within(
 
 #[cfg(test)]
 mod tests;
+
+/// What a connection did with a push that was not a notification it could
+/// act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushFate {
+    /// Named like a notification but unreadable: dropped.
+    DroppedMalformed,
+    /// Not a maintenance notification at all: left alone.
+    LeftAlone,
+}
+
+/// Every connection of `conns` dealt with a `name` push as `fate` says.
+pub fn push_handled_on_each(
+    events: &[ClientEvent],
+    conns: &[u64],
+    name: &str,
+    fate: PushFate,
+) -> Claim {
+    for &conn in conns {
+        let seen = events.iter().any(|e| {
+            e.conn == conn
+                && match (&e.kind, fate) {
+                    (EventKind::MalformedPush { name: n, .. }, PushFate::DroppedMalformed)
+                    | (EventKind::PushIgnored { name: n }, PushFate::LeftAlone) => n == name,
+                    _ => false,
+                }
+        });
+        if !seen {
+            match fate {
+                PushFate::DroppedMalformed => {
+                    unmet!("connection {conn} did not drop a malformed {name} push")
+                }
+                PushFate::LeftAlone => {
+                    unmet!("connection {conn} did not leave a {name} push alone")
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -440,3 +440,48 @@ fn a_duration_is_shown_as_the_steps_write_it_and_reads_back() {
         assert_eq!(parse_duration(text), Ok(d), "{text} reads back");
     }
 }
+
+#[test]
+fn each_connection_must_have_dealt_with_the_push_as_claimed() {
+    let t = Timeline::new()
+        .push(
+            1,
+            1,
+            EventKind::MalformedPush {
+                name: "MOVING".into(),
+                error: "seq is not a number".into(),
+            },
+        )
+        .push(
+            2,
+            2,
+            EventKind::PushIgnored {
+                name: "message".into(),
+            },
+        )
+        .push(
+            3,
+            2,
+            EventKind::MalformedPush {
+                name: "MOVING".into(),
+                error: "seq is not a number".into(),
+            },
+        );
+    assert_eq!(
+        push_handled_on_each(&t.events, &[1, 2], "MOVING", PushFate::DroppedMalformed),
+        Ok(())
+    );
+    assert_eq!(
+        push_handled_on_each(&t.events, &[1, 2], "message", PushFate::LeftAlone),
+        Err(Unmet(
+            "connection 1 did not leave a message push alone".into()
+        ))
+    );
+    assert_eq!(
+        push_handled_on_each(&t.events, &[2], "MOVING", PushFate::LeftAlone),
+        Err(Unmet(
+            "connection 2 did not leave a MOVING push alone".into()
+        )),
+        "dropping a malformed push is not leaving it alone"
+    );
+}

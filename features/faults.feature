@@ -1,0 +1,34 @@
+Feature: Faults and odd pushes
+  Not everything that reaches a client is a well-formed notification it was
+  told to expect. A push it cannot read, or one that is not about maintenance
+  at all, must be put aside without losing track of which reply belongs to
+  which request: the client stays in step, and its traffic never sees another
+  request's answer.
+
+  Background:
+    Given a standalone database
+
+  @emulator
+  Scenario Outline: FA5 a malformed <kind> push is dropped and the connection stays in step
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the emulator sends the push <push> to every connection
+    Then every connection of "app" dropped a malformed <kind>
+    And the traffic saw no errors
+    And every acknowledged write is readable
+
+    Examples:
+      | kind         | push                                |
+      | MOVING       | ["MOVING", "soon", 15, null]        |
+      | MOVING       | ["MOVING", 7, 15, "no-port-here"]   |
+      | FAILING_OVER | ["FAILING_OVER"]                    |
+      | MIGRATED     | ["MIGRATED", [1, 2], "1"]           |
+
+  @emulator
+  Scenario: FA6 a pub/sub message on a connection that is not subscribed is left alone, never taken for a reply
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the emulator sends the push ["message", "news", "hello"] to every connection
+    Then every connection of "app" left the message push alone
+    And the traffic saw no errors
+    And every acknowledged write is readable
