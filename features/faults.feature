@@ -1,12 +1,31 @@
 Feature: Faults and odd pushes
-  Not everything that reaches a client is a well-formed notification it was
-  told to expect. A push it cannot read, or one that is not about maintenance
+  Not every fault is announced, and not everything that reaches a client is a
+  well-formed notification it was told to expect. A fault nobody announced
+  may cost the requests it caught in flight, no more, and never an
+  acknowledged write. A push it cannot read, or one that is not about maintenance
   at all, must be put aside without losing track of which reply belongs to
   which request: the client stays in step, and its traffic never sees another
   request's answer.
 
   Background:
     Given a standalone database
+
+  @emulator
+  Scenario: FA1 a proxy restart drops every connection without notice: the client reconnects, at most its requests in flight fail, and no acknowledged write is lost
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the database's proxy restarts
+    Then every connection of "app" was dropped and connected again
+    And the traffic saw at most 2 connection errors, and recovered
+    And every acknowledged write is readable
+
+  @emulator
+  Scenario: FA3 a network failure longer than the timeout: the requests it holds time out, the late replies are never taken for others, and traffic resumes
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the database is cut off from its clients for 1.5 s
+    Then the traffic saw at most 4 timeout errors, and recovered
+    And every acknowledged write is readable
 
   @emulator
   Scenario Outline: FA5 a malformed <kind> push is dropped and the connection stays in step

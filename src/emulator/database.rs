@@ -229,7 +229,8 @@ impl ClusterSettings {
 /// Latency injected on the replies of one node (or of every node).
 struct Latency {
     node: Option<Node>,
-    delay: std::time::Duration,
+    /// `None`: held until `until` (a network failure), whenever written.
+    delay: Option<std::time::Duration>,
     until: Instant,
 }
 
@@ -273,8 +274,24 @@ impl DbShared {
     /// clients by `delay`, until `until`.
     pub fn add_latency(&self, node: Option<Node>, delay: std::time::Duration, until: Instant) {
         let mut l = self.latency.lock().unwrap();
-        l.push(Latency { node, delay, until });
+        l.push(Latency {
+            node,
+            delay: Some(delay),
+            until,
+        });
         // Under the lock, as `latency` clears it.
+        self.latency_on.store(true, Ordering::Relaxed);
+    }
+
+    /// Holds what the proxies on `node` (every node when `None`) write to
+    /// clients until `until`: a network failure, as clients see it.
+    pub fn add_failure(&self, node: Option<Node>, until: Instant) {
+        let mut l = self.latency.lock().unwrap();
+        l.push(Latency {
+            node,
+            delay: None,
+            until,
+        });
         self.latency_on.store(true, Ordering::Relaxed);
     }
 
@@ -291,7 +308,7 @@ impl DbShared {
         }
         l.iter()
             .filter(|l| l.node.is_none_or(|n| n == node))
-            .map(|l| l.delay)
+            .map(|l| l.delay.unwrap_or(l.until - now))
             .max()
     }
 
@@ -487,13 +504,15 @@ impl DbShared {
         out
     }
 
-    /// Closes every connection served on `node`.
-    pub fn close_node(&self, node: Node) {
+    /// Closes every connection served on `node`; returns how many.
+    pub fn close_node(&self, node: Node) -> usize {
+        let mut n = 0;
         for c in self.conns.lock().unwrap().values() {
             if c.node == node {
-                let _ = c.control.send(Control::Close);
+                n += usize::from(c.control.send(Control::Close).is_ok());
             }
         }
+        n
     }
 
     /// Closes every connection.

@@ -122,6 +122,7 @@ impl ActionStore {
         // does next already sees it.
         let latency = match &action {
             Action::NetworkLatency { .. } => Some(latency::start(emu, &action)?),
+            Action::NetworkFailure { .. } => Some(latency::start_failure(emu, &action)?),
             _ => None,
         };
         let id = self.add(action.type_name());

@@ -215,6 +215,26 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<NodeRef>,
     },
+    /// The endpoint's proxy restarts: every connection it serves (on the
+    /// endpoint's node, or on `node`) is dropped at once, without notice.
+    DmcRestart {
+        /// Database.
+        bdb_id: BdbId,
+        /// Only on this node (default: the node that holds the endpoint).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<NodeRef>,
+    },
+    /// The endpoint is cut off the network for a while: nothing reaches its
+    /// clients until the failure ends (then everything held does).
+    NetworkFailure {
+        /// Database.
+        bdb_id: BdbId,
+        /// How long the failure lasts, in seconds.
+        duration_s: f64,
+        /// Only on this node (default: every node and the public address).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<NodeRef>,
+    },
     /// Emulator fault: send one push frame, built from JSON, to every opted-in
     /// connection (strings, integers, null and arrays; the first is its name).
     SendPush {
@@ -264,6 +284,8 @@ pub const ACTION_TYPES: &[&str] = &[
     "bind",
     "topology_change_standalone",
     "network_latency",
+    "network_failure",
+    "dmc_restart",
     "sequence_of_actions",
     "send_push",
     "create_database",
@@ -381,6 +403,8 @@ impl Action {
             Action::Bind { .. } => "bind",
             Action::TopologyChangeStandalone { .. } => "topology_change_standalone",
             Action::NetworkLatency { .. } => "network_latency",
+            Action::NetworkFailure { .. } => "network_failure",
+            Action::DmcRestart { .. } => "dmc_restart",
             Action::SequenceOfActions { .. } => "sequence_of_actions",
             Action::SendPush { .. } => "send_push",
             Action::CreateDatabase { .. } => "create_database",
@@ -399,6 +423,8 @@ impl Action {
             | Action::Bind { bdb_id, .. }
             | Action::TopologyChangeStandalone { bdb_id, .. }
             | Action::NetworkLatency { bdb_id, .. }
+            | Action::NetworkFailure { bdb_id, .. }
+            | Action::DmcRestart { bdb_id, .. }
             | Action::SendPush { bdb_id, .. }
             | Action::DeleteDatabase { bdb_id } => Some(bdb_id.0),
             Action::SequenceOfActions { bdb_id, actions } => bdb_id.map(|b| b.0).or_else(|| {
@@ -419,7 +445,10 @@ impl Action {
     pub fn exclusive(&self) -> bool {
         !matches!(
             self,
-            Action::NetworkLatency { .. } | Action::SendPush { .. }
+            Action::NetworkLatency { .. }
+                | Action::NetworkFailure { .. }
+                | Action::DmcRestart { .. }
+                | Action::SendPush { .. }
         )
     }
 }

@@ -5,9 +5,71 @@ use anyhow::anyhow;
 use cucumber::{then, when};
 use serde_json::Value;
 
+use super::params::DurationParam;
 use super::{MaintWorld, StepResult};
 use crate::fault_injector::{Action, BdbId};
 use crate::timeline::{self, PushFate};
+
+/// `dmc_restart`: every connection of the endpoint's proxy dropped at once,
+/// without notice; the step returns once it happened.
+#[when("the database's proxy restarts")]
+async fn when_proxy_restarts(w: &mut MaintWorld) -> StepResult {
+    w.run_action(|bdb| Action::DmcRestart {
+        bdb_id: BdbId(bdb),
+        node: None,
+    })
+    .await?;
+    Ok(())
+}
+
+/// `network_failure` on every endpoint of the database: nothing reaches its
+/// clients for that long; the step returns when the failure is over.
+#[when(expr = "the database is cut off from its clients for {duration}")]
+async fn when_network_fails(w: &mut MaintWorld, lasting: DurationParam) -> StepResult {
+    let duration_s = lasting.bounded("how long it lasts")?.as_secs_f64();
+    w.run_action(|bdb| Action::NetworkFailure {
+        bdb_id: BdbId(bdb),
+        duration_s,
+        node: None,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Every connection of the client was closed by the server and connected
+/// again.
+#[then(expr = "every connection of {string} was dropped and connected again")]
+async fn then_reconnected(w: &mut MaintWorld, client: String) -> StepResult {
+    let conns = w.connection_ids(&client)?;
+    w.tracker
+        .wait_on(
+            &client,
+            w.patience(),
+            "every connection to come back",
+            |events| timeline::reconnected_each(events, &conns).ok(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The traffic of every client lost at most `max` requests, each to an
+/// error of `class`, and succeeded again after the last.
+#[then(expr = "the traffic saw at most {int} {word} errors, and recovered")]
+async fn then_errors_bounded(w: &mut MaintWorld, max: usize, class: String) -> StepResult {
+    for name in w.stop_traffic().await? {
+        let (report, phases) = w.traffic_report(&name)?;
+        timeline::errors_bounded(report, &class, max).map_err(|e| {
+            w.unmet(
+                &name,
+                timeline::Unmet(format!(
+                    "{e}\n{}",
+                    timeline::describe_phases(report, &phases)
+                )),
+            )
+        })?;
+    }
+    Ok(())
+}
 
 /// A push frame written as JSON (`["MOVING", "soon", 15, null]`), sent as is
 /// to every opted-in connection of the database (emulator only).

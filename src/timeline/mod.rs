@@ -680,9 +680,6 @@ pub fn errors_only_of_class_within(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests;
-
 /// What a connection did with a push that was not a notification it could
 /// act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -722,3 +719,56 @@ pub fn push_handled_on_each(
     }
     Ok(())
 }
+
+/// The traffic saw at most `max` errors, each of class `class`, and
+/// succeeded again after the last of them: a fault it was not told about
+/// cost a bounded number of requests and nothing after.
+pub fn errors_bounded(report: &Report, class: &str, max: usize) -> Claim {
+    if let Some(e) = report.errors.iter().find(|e| e.error.class() != class) {
+        unmet!(
+            "expected {class} errors only; {}: {} error: {}",
+            e.op,
+            e.error.class(),
+            e.error.chain()
+        );
+    }
+    if report.errors.len() > max {
+        unmet!(
+            "the traffic saw {} {class} errors; at most {max} were expected (first: {})",
+            report.errors.len(),
+            report.errors[0].error.chain()
+        );
+    }
+    if let Some(last) = report.errors.iter().map(|e| e.at).max() {
+        if !report.successes.iter().any(|&s| s > last) {
+            unmet!("no request succeeded after the last error: the client did not recover");
+        }
+    }
+    if !report.mismatches.is_empty() {
+        unmet!("wrong reads: {:?}", report.mismatches);
+    }
+    Ok(())
+}
+
+/// Every connection of `conns` was closed by the server and connected again
+/// after it.
+pub fn reconnected_each(events: &[ClientEvent], conns: &[u64]) -> Claim {
+    for &conn in conns {
+        let Some(closed) = events.iter().find_map(|e| match e.kind {
+            EventKind::Disconnected { .. } if e.conn == conn => Some(e.at),
+            _ => None,
+        }) else {
+            unmet!("connection {conn} was never closed by the server");
+        };
+        let back = events.iter().any(|e| {
+            e.conn == conn && e.at >= closed && matches!(e.kind, EventKind::Connected { .. })
+        });
+        if !back {
+            unmet!("connection {conn} was closed and never connected again");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -485,3 +485,71 @@ fn each_connection_must_have_dealt_with_the_push_as_claimed() {
         "dropping a malformed push is not leaving it alone"
     );
 }
+
+#[test]
+fn a_fault_may_cost_a_bounded_number_of_errors_of_one_class_and_nothing_after() {
+    let t0 = Instant::now();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let timeout = |ms| crate::workload::OpError {
+        op: "GET k".into(),
+        error: crate::client::ClientError::Timeout {
+            after: Duration::from_secs(1),
+            in_window: false,
+        },
+        at: at(ms),
+    };
+    let mut r = Report {
+        ok: 3,
+        successes: vec![at(10), at(20), at(500)],
+        ..Report::default()
+    };
+    assert_eq!(
+        errors_bounded(&r, "timeout", 2),
+        Ok(()),
+        "none is within bounds"
+    );
+    r.errors = vec![timeout(100), timeout(200)];
+    assert_eq!(errors_bounded(&r, "timeout", 2), Ok(()));
+    assert!(errors_bounded(&r, "timeout", 1)
+        .unwrap_err()
+        .0
+        .contains("2 timeout errors; at most 1"));
+    assert!(errors_bounded(&r, "connection", 5)
+        .unwrap_err()
+        .0
+        .contains("expected connection errors only"));
+    r.errors.push(timeout(600));
+    assert!(errors_bounded(&r, "timeout", 5)
+        .unwrap_err()
+        .0
+        .contains("did not recover"));
+}
+
+#[test]
+fn a_dropped_connection_must_come_back() {
+    let connected = || EventKind::Connected {
+        endpoint: "127.0.0.1:1".into(),
+        maint: crate::client::MaintState::Off,
+    };
+    let closed = || EventKind::Disconnected {
+        endpoint: "127.0.0.1:1".into(),
+    };
+    let t = Timeline::new()
+        .push(0, 1, connected())
+        .push(0, 2, connected())
+        .push(10, 1, closed())
+        .push(12, 1, connected())
+        .push(10, 2, closed());
+    assert_eq!(reconnected_each(&t.events, &[1]), Ok(()));
+    assert_eq!(
+        reconnected_each(&t.events, &[1, 2]),
+        Err(Unmet(
+            "connection 2 was closed and never connected again".into()
+        ))
+    );
+    let t = Timeline::new().push(0, 3, connected());
+    assert_eq!(
+        reconnected_each(&t.events, &[3]),
+        Err(Unmet("connection 3 was never closed by the server".into()))
+    );
+}

@@ -1,5 +1,7 @@
 //! `network_latency`: every reply of a database's endpoint (on one node, or
-//! on all) is delayed for a while.
+//! on all) is delayed for a while; `network_failure`: nothing reaches the
+//! endpoint's clients for a while, then everything held does (what a
+//! client sees of a link that drops packets and recovers).
 
 use std::time::Duration;
 
@@ -35,5 +37,31 @@ pub fn start(emu: &Emulator, action: &Action) -> Result<(Instant, Value), Action
     Ok((
         until,
         json!({ "delay_ms": delay_ms, "duration_s": duration_s, "node": node.map(|n| n.index) }),
+    ))
+}
+
+/// Puts the failure of a `network_failure` action in force; returns when it
+/// ends and the action's output.
+pub fn start_failure(emu: &Emulator, action: &Action) -> Result<(Instant, Value), ActionError> {
+    let Action::NetworkFailure {
+        bdb_id,
+        duration_s,
+        node,
+    } = action
+    else {
+        return Err(ActionError::Invalid("not a network_failure action".into()));
+    };
+    let d = emu.existing_database(bdb_id.0)?;
+    if !(0.0..=3600.0).contains(duration_s) {
+        return Err(ActionError::Invalid(format!(
+            "duration_s must be between 0 and 3600; got {duration_s}"
+        )));
+    }
+    let node = node.map(|n| check_node(emu, n.0, "node")).transpose()?;
+    let until = Instant::now() + Duration::from_secs_f64(*duration_s);
+    d.shared.add_failure(node, until);
+    Ok((
+        until,
+        json!({ "duration_s": duration_s, "node": node.map(|n| n.index) }),
     ))
 }

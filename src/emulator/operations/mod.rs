@@ -1,6 +1,7 @@
 //! What each action does to the emulated cluster, one file per operation:
 //! [`failover`], [`migrate`], [`bind`], [`topology`] (the catalogue's
-//! triggers), [`latency`], [`push`], [`cluster`] (cluster settings) and
+//! triggers), [`latency`] (latency and network failure), [`restart`] (a
+//! proxy restart), [`push`], [`cluster`] (cluster settings) and
 //! [`databases`] (create and delete). [`run`] dispatches; the maintenance
 //! operations share the helpers below: each holds traffic only for the
 //! switch itself and sends its notifications from the one encoder.
@@ -14,6 +15,7 @@ pub mod failover;
 pub mod latency;
 pub mod migrate;
 pub mod push;
+pub mod restart;
 pub mod topology;
 
 use std::sync::Arc;
@@ -75,6 +77,12 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             tokio::time::sleep_until(until).await;
             Ok(out)
         }
+        Action::NetworkFailure { .. } => {
+            let (until, out) = latency::start_failure(emu, action)?;
+            tokio::time::sleep_until(until).await;
+            Ok(out)
+        }
+        Action::DmcRestart { .. } => restart::dmc_restart(emu, action),
         Action::Bind {
             bdb_id,
             endpoint_type,
