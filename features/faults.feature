@@ -20,6 +20,14 @@ Feature: Faults and odd pushes
     And every acknowledged write is readable
 
   @emulator
+  Scenario: FA2 a shard process dies: its replica takes over, the requests caught by the crash fail or time out, and traffic resumes
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When a primary shard of the database dies
+    Then the traffic saw at most 6 connection or timeout errors, and recovered
+    And at most 2 acknowledged writes were lost
+
+  @emulator
   Scenario: FA3 a network failure longer than the timeout: the requests it holds time out, the late replies are never taken for others, and traffic resumes
     Given a client "app" with 2 connections and maintenance notifications enabled
     And steady traffic from "app"

@@ -308,6 +308,14 @@ impl Shard {
         Ok(())
     }
 
+    /// Kills the process at once (SIGKILL, by its PID), as a crash would;
+    /// [`Shard::stop`] reaps it.
+    pub fn kill(&self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status();
+    }
+
     /// Stops the process and waits for it to exit.
     pub async fn stop(mut self) {
         // SHUTDOWN ... NOW skips the wait for replicas that SIGTERM does (the

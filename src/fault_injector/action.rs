@@ -224,6 +224,16 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<NodeRef>,
     },
+    /// A primary shard's process dies (SIGKILL); the cluster promotes its
+    /// replica and builds a new one, as Enterprise's watchdog does. Nobody is
+    /// told before.
+    ShardFailure {
+        /// Database.
+        bdb_id: BdbId,
+        /// The primary shard that dies (default: the first).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard_id: Option<ShardId>,
+    },
     /// The endpoint is cut off the network for a while: nothing reaches its
     /// clients until the failure ends (then everything held does).
     NetworkFailure {
@@ -286,6 +296,7 @@ pub const ACTION_TYPES: &[&str] = &[
     "network_latency",
     "network_failure",
     "dmc_restart",
+    "shard_failure",
     "sequence_of_actions",
     "send_push",
     "create_database",
@@ -405,6 +416,7 @@ impl Action {
             Action::NetworkLatency { .. } => "network_latency",
             Action::NetworkFailure { .. } => "network_failure",
             Action::DmcRestart { .. } => "dmc_restart",
+            Action::ShardFailure { .. } => "shard_failure",
             Action::SequenceOfActions { .. } => "sequence_of_actions",
             Action::SendPush { .. } => "send_push",
             Action::CreateDatabase { .. } => "create_database",
@@ -425,6 +437,7 @@ impl Action {
             | Action::NetworkLatency { bdb_id, .. }
             | Action::NetworkFailure { bdb_id, .. }
             | Action::DmcRestart { bdb_id, .. }
+            | Action::ShardFailure { bdb_id, .. }
             | Action::SendPush { bdb_id, .. }
             | Action::DeleteDatabase { bdb_id } => Some(bdb_id.0),
             Action::SequenceOfActions { bdb_id, actions } => bdb_id.map(|b| b.0).or_else(|| {

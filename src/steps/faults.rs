@@ -53,12 +53,22 @@ async fn then_reconnected(w: &mut MaintWorld, client: String) -> StepResult {
 }
 
 /// The traffic of every client lost at most `max` requests, each to an
-/// error of `class`, and succeeded again after the last.
-#[then(expr = "the traffic saw at most {int} {word} errors, and recovered")]
-async fn then_errors_bounded(w: &mut MaintWorld, max: usize, class: String) -> StepResult {
+/// error of the class named (or of either of two), and succeeded again
+/// after the last.
+#[then(regex = r"^the traffic saw at most (\d+) (\w+)(?: or (\w+))? errors, and recovered$")]
+async fn then_errors_bounded(
+    w: &mut MaintWorld,
+    max: usize,
+    class: String,
+    other: String,
+) -> StepResult {
+    let classes: Vec<&str> = [class.as_str(), other.as_str()]
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .collect();
     for name in w.stop_traffic().await? {
         let (report, phases) = w.traffic_report(&name)?;
-        timeline::errors_bounded(report, &class, max).map_err(|e| {
+        timeline::errors_bounded(report, &classes, max).map_err(|e| {
             w.unmet(
                 &name,
                 timeline::Unmet(format!(
@@ -67,6 +77,34 @@ async fn then_errors_bounded(w: &mut MaintWorld, max: usize, class: String) -> S
                 )),
             )
         })?;
+    }
+    Ok(())
+}
+
+/// `shard_failure`: the first primary shard's process killed; returns once
+/// the replica took over.
+#[when("a primary shard of the database dies")]
+async fn when_shard_dies(w: &mut MaintWorld) -> StepResult {
+    w.run_action(|bdb| Action::ShardFailure {
+        bdb_id: BdbId(bdb),
+        shard_id: None,
+    })
+    .await?;
+    Ok(())
+}
+
+/// A crash may lose the writes its replica had not received yet: at most
+/// `max` of them, and every other acknowledged write reads back intact.
+#[then(expr = "at most {int} acknowledged writes were lost")]
+async fn then_few_lost(w: &mut MaintWorld, max: usize) -> StepResult {
+    for (name, acknowledged, problems) in w.read_back().await? {
+        if problems.len() > max {
+            fail!(
+                "{} of {acknowledged} acknowledged writes from {name:?} are lost or wrong, more than {max}; first: {:?}",
+                problems.len(),
+                &problems[..problems.len().min(5)]
+            );
+        }
     }
     Ok(())
 }

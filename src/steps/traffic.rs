@@ -192,39 +192,51 @@ async fn then_timeouts_during(w: &mut MaintWorld) -> StepResult {
 /// Every write the server acknowledged reads back with its value.
 #[then("every acknowledged write is readable")]
 async fn then_writes_readable(w: &mut MaintWorld) -> StepResult {
-    let names = w.stop_traffic().await?;
-    let reader = w
-        .env()?
-        .factory
-        .create(
-            &format!("{}-reader", w.prefix),
-            ClientOptions {
-                mode: Mode::Disabled,
-                response_timeout: Some(PATIENT_RESPONSE_TIMEOUT),
-                ..ClientOptions::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow!("connecting to read back: {}", e.chain()))?;
-    for name in names {
-        let Some(t) = &w.record(&name)?.traffic else {
-            continue;
-        };
-        let wl = &t.workload;
-        let problems = wl.verify(&reader).await;
+    for (name, acknowledged, problems) in w.read_back().await? {
         if !problems.is_empty() {
             fail!(
-                "{} of {} acknowledged writes from {name:?} are lost or wrong; first: {:?}",
+                "{} of {acknowledged} acknowledged writes from {name:?} are lost or wrong; first: {:?}",
                 problems.len(),
-                wl.acknowledged(),
                 &problems[..problems.len().min(5)]
             );
         }
-        let checked = wl.acknowledged();
-        w.record_mut(&name)?.writes_checked = checked;
     }
-    reader.close().await;
     Ok(())
+}
+
+impl MaintWorld {
+    /// Stops the traffic and reads every acknowledged write back through a
+    /// client of its own; per client with traffic: its name, how many writes
+    /// were acknowledged, and those missing or different.
+    pub(super) async fn read_back(&mut self) -> anyhow::Result<Vec<(String, usize, Vec<String>)>> {
+        let names = self.stop_traffic().await?;
+        let reader = self
+            .env()?
+            .factory
+            .create(
+                &format!("{}-reader", self.prefix),
+                ClientOptions {
+                    mode: Mode::Disabled,
+                    response_timeout: Some(PATIENT_RESPONSE_TIMEOUT),
+                    ..ClientOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow!("connecting to read back: {}", e.chain()))?;
+        let mut out = Vec::new();
+        for name in names {
+            let Some(t) = &self.record(&name)?.traffic else {
+                continue;
+            };
+            let wl = &t.workload;
+            let problems = wl.verify(&reader).await;
+            let acknowledged = wl.acknowledged();
+            self.record_mut(&name)?.writes_checked = acknowledged - problems.len();
+            out.push((name, acknowledged, problems));
+        }
+        reader.close().await;
+        Ok(out)
+    }
 }
 
 /// Every connection is un-relaxed within its tail, and (on the emulator) a

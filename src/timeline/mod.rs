@@ -720,11 +720,16 @@ pub fn push_handled_on_each(
     Ok(())
 }
 
-/// The traffic saw at most `max` errors, each of class `class`, and
+/// The traffic saw at most `max` errors, each of one of `classes`, and
 /// succeeded again after the last of them: a fault it was not told about
 /// cost a bounded number of requests and nothing after.
-pub fn errors_bounded(report: &Report, class: &str, max: usize) -> Claim {
-    if let Some(e) = report.errors.iter().find(|e| e.error.class() != class) {
+pub fn errors_bounded(report: &Report, classes: &[&str], max: usize) -> Claim {
+    let class = classes.join(" or ");
+    if let Some(e) = report
+        .errors
+        .iter()
+        .find(|e| !classes.contains(&e.error.class()))
+    {
         unmet!(
             "expected {class} errors only; {}: {} error: {}",
             e.op,

@@ -1,7 +1,7 @@
 //! What each action does to the emulated cluster, one file per operation:
 //! [`failover`], [`migrate`], [`bind`], [`topology`] (the catalogue's
 //! triggers), [`latency`] (latency and network failure), [`restart`] (a
-//! proxy restart), [`push`], [`cluster`] (cluster settings) and
+//! proxy restart), [`shard_failure`] (a shard process killed), [`push`], [`cluster`] (cluster settings) and
 //! [`databases`] (create and delete). [`run`] dispatches; the maintenance
 //! operations share the helpers below: each holds traffic only for the
 //! switch itself and sends its notifications from the one encoder.
@@ -16,6 +16,7 @@ pub mod latency;
 pub mod migrate;
 pub mod push;
 pub mod restart;
+pub mod shard_failure;
 pub mod topology;
 
 use std::sync::Arc;
@@ -83,6 +84,11 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             Ok(out)
         }
         Action::DmcRestart { .. } => restart::dmc_restart(emu, action),
+        Action::ShardFailure { bdb_id, shard_id } => {
+            let d = emu.existing_database(bdb_id.0)?;
+            let t = timings(&d, &TimingOverrides::default())?;
+            shard_failure::shard_failure(emu, &d, &t, shard_id.map(|s| s.0)).await
+        }
         Action::Bind {
             bdb_id,
             endpoint_type,
