@@ -63,7 +63,10 @@ enum BenchName {
     Fanout,
     /// One client of many connections through rebinds under traffic.
     Handoff,
-    /// All three.
+    /// Many failovers, migrations and binds under traffic: memory, file
+    /// descriptors, threads and shard processes over time (not part of `all`).
+    Soak,
+    /// Overhead, fanout and handoff.
     All,
 }
 
@@ -78,6 +81,9 @@ struct BenchArgs {
     /// Where the JSON goes.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// soak: actions in all.
+    #[arg(long)]
+    actions: Option<usize>,
     /// overhead: redis-benchmark connections (-c), comma-separated.
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<usize>>,
@@ -99,7 +105,7 @@ struct BenchArgs {
     /// fanout: rebinds of the memory run.
     #[arg(long)]
     memory_cycles: Option<usize>,
-    /// handoff: connections of the client.
+    /// handoff, soak: connections of the client.
     #[arg(long)]
     connections: Option<usize>,
     /// handoff: rebinds.
@@ -213,7 +219,7 @@ fn written(
 }
 
 async fn run_bench(a: BenchArgs) -> Result<()> {
-    use maint_e2e::bench::{fanout, handoff, overhead, Size};
+    use maint_e2e::bench::{fanout, handoff, overhead, soak, Size};
     let size = if a.smoke { Size::Smoke } else { Size::Full };
     let all = a.name == BenchName::All;
     if all || a.name == BenchName::Overhead {
@@ -240,6 +246,15 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         o.rebinds = a.rebinds.unwrap_or(o.rebinds);
         let figures = handoff::run(size, &o).await?;
         written(&a.out, "handoff", size, figures)?;
+    }
+    if a.name == BenchName::Soak {
+        let mut o = soak::Options::of(size);
+        o.actions = a.actions.unwrap_or(o.actions);
+        o.connections = a.connections.unwrap_or(o.connections);
+        o.every = o.every.min(o.actions.max(1));
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let figures = soak::run(size, &o, &exe).await?;
+        written(&a.out, "soak", size, figures)?;
     }
     Ok(())
 }

@@ -62,17 +62,21 @@ const OPT_IN: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*5\r\n$6\r\nCLIENT\r\n$1
 
 /// A `maint-e2e emulator` child process; stopped (SIGKILL by PID, its shards
 /// stop with their guards) when dropped.
-struct EmulatorProcess {
+pub(super) struct EmulatorProcess {
     child: Child,
-    pid: u32,
-    api: FaultInjectorClient,
+    /// Its process id.
+    pub(super) pid: u32,
+    /// Its fault injector.
+    pub(super) api: FaultInjectorClient,
     port: u16,
-    bdb_id: u64,
-    _endpoints: tempfile::TempDir,
+    /// The `standalone` database.
+    pub(super) bdb_id: u64,
+    endpoints: tempfile::TempDir,
 }
 
 impl EmulatorProcess {
-    async fn start(exe: &Path) -> Result<EmulatorProcess> {
+    /// Starts `exe emulator` with short timings; returns once it is ready.
+    pub(super) async fn start(exe: &Path) -> Result<EmulatorProcess> {
         let dir = tempfile::tempdir()?;
         let endpoints = dir.path().join("endpoints.json");
         let mut child = Command::new(exe)
@@ -116,8 +120,13 @@ impl EmulatorProcess {
             bdb_id: db.bdb_id.context("the standalone database has no bdb_id")?,
             child,
             pid,
-            _endpoints: dir,
+            endpoints: dir,
         })
+    }
+
+    /// The endpoints file it wrote.
+    pub(super) fn endpoints_path(&self) -> std::path::PathBuf {
+        self.endpoints.path().join("endpoints.json")
     }
 
     /// Resident set size in KiB, from `/proc`.
@@ -131,7 +140,8 @@ impl EmulatorProcess {
             .context("no VmRSS in the emulator's /proc status")
     }
 
-    async fn stop(mut self) {
+    /// Stops it (SIGKILL by PID; its shards stop with their guards).
+    pub(super) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }

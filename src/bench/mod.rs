@@ -19,6 +19,7 @@ pub mod fanout;
 pub mod forwarder;
 pub mod handoff;
 pub mod overhead;
+pub mod soak;
 
 use std::path::{Path, PathBuf};
 
