@@ -318,6 +318,18 @@ async fn moving_is_formatted_per_connection_and_the_old_node_closes_after_the_gr
     emu.shutdown().await;
 }
 
+/// The emulator's fault injector API on a free loopback port, until `cancel`.
+async fn serve_api(emu: &Arc<Emulator>, cancel: &CancellationToken) -> std::net::SocketAddr {
+    api::serve(
+        emu.clone(),
+        ([127, 0, 0, 1], 0).into(),
+        &api::ApiOptions::default(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap()
+}
+
 async fn post(url: &str, body: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{url}/action"))
@@ -335,14 +347,7 @@ async fn the_api_answers_bad_input_with_status_and_a_message() {
     let emu = emulator(Duration::from_millis(100));
     let (id, _) = database(&emu, false).await;
     let cancel = CancellationToken::new();
-    let addr = api::serve(
-        emu.clone(),
-        ([127, 0, 0, 1], 0).into(),
-        &api::ApiOptions::default(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
+    let addr = serve_api(&emu, &cancel).await;
     let url = format!("http://{addr}");
     let cases: Vec<(String, u16, &str)> = vec![
         ("{not json".into(), 400, "not JSON"),
@@ -446,14 +451,7 @@ async fn the_api_answers_bad_input_with_status_and_a_message() {
 async fn actions_go_pending_running_success_and_failures_carry_an_error() {
     let emu = emulator(Duration::from_millis(300));
     let cancel = CancellationToken::new();
-    let addr = api::serve(
-        emu.clone(),
-        ([127, 0, 0, 1], 0).into(),
-        &api::ApiOptions::default(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
+    let addr = serve_api(&emu, &cancel).await;
     let fi =
         maint_e2e::fault_injector::FaultInjectorClient::new(&format!("http://{addr}")).unwrap();
     let created = fi
@@ -678,14 +676,7 @@ async fn get(url: &str) -> (u16, Value) {
 async fn the_trigger_catalogue_lists_every_standalone_effect_and_refuses_bad_queries() {
     let emu = emulator(Duration::from_millis(100));
     let cancel = CancellationToken::new();
-    let addr = api::serve(
-        emu.clone(),
-        ([127, 0, 0, 1], 0).into(),
-        &api::ApiOptions::default(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
+    let addr = serve_api(&emu, &cancel).await;
     let url = format!("http://{addr}");
     for effect in [
         "data_movement_no_conn_drop",
@@ -887,14 +878,7 @@ async fn injected_latency_delays_replies_while_it_lasts() {
     let (id, addr) = database(&emu, false).await;
     let p = RawConnection::connect(&addr, true, None).await.unwrap();
     let cancel = CancellationToken::new();
-    let api = api::serve(
-        emu.clone(),
-        ([127, 0, 0, 1], 0).into(),
-        &api::ApiOptions::default(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
+    let api = serve_api(&emu, &cancel).await;
     let url = format!("http://{api}");
     let (status, accepted) = post(
         &url,
