@@ -114,6 +114,22 @@ async fn a_failed_step_shows_what_each_connection_did_when_it_failed() {
         failed.error.as_deref().unwrap_or("").contains("timeout"),
         "{failed:?}"
     );
+    // The terminal's recap names the scenario, the failed step and its error
+    // (only RP1: RP2 passed).
+    let recap = run.failure_recap();
+    assert!(
+        recap.starts_with("FAILED ")
+            && recap.contains("promises.feature:8 RP1 a client that does not relax"),
+        "{recap}"
+    );
+    assert!(
+        recap.contains("  at line 15: Then the traffic saw no errors\n    "),
+        "{recap}"
+    );
+    assert!(
+        recap.contains("timeout") && !recap.contains("RP2"),
+        "{recap}"
+    );
     assert!(
         rp1.counts.errors > 0 && rp1.counts.notifications >= 4,
         "{:?}",

@@ -262,6 +262,7 @@ impl LivingDoc {
         for f in &mut self.run.features {
             f.scenarios.sort_by_key(|s| s.line);
         }
+        print!("{}", self.run.failure_recap());
         match self.run.write(&self.dir) {
             Ok(w) => {
                 println!("Living documentation: {}", w.html.display());

@@ -305,6 +305,29 @@ impl Run {
             .flat_map(|f| f.scenarios.iter().map(move |s| (f, s)))
     }
 
+    /// The failed scenarios, one paragraph each (where, which step, why), for
+    /// the end of a terminal log: a CI log that keeps only its tail still
+    /// names what failed. Empty when nothing failed.
+    pub fn failure_recap(&self) -> String {
+        let mut out = String::new();
+        for (f, s) in self.scenarios() {
+            if s.outcome != Outcome::Failed {
+                continue;
+            }
+            out.push_str(&format!("FAILED {}:{} {}\n", f.path, s.line, s.name));
+            for step in s.steps.iter().filter(|st| st.outcome == Outcome::Failed) {
+                out.push_str(&format!(
+                    "  at line {}: {} {}\n",
+                    step.line, step.keyword, step.text
+                ));
+                for line in step.error.as_deref().unwrap_or("").lines().take(12) {
+                    out.push_str(&format!("    {line}\n"));
+                }
+            }
+        }
+        out
+    }
+
     /// Writes `index.html`, `report.json` and `cucumber.json` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<Written> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
