@@ -59,3 +59,23 @@ Feature: Faults and odd pushes
     Then every connection of "app" left the message push alone
     And the traffic saw no errors
     And every acknowledged write is readable
+
+  Scenario Outline: FA7 a client blocked without a timeout does not hold back <maintenance>: the blocked call ends with the error a role change gives
+    A real shard that changes role answers every client blocked on it with
+    `-UNBLOCKED force unblock from blocking operation, instance state changed
+    (master -> replica?)`; the connection stays usable, and the maintenance
+    goes ahead on time.
+
+    Given a client "worker" with maintenance notifications enabled
+    And a client "app" with maintenance notifications enabled
+    And steady traffic from "app"
+    When "worker" sends a BLPOP that blocks without a timeout
+    And <maintenance step>
+    Then the request in flight of "worker" failed with an error that says "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)"
+    And the traffic saw no errors
+    And every acknowledged write is readable
+
+    Examples:
+      | maintenance | maintenance step                                |
+      | a failover  | the database fails over                         |
+      | a migration | the database's shard migrates to another node   |

@@ -147,9 +147,12 @@ type RouteGuard = Arc<OwnedRwLockReadGuard<Route>>;
 
 enum Entry {
     /// A command forwarded to a shard, waiting for its reply. Holding the
-    /// route keeps a switch-over from starting until the reply is in.
+    /// route keeps a switch-over from starting until the reply is in; a
+    /// blocking command, and whatever waits behind it on the same shard
+    /// connection, holds none (a client blocked forever must not veto
+    /// maintenance).
     Upstream {
-        _guard: RouteGuard,
+        _guard: Option<RouteGuard>,
         shard: usize,
         after: After,
         to: ReplyTo,
@@ -431,6 +434,14 @@ impl Conn {
             .any(|e| matches!(e, Entry::Upstream { .. }))
     }
 
+    /// True when a reply owed by `shard` holds no route: a blocking command
+    /// is ahead of whatever is sent to that shard now.
+    fn behind_blocking(&self, shard: usize) -> bool {
+        self.fifo
+            .iter()
+            .any(|e| matches!(e, Entry::Upstream { _guard: None, shard: s, .. } if *s == shard))
+    }
+
     /// True while a reply from `shard` is owed.
     fn awaits(&self, shard: usize) -> bool {
         self.fifo
@@ -586,7 +597,7 @@ impl Conn {
                 let multi = self.tx.deferred_multi.take().unwrap_or_default();
                 batches[t].extend_from_slice(&multi);
                 self.fifo.push_back(Entry::Upstream {
-                    _guard: guard.clone(),
+                    _guard: Some(guard.clone()),
                     shard: t,
                     after: After::Nothing,
                     to: ReplyTo::Discard,
@@ -628,8 +639,9 @@ impl Conn {
                         last: i + 1 == count,
                     },
                 };
+                let unguarded = (c.blocks() && !self.in_multi) || self.behind_blocking(t);
                 self.fifo.push_back(Entry::Upstream {
-                    _guard: guard.clone(),
+                    _guard: (!unguarded).then(|| guard.clone()),
                     shard: t,
                     after,
                     to,

@@ -54,6 +54,19 @@ impl Command {
         self.maint
     }
 
+    /// A command that may wait on the server for data (`BLPOP`, `XREAD
+    /// BLOCK`, `WAIT`...). It must not hold a switch-over back: a real
+    /// cluster goes ahead, and the demoted primary answers the blocked client
+    /// with `-UNBLOCKED`.
+    pub(super) fn blocks(&self) -> bool {
+        match self.name() {
+            "BLPOP" | "BRPOP" | "BLMOVE" | "BRPOPLPUSH" | "BZPOPMIN" | "BZPOPMAX" | "BLMPOP"
+            | "BZMPOP" | "WAIT" | "WAITAOF" => true,
+            "XREAD" | "XREADGROUP" => self.args.iter().any(|a| a.eq_ignore_ascii_case(b"BLOCK")),
+            _ => false,
+        }
+    }
+
     /// Connection state every shard must share (replayed on a new shard too).
     pub(super) fn is_session(&self) -> bool {
         match self.name() {
@@ -267,6 +280,26 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::from(s.to_string())
+    }
+
+    #[test]
+    fn blocking_commands_are_known_by_name_and_xread_by_its_block_option() {
+        for blocking in [
+            &["BLPOP", "k", "0"][..],
+            &["brpop", "k", "1"],
+            &["BZMPOP", "0", "1", "z", "MIN"],
+            &["WAIT", "1", "0"],
+            &["XREAD", "block", "0", "STREAMS", "s", "$"],
+        ] {
+            assert!(cmd(blocking).blocks(), "{blocking:?}");
+        }
+        for other in [
+            &["LPOP", "k"][..],
+            &["XREAD", "STREAMS", "s", "$"],
+            &["GET", "BLOCK"],
+        ] {
+            assert!(!cmd(other).blocks(), "{other:?}");
+        }
     }
 
     fn cmd(args: &[&str]) -> Command {

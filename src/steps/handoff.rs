@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::params::DurationParam;
 use super::{InFlight, MaintWorld, StepResult};
+use crate::client::ClientError;
 use crate::notification::{Endpoint, Kind, Notification};
 use crate::timeline::{self, close_to, Received};
 use crate::timing::{BLOCKED_WITHIN, PROMPT_GIVE_UP, PROMPT_HANDOFF, SERVER_POLL, TIGHT_SLACK};
@@ -201,6 +202,18 @@ async fn then_new_connection_target(w: &mut MaintWorld, client: String) -> StepR
 #[when(expr = "{string} sends a BLPOP that blocks for {duration}")]
 async fn when_blpop(w: &mut MaintWorld, client: String, block: DurationParam) -> StepResult {
     let secs = block.bounded("a BLPOP's block")?.as_secs_f64();
+    start_blpop(w, client, secs).await
+}
+
+/// Starts a request that blocks until data comes (`BLPOP k 0`), which none will.
+#[when(expr = "{string} sends a BLPOP that blocks without a timeout")]
+async fn when_blpop_forever(w: &mut MaintWorld, client: String) -> StepResult {
+    start_blpop(w, client, 0.0).await
+}
+
+/// Sends `BLPOP <empty list> <secs>` on the first connection of `client` and
+/// returns once the server holds it blocked.
+async fn start_blpop(w: &mut MaintWorld, client: String, secs: f64) -> StepResult {
     let c = w.client(&client)?;
     let conn = c
         .connections()
@@ -266,6 +279,39 @@ async fn then_in_flight_ok(w: &mut MaintWorld) -> StepResult {
         if done_at < handed_off_at {
             fail!("the request of {client:?} finished before the handoff; make it block longer");
         }
+    }
+    Ok(())
+}
+
+/// The blocking request ended with a server error that says `text`, and the
+/// same connection answers the next request.
+#[then(expr = "the request in flight of {string} failed with an error that says {string}")]
+async fn then_in_flight_failed(w: &mut MaintWorld, client: String, text: String) -> StepResult {
+    let f = w.record_mut(&client)?.in_flight.take().ok_or_else(|| {
+        anyhow!("{client:?} has no request in flight; use `When \"{client}\" sends a BLPOP ...`")
+    })?;
+    let (result, _) = tokio::time::timeout(w.patience(), f.handle)
+        .await
+        .map_err(|_| anyhow!("the request in flight of {client:?} never finished"))??;
+    match result {
+        Ok(v) => fail!("the request in flight of {client:?} succeeded ({v:?}); expected an error"),
+        Err(e) if !e.chain().contains(&text) => fail!(
+            "the request in flight of {client:?} failed with {:?}, which does not say {text:?}",
+            e.chain()
+        ),
+        Err(ClientError::Server(_)) => {}
+        Err(e) => fail!(
+            "the request in flight of {client:?} failed with a {} error ({}); expected the server's answer",
+            e.class(),
+            e.chain()
+        ),
+    }
+    let conn = w.client(&client)?.connections()[0].clone();
+    if let Err(e) = conn.query(&redis::cmd("PING")).await {
+        fail!(
+            "after its blocked request ended, {client:?} could not PING on the same connection: {}",
+            e.chain()
+        );
     }
     Ok(())
 }

@@ -92,6 +92,12 @@ pub async fn migrate(
                 return Err(e);
             }
             let old = std::mem::replace(&mut shards.sets[i].primary, new);
+            // Demoted before it stops, as a real shard is: clients blocked on
+            // it get the error a role change gives them (`-UNBLOCKED`) rather
+            // than a dropped connection.
+            if let Err(e) = old.replicate(Some(new_addr)).await {
+                tracing::warn!("old primary could not be demoted before it stopped: {e:#}");
+            }
             old.stop().await;
             if let Some(r) = &shards.sets[i].replica {
                 r.replicate(Some(new_addr)).await.map_err(failed)?;
