@@ -61,6 +61,9 @@ pub const API_BODY_LIMIT: usize = 64 * 1024;
 /// Pause between two requests of one traffic task: about 200 requests a
 /// second per task, enough to hit every window.
 pub const TRAFFIC_PACE: Duration = Duration::from_millis(5);
+/// Pause between two messages of a publisher: about 100 a second, enough for
+/// every moment of a switch-over to see one.
+pub const PUBLISH_PACE: Duration = Duration::from_millis(10);
 /// A phase of traffic shorter than this need not show a success (a request
 /// takes a few milliseconds; a phase this long holds dozens).
 pub const TRAFFIC_PHASE_MIN: Duration = Duration::from_millis(200);
@@ -110,6 +113,11 @@ pub const SHARD_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SHARD_STOP_WITHIN: Duration = Duration::from_secs(5);
 
 // ---- The emulator's proxies ----
+
+/// How long a switch-over waits for its subscribed connections to subscribe on
+/// the new primary before it lets the traffic through anyway (a proxy
+/// connection does it in a round trip).
+pub const SUBSCRIPTIONS_MOVE_WITHIN: Duration = Duration::from_secs(2);
 
 /// Bound on a TLS handshake of a proxied connection.
 pub const TLS_ACCEPT_WITHIN: Duration = Duration::from_secs(5);

@@ -13,6 +13,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::pubsub::{self, ChannelKind, Subscriptions};
 use super::transport;
 use super::{
     auto_endpoint_type, ClientError, ClientShared, EndpointTypeSetting, EventKind, MaintState,
@@ -88,6 +89,9 @@ pub struct ManagedConnection {
     handled_moving: Mutex<HashSet<i64>>,
     reconnecting: tokio::sync::Mutex<()>,
     closed: AtomicBool,
+    /// Its pub/sub subscriptions, re-issued on every connection that replaces
+    /// the one in use, and the messages they received.
+    subs: Subscriptions,
 }
 
 impl ManagedConnection {
@@ -102,6 +106,7 @@ impl ManagedConnection {
             handled_moving: Mutex::new(HashSet::new()),
             reconnecting: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
+            subs: Subscriptions::default(),
         });
         let active = c.dial(&shared.dial_target()).await?;
         *c.current.lock().unwrap() = Some(active);
@@ -209,6 +214,25 @@ impl ManagedConnection {
         })
     }
 
+    /// Subscribes to `channel`; every connection that later replaces this
+    /// one (a handoff, a reconnect) subscribes to it again before it is used.
+    /// Needs RESP3: messages arrive as pushes beside ordinary replies.
+    pub async fn subscribe(&self, kind: ChannelKind, channel: &str) -> Result<(), ClientError> {
+        if self.shared.options.protocol != Protocol::Resp3 {
+            return Err(ClientError::Options(
+                "pub/sub on a shared connection needs RESP3; use protocol 3".into(),
+            ));
+        }
+        // Held first: a connection dialled from now on subscribes too.
+        self.subs.add(kind, channel);
+        self.query(&kind.subscribe(channel)).await.map(|_| ())
+    }
+
+    /// Its subscriptions and the messages they received.
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subs
+    }
+
     /// Closes it for good.
     pub async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -305,6 +329,7 @@ impl ManagedConnection {
                 maint: maint.clone(),
             },
         );
+        self.resubscribe(&mut conn, target).await?;
         Ok(Active {
             conn,
             tls,
@@ -358,6 +383,44 @@ impl ManagedConnection {
         }
     }
 
+    /// Subscribes a new connection to everything the connection it replaces
+    /// was subscribed to, before it is put in use: a subscriber misses no
+    /// message across a handoff (it may see one twice, on both connections).
+    async fn resubscribe(
+        &self,
+        conn: &mut MultiplexedConnection,
+        target: &Endpoint,
+    ) -> Result<(), ClientError> {
+        let held = self.subs.held();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let within = self.shared.options.relaxed_timeout;
+        for (kind, channel) in &held {
+            let reply =
+                tokio::time::timeout(within, conn.send_packed_command(&kind.subscribe(channel)))
+                    .await
+                    .map_err(|e| {
+                        ClientError::connection(format!("subscribing again on {target}"), e)
+                    })?;
+            match reply {
+                Ok(Value::ServerError(e)) => {
+                    return Err(ClientError::server(e.code(), e.details()))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ClientError::from_redis(e)),
+            }
+        }
+        self.shared.emit(
+            self.id,
+            EventKind::Resubscribed {
+                endpoint: target.to_string(),
+                channels: held.len(),
+            },
+        );
+        Ok(())
+    }
+
     fn listen(
         &self,
         generation: u64,
@@ -395,6 +458,12 @@ impl ManagedConnection {
                     );
                 }
             },
+            kind if self.subs.any() && pubsub::is_confirmation(&kind) => {}
+            _ if self.subs.any() && pubsub::message_of(&push, Instant::now()).is_some() => {
+                if let Some(m) = pubsub::message_of(&push, Instant::now()) {
+                    self.subs.keep(m);
+                }
+            }
             other => self.shared.emit(
                 self.id,
                 EventKind::PushIgnored {

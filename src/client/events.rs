@@ -99,6 +99,14 @@ pub enum EventKind {
         /// MOVING seq.
         seq: i64,
     },
+    /// A new connection (a handoff's, a reconnect's) subscribed again to the
+    /// pub/sub channels of the one it replaces.
+    Resubscribed {
+        /// `host:port` of the new connection.
+        endpoint: String,
+        /// How many channels.
+        channels: usize,
+    },
     /// The server closed the connection in use.
     Disconnected {
         /// `host:port`.

@@ -8,6 +8,7 @@
 pub mod connection;
 mod error;
 pub mod events;
+pub mod pubsub;
 pub mod tls;
 mod transport;
 

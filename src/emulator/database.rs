@@ -148,6 +148,16 @@ pub enum Control {
     Announce(Arc<Announcement>),
     /// Close the connection now.
     Close,
+    /// Shard set `shard` is served at `to` from now on: subscribe there to
+    /// what the connection is subscribed to on its old primary, then say so.
+    Resubscribe {
+        /// The shard set's index.
+        shard: usize,
+        /// Its new primary.
+        to: SocketAddr,
+        /// Answered once done (or given up).
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 struct Registered {
@@ -155,6 +165,8 @@ struct Registered {
     control: mpsc::UnboundedSender<Control>,
     /// The MOVING form the connection asked for (`None`: not opted in).
     asked: Option<EndpointType>,
+    /// Subscribed to some pub/sub channel.
+    subscribed: bool,
 }
 
 struct Window {
@@ -352,6 +364,7 @@ impl DbShared {
                 node,
                 control,
                 asked: None,
+                subscribed: false,
             },
         );
         id
@@ -361,6 +374,49 @@ impl DbShared {
     pub fn set_asked(&self, id: u64, ty: Option<EndpointType>) {
         if let Some(c) = self.conns.lock().unwrap().get_mut(&id) {
             c.asked = ty;
+        }
+    }
+
+    /// Records whether connection `id` holds pub/sub subscriptions.
+    pub fn set_subscribed(&self, id: u64, subscribed: bool) {
+        if let Some(c) = self.conns.lock().unwrap().get_mut(&id) {
+            c.subscribed = subscribed;
+        }
+    }
+
+    /// Tells every subscribed connection that shard set `shard` is served at
+    /// `to` now, and waits (at most `within`) until each has subscribed there:
+    /// called while the switch-over still holds the traffic, no message
+    /// published after it is lost.
+    pub async fn move_subscriptions(
+        &self,
+        shard: usize,
+        to: SocketAddr,
+        within: std::time::Duration,
+    ) {
+        let waits: Vec<_> = self
+            .conns
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|c| c.subscribed)
+            .filter_map(|c| {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                c.control
+                    .send(Control::Resubscribe { shard, to, done })
+                    .is_ok()
+                    .then_some(wait)
+            })
+            .collect();
+        let n = waits.len();
+        if tokio::time::timeout(within, futures::future::join_all(waits))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                bdb_id = self.id,
+                "{n} subscribed connection(s) did not all move to {to} within {within:?}"
+            );
         }
     }
 

@@ -9,6 +9,8 @@
 //! * [`proxy`]: the RESP-aware endpoint proxy that emits notifications;
 //! * `routing`: which shard each command goes to, and how replies of several
 //!   shards merge;
+//! * `pubsub`: a proxied connection's subscriptions, moved to a shard's new
+//!   primary during a switch-over;
 //! * [`keys`]: hash slots and key positions, for several shards behind one
 //!   endpoint;
 //! * [`naming`]: the cluster's host names (the database's, the FQDN forms of
@@ -41,6 +43,7 @@ mod keys;
 mod naming;
 mod operations;
 mod proxy;
+mod pubsub;
 mod rladmin;
 mod routing;
 mod shard;

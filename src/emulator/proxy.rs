@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::database::{Announcement, Control, DbShared, Node, Route};
+use super::pubsub::Subscriptions;
 use super::routing::{
     self, merge, take_commands, Command, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT,
 };
@@ -201,6 +202,8 @@ struct Conn {
     tx: ShardedTx,
     /// Replies of a command sent to several shards, until the last arrives.
     parts: Vec<Bytes>,
+    /// Pub/sub subscriptions per shard, moved to a shard's new primary.
+    subs: Subscriptions,
     closing: bool,
 }
 
@@ -259,6 +262,7 @@ where
         in_multi: false,
         tx: ShardedTx::default(),
         parts: Vec::new(),
+        subs: Subscriptions::default(),
         closing: false,
     };
     let mut cbuf = BytesMut::with_capacity(4096);
@@ -300,6 +304,10 @@ where
                 _ = &mut cancelled => return Ok(()),
                 ctl = control.recv() => match ctl {
                     Some(Control::Announce(a)) => conn.announce(&a),
+                    Some(Control::Resubscribe { shard, to, done }) => {
+                        conn.resubscribe(&mut ups, shard, to).await?;
+                        let _ = done.send(());
+                    }
                     Some(Control::Close) | None => return Ok(()),
                 },
                 (shard, n) = read_upstreams(&mut ups) => {
@@ -563,10 +571,20 @@ impl Conn {
             );
             if let Plan::Send(targets, _) = &plan {
                 for t in targets.clone() {
-                    if ups[t].as_ref().map(|u| u.addr) != Some(guard.upstreams[t]) {
+                    let moved = match &ups[t] {
+                        None => true,
+                        // Replies still owed by the old primary (a blocked
+                        // command's) come first: what follows them goes
+                        // there too, as on a real connection.
+                        Some(u) => u.addr != guard.upstreams[t] && !self.awaits(t),
+                    };
+                    if moved {
                         // Commands already batched for it go on the new connection.
-                        ups[t] = Some(self.connect_upstream(guard.upstreams[t]).await?);
+                        ups[t] = Some(self.connect_upstream(guard.upstreams[t], t).await?);
                     }
+                }
+                if self.subs.track(&c, targets.clone()) {
+                    self.db.set_subscribed(self.id, self.subs.any());
                 }
             }
             let sharded = shards > 1;
@@ -781,9 +799,43 @@ impl Conn {
         Ok(())
     }
 
-    /// Opens a connection to a (new) primary and replays the session on it
-    /// (HELLO with its AUTH, AUTH, SELECT, SETNAME), discarding those replies.
-    async fn connect_upstream(&mut self, addr: SocketAddr) -> Result<Upstream> {
+    /// Shard set `shard` is served at `to` now: a connection subscribed on
+    /// it subscribes there (after passing on what the old primary sent), and
+    /// the old connection goes. One that still owes a reply stays where it is.
+    async fn resubscribe(
+        &mut self,
+        ups: &mut Vec<Option<Upstream>>,
+        shard: usize,
+        to: SocketAddr,
+    ) -> Result<()> {
+        if !self.subs.on(shard) || self.awaits(shard) {
+            return Ok(());
+        }
+        if ups.len() <= shard {
+            ups.resize_with(shard + 1, || None);
+        }
+        if let Some(old) = ups[shard].as_mut() {
+            if old.addr == to {
+                return Ok(());
+            }
+            // Messages published before the switch, already on their way.
+            loop {
+                reserve(&mut old.buf);
+                match old.r.try_read_buf(&mut old.buf) {
+                    Ok(n) if n > 0 => continue,
+                    _ => break,
+                }
+            }
+            self.on_upstream(ups)?;
+        }
+        ups[shard] = Some(self.connect_upstream(to, shard).await?);
+        Ok(())
+    }
+
+    /// Opens a connection to a (new) primary of shard set `shard` and replays
+    /// the session on it (HELLO with its AUTH, AUTH, SELECT, SETNAME) and the
+    /// subscriptions held there, discarding those replies.
+    async fn connect_upstream(&mut self, addr: SocketAddr, shard: usize) -> Result<Upstream> {
         let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
             .await
             .with_context(|| format!("connecting to shard {addr} timed out"))?
@@ -803,11 +855,15 @@ impl Conn {
         for raw in &replay {
             w.write_all(raw).await?;
         }
+        // One confirmation per channel, a push in RESP3, a reply in RESP2,
+        // before any message.
+        let (subscribe, confirmations) = self.subs.replay(shard);
+        w.write_all(&subscribe).await?;
         let proto = self.session.proto.unwrap_or(self.proto);
-        let mut left = replay.len();
+        let mut left = replay.len() + confirmations;
         let mut buf = BytesMut::new();
         while left > 0 {
-            if let Some(Decoded::Reply { .. }) = decode(&mut buf, proto)? {
+            if decode(&mut buf, proto)?.is_some() {
                 left -= 1;
                 continue;
             }

@@ -445,6 +445,10 @@ fn connection_story(
             EventKind::Disconnected { endpoint } => {
                 mark("disconnected", format!("{endpoint} closed the connection"))
             }
+            EventKind::Resubscribed { endpoint, channels } => mark(
+                "resubscribed",
+                format!("subscribed again to {channels} channel(s) on {endpoint}"),
+            ),
         }
     }
     if let Some((from, during)) = relaxed {

@@ -29,6 +29,7 @@ pub mod handshake;
 pub mod maintenance;
 pub mod notifications;
 pub mod params;
+pub mod pubsub;
 pub mod raw;
 pub mod security;
 pub mod stress;
@@ -123,6 +124,10 @@ pub struct ClientUnderTest {
     pub in_flight: Option<InFlight>,
     /// Acknowledged writes of its traffic read back intact.
     pub writes_checked: usize,
+    /// The pub/sub channel it subscribed to, on which connection.
+    pub subscription: Option<pubsub::Subscribed>,
+    /// Its background publisher.
+    pub publisher: Option<pubsub::Publisher>,
 }
 
 /// Why a client could not connect, and what it took to find out.
@@ -143,6 +148,9 @@ impl ClientUnderTest {
         }
         if let Some(f) = self.in_flight.take() {
             f.handle.abort();
+        }
+        if let Some(p) = &mut self.publisher {
+            p.stop().await;
         }
         if let Some(c) = &self.client {
             c.close().await;

@@ -10,6 +10,7 @@ mod latency;
 
 pub use faults::{errors_bounded, push_handled_on_each, reconnected_each, PushFate};
 pub use latency::{handoff_window, latency_quantile, p99_under, p99_within_factor};
+pub use pubsub::{every_message_received, Delivery, Published};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,6 +37,7 @@ macro_rules! unmet {
 
 // After the macro, which it uses.
 mod faults;
+mod pubsub;
 
 /// A notification as one connection received it.
 #[derive(Clone, Debug, PartialEq)]

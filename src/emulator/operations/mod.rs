@@ -168,6 +168,11 @@ where
     tokio::time::sleep(t.hold).await;
     let upstream = switch().await?;
     gate.upstreams[index] = upstream;
+    // Subscribers move before the traffic does: a message published on the
+    // new primary finds them there.
+    db.shared
+        .move_subscriptions(index, upstream, crate::timing::SUBSCRIPTIONS_MOVE_WITHIN)
+        .await;
     tracing::debug!(
         bdb_id = db.shared.id,
         shard_set = index,

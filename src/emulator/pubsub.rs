@@ -1,0 +1,130 @@
+//! The pub/sub subscriptions of one proxied connection, per shard: what the
+//! proxy subscribes to again on a shard's new primary, so that a subscriber,
+//! which sends nothing, keeps receiving across a failover or a migration as it
+//! does through a real cluster's proxy.
+
+use std::collections::BTreeSet;
+
+use bytes::{Bytes, BytesMut};
+
+use super::routing::Command;
+
+/// The three kinds of subscription, by the command that makes one.
+const KINDS: [(&str, &str); 3] = [
+    ("SUBSCRIBE", "UNSUBSCRIBE"),
+    ("PSUBSCRIBE", "PUNSUBSCRIBE"),
+    ("SSUBSCRIBE", "SUNSUBSCRIBE"),
+];
+
+/// What one shard connection is subscribed to, by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct OnShard([BTreeSet<Bytes>; 3]);
+
+/// A connection's subscriptions on each shard.
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    shards: Vec<OnShard>,
+}
+
+impl Subscriptions {
+    /// Follows `c`, sent to `shards`: a (un)subscribe changes what they hold.
+    /// Returns true when `c` was one.
+    pub(super) fn track(&mut self, c: &Command, shards: impl IntoIterator<Item = usize>) -> bool {
+        let name = c.name();
+        let Some((kind, subscribe)) = KINDS.iter().enumerate().find_map(|(i, (s, u))| {
+            (name == *s)
+                .then_some((i, true))
+                .or((name == *u).then_some((i, false)))
+        }) else {
+            return false;
+        };
+        for shard in shards {
+            if self.shards.len() <= shard {
+                self.shards.resize_with(shard + 1, OnShard::default);
+            }
+            let set = &mut self.shards[shard].0[kind];
+            match (subscribe, c.args.len()) {
+                (true, _) => set.extend(c.args[1..].iter().cloned()),
+                (false, 1) => set.clear(),
+                (false, _) => {
+                    for a in &c.args[1..] {
+                        set.remove(a);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// True when some shard connection is subscribed to something.
+    pub(super) fn any(&self) -> bool {
+        self.shards
+            .iter()
+            .any(|s| s.0.iter().any(|k| !k.is_empty()))
+    }
+
+    /// True when the connection to `shard` is subscribed to something.
+    pub(super) fn on(&self, shard: usize) -> bool {
+        self.shards
+            .get(shard)
+            .is_some_and(|s| s.0.iter().any(|k| !k.is_empty()))
+    }
+
+    /// The commands that subscribe a new connection to `shard` to the same,
+    /// and how many confirmations they are answered with (one per channel or
+    /// pattern, before any message).
+    pub(super) fn replay(&self, shard: usize) -> (BytesMut, usize) {
+        let mut out = BytesMut::new();
+        let mut confirmations = 0;
+        let Some(on) = self.shards.get(shard) else {
+            return (out, 0);
+        };
+        for ((command, _), set) in KINDS.iter().zip(&on.0) {
+            if set.is_empty() {
+                continue;
+            }
+            out.extend_from_slice(format!("*{}\r\n", set.len() + 1).as_bytes());
+            for arg in std::iter::once(command.as_bytes()).chain(set.iter().map(|b| &b[..])) {
+                out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                out.extend_from_slice(arg);
+                out.extend_from_slice(b"\r\n");
+            }
+            confirmations += set.len();
+        }
+        (out, confirmations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Command {
+        Command::new(
+            Bytes::new(),
+            args.iter().map(|a| Bytes::from(a.to_string())).collect(),
+        )
+    }
+
+    #[test]
+    fn subscriptions_follow_subscribe_and_unsubscribe_per_shard_and_kind() {
+        let mut s = Subscriptions::default();
+        assert!(!s.track(&cmd(&["GET", "k"]), [0]));
+        assert!(s.track(&cmd(&["subscribe", "a", "b"]), [0]));
+        assert!(s.track(&cmd(&["SSUBSCRIBE", "s"]), [1]));
+        assert!(s.on(0) && s.on(1) && !s.on(2));
+        let (raw, n) = s.replay(0);
+        assert_eq!(&raw[..], b"*3\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n$1\r\nb\r\n");
+        assert_eq!(n, 2);
+        let (raw, n) = s.replay(1);
+        assert_eq!(&raw[..], b"*2\r\n$10\r\nSSUBSCRIBE\r\n$1\r\ns\r\n");
+        assert_eq!(n, 1);
+        s.track(&cmd(&["UNSUBSCRIBE", "a"]), [0]);
+        assert_eq!(s.replay(0).1, 1);
+        s.track(&cmd(&["UNSUBSCRIBE"]), [0]);
+        assert!(!s.on(0));
+        s.track(&cmd(&["SUNSUBSCRIBE", "s"]), [1]);
+        assert!(!s.any());
+        assert_eq!(s.replay(5).1, 0);
+    }
+}

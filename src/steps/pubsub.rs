@@ -1,0 +1,166 @@
+//! Pub/sub through maintenance: a client subscribes to a channel (or a
+//! sharded channel), another publishes numbered messages to it in the
+//! background, and the subscriber must receive every one of them.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::anyhow;
+use cucumber::{given, then};
+use tokio_util::sync::CancellationToken;
+
+use super::{MaintWorld, StepResult};
+use crate::client::connection::ManagedConnection;
+use crate::client::pubsub::ChannelKind;
+use crate::client::Client;
+use crate::timeline::{self, Published};
+use crate::timing::PUBLISH_PACE;
+
+/// A client's subscription: what it listens to and on which connection.
+pub struct Subscribed {
+    /// Channel or sharded channel.
+    pub kind: ChannelKind,
+    /// The channel's name.
+    pub channel: String,
+    /// The connection that subscribed (it re-subscribes on whatever replaces it).
+    pub conn: Arc<ManagedConnection>,
+}
+
+/// Numbered messages published in the background until stopped.
+pub struct Publisher {
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Every message sent so far and how it went.
+    pub ledger: Arc<Mutex<Vec<Published>>>,
+}
+
+impl Publisher {
+    /// Publishes `1`, `2`, ... on `channel` through `client`, one at a time.
+    fn start(client: Arc<Client>, kind: ChannelKind, channel: String) -> Publisher {
+        let stop = CancellationToken::new();
+        let ledger = Arc::new(Mutex::new(Vec::new()));
+        let task = {
+            let (stop, ledger) = (stop.clone(), ledger.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.is_cancelled() {
+                    n += 1;
+                    let outcome = client
+                        .query::<i64>(&kind.publish(&channel, &n.to_string()))
+                        .await
+                        .map_err(|e| e.chain());
+                    ledger.lock().unwrap().push(Published { n, outcome });
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(PUBLISH_PACE) => {}
+                    }
+                }
+            })
+        };
+        Publisher {
+            stop,
+            task: Some(task),
+            ledger,
+        }
+    }
+
+    /// Stops it after the message in progress.
+    pub async fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+fn kind_of(words: &str) -> ChannelKind {
+    match words {
+        "sharded channel" => ChannelKind::Sharded,
+        _ => ChannelKind::Channel,
+    }
+}
+
+/// The client subscribes, on its first connection, to a channel of its own.
+#[given(regex = r#"^"([^"]+)" subscribes to a (channel|sharded channel)$"#)]
+async fn given_subscribes(w: &mut MaintWorld, client: String, kind: String) -> StepResult {
+    let kind = kind_of(&kind);
+    let channel = format!("{}:{client}:{}", w.prefix, kind.as_str().replace(' ', "-"));
+    let conn = w
+        .client(&client)?
+        .connections()
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow!("{client:?} has no connection"))?;
+    conn.subscribe(kind, &channel).await.map_err(|e| {
+        anyhow!(
+            "{client:?} could not subscribe to {} {channel:?}: {}",
+            kind.as_str(),
+            e.chain()
+        )
+    })?;
+    w.record_mut(&client)?.subscription = Some(Subscribed {
+        kind,
+        channel,
+        conn,
+    });
+    Ok(())
+}
+
+/// Another client publishes numbered messages to that channel until the
+/// subscriber's messages are checked.
+#[given(expr = "{string} publishes steadily to the channel {string} subscribed to")]
+async fn given_publishes(w: &mut MaintWorld, publisher: String, subscriber: String) -> StepResult {
+    let (kind, channel) = {
+        let s = w.record_mut(&subscriber)?.subscription.as_ref().ok_or_else(|| {
+            anyhow!("{subscriber:?} subscribed to nothing; use `Given \"{subscriber}\" subscribes to a channel`")
+        })?;
+        (s.kind, s.channel.clone())
+    };
+    let client = w.client(&publisher)?;
+    w.record_mut(&publisher)?.publisher = Some(Publisher::start(client, kind, channel));
+    Ok(())
+}
+
+/// Stops the publisher and waits until the subscriber received what it
+/// published: every message, first arrivals in order.
+#[then(expr = "{string} received every message {string} published")]
+async fn then_received_every(
+    w: &mut MaintWorld,
+    subscriber: String,
+    publisher: String,
+) -> StepResult {
+    let published = {
+        let p = w.record_mut(&publisher)?.publisher.as_mut().ok_or_else(|| {
+            anyhow!("{publisher:?} published nothing; use `Given \"{publisher}\" publishes steadily to the channel ...`")
+        })?;
+        p.stop().await;
+        p.ledger.lock().unwrap().clone()
+    };
+    let conn = w
+        .record_mut(&subscriber)?
+        .subscription
+        .as_ref()
+        .map(|s| s.conn.clone())
+        .ok_or_else(|| anyhow!("{subscriber:?} subscribed to nothing"))?;
+    // The last messages may still be on their way.
+    let subs = conn.subscriptions();
+    let check = || {
+        let payloads: Vec<String> = subs.received().into_iter().map(|m| m.payload).collect();
+        timeline::every_message_received(&published, &payloads)
+    };
+    let _ = crate::wait::until(subs.arrived(), w.patience(), "the last messages", || {
+        check().ok()
+    })
+    .await;
+    let delivery = check().map_err(|e| w.unmet(&subscriber, e))?;
+    if delivery.published < 10 {
+        fail!(
+            "{publisher:?} published only {} messages: too few to show anything; let the maintenance run under the publisher",
+            delivery.published
+        );
+    }
+    println!(
+        "{subscriber:?} received {} of {} messages, {} of them twice",
+        delivery.received, delivery.published, delivery.duplicates
+    );
+    Ok(())
+}

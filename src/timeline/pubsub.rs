@@ -1,0 +1,131 @@
+//! Claims about pub/sub through maintenance: a publisher numbers its
+//! messages; a subscriber must receive each one published, in order. A message
+//! received twice (a client re-subscribes on its new connection before it lets
+//! the old one go) is allowed and counted.
+
+use super::{Claim, Unmet};
+
+/// One message a publisher sent, numbered from 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// Its number (also its payload).
+    pub n: u64,
+    /// How many subscribers the server said it reached, or why it failed.
+    pub outcome: Result<i64, String>,
+}
+
+/// What a subscriber got of what was published.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Messages published.
+    pub published: usize,
+    /// Of them, received.
+    pub received: usize,
+    /// Received more than once.
+    pub duplicates: usize,
+}
+
+/// Every message of `published` is in `received` (payloads, in arrival
+/// order), first arrivals in publishing order; publishing itself saw no error.
+pub fn every_message_received(published: &[Published], received: &[String]) -> Claim<Delivery> {
+    let failed: Vec<String> = published
+        .iter()
+        .filter_map(|p| p.outcome.as_ref().err().map(|e| format!("#{}: {e}", p.n)))
+        .collect();
+    if !failed.is_empty() {
+        unmet!(
+            "{} of {} publishes failed; first: {:?}",
+            failed.len(),
+            published.len(),
+            &failed[..failed.len().min(3)]
+        );
+    }
+    let sent: std::collections::HashSet<u64> = published.iter().map(|p| p.n).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut first_order = Vec::new();
+    let mut duplicates = 0;
+    for r in received {
+        let Some(n) = r.parse::<u64>().ok().filter(|n| sent.contains(n)) else {
+            unmet!("received {r:?}, which the publisher never sent");
+        };
+        if seen.insert(n) {
+            first_order.push(n);
+        } else {
+            duplicates += 1;
+        }
+    }
+    let missing: Vec<&Published> = published.iter().filter(|p| !seen.contains(&p.n)).collect();
+    if let Some(first) = missing.first() {
+        let unheard = missing.iter().filter(|p| p.outcome == Ok(0)).count();
+        unmet!(
+            "missed {} of {} messages (first: #{}); the server reached no subscriber with {} of them",
+            missing.len(),
+            published.len(),
+            first.n,
+            unheard
+        );
+    }
+    if let Some(w) = first_order.windows(2).find(|w| w[0] > w[1]) {
+        unmet!("received #{} before #{}: out of order", w[0], w[1]);
+    }
+    Ok(Delivery {
+        published: published.len(),
+        received: seen.len(),
+        duplicates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(n: u64) -> Vec<Published> {
+        (1..=n).map(|n| Published { n, outcome: Ok(1) }).collect()
+    }
+
+    fn got(ns: &[u64]) -> Vec<String> {
+        ns.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn all_received_in_order_holds_and_counts_duplicates() {
+        let d = every_message_received(&published(4), &got(&[1, 2, 2, 3, 4])).unwrap();
+        assert_eq!(
+            d,
+            Delivery {
+                published: 4,
+                received: 4,
+                duplicates: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_gap_a_reorder_a_stranger_or_a_failed_publish_is_unmet() {
+        let Unmet(why) = every_message_received(&published(4), &got(&[1, 2, 4])).unwrap_err();
+        assert!(
+            why.starts_with("missed 1 of 4 messages (first: #3)"),
+            "{why}"
+        );
+        let Unmet(why) = every_message_received(&published(3), &got(&[1, 3, 2])).unwrap_err();
+        assert!(why.contains("received #3 before #2"), "{why}");
+        let Unmet(why) = every_message_received(&published(1), &got(&[1, 99])).unwrap_err();
+        assert!(
+            why.contains("\"99\", which the publisher never sent"),
+            "{why}"
+        );
+        let Unmet(why) = every_message_received(&published(1), &["x".into()]).unwrap_err();
+        assert!(why.contains("\"x\""), "{why}");
+        let mut p = published(2);
+        p[1].outcome = Err("timed out".into());
+        let Unmet(why) = every_message_received(&p, &got(&[1])).unwrap_err();
+        assert!(why.starts_with("1 of 2 publishes failed"), "{why}");
+        let mut p = published(2);
+        p[1].outcome = Ok(0);
+        let Unmet(why) = every_message_received(&p, &got(&[1])).unwrap_err();
+        assert!(
+            why.ends_with("reached no subscriber with 1 of them"),
+            "{why}"
+        );
+    }
+}
