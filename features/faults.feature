@@ -36,6 +36,16 @@ Feature: Faults and odd pushes
     And every acknowledged write is readable
 
   @emulator
+  Scenario: FA4 an endpoint that moves without MOVING: the old node closes the connections when the grace ends, the client reconnects, at most its requests in flight fail
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the database endpoint is rebound to another node without MOVING
+    Then "app" received no MOVING
+    And every connection of "app" was dropped and connected again
+    And the traffic saw at most 2 connection errors, and recovered
+    And every acknowledged write is readable
+
+  @emulator
   Scenario Outline: FA5 a malformed <kind> push is dropped and the connection stays in step
     Given a client "app" with 2 connections and maintenance notifications enabled
     And steady traffic from "app"

@@ -171,7 +171,9 @@ pub enum Action {
         /// Node to move to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target_node: Option<NodeRef>,
-        /// Send each MOVING this many times, as several proxies may (default 1).
+        /// Send each MOVING this many times, as several proxies may (default
+        /// 1); 0 sends none: the endpoint moves unannounced and the old node
+        /// closes its connections when the grace ends.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         repeat: Option<u32>,
         /// Timing of this action (`grace_s` is the MOVING grace).

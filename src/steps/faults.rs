@@ -12,6 +12,15 @@ use crate::timeline::{self, PushFate};
 
 /// `dmc_restart`: every connection of the endpoint's proxy dropped at once,
 /// without notice; the step returns once it happened.
+/// The endpoint moves with no MOVING at all; the old node closes its
+/// connections when the grace ends (emulator: `bind` with `repeat` 0).
+#[when("the database endpoint is rebound to another node without MOVING")]
+async fn when_bind_unannounced(w: &mut MaintWorld) -> StepResult {
+    w.run_action(|bdb| Action::bind(bdb).repeating_moving(0))
+        .await?;
+    Ok(())
+}
+
 #[when("the database's proxy restarts")]
 async fn when_proxy_restarts(w: &mut MaintWorld) -> StepResult {
     w.run_action(|bdb| Action::DmcRestart {

@@ -1,5 +1,7 @@
 //! `bind`: the endpoint moves to another node. MOVING to every connection
 //! on the old node (again half-way through the grace), which closes after it.
+//! With `repeat` 0 no MOVING is sent: the move is unannounced, and clients
+//! learn of it only when the old node closes their connections.
 
 use serde_json::{json, Value};
 use tokio::time::Instant;

@@ -97,10 +97,10 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             timing,
         } => {
             let repeat = match repeat.unwrap_or(1) {
-                r @ 1..=10 => r,
+                r @ 0..=10 => r,
                 r => {
                     return Err(ActionError::Invalid(format!(
-                        "repeat must be between 1 and 10, got {r}"
+                        "repeat must be between 0 (no MOVING: an unannounced move) and 10, got {r}"
                     )))
                 }
             };
