@@ -176,16 +176,27 @@ async fn malformed_client_input_closes_only_that_connection() {
     let (_, addr) = database(&emu, false).await;
     let healthy = RawConnection::connect(&addr, true, None).await.unwrap();
     for (input, says) in [
-        (&b"*1\r\n:notanumber\r\n"[..], "-ERR Protocol error"),
-        (b"PING\r\n", "-ERR Protocol error"),
         (
-            b"+OK\r\n",
-            "-ERR client sent a simple string; commands are arrays of bulk strings",
+            &b"*1\r\n:notanumber\r\n"[..],
+            "-ERR Protocol error: expected '$', got ':'",
         ),
-        (b"*0\r\n", "-ERR empty command"),
         (
             b"*1\r\n*1\r\n$1\r\na\r\n",
-            "-ERR command argument is an array; expected a bulk string",
+            "-ERR Protocol error: expected '$', got '*'",
+        ),
+        (b"*1\r\n$-7\r\n", "-ERR Protocol error: invalid bulk length"),
+        // Refused at the header: the 93 GB are never waited for.
+        (
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$99999999999\r\nabc",
+            "-ERR Protocol error: invalid bulk length",
+        ),
+        (
+            b"*99999999999\r\n",
+            "-ERR Protocol error: invalid multibulk length",
+        ),
+        (
+            b"SET k \"unbalanced\r\n",
+            "-ERR Protocol error: unbalanced quotes in request",
         ),
     ] {
         let mut bad = TcpStream::connect(&addr).await.unwrap();
@@ -199,6 +210,20 @@ async fn malformed_client_input_closes_only_that_connection() {
         assert!(got.starts_with(says), "{input:?}: {got}");
         healthy.ping().await.unwrap();
     }
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_commands_are_served_as_the_server_serves_them() {
+    let emu = emulator(Duration::from_millis(100));
+    let (_, addr) = database(&emu, false).await;
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    exchange(
+        &mut s,
+        b"PING\r\nSET greeting \"hello world\"\n\r\nGET greeting\r\n*1\r\n$4\r\nPING\r\n",
+        b"+PONG\r\n+OK\r\n$11\r\nhello world\r\n+PONG\r\n",
+    )
+    .await;
     emu.shutdown().await;
 }
 

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use bytes::BytesMut;
 use proptest::prelude::*;
 
-use super::routing::{take_commands, Command};
+use super::framing::{take_commands, Command};
 
 /// A command as a client encodes it: an array of bulk strings.
 fn encode(args: &[Vec<u8>]) -> Vec<u8> {
@@ -73,10 +73,10 @@ proptest! {
         prefix in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..10), 1..3),
         bad in prop_oneof![
             Just(b"*1\r\n:notanumber\r\n".to_vec()),
-            Just(b"PING\r\n".to_vec()),
             Just(b"*1\r\n*1\r\n$1\r\na\r\n".to_vec()),
-            Just(b"*0\r\n".to_vec()),
-            Just(b"+OK\r\n".to_vec()),
+            Just(b"*1\r\n$-3\r\n".to_vec()),
+            Just(b"*2\r\n$99999999999\r\n".to_vec()),
+            Just(b"SET \"unbalanced\r\n".to_vec()),
         ],
     ) {
         let mut wire = encode(&prefix);

@@ -7,6 +7,8 @@
 //! * [`timing`]: every timing knob of the maintenance ([`Timings`]);
 //! * [`database`]: state the proxies of one database share;
 //! * [`proxy`]: the RESP-aware endpoint proxy that emits notifications;
+//! * `framing`: a client's bytes read as commands, as `redis-server` reads
+//!   them (arrays, inline commands, its limits and its error words);
 //! * `routing`: which shard each command goes to, and how replies of several
 //!   shards merge;
 //! * `pubsub`: a proxied connection's subscriptions, moved to a shard's new
@@ -36,6 +38,7 @@ pub mod catalogue;
 mod create;
 mod database;
 mod error;
+mod framing;
 #[cfg(test)]
 mod framing_props;
 mod jobs;

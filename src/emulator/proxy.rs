@@ -26,10 +26,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::database::{Announcement, Control, DbShared, Node, Route};
+use super::framing::{take_commands, Command};
 use super::pubsub::Subscriptions;
-use super::routing::{
-    self, merge, take_commands, Command, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT,
-};
+use super::routing::{self, merge, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT};
 use crate::notification::EndpointType;
 use crate::timing::{ACCEPT_RETRY, TLS_ACCEPT_WITHIN};
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use bytes::{Bytes, BytesMut};
 
-use super::routing::Command;
+use super::framing::Command;
 
 /// The three kinds of subscription, by the command that makes one.
 const KINDS: [(&str, &str); 3] = [

@@ -4,134 +4,10 @@
 //! commands about every key to every shard; a transaction stays on the shard it
 //! started on.
 
-use std::collections::VecDeque;
-
-use anyhow::{bail, Result};
 use bytes::{Bytes, BytesMut};
-use redis_protocol::resp2::types::RangeFrame;
 
+use super::framing::Command;
 use super::keys::{self, KeySpecs};
-
-/// One command of a client: its raw bytes (forwarded as they are) and its
-/// arguments.
-pub(super) struct Command {
-    pub(super) raw: Bytes,
-    pub(super) args: Vec<Bytes>,
-    /// The command's name, upper-cased once.
-    name: String,
-    /// `CLIENT MAINT_NOTIFICATIONS ...`, answered by the proxy.
-    maint: bool,
-}
-
-impl Command {
-    /// A command of these arguments (at least one), sent as `raw`.
-    pub(super) fn new(raw: Bytes, args: Vec<Bytes>) -> Command {
-        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-        let maint = name == "CLIENT"
-            && args
-                .get(1)
-                .is_some_and(|a| a.eq_ignore_ascii_case(b"MAINT_NOTIFICATIONS"));
-        Command {
-            raw,
-            args,
-            name,
-            maint,
-        }
-    }
-
-    pub(super) fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub(super) fn arg(&self, i: usize) -> std::borrow::Cow<'_, str> {
-        self.args
-            .get(i)
-            .map(|a| String::from_utf8_lossy(a))
-            .unwrap_or_default()
-    }
-
-    pub(super) fn is_maint(&self) -> bool {
-        self.maint
-    }
-
-    /// A command that may wait on the server for data (`BLPOP`, `XREAD
-    /// BLOCK`, `WAIT`...). It must not hold a switch-over back: a real
-    /// cluster goes ahead, and the demoted primary answers the blocked client
-    /// with `-UNBLOCKED`.
-    pub(super) fn blocks(&self) -> bool {
-        match self.name() {
-            "BLPOP" | "BRPOP" | "BLMOVE" | "BRPOPLPUSH" | "BZPOPMIN" | "BZPOPMAX" | "BLMPOP"
-            | "BZMPOP" | "WAIT" | "WAITAOF" => true,
-            "XREAD" | "XREADGROUP" => self.args.iter().any(|a| a.eq_ignore_ascii_case(b"BLOCK")),
-            _ => false,
-        }
-    }
-
-    /// Connection state every shard must share (replayed on a new shard too).
-    pub(super) fn is_session(&self) -> bool {
-        match self.name() {
-            "HELLO" | "AUTH" | "SELECT" | "RESET" => true,
-            "CLIENT" => self.arg(1).eq_ignore_ascii_case("SETNAME"),
-            _ => false,
-        }
-    }
-}
-
-/// Takes every whole command off `buf` (a client's bytes) into `out`, leaving
-/// a partial one for the next read. An error says what was malformed; the
-/// caller answers it and closes the connection.
-pub(super) fn take_commands(buf: &mut BytesMut, out: &mut VecDeque<Command>) -> Result<()> {
-    loop {
-        match redis_protocol::resp2::decode::decode_range(buf) {
-            Ok(Some((frame, len))) => {
-                let raw = buf.split_to(len).freeze();
-                out.push_back(command(frame, raw)?);
-            }
-            Ok(None) => return Ok(()),
-            Err(e) => bail!("Protocol error: {e}"),
-        }
-    }
-}
-
-/// Reads a client's frame as a command: an array of bulk strings. `frame`
-/// holds ranges into `raw`, the frame's bytes.
-pub(super) fn command(frame: RangeFrame, raw: Bytes) -> Result<Command> {
-    let RangeFrame::Array(items) = frame else {
-        bail!(
-            "client sent {}; commands are arrays of bulk strings",
-            kind_name(&frame)
-        );
-    };
-    let mut args = Vec::with_capacity(items.len());
-    for i in items {
-        match i {
-            RangeFrame::BulkString((start, end)) | RangeFrame::SimpleString((start, end)) => {
-                args.push(raw.slice(start..end))
-            }
-            RangeFrame::Integer(n) => args.push(Bytes::from(n.to_string())),
-            other => bail!(
-                "command argument is {}; expected a bulk string",
-                kind_name(&other)
-            ),
-        }
-    }
-    if args.is_empty() {
-        bail!("empty command");
-    }
-    Ok(Command::new(raw, args))
-}
-
-/// The RESP2 type of a frame, as an error names it.
-fn kind_name(f: &RangeFrame) -> &'static str {
-    match f {
-        RangeFrame::SimpleString(_) => "a simple string",
-        RangeFrame::Error(_) => "an error",
-        RangeFrame::Integer(_) => "an integer",
-        RangeFrame::BulkString(_) => "a bulk string",
-        RangeFrame::Array(_) => "an array",
-        RangeFrame::Null => "a null",
-    }
-}
 
 /// How the replies of a command sent to several shards become one.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -280,26 +156,6 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::from(s.to_string())
-    }
-
-    #[test]
-    fn blocking_commands_are_known_by_name_and_xread_by_its_block_option() {
-        for blocking in [
-            &["BLPOP", "k", "0"][..],
-            &["brpop", "k", "1"],
-            &["BZMPOP", "0", "1", "z", "MIN"],
-            &["WAIT", "1", "0"],
-            &["XREAD", "block", "0", "STREAMS", "s", "$"],
-        ] {
-            assert!(cmd(blocking).blocks(), "{blocking:?}");
-        }
-        for other in [
-            &["LPOP", "k"][..],
-            &["XREAD", "STREAMS", "s", "$"],
-            &["GET", "BLOCK"],
-        ] {
-            assert!(!cmd(other).blocks(), "{other:?}");
-        }
     }
 
     fn cmd(args: &[&str]) -> Command {
