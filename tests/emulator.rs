@@ -1003,3 +1003,95 @@ async fn timing_overrides_out_of_range_are_refused_with_their_name() {
     assert!(e.contains("lead_s must be"), "{e}");
     emu.shutdown().await;
 }
+
+/// A field of a shard's `INFO` (asked through `conn`), as a number (a
+/// command's calls for `cmdstat_*`, 0 before its first).
+async fn info_field(conn: &RawConnection, section: &str, field: &str) -> u64 {
+    let info = conn.command(&["INFO", section]).await.unwrap();
+    let info = String::from_utf8_lossy(&info).into_owned();
+    let value = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim_start_matches("calls=").parse().ok());
+    match value {
+        Some(v) => v,
+        None if field.starts_with("cmdstat_") => 0,
+        None => panic!("no {field} in INFO {section}: {info}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_replies_is_held_back_and_harms_no_one() {
+    let emu = emulator(Duration::from_millis(100));
+    let (id, addr) = database(&emu, false).await;
+    let healthy = RawConnection::connect(&addr, false, None).await.unwrap();
+    let value = "v".repeat(100 * 1024);
+    healthy.command(&["SET", "big", &value]).await.unwrap();
+    let clients_before = info_field(&healthy, "clients", "connected_clients").await;
+
+    // 4,000 GETs of 100 KB: 400 MB of replies, none of them read.
+    let mut hog = TcpStream::connect(&addr).await.unwrap();
+    hog.write_all(&b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(4000))
+        .await
+        .unwrap();
+
+    // For two seconds the shard runs only what the proxy lets through (256
+    // in flight, plus what the sockets' buffers hold), and holds little for it;
+    // the other connection is served all along.
+    let most = std::cell::Cell::new((0, 0));
+    let seen = poll(Duration::from_millis(100), Duration::from_secs(2), || {
+        let (most, healthy) = (&most, &healthy);
+        async move {
+            let gets = info_field(healthy, "commandstats", "cmdstat_get").await;
+            let held = info_field(healthy, "memory", "mem_clients_normal").await;
+            let (g, h) = most.get();
+            most.set((g.max(gets), h.max(held)));
+            let got = healthy.command(&["GET", "big"]).await.unwrap();
+            assert!(got.len() > 100 * 1024, "the other connection is served");
+            anyhow::Ok(Look::<(), ()>::NotYet(()))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(seen.is_err());
+    let (gets, held) = most.get();
+    println!("the shard ran {gets} GETs and held at most {held} bytes of client output");
+    assert!(
+        gets < 1000,
+        "the shard ran {gets} GETs for a client that reads nothing"
+    );
+    assert!(
+        held < 64 << 20,
+        "the shard held {} MiB of output for its clients",
+        held >> 20
+    );
+
+    // A proxy restart closes even a connection whose writes are stalled: its
+    // shard connection goes too.
+    emu.run(&Action::parse(&json!({"type": "dmc_restart", "parameters": {"bdb_id": id}})).unwrap())
+        .await
+        .unwrap();
+    let probe = RawConnection::connect(&addr, false, None).await.unwrap();
+    let gone = poll(
+        Duration::from_millis(50),
+        Duration::from_secs(5),
+        || async {
+            let now = info_field(&probe, "clients", "connected_clients").await;
+            // The admin connection and the probe's, as before the hog came.
+            anyhow::Ok(match now <= clients_before {
+                true => Look::Ready(()),
+                false => Look::NotYet(now),
+            })
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        gone,
+        Ok(()),
+        "the stalled connection's shard connection stayed open"
+    );
+    drop(hog);
+    emu.shutdown().await;
+}

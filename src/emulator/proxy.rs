@@ -74,6 +74,17 @@ pub async fn listen_public(
     Ok(addr)
 }
 
+/// Commands of one connection sent on to shards and not answered yet: a
+/// client that pipelines more waits for replies first. It bounds what a client
+/// that never reads its replies makes a shard hold for it (with 100 KB values,
+/// 25 MB rather than all it asked for); deep enough for any pipeline to run at
+/// full speed.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Commands read from one client and not sent on yet: past this, the proxy
+/// stops reading the client's socket.
+const MAX_PENDING: usize = 4096;
+
 /// Connections the kernel queues for a listener before it refuses more: a
 /// rebind sends every connection of a database to the new node at once.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -271,8 +282,15 @@ where
     // connection of the database.
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
+    // Control messages that came while a write to the client was stalled.
+    let mut deferred: VecDeque<Control> = VecDeque::new();
     let result: Result<()> = async {
         loop {
+            while let Some(ctl) = deferred.pop_front() {
+                if !conn.on_control(Some(ctl), &mut ups).await? {
+                    return Ok(());
+                }
+            }
             // Commands the proxy answers take their place in reply order; those
             // whose turn has come are answered, then everything buffered is sent.
             while pending.front().is_some_and(Command::is_maint) {
@@ -284,7 +302,26 @@ where
                 if let Some(delay) = db.latency(node) {
                     tokio::time::sleep(delay).await;
                 }
-                cw.write_all(&conn.out).await?;
+                // A client that does not read stalls this write, and with it
+                // everything of this connection (back-pressure: nothing more
+                // is read from it or its shards); a close or a shutdown still
+                // ends it.
+                let write = cw.write_all(&conn.out);
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut cancelled => return Ok(()),
+                        r = &mut write => {
+                            r?;
+                            break;
+                        }
+                        ctl = control.recv() => match ctl {
+                            Some(Control::Close) | None => return Ok(()),
+                            Some(other) => deferred.push_back(other),
+                        },
+                    }
+                }
                 conn.out.clear();
             }
             if conn.closing && !conn.awaits_shards() {
@@ -292,22 +329,20 @@ where
             }
             // Inside a transaction the route is held already: no waiting for it.
             if let Some(guard) = conn.transaction.clone() {
-                if pending.front().is_some_and(|c| !c.is_maint()) {
+                if pending.front().is_some_and(|c| !c.is_maint()) && conn.fifo.len() < MAX_IN_FLIGHT {
                     conn.forward(&mut ups, &mut pending, guard).await?;
                     continue;
                 }
             }
-            let wants_route = !pending.is_empty() && conn.transaction.is_none() && !conn.closing;
+            let wants_route = !pending.is_empty()
+                && conn.transaction.is_none()
+                && !conn.closing
+                && conn.fifo.len() < MAX_IN_FLIGHT;
             tokio::select! {
                 biased;
                 _ = &mut cancelled => return Ok(()),
-                ctl = control.recv() => match ctl {
-                    Some(Control::Announce(a)) => conn.announce(&a),
-                    Some(Control::Resubscribe { shard, to, done }) => {
-                        conn.resubscribe(&mut ups, shard, to).await?;
-                        let _ = done.send(());
-                    }
-                    Some(Control::Close) | None => return Ok(()),
+                ctl = control.recv() => if !conn.on_control(ctl, &mut ups).await? {
+                    return Ok(());
                 },
                 (shard, n) = read_upstreams(&mut ups) => {
                     let closed = match n {
@@ -333,7 +368,7 @@ where
                 guard = db.route.clone().read_owned(), if wants_route => {
                     conn.forward(&mut ups, &mut pending, Arc::new(guard)).await?;
                 }
-                n = async { reserve(&mut cbuf); cr.read_buf(&mut cbuf).await }, if pending.len() < 4096 => {
+                n = async { reserve(&mut cbuf); cr.read_buf(&mut cbuf).await }, if pending.len() < MAX_PENDING => {
                     if n? == 0 {
                         return Ok(());
                     }
@@ -530,6 +565,23 @@ impl Conn {
         }
     }
 
+    /// Acts on a control message; false when the connection must close.
+    async fn on_control(
+        &mut self,
+        ctl: Option<Control>,
+        ups: &mut Vec<Option<Upstream>>,
+    ) -> Result<bool> {
+        match ctl {
+            Some(Control::Announce(a)) => self.announce(&a),
+            Some(Control::Resubscribe { shard, to, done }) => {
+                self.resubscribe(ups, shard, to).await?;
+                let _ = done.send(());
+            }
+            Some(Control::Close) | None => return Ok(false),
+        }
+        Ok(true)
+    }
+
     fn push(&mut self, a: &Announcement, now: Instant) {
         if let (Some(ty), 3) = (self.maint, self.proto) {
             // With notifications turned off cluster-wide, the proxy sends none,
@@ -559,7 +611,7 @@ impl Conn {
             ups.resize_with(shards, || None);
         }
         let mut batches = vec![BytesMut::new(); shards];
-        while pending.front().is_some_and(|c| !c.is_maint()) {
+        while pending.front().is_some_and(|c| !c.is_maint()) && self.fifo.len() < MAX_IN_FLIGHT {
             let c = pending.pop_front().unwrap();
             let plan = routing::plan(
                 &c,
