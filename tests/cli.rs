@@ -266,6 +266,51 @@ fn bad_options_and_a_missing_redis_server_are_clear_errors() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("apt-get install redis-server"), "{err}");
+
+    // A redis-server too old for the emulator (a script that says it is 6.0).
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("redis-server");
+    std::fs::write(
+        &old,
+        "#!/bin/sh\necho 'Redis server v=6.0.16 sha=00000000:0'\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&old).status().unwrap();
+    let out = Command::new(BIN)
+        .args(["emulator"])
+        .env("REDIS_SERVER_BIN", &old)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("redis-server 6.0.16 (")
+            && err.contains("is too old: the emulator needs 7.0 or newer"),
+        "{err}"
+    );
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one line: {err}");
+}
+
+#[test]
+fn a_taken_api_port_is_a_one_line_error_that_says_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["emulator", "--api", &addr])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "error: binding the fault injector API on {addr}: "
+        )) && last
+            .ends_with("pick another with --api HOST:PORT, or --api 127.0.0.1:0 for any free port"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

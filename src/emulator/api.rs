@@ -190,7 +190,15 @@ pub async fn serve(
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("binding the fault injector API on {addr}: {e}"))?;
+        .map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "; something else listens there (another emulator?): pick another with --api HOST:PORT, or --api 127.0.0.1:0 for any free port"
+                }
+                _ => "",
+            };
+            anyhow::anyhow!("binding the fault injector API on {addr}: {e}{hint}")
+        })?;
     let bound = listener.local_addr()?;
     if !bound.ip().is_loopback() {
         tracing::warn!(

@@ -361,6 +361,7 @@ impl Emulator {
             anyhow::bail!("--nodes must be between 1 and 250, got {}", config.nodes);
         }
         let bin = shard::redis_server_bin()?;
+        shard::check_version(&bin)?;
         let workdir = tempfile::Builder::new()
             .prefix("maint-e2e-emulator-")
             .disable_cleanup(config.keep_run_dir)

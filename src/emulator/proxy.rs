@@ -42,10 +42,12 @@ pub async fn listen_node(
 ) -> Result<()> {
     let mut listeners = Vec::new();
     for a in addrs {
-        listeners.push(
-            bind(*a)
-                .with_context(|| format!("binding endpoint proxy of database {} on {a}", db.id))?,
-        );
+        listeners.push(bind(*a).map_err(|e| {
+            taken(
+                e,
+                format!("binding endpoint proxy of database {} on {a}", db.id),
+            )
+        })?);
     }
     for l in listeners {
         let (db, cancel, tls) = (db.clone(), cancel.clone(), tls.clone());
@@ -64,8 +66,12 @@ pub async fn listen_public(
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
     let addr: SocketAddr = ([127, 0, 0, 1], db.port).into();
-    let l = bind(addr)
-        .with_context(|| format!("binding public address {addr} of database {}", db.id))?;
+    let l = bind(addr).map_err(|e| {
+        taken(
+            e,
+            format!("binding public address {addr} of database {}", db.id),
+        )
+    })?;
     let picker = {
         let db = db.clone();
         move || db.active_node()
@@ -84,6 +90,17 @@ const MAX_IN_FLIGHT: usize = 256;
 /// Commands read from one client and not sent on yet: past this, the proxy
 /// stops reading the client's socket.
 const MAX_PENDING: usize = 4096;
+
+/// A bind error in words that say what to do when the port is taken.
+fn taken(e: std::io::Error, what: String) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; the port is taken: pick another (`--port`, or `port` in create_database) or leave it out for a free one"
+        }
+        _ => "",
+    };
+    anyhow!("{what}: {e}{hint}")
+}
 
 /// Connections the kernel queues for a listener before it refuses more: a
 /// rebind sends every connection of a database to the new node at once.

@@ -48,6 +48,50 @@ pub fn find_redis_server(bin: Option<OsString>, path: Option<OsString>) -> Resul
         })
 }
 
+/// The oldest `redis-server` the emulator runs: sharded pub/sub and
+/// `SHUTDOWN NOW` came in 7.0.
+pub const MIN_REDIS_SERVER: (u32, u32) = (7, 0);
+
+/// Runs `bin --version` and refuses a server older than
+/// [`MIN_REDIS_SERVER`], saying what to do; returns its version.
+pub fn check_version(bin: &Path) -> Result<(u32, u32, u32)> {
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(v) = parse_version(&text) else {
+        bail!(
+            "{} --version printed {:?}, not a redis-server version; point {REDIS_SERVER_BIN_ENV} at redis-server",
+            bin.display(),
+            text.trim()
+        );
+    };
+    if (v.0, v.1) < MIN_REDIS_SERVER {
+        bail!(
+            "redis-server {}.{}.{} ({}) is too old: the emulator needs {}.{} or newer (sharded pub/sub, SHUTDOWN NOW); install a newer one (Debian 12 and Ubuntu 24.04 ship 7.0 or later) and put it on PATH or name it with {REDIS_SERVER_BIN_ENV}",
+            v.0,
+            v.1,
+            v.2,
+            bin.display(),
+            MIN_REDIS_SERVER.0,
+            MIN_REDIS_SERVER.1
+        );
+    }
+    Ok(v)
+}
+
+/// The version in `redis-server --version`'s line (`... v=7.0.15 sha=...`).
+fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let v = text.split_whitespace().find_map(|w| w.strip_prefix("v="))?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
 /// How a shard process is started.
 #[derive(Clone, Debug)]
 pub struct ShardSpec {
@@ -435,6 +479,49 @@ mod tests {
             err.contains("/no/such/redis") && err.contains("does not name a file"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn versions_are_read_from_the_version_line() {
+        assert_eq!(
+            parse_version("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0\n"),
+            Some((7, 0, 15))
+        );
+        assert_eq!(
+            parse_version("Valkey server v=8.1.0 sha=0"),
+            Some((8, 1, 0))
+        );
+        assert_eq!(parse_version("hello"), None);
+    }
+
+    #[test]
+    fn a_server_too_old_or_not_a_server_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = |name: &str, prints: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\necho '{prints}'\n")).unwrap();
+            std::process::Command::new("chmod")
+                .args(["+x", &p.to_string_lossy()])
+                .status()
+                .unwrap();
+            p
+        };
+        let old = fake(
+            "old",
+            "Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1",
+        );
+        let err = check_version(&old).unwrap_err().to_string();
+        assert!(
+            err.starts_with("redis-server 6.0.16 (")
+                && err.contains("is too old: the emulator needs 7.0 or newer"),
+            "{err}"
+        );
+        assert!(err.contains(REDIS_SERVER_BIN_ENV), "{err}");
+        let other = fake("other", "something else");
+        let err = check_version(&other).unwrap_err().to_string();
+        assert!(err.contains("not a redis-server version"), "{err}");
+        let real = redis_server_bin().unwrap();
+        assert!(check_version(&real).unwrap() >= (7, 0, 0));
     }
 
     #[test]

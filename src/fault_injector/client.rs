@@ -18,7 +18,9 @@ pub enum FaultInjectorError {
     #[error("building the HTTP client")]
     Build(#[source] reqwest::Error),
     /// The service did not answer.
-    #[error("{what}: the fault injector at {url} is not reachable")]
+    #[error(
+        "{what}: the fault injector at {url} is not reachable; check FAULT_INJECTION_API_URL (`maint-e2e emulator` starts one), or unset it and REDIS_ENDPOINTS_CONFIG_PATH to run against the embedded emulator"
+    )]
     Unreachable {
         /// What was being done.
         what: String,
@@ -257,5 +259,25 @@ impl FaultInjectorClient {
             body,
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_fault_injector_says_which_variable_to_check() {
+        // Nothing listens on port 1 of loopback.
+        let fi = FaultInjectorClient::new("http://127.0.0.1:1").unwrap();
+        let err = fi.health().await.unwrap_err();
+        let top = err.to_string();
+        assert!(
+            top.starts_with("asking for /health: the fault injector at http://127.0.0.1:1 is not reachable; check FAULT_INJECTION_API_URL"),
+            "{top}"
+        );
+        // The cause is kept.
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(chain.contains("Connection refused"), "{chain}");
     }
 }
