@@ -1095,3 +1095,54 @@ async fn a_client_that_never_reads_its_replies_is_held_back_and_harms_no_one() {
     drop(hog);
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_of_a_database_with_a_password_answer_nothing_without_it() {
+    let emu = emulator(Duration::from_millis(100));
+    let db = emu
+        .create_database(DatabaseSpec {
+            replication: Some(true),
+            password: Some("shard-secret".into()),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    let sets = db.shard_sets().await;
+    let set = &sets[0];
+    for (role, addr) in [("primary", set.primary), ("replica", set.replica.unwrap())] {
+        for command in [
+            &["GET", "k"][..],
+            &["CONFIG", "GET", "requirepass"],
+            &["KEYS", "*"],
+        ] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let wire = command
+                .iter()
+                .fold(format!("*{}\r\n", command.len()), |w, a| {
+                    w + &format!("${}\r\n{a}\r\n", a.len())
+                });
+            s.write_all(wire.as_bytes()).await.unwrap();
+            let mut got = [0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+            let got = String::from_utf8_lossy(&got[..n]);
+            assert!(
+                got.starts_with("-NOAUTH Authentication required"),
+                "{role} {addr} answered {command:?} without the password: {got}"
+            );
+        }
+    }
+    // Through the endpoint, with the password, the same database serves.
+    let mut s = TcpStream::connect(format!("127.0.0.1:{}", db.port()))
+        .await
+        .unwrap();
+    exchange(
+        &mut s,
+        b"*2\r\n$4\r\nAUTH\r\n$12\r\nshard-secret\r\n*1\r\n$4\r\nPING\r\n",
+        b"+OK\r\n+PONG\r\n",
+    )
+    .await;
+    emu.shutdown().await;
+}

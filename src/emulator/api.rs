@@ -179,6 +179,19 @@ fn rejected(e: BytesRejection, limit: usize) -> Response {
     }
 }
 
+/// What to say when the API listens at `bound`: nothing on loopback; beyond
+/// it, that anyone who reaches it can run maintenance (and, without a token,
+/// how to guard it).
+fn exposure_warning(bound: SocketAddr, token: bool) -> Option<String> {
+    if bound.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "the fault injector API listens on {bound}, beyond loopback: anyone who reaches it can fail over, migrate and delete databases{}",
+        if token { "" } else { "; give it --api-token" }
+    ))
+}
+
 /// Binds `addr` and serves until `cancel`; returns the bound address. A
 /// client gets [`ApiOptions::request_timeout`] to send its headers; binding
 /// anywhere but loopback is logged as a warning.
@@ -200,13 +213,8 @@ pub async fn serve(
             anyhow::anyhow!("binding the fault injector API on {addr}: {e}{hint}")
         })?;
     let bound = listener.local_addr()?;
-    if !bound.ip().is_loopback() {
-        tracing::warn!(
-            %bound,
-            token = options.token.is_some(),
-            "the fault injector API listens beyond loopback: anyone who reaches it can fail over, migrate and delete databases{}",
-            if options.token.is_some() { "" } else { "; give it --api-token" }
-        );
+    if let Some(warning) = exposure_warning(bound, options.token.is_some()) {
+        tracing::warn!(%bound, "{warning}");
     }
     let app = router(emulator, options);
     let header_timeout = options.request_timeout;
@@ -325,4 +333,23 @@ async fn slot_migrate() -> Response {
         StatusCode::UNPROCESSABLE_ENTITY,
         "OSS Cluster API databases are not emulated, so there is no slot to migrate; use POST /action with topology_change_standalone on a standalone database",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_beyond_loopback_is_warned_about_with_what_to_do() {
+        assert_eq!(exposure_warning(([127, 0, 0, 1], 8080).into(), false), None);
+        assert_eq!(exposure_warning(([127, 0, 3, 2], 8080).into(), false), None);
+        let open = exposure_warning(([0, 0, 0, 0], 8080).into(), false).unwrap();
+        assert!(
+            open.starts_with("the fault injector API listens on 0.0.0.0:8080, beyond loopback")
+                && open.ends_with("; give it --api-token"),
+            "{open}"
+        );
+        let guarded = exposure_warning(([10, 0, 0, 5], 8080).into(), true).unwrap();
+        assert!(guarded.ends_with("delete databases"), "{guarded}");
+    }
 }

@@ -38,7 +38,15 @@ impl Chromium {
     /// The browser [`CHROMIUM_ENV`] names, or the first of `chromium`,
     /// `chromium-browser`, `google-chrome` on `PATH`.
     pub fn find() -> Result<Self> {
-        if let Some(p) = std::env::var_os(CHROMIUM_ENV).filter(|p| !p.is_empty()) {
+        Self::find_in(std::env::var_os(CHROMIUM_ENV), std::env::var_os("PATH"))
+    }
+
+    /// [`Chromium::find`] on explicit values of the two variables.
+    fn find_in(
+        named: Option<std::ffi::OsString>,
+        path: Option<std::ffi::OsString>,
+    ) -> Result<Self> {
+        if let Some(p) = named.filter(|p| !p.is_empty()) {
             let path = PathBuf::from(p);
             if !path.is_file() {
                 bail!(
@@ -48,7 +56,7 @@ impl Chromium {
             }
             return Ok(Chromium { path });
         }
-        let dirs = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = path.unwrap_or_default();
         for name in ["chromium", "chromium-browser", "google-chrome"] {
             if let Some(path) = std::env::split_paths(&dirs)
                 .map(|d| d.join(name))
@@ -236,6 +244,28 @@ fn attribute(html: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_or_misnamed_browser_says_how_to_get_one() {
+        let err = Chromium::find_in(Some("/no/such/chromium".into()), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "MAINT_E2E_CHROMIUM=/no/such/chromium is not a file: point it at a Chromium binary, or unset it"
+        );
+        let err = Chromium::find_in(None, Some("/nonexistent".into()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "no Chromium found on PATH: install it (`apt-get install chromium` on Debian)"
+            ),
+            "{err}"
+        );
+    }
 
     #[test]
     fn an_attribute_is_read_back_unescaped() {
