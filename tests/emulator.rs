@@ -1146,3 +1146,28 @@ async fn shards_of_a_database_with_a_password_answer_nothing_without_it() {
     .await;
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_command_waits_for_the_rest_and_holds_up_no_one_else() {
+    let emu = emulator(Duration::from_millis(100));
+    let (_, addr) = database(&emu, false).await;
+    let healthy = RawConnection::connect(&addr, false, None).await.unwrap();
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    // Half a SET: the header, then the value cut short.
+    slow.write_all(b"*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$10\r\nhello")
+        .await
+        .unwrap();
+    // Others are served while it is stuck; the key is not set yet.
+    healthy.ping().await.unwrap();
+    assert_eq!(
+        healthy.command(&["EXISTS", "half"]).await.unwrap(),
+        b":0\r\n"
+    );
+    // The rest arrives: the command runs, whole.
+    exchange(&mut slow, b"world\r\n", b"+OK\r\n").await;
+    assert_eq!(
+        healthy.command(&["GET", "half"]).await.unwrap(),
+        b"$10\r\nhelloworld\r\n"
+    );
+    emu.shutdown().await;
+}

@@ -1,15 +1,16 @@
 //! How the endpoint proxy reads a client's bytes as commands, as
-//! `redis-server` does: arrays of bulk strings, and inline commands (a line of
-//! words, as typed into telnet). Malformed input gets the server's own words
-//! (`Protocol error: invalid bulk length`) and the connection is closed; a
-//! declared length beyond the server's limits is refused before any of it is
-//! buffered.
+//! `redis-server` does: arrays of bulk strings (framed by the `redis-protocol`
+//! codec), and inline commands (a line of words, as typed into telnet), which
+//! the codec does not know. Before the codec waits for a frame, its headers are
+//! held to the server's limits, so a declared length beyond them is refused
+//! before any of it is buffered, and malformed input gets the server's own
+//! words (`Protocol error: invalid bulk length`); the connection is closed.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 
 use anyhow::{anyhow, bail, Result};
 use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::types::RangeFrame;
 
 /// The longest argument accepted: `redis-server`'s default
 /// `proto-max-bulk-len` (512 MiB).
@@ -93,14 +94,19 @@ pub(super) fn take_commands(buf: &mut BytesMut, out: &mut VecDeque<Command>) -> 
         match buf.first() {
             None => return Ok(()),
             Some(b'*') => {
-                let Some((ranges, len)) = multibulk(buf)? else {
+                if !whole_within_limits(buf)? {
                     return Ok(());
-                };
-                let raw = buf.split_to(len).freeze();
-                // `*0` and `*-1` are skipped, as the server does.
-                if !ranges.is_empty() {
-                    let args = ranges.into_iter().map(|r| raw.slice(r)).collect();
-                    out.push_back(Command::new(raw, args));
+                }
+                match redis_protocol::resp2::decode::decode_range(buf) {
+                    Ok(Some((frame, len))) => {
+                        let raw = buf.split_to(len).freeze();
+                        // `*0` and `*-1` are skipped, as the server does.
+                        if let Some(c) = command(frame, raw)? {
+                            out.push_back(c);
+                        }
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) => bail!("Protocol error: {e}"),
                 }
             }
             Some(_) => {
@@ -122,23 +128,20 @@ pub(super) fn take_commands(buf: &mut BytesMut, out: &mut VecDeque<Command>) -> 
     }
 }
 
-/// The arguments of the array at the start of `buf` (ranges into it) and its
-/// length, once it is all there.
-fn multibulk(buf: &[u8]) -> Result<Option<(Vec<Range<usize>>, usize)>> {
+/// Whether the array at the start of `buf` has all arrived, its headers
+/// checked as the server checks them (an error in its words otherwise): a
+/// count of at most `INT_MAX`, each element a bulk string of 0 to
+/// [`MAX_BULK`] bytes followed by CRLF.
+fn whole_within_limits(buf: &[u8]) -> Result<bool> {
     let Some((line, mut at)) = line_at(buf, 0, "mbulk count")? else {
-        return Ok(None);
+        return Ok(false);
     };
     let count = number(&line[1..])
         .filter(|n| *n <= MAX_MULTIBULK)
         .ok_or_else(|| anyhow!("Protocol error: invalid multibulk length"))?;
-    if count <= 0 {
-        return Ok(Some((Vec::new(), at)));
-    }
-    // Capacity from what is there, never from what is declared.
-    let mut ranges = Vec::with_capacity((count as usize).min(buf.len() / 4 + 1));
-    for _ in 0..count {
+    for _ in 0..count.max(0) {
         let Some((line, next)) = line_at(buf, at, "bulk count")? else {
-            return Ok(None);
+            return Ok(false);
         };
         match line.first() {
             Some(b'$') => {}
@@ -153,15 +156,32 @@ fn multibulk(buf: &[u8]) -> Result<Option<(Vec<Range<usize>>, usize)>> {
             as usize;
         let end = next + len;
         if buf.len() < end + 2 {
-            return Ok(None);
+            return Ok(false);
         }
         if &buf[end..end + 2] != b"\r\n" {
             bail!("Protocol error: a bulk string of {len} bytes is not followed by CRLF");
         }
-        ranges.push(next..end);
         at = end + 2;
     }
-    Ok(Some((ranges, at)))
+    Ok(true)
+}
+
+/// The codec's frame (ranges into `raw`, its bytes) as a command; `None` for
+/// an empty or null array.
+fn command(frame: RangeFrame, raw: Bytes) -> Result<Option<Command>> {
+    let items = match frame {
+        RangeFrame::Array(items) => items,
+        RangeFrame::Null => return Ok(None),
+        _ => bail!("Protocol error: commands are arrays of bulk strings"),
+    };
+    let mut args = Vec::with_capacity(items.len());
+    for i in items {
+        match i {
+            RangeFrame::BulkString((start, end)) => args.push(raw.slice(start..end)),
+            _ => bail!("Protocol error: expected '$'"),
+        }
+    }
+    Ok((!args.is_empty()).then(|| Command::new(raw, args)))
 }
 
 /// The line starting at `from` (without its CRLF) and where the next begins;
