@@ -219,11 +219,30 @@ impl Notification {
                         })
                     }
                 };
+                // Liberal: a bad entry is skipped and reported, the others
+                // kept; a frame with nothing usable is an error.
                 let mut moves = Vec::new();
+                let mut rejected = Vec::new();
                 for entry in list {
-                    moves.push(slot_move(entry)?);
+                    match slot_move(entry) {
+                        Ok(m) => moves.push(m),
+                        Err(e) => rejected.push(e.to_string()),
+                    }
                 }
-                Notification::SMigrated { seq, moves }
+                if moves.is_empty() {
+                    if let Some(first) = rejected.first() {
+                        return Err(NotificationError::Bad {
+                            kind,
+                            field: "moves",
+                            found: format!("no usable triplet; first: {first}"),
+                        });
+                    }
+                }
+                Notification::SMigrated {
+                    seq,
+                    moves,
+                    rejected,
+                }
             }
         })
     }

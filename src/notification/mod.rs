@@ -311,10 +311,14 @@ pub enum Notification {
     },
     /// `SMIGRATED seq [[source, target, slots], ...]`.
     SMigrated {
-        /// Sequence number (start + 1).
+        /// Its own sequence number (not its SMIGRATING's).
         seq: i64,
         /// The moves, as triplets.
         moves: Vec<SlotMove>,
+        /// Entries that were not `[source, target, slots]` triplets (pairs,
+        /// say), each with why: skipped, the rest of the frame kept. Never
+        /// encoded.
+        rejected: Vec<String>,
     },
 }
 
@@ -414,9 +418,14 @@ impl fmt::Display for Notification {
             } => write!(f, " {e}"),
             Notification::Moving { endpoint: None, .. } => write!(f, " null"),
             Notification::SMigrating { slots, .. } => write!(f, " {slots}"),
-            Notification::SMigrated { moves, .. } => {
+            Notification::SMigrated {
+                moves, rejected, ..
+            } => {
                 for m in moves {
                     write!(f, " [{} -> {} {}]", m.source, m.target, m.slots)?;
+                }
+                if !rejected.is_empty() {
+                    write!(f, " ({} malformed entries skipped)", rejected.len())?;
                 }
                 Ok(())
             }

@@ -76,7 +76,11 @@ fn notification() -> impl Strategy<Value = Notification> {
                 1..4
             )
         )
-            .prop_map(|(seq, moves)| Notification::SMigrated { seq, moves }),
+            .prop_map(|(seq, moves)| Notification::SMigrated {
+                seq,
+                moves,
+                rejected: vec![],
+            }),
     ]
 }
 

@@ -146,6 +146,7 @@ fn every_kind_round_trips_through_both_decoders() {
                     slots: "101,200-300".into(),
                 },
             ],
+            rejected: vec![],
         },
     ];
     for n in all {
@@ -300,6 +301,45 @@ fn smigrated_pairs_are_rejected_not_dropped() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("expected 3"), "{err}");
+}
+
+#[test]
+fn a_bad_smigrated_entry_is_skipped_and_reported_the_rest_kept() {
+    let n = Notification::from_push(
+        "SMIGRATED",
+        &[
+            V::Int(9),
+            V::Array(vec![
+                V::Array(vec![bulk("127.0.1.1:7001"), bulk("127.0.2.1:7002")]),
+                V::Array(vec![
+                    bulk("127.0.1.1:7001"),
+                    bulk("127.0.2.1:7002"),
+                    bulk("0-99"),
+                ]),
+                V::Int(3),
+            ]),
+        ],
+    )
+    .unwrap()
+    .unwrap();
+    let Notification::SMigrated {
+        seq,
+        moves,
+        rejected,
+    } = &n
+    else {
+        panic!("{n:?}")
+    };
+    assert_eq!((*seq, moves.len(), moves[0].slots.as_str()), (9, 1, "0-99"));
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(
+        rejected[0].contains("2 elements, expected 3"),
+        "{rejected:?}"
+    );
+    assert!(
+        n.to_string().ends_with("(2 malformed entries skipped)"),
+        "{n}"
+    );
 }
 
 #[test]
