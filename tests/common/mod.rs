@@ -1,0 +1,65 @@
+//! What the emulator's integration tests share: an emulator with short
+//! timings, a database on it, an action run in the background, and a byte
+//! exchange with a proxy.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maint_e2e::emulator::ActionError;
+use maint_e2e::emulator::{Emulator, EmulatorConfig, Timings};
+use maint_e2e::Action;
+use maint_e2e::DatabaseSpec;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub fn emulator(lead: Duration) -> Arc<Emulator> {
+    Emulator::new(EmulatorConfig {
+        nodes: 3,
+        timings: Timings {
+            notice_lead: lead,
+            // These tests read bytes and windows; holding traffic is the
+            // acceptance suite's business.
+            hold: Duration::ZERO,
+            ..Timings::fast(Duration::from_secs(3))
+        },
+        ..EmulatorConfig::default()
+    })
+    .expect("redis-server must be installed for these tests")
+}
+
+pub async fn database(emu: &Emulator, replication: bool) -> (u64, String) {
+    let db = emu
+        .create_database(DatabaseSpec {
+            replication: Some(replication),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    (db.id(), format!("127.0.0.1:{}", db.port()))
+}
+
+/// Runs a fault injector action in the background.
+pub fn spawn_action(
+    emu: &Arc<Emulator>,
+    body: Value,
+) -> tokio::task::JoinHandle<Result<Value, ActionError>> {
+    let emu = emu.clone();
+    let action = Action::parse(&body).unwrap();
+    tokio::spawn(async move { emu.run(&action).await })
+}
+
+/// Writes `request`, then reads until exactly `expected` arrived.
+pub async fn exchange(s: &mut TcpStream, request: &[u8], expected: &[u8]) {
+    s.write_all(request).await.unwrap();
+    let mut got = vec![0u8; expected.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+        .await
+        .expect("reply in time")
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
