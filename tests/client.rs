@@ -42,6 +42,7 @@ async fn bare_server(dir: &std::path::Path) -> Shard {
             replica_of: None,
             password: None,
             args: Vec::new(),
+            cluster: false,
         },
     )
     .await

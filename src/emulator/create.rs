@@ -32,6 +32,7 @@ impl Emulator {
                 replica_of,
                 password,
                 args: args.to_vec(),
+                cluster: false,
             },
         )
         .await

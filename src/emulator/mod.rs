@@ -11,6 +11,8 @@
 //!   them (arrays, inline commands, its limits and its error words);
 //! * `routing`: which shard each command goes to, and how replies of several
 //!   shards merge;
+//! * `oss_cluster`: a Redis Cluster formed of cluster-mode shards (slots,
+//!   meeting, replicas), for OSS Cluster API databases;
 //! * `pubsub`: a proxied connection's subscriptions, moved to a shard's new
 //!   primary during a switch-over;
 //! * [`keys`]: hash slots and key positions, for several shards behind one
@@ -45,6 +47,7 @@ mod jobs;
 mod keys;
 mod naming;
 mod operations;
+pub mod oss_cluster;
 mod proxy;
 mod pubsub;
 mod rladmin;

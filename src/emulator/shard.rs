@@ -105,6 +105,10 @@ pub struct ShardSpec {
     pub password: Option<String>,
     /// More options for `redis-server` (`--maxmemory 1000000`, ...).
     pub args: Vec<String>,
+    /// Started in cluster mode (`cluster-enabled`), its node file beside its
+    /// log; a cluster replica is attached by [`super::oss_cluster::form`], not
+    /// by `replica_of`.
+    pub cluster: bool,
 }
 
 /// A running `redis-server`. Killed when stopped or dropped.
@@ -181,6 +185,14 @@ impl Shard {
             .arg(&log);
         if let Some(pw) = &spec.password {
             cmd.args(["--requirepass", pw, "--masterauth", pw]);
+        }
+        if spec.cluster {
+            cmd.args(["--cluster-enabled", "yes"])
+                .arg("--cluster-config-file")
+                .arg(format!("nodes-{}-{port}.conf", spec.id))
+                // How long a node may be silent before the others mark it
+                // failing: short, as everything is on one machine.
+                .args(["--cluster-node-timeout", "2000"]);
         }
         cmd.args(&spec.args);
         cmd.stdin(Stdio::piped())

@@ -59,6 +59,7 @@ async fn given_plain_server(w: &mut MaintWorld) -> StepResult {
             replica_of: None,
             password: None,
             args: Vec::new(),
+            cluster: false,
         },
     )
     .await?;

@@ -1,0 +1,204 @@
+//! A Redis Cluster out of cluster-mode shards, as an OSS Cluster API database
+//! runs on: the 16,384 slots split evenly among the primaries, every node
+//! introduced to the others, each replica attached to its primary, and a wait
+//! until every node agrees (state ok, every node known, every slot served).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::shard::{info_field, Shard};
+use crate::timing::SERVER_POLL;
+use crate::wait::{poll, Look};
+
+/// The number of hash slots.
+pub const SLOTS: u16 = 16384;
+
+/// `n` contiguous slot ranges covering every slot, as even as can be (the
+/// first ranges one slot longer when it does not divide).
+pub fn slot_ranges(n: usize) -> Vec<(u16, u16)> {
+    let n = n.clamp(1, SLOTS as usize);
+    let (each, extra) = (SLOTS as usize / n, SLOTS as usize % n);
+    let mut start = 0usize;
+    (0..n)
+        .map(|i| {
+            let len = each + usize::from(i < extra);
+            let range = (start as u16, (start + len - 1) as u16);
+            start += len;
+            range
+        })
+        .collect()
+}
+
+/// The node id a cluster-mode shard goes by.
+pub async fn node_id(shard: &Shard) -> Result<String> {
+    shard.admin(&["CLUSTER", "MYID"]).await
+}
+
+/// Makes one cluster of `primaries` (each given the slot range at its index of
+/// [`slot_ranges`]) and `replicas` (each the index of its primary and the
+/// shard), all started in cluster mode, and waits at most `within` until every
+/// node agrees.
+pub async fn form(
+    primaries: &[&Shard],
+    replicas: &[(usize, &Shard)],
+    within: Duration,
+) -> Result<()> {
+    if primaries.is_empty() {
+        bail!("a cluster needs at least one primary");
+    }
+    for (p, (first, last)) in primaries.iter().zip(slot_ranges(primaries.len())) {
+        p.admin(&[
+            "CLUSTER",
+            "ADDSLOTSRANGE",
+            &first.to_string(),
+            &last.to_string(),
+        ])
+        .await?;
+    }
+    let first = primaries[0];
+    let everyone: Vec<&Shard> = primaries
+        .iter()
+        .copied()
+        .chain(replicas.iter().map(|(_, r)| *r))
+        .collect();
+    for s in &everyone[1..] {
+        s.admin(&[
+            "CLUSTER",
+            "MEET",
+            &first.addr.ip().to_string(),
+            &first.addr.port().to_string(),
+        ])
+        .await?;
+    }
+    // A replica can follow its primary once it knows of it.
+    for (i, r) in replicas {
+        let primary = primaries.get(*i).with_context(|| {
+            format!("a replica names primary {i}; there are {}", primaries.len())
+        })?;
+        let id = node_id(primary).await?;
+        let known = poll(SERVER_POLL, within, || async {
+            let nodes = r.admin(&["CLUSTER", "NODES"]).await?;
+            anyhow::Ok(match nodes.contains(&id) {
+                true => Look::Ready(()),
+                false => Look::NotYet(nodes),
+            })
+        })
+        .await?;
+        if let Err(nodes) = known {
+            bail!(
+                "shard {} never learned of its primary {id} within {within:?}: {nodes}",
+                r.id
+            );
+        }
+        r.admin(&["CLUSTER", "REPLICATE", &id]).await?;
+    }
+    let total = everyone.len().to_string();
+    for s in &everyone {
+        let agreed = poll(SERVER_POLL, within, || async {
+            let info = s.admin(&["CLUSTER", "INFO"]).await?;
+            let ok = info_field(&info, "cluster_state").as_deref() == Some("ok")
+                && info_field(&info, "cluster_known_nodes").as_deref() == Some(total.as_str())
+                && info_field(&info, "cluster_slots_ok").as_deref() == Some("16384");
+            anyhow::Ok(match ok {
+                true => Look::Ready(()),
+                false => Look::NotYet(info),
+            })
+        })
+        .await?;
+        if let Err(info) = agreed {
+            bail!(
+                "shard {} at {} did not see a whole cluster of {total} nodes within {within:?}: {}",
+                s.id,
+                s.addr,
+                info.replace("\r\n", " ")
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::shard::{redis_server_bin, ShardSpec};
+
+    #[test]
+    fn slot_ranges_cover_every_slot_once_and_evenly() {
+        assert_eq!(slot_ranges(1), vec![(0, 16383)]);
+        assert_eq!(
+            slot_ranges(3),
+            vec![(0, 5461), (5462, 10922), (10923, 16383)]
+        );
+        for n in [2, 5, 7, 100] {
+            let r = slot_ranges(n);
+            assert_eq!(r.len(), n);
+            assert_eq!(r[0].0, 0);
+            assert_eq!(r[n - 1].1, 16383);
+            assert!(r.windows(2).all(|w| w[1].0 == w[0].1 + 1));
+            let lens: Vec<u16> = r.iter().map(|(a, b)| b - a + 1).collect();
+            assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_primaries_and_a_replica_form_one_cluster_that_redirects() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = redis_server_bin().unwrap();
+        let start = |id| {
+            let (bin, dir) = (bin.clone(), dir.path().to_path_buf());
+            async move {
+                Shard::start(
+                    &bin,
+                    &dir,
+                    ShardSpec {
+                        id,
+                        node: 1,
+                        replica_of: None,
+                        password: None,
+                        args: Vec::new(),
+                        cluster: true,
+                    },
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let (a, b, c, r) = (
+            start(1).await,
+            start(2).await,
+            start(3).await,
+            start(4).await,
+        );
+        form(&[&a, &b, &c], &[(1, &r)], Duration::from_secs(20))
+            .await
+            .unwrap();
+
+        // Every node sees the same three ranges, each served by its primary.
+        let slots = r.admin(&["CLUSTER", "SHARDS"]).await.unwrap();
+        for p in [&a, &b, &c] {
+            assert!(slots.contains(&p.addr.port().to_string()), "{slots}");
+        }
+        let role = r.admin(&["ROLE"]).await.unwrap();
+        assert!(
+            role.contains("slave") && role.contains(&b.addr.port().to_string()),
+            "{role}"
+        );
+        // A key of another primary's slot is redirected there: "foo" is slot
+        // 12182, in the third range.
+        let mut conn = a.connect().await.unwrap();
+        let err = redis::cmd("SET")
+            .arg("foo")
+            .arg("1")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.redirect_node(),
+            Some((c.addr.to_string().as_str(), 12182))
+        );
+        for s in [a, b, c, r] {
+            s.stop().await;
+        }
+    }
+}
