@@ -7,36 +7,18 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::keys;
 use super::shard::{info_field, Shard};
 use crate::timing::SERVER_POLL;
 use crate::wait::{poll, Look};
-
-/// The number of hash slots.
-pub const SLOTS: u16 = 16384;
-
-/// `n` contiguous slot ranges covering every slot, as even as can be (the
-/// first ranges one slot longer when it does not divide).
-pub fn slot_ranges(n: usize) -> Vec<(u16, u16)> {
-    let n = n.clamp(1, SLOTS as usize);
-    let (each, extra) = (SLOTS as usize / n, SLOTS as usize % n);
-    let mut start = 0usize;
-    (0..n)
-        .map(|i| {
-            let len = each + usize::from(i < extra);
-            let range = (start as u16, (start + len - 1) as u16);
-            start += len;
-            range
-        })
-        .collect()
-}
 
 /// The node id a cluster-mode shard goes by.
 pub async fn node_id(shard: &Shard) -> Result<String> {
     shard.admin(&["CLUSTER", "MYID"]).await
 }
 
-/// Makes one cluster of `primaries` (each given the slot range at its index of
-/// [`slot_ranges`]) and `replicas` (each the index of its primary and the
+/// Makes one cluster of `primaries` (primary i given the slots the proxies
+/// route to shard i, [`keys::slot_range`]) and `replicas` (each the index of its primary and the
 /// shard), all started in cluster mode, and waits at most `within` until every
 /// node agrees.
 pub async fn form(
@@ -47,7 +29,8 @@ pub async fn form(
     if primaries.is_empty() {
         bail!("a cluster needs at least one primary");
     }
-    for (p, (first, last)) in primaries.iter().zip(slot_ranges(primaries.len())) {
+    for (i, p) in primaries.iter().enumerate() {
+        let (first, last) = keys::slot_range(i, primaries.len());
         p.admin(&[
             "CLUSTER",
             "ADDSLOTSRANGE",
@@ -122,24 +105,6 @@ pub async fn form(
 mod tests {
     use super::*;
     use crate::emulator::shard::{redis_server_bin, ShardSpec};
-
-    #[test]
-    fn slot_ranges_cover_every_slot_once_and_evenly() {
-        assert_eq!(slot_ranges(1), vec![(0, 16383)]);
-        assert_eq!(
-            slot_ranges(3),
-            vec![(0, 5461), (5462, 10922), (10923, 16383)]
-        );
-        for n in [2, 5, 7, 100] {
-            let r = slot_ranges(n);
-            assert_eq!(r.len(), n);
-            assert_eq!(r[0].0, 0);
-            assert_eq!(r[n - 1].1, 16383);
-            assert!(r.windows(2).all(|w| w[1].0 == w[0].1 + 1));
-            let lens: Vec<u16> = r.iter().map(|(a, b)| b - a + 1).collect();
-            assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1);
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_primaries_and_a_replica_form_one_cluster_that_redirects() {
