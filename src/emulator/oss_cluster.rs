@@ -77,12 +77,13 @@ pub async fn form(
         r.admin(&["CLUSTER", "REPLICATE", &id]).await?;
     }
     let total = everyone.len().to_string();
+    let all_slots = keys::SLOTS.to_string();
     for s in &everyone {
         let agreed = poll(SERVER_POLL, within, || async {
             let info = s.admin(&["CLUSTER", "INFO"]).await?;
             let ok = info_field(&info, "cluster_state").as_deref() == Some("ok")
                 && info_field(&info, "cluster_known_nodes").as_deref() == Some(total.as_str())
-                && info_field(&info, "cluster_slots_ok").as_deref() == Some("16384");
+                && info_field(&info, "cluster_slots_ok").as_deref() == Some(all_slots.as_str());
             anyhow::Ok(match ok {
                 true => Look::Ready(()),
                 false => Look::NotYet(info),
