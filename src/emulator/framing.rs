@@ -206,7 +206,6 @@ fn number(digits: &[u8]) -> Option<i64> {
 /// as itself); `'...'` with only `\'` escaped. A closing quote must be followed
 /// by a space or the end.
 fn split_args(line: &[u8]) -> Result<Vec<Bytes>> {
-    let unbalanced = || anyhow!("Protocol error: unbalanced quotes in request");
     let mut args = Vec::new();
     let mut i = 0;
     loop {
@@ -216,86 +215,82 @@ fn split_args(line: &[u8]) -> Result<Vec<Bytes>> {
         let Some(&first) = line.get(i) else {
             return Ok(args);
         };
-        let mut arg = Vec::new();
-        match first {
-            b'"' => {
-                i += 1;
-                loop {
-                    match (line.get(i), line.get(i + 1)) {
-                        (None, _) => return Err(unbalanced()),
-                        (Some(b'\\'), Some(b'x'))
-                            if line
-                                .get(i + 2..i + 4)
-                                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
-                        {
-                            let hex = std::str::from_utf8(&line[i + 2..i + 4]).unwrap_or("0");
-                            arg.push(u8::from_str_radix(hex, 16).unwrap_or(0));
-                            i += 4;
-                        }
-                        (Some(b'\\'), Some(&c)) => {
-                            arg.push(match c {
-                                b'n' => b'\n',
-                                b'r' => b'\r',
-                                b't' => b'\t',
-                                b'b' => 0x08,
-                                b'a' => 0x07,
-                                other => other,
-                            });
-                            i += 2;
-                        }
-                        (Some(b'"'), next) => {
-                            if next.is_some_and(|c| !c.is_ascii_whitespace()) {
-                                return Err(unbalanced());
-                            }
-                            i += 1;
-                            break;
-                        }
-                        (Some(&c), _) => {
-                            arg.push(c);
-                            i += 1;
-                        }
-                    }
-                }
-            }
-            b'\'' => {
-                i += 1;
-                loop {
-                    match (line.get(i), line.get(i + 1)) {
-                        (None, _) => return Err(unbalanced()),
-                        (Some(b'\\'), Some(b'\'')) => {
-                            arg.push(b'\'');
-                            i += 2;
-                        }
-                        (Some(b'\''), next) => {
-                            if next.is_some_and(|c| !c.is_ascii_whitespace()) {
-                                return Err(unbalanced());
-                            }
-                            i += 1;
-                            break;
-                        }
-                        (Some(&c), _) => {
-                            arg.push(c);
-                            i += 1;
-                        }
-                    }
-                }
+        let arg = match first {
+            b'"' | b'\'' => {
+                let (arg, next) = quoted(line, i + 1, first)?;
+                i = next;
+                arg
             }
             _ => {
-                while let Some(&c) = line.get(i).filter(|c| !c.is_ascii_whitespace()) {
-                    arg.push(c);
+                let start = i;
+                while line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
                     i += 1;
                 }
+                line[start..i].to_vec()
             }
-        }
+        };
         args.push(Bytes::from(arg));
     }
 }
 
+/// The argument quoted by `quote` whose text starts at `i`, and where the
+/// rest of the line starts. Inside `"`, backslash escapes (`\xHH`, `\n`,
+/// `\r`, `\t`, `\b`, `\a`, any other character as itself); inside `'`, only
+/// `\'`.
+fn quoted(line: &[u8], mut i: usize, quote: u8) -> Result<(Vec<u8>, usize)> {
+    let unbalanced = || anyhow!("Protocol error: unbalanced quotes in request");
+    let hex = |at: usize| {
+        let digits = line.get(at..at + 2)?;
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut arg = Vec::new();
+    loop {
+        match (line.get(i), line.get(i + 1)) {
+            (None, _) => return Err(unbalanced()),
+            (Some(b'\\'), Some(&c)) if quote == b'"' => {
+                match (c, hex(i + 2)) {
+                    (b'x', Some(byte)) => {
+                        arg.push(byte);
+                        i += 4;
+                        continue;
+                    }
+                    (b'n', _) => arg.push(b'\n'),
+                    (b'r', _) => arg.push(b'\r'),
+                    (b't', _) => arg.push(b'\t'),
+                    (b'b', _) => arg.push(0x08),
+                    (b'a', _) => arg.push(0x07),
+                    (other, _) => arg.push(other),
+                }
+                i += 2;
+            }
+            (Some(b'\\'), Some(b'\'')) => {
+                arg.push(b'\'');
+                i += 2;
+            }
+            (Some(&q), next) if q == quote => {
+                // A closing quote must end the argument.
+                if next.is_some_and(|c| !c.is_ascii_whitespace()) {
+                    return Err(unbalanced());
+                }
+                return Ok((arg, i + 1));
+            }
+            (Some(&c), _) => {
+                arg.push(c);
+                i += 1;
+            }
+        }
+    }
+}
+
 /// `args` as the array of bulk strings a shard is sent.
-fn encode(args: &[Bytes]) -> Bytes {
+pub(super) fn encode<A: AsRef<[u8]>>(args: &[A]) -> Bytes {
     let mut out = BytesMut::new();
     out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
     for a in args {
+        let a = a.as_ref();
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use bytes::{Bytes, BytesMut};
 
-use super::framing::Command;
+use super::framing::{self, Command};
 
 /// The three kinds of subscription, by the command that makes one.
 const KINDS: [(&str, &str); 3] = [
@@ -83,12 +83,10 @@ impl Subscriptions {
             if set.is_empty() {
                 continue;
             }
-            out.extend_from_slice(format!("*{}\r\n", set.len() + 1).as_bytes());
-            for arg in std::iter::once(command.as_bytes()).chain(set.iter().map(|b| &b[..])) {
-                out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-                out.extend_from_slice(arg);
-                out.extend_from_slice(b"\r\n");
-            }
+            let args: Vec<&[u8]> = std::iter::once(command.as_bytes())
+                .chain(set.iter().map(|b| &b[..]))
+                .collect();
+            out.extend_from_slice(&framing::encode(&args));
             confirmations += set.len();
         }
         (out, confirmations)
