@@ -5,9 +5,12 @@
 //! * [`config`]: endpoints files and the environment that picks the target;
 //! * [`fault_injector`]: the fault injector's HTTP API types and client;
 //! * [`emulator`]: a local Redis Enterprise stand-in (real `redis-server` shards,
-//!   endpoint proxies that emit notifications, the fault injector API);
+//!   endpoint proxies that emit notifications and read client bytes as the
+//!   server does, pub/sub that follows a shard, the fault injector API;
+//!   `emulator::oss_cluster` forms cluster-mode shards into a Redis Cluster);
 //! * [`client`]: the client under test, smart client handoffs on redis-rs over
-//!   its own TCP and TLS (trusted CA, client certificate, versions, credentials);
+//!   its own TCP and TLS (trusted CA, client certificate, versions, credentials),
+//!   with pub/sub subscriptions that follow each handoff;
 //! * [`tracker`]: every client event of a scenario, and waiting on them;
 //! * [`timeline`]: every claim about a client, as a pure function over its events;
 //! * [`workload`]: background traffic, error classes, acknowledged-write ledger;

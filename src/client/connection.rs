@@ -391,31 +391,18 @@ impl ManagedConnection {
         conn: &mut MultiplexedConnection,
         target: &Endpoint,
     ) -> Result<(), ClientError> {
-        let held = self.subs.held();
-        if held.is_empty() {
+        let channels = self
+            .subs
+            .subscribe_on(conn, target, self.shared.options.relaxed_timeout)
+            .await?;
+        if channels == 0 {
             return Ok(());
-        }
-        let within = self.shared.options.relaxed_timeout;
-        for (kind, channel) in &held {
-            let reply =
-                tokio::time::timeout(within, conn.send_packed_command(&kind.subscribe(channel)))
-                    .await
-                    .map_err(|e| {
-                        ClientError::connection(format!("subscribing again on {target}"), e)
-                    })?;
-            match reply {
-                Ok(Value::ServerError(e)) => {
-                    return Err(ClientError::server(e.code(), e.details()))
-                }
-                Ok(_) => {}
-                Err(e) => return Err(ClientError::from_redis(e)),
-            }
         }
         self.shared.emit(
             self.id,
             EventKind::Resubscribed {
                 endpoint: target.to_string(),
-                channels: held.len(),
+                channels,
             },
         );
         Ok(())

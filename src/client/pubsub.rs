@@ -7,8 +7,12 @@
 
 use std::sync::Mutex;
 
+use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::time::Instant;
+
+use super::ClientError;
+use crate::notification::Endpoint;
 
 /// What a subscription listens to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,6 +122,34 @@ impl Subscriptions {
     /// What a new connection must subscribe to.
     pub fn held(&self) -> Vec<(ChannelKind, String)> {
         self.held.lock().unwrap().clone()
+    }
+
+    /// Subscribes `conn`, a new connection to `target`, to every channel
+    /// held, one command per channel (each answered by one confirmation, which
+    /// redis-rs takes as its reply), each within `within`; returns how many.
+    pub async fn subscribe_on(
+        &self,
+        conn: &mut MultiplexedConnection,
+        target: &Endpoint,
+        within: std::time::Duration,
+    ) -> Result<usize, ClientError> {
+        let held = self.held();
+        for (kind, channel) in &held {
+            let reply =
+                tokio::time::timeout(within, conn.send_packed_command(&kind.subscribe(channel)))
+                    .await
+                    .map_err(|e| {
+                        ClientError::connection(format!("subscribing again on {target}"), e)
+                    })?;
+            match reply {
+                Ok(Value::ServerError(e)) => {
+                    return Err(ClientError::server(e.code(), e.details()))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ClientError::from_redis(e)),
+            }
+        }
+        Ok(held.len())
     }
 
     /// True when it holds some.

@@ -13,6 +13,8 @@
 //!   shards merge;
 //! * `oss_cluster`: a Redis Cluster formed of cluster-mode shards (slots,
 //!   meeting, replicas), for OSS Cluster API databases;
+//! * `upstream`: a proxied connection's connection to one shard (session
+//!   replay, reads, frame boundaries);
 //! * `pubsub`: a proxied connection's subscriptions, moved to a shard's new
 //!   primary during a switch-over;
 //! * [`keys`]: hash slots and key positions, for several shards behind one
@@ -56,6 +58,7 @@ mod shard;
 mod spec;
 mod timing;
 mod tls;
+mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

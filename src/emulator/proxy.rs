@@ -12,13 +12,10 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedRwLockReadGuard};
 use tokio::time::Instant;
@@ -29,6 +26,7 @@ use super::database::{Announcement, Control, DbShared, Node, Route};
 use super::framing::{take_commands, Command};
 use super::pubsub::Subscriptions;
 use super::routing::{self, merge, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT};
+use super::upstream::{decode, read_upstreams, reserve, Decoded, Upstream};
 use crate::notification::EndpointType;
 use crate::timing::{ACCEPT_RETRY, TLS_ACCEPT_WITHIN};
 
@@ -189,13 +187,6 @@ enum Entry {
     Local(Command),
     /// A reply the proxy made, sent when it reaches the head.
     Canned(Bytes),
-}
-
-struct Upstream {
-    addr: SocketAddr,
-    r: OwnedReadHalf,
-    w: OwnedWriteHalf,
-    buf: BytesMut,
 }
 
 #[derive(Default)]
@@ -414,75 +405,6 @@ impl Drop for Deregister {
     fn drop(&mut self) {
         self.0.deregister(self.1);
     }
-}
-
-/// Reads from whichever shard connection has data; returns its index and what
-/// the read gave. Pending forever while none is open.
-async fn read_upstreams(ups: &mut [Option<Upstream>]) -> (usize, std::io::Result<usize>) {
-    if ups.iter().all(Option::is_none) {
-        return std::future::pending().await;
-    }
-    std::future::poll_fn(|cx| {
-        for (i, u) in ups.iter_mut().enumerate() {
-            if let Some(u) = u {
-                reserve(&mut u.buf);
-                if let Poll::Ready(r) =
-                    tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut u.r), cx, &mut u.buf)
-                {
-                    return Poll::Ready((i, r));
-                }
-            }
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-/// Room for a whole read in `buf`: a `BytesMut` left full grows by only 64
-/// bytes per read otherwise, and a pipeline's replies would take many reads
-/// (and as many writes to the client). The room doubles with what is
-/// buffered, so that a large reply takes few reads; an idle connection holds
-/// little.
-fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK.max(buf.len()));
-    }
-}
-
-/// The least one read of a socket can take.
-const READ_CHUNK: usize = 4 * 1024;
-
-enum Decoded {
-    Push(Bytes),
-    Reply { raw: Bytes, error: bool },
-}
-
-/// Takes the next whole frame off `buf`, if there is one. Only the frame's
-/// boundary and kind are read (no frame is built): the bytes go on as they are.
-fn decode(buf: &mut BytesMut, proto: u8) -> Result<Option<Decoded>> {
-    let (kind, len) = if proto == 3 {
-        use redis_protocol::resp3::types::RangeFrame as F;
-        let Some((f, len)) = redis_protocol::resp3::decode::complete::decode_range(buf)? else {
-            return Ok(None);
-        };
-        let kind = match f {
-            F::Push { .. } => None,
-            F::SimpleError { .. } | F::BlobError { .. } => Some(true),
-            _ => Some(false),
-        };
-        (kind, len)
-    } else {
-        use redis_protocol::resp2::types::RangeFrame as F;
-        let Some((f, len)) = redis_protocol::resp2::decode::decode_range(buf)? else {
-            return Ok(None);
-        };
-        (Some(matches!(f, F::Error(_))), len)
-    };
-    let raw = buf.split_to(len).freeze();
-    Ok(Some(match kind {
-        None => Decoded::Push(raw),
-        Some(error) => Decoded::Reply { raw, error },
-    }))
 }
 
 impl Conn {
@@ -887,30 +809,18 @@ impl Conn {
                 return Ok(());
             }
             // Messages published before the switch, already on their way.
-            loop {
-                reserve(&mut old.buf);
-                match old.r.try_read_buf(&mut old.buf) {
-                    Ok(n) if n > 0 => continue,
-                    _ => break,
-                }
-            }
+            old.read_ready();
             self.on_upstream(ups)?;
         }
         ups[shard] = Some(self.connect_upstream(to, shard).await?);
         Ok(())
     }
 
-    /// Opens a connection to a (new) primary of shard set `shard` and replays
-    /// the session on it (HELLO with its AUTH, AUTH, SELECT, SETNAME) and the
-    /// subscriptions held there, discarding those replies.
+    /// Opens a connection to a (new) primary of shard set `shard`, with the
+    /// session (HELLO with its AUTH, AUTH, SELECT, SETNAME) and the
+    /// subscriptions held there replayed on it.
     async fn connect_upstream(&mut self, addr: SocketAddr, shard: usize) -> Result<Upstream> {
-        let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-            .await
-            .with_context(|| format!("connecting to shard {addr} timed out"))?
-            .with_context(|| format!("connecting to shard {addr}"))?;
-        s.set_nodelay(true)?;
-        let (mut r, mut w) = s.into_split();
-        let replay: Vec<Bytes> = [
+        let session: Vec<Bytes> = [
             &self.session.hello,
             &self.session.auth,
             &self.session.select,
@@ -920,28 +830,7 @@ impl Conn {
         .flatten()
         .cloned()
         .collect();
-        for raw in &replay {
-            w.write_all(raw).await?;
-        }
-        // One confirmation per channel, a push in RESP3, a reply in RESP2,
-        // before any message.
-        let (subscribe, confirmations) = self.subs.replay(shard);
-        w.write_all(&subscribe).await?;
         let proto = self.session.proto.unwrap_or(self.proto);
-        let mut left = replay.len() + confirmations;
-        let mut buf = BytesMut::new();
-        while left > 0 {
-            if decode(&mut buf, proto)?.is_some() {
-                left -= 1;
-                continue;
-            }
-            let n = tokio::time::timeout(Duration::from_secs(5), r.read_buf(&mut buf))
-                .await
-                .context("replaying the session on the new shard timed out")??;
-            if n == 0 {
-                bail!("new shard {addr} closed the connection during session replay");
-            }
-        }
-        Ok(Upstream { addr, r, w, buf })
+        Upstream::connect(addr, &session, self.subs.replay(shard), proto).await
     }
 }
