@@ -39,6 +39,7 @@ pub mod fault_injector;
 pub mod notification;
 pub mod raw;
 pub mod report;
+pub mod slots;
 pub mod steps;
 pub mod suite;
 pub mod timeline;

@@ -319,20 +319,46 @@ async fn standalone_triggers(State(s): State<AppState>, Query(q): Params) -> Res
 }
 
 async fn slot_migrate_triggers(State(s): State<AppState>, Query(q): Params) -> Response {
-    match q.get("effect") {
-        Some(effect) => Json(catalogue::slot_migrate(&s.emulator, effect)).into_response(),
-        None => error(
+    let Some(effect) = q.get("effect") else {
+        return error(
             StatusCode::BAD_REQUEST,
             "missing query parameter effect (slot-shuffle, add, remove or remove-add)",
-        ),
+        );
+    };
+    match catalogue::slot_migrate(&s.emulator, effect) {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
-async fn slot_migrate() -> Response {
-    error(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "OSS Cluster API databases are not emulated, so there is no slot to migrate; use POST /action with topology_change_standalone on a standalone database",
-    )
+/// `POST /slot-migrate?effect=E&bdb_id=N[&trigger=T|&variant=V][&source_node=n][&target_node=n]`:
+/// the same action as `slot_migrate` through `POST /action`.
+async fn slot_migrate(State(s): State<AppState>, Query(q): Params) -> Response {
+    let mut params = serde_json::Map::new();
+    for (k, v) in &q {
+        params.insert(k.clone(), Value::String(v.clone()));
+    }
+    for required in ["effect", "bdb_id"] {
+        if !params.contains_key(required) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("missing query parameter {required}; POST /slot-migrate?effect=slot-shuffle&trigger=migrate&bdb_id=1"),
+            );
+        }
+    }
+    let body = serde_json::json!({ "type": "slot_migrate", "parameters": params });
+    let action = match Action::parse(&body) {
+        Ok(a) => a,
+        Err(e) => return ActionError::from(e).into_response(),
+    };
+    match s.actions.submit(&s.emulator, action) {
+        Ok(action_id) => Json(ActionAccepted {
+            action_id,
+            status: ActionState::Pending,
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -133,15 +133,62 @@ pub fn standalone(emu: &Emulator, effect: &str) -> Result<Value, ActionError> {
     Ok(json!({ "effect": effect, "cluster": cluster(emu), "triggers": triggers }))
 }
 
-/// The body of `GET /slot-migrate?effect=E`: OSS Cluster databases are not
-/// emulated, so no trigger is offered.
-pub fn slot_migrate(emu: &Emulator, effect: &str) -> Value {
-    json!({
+/// The body of `GET /slot-migrate?effect=E`: the triggers the emulator
+/// runs for that effect, each with the database it needs (`nodes` is a
+/// number here, as the real catalogue gives it).
+pub fn slot_migrate(emu: &Emulator, effect: &str) -> Result<Value, ActionError> {
+    use super::operations::slot_migrate::{EFFECTS, TRIGGERS};
+    if !EFFECTS.contains(&effect) {
+        return Err(ActionError::Invalid(format!(
+            "unknown effect {effect:?}; one of {}",
+            EFFECTS.join(", ")
+        )));
+    }
+    let nodes = emu.nodes().len();
+    // Shards the database needs so that the effect has room on this
+    // cluster: a node left free for the effects that add one.
+    let (shards, description) = match effect {
+        "slot-shuffle" => (
+            2 * nodes,
+            "half of one shard's slots move to a shard on another node",
+        ),
+        "add" => (
+            nodes.saturating_sub(1).max(1),
+            "a node that held no slot takes a share of every shard's",
+        ),
+        "remove" => (nodes, "a node gives its slots to the others and leaves"),
+        _ => (
+            nodes.saturating_sub(1).max(1),
+            "a node's slots go to a node that held none, and it leaves",
+        ),
+    };
+    let triggers: Vec<Value> = TRIGGERS
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t,
+                "description": format!("{description}, by slot migration (importing / migrating slots, MIGRATE, ASK)"),
+                "requirements": [{
+                    "dbconfig": {
+                        "name": format!("maint-e2e-{effect}-{t}-db-1"),
+                        "shards_count": shards,
+                        "replication": false,
+                        "oss_cluster": true,
+                        "proxy_policy": "all-master-shards",
+                        "tls": false,
+                    },
+                    "cluster": { "min_nodes": nodes.min(2), "actual_nodes": nodes },
+                    "oss_cluster_api": { "ip_type": "internal", "endpoint_type": "ip" },
+                    "description": format!("an OSS Cluster API database of {shards} primary shards over {nodes} nodes"),
+                }],
+            })
+        })
+        .collect();
+    Ok(json!({
         "effect": effect,
-        "cluster": cluster(emu),
-        "triggers": [],
-        "note": "OSS Cluster API databases are not emulated; no slot-migration trigger is available",
-    })
+        "cluster": { "index": 0, "nodes": nodes },
+        "triggers": triggers,
+    }))
 }
 
 fn cluster(emu: &Emulator) -> Value {

@@ -9,9 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-use super::database::{DbShared, Node};
+use super::database::{DbShared, Node, Route};
 use super::shard::{Shard, ShardSet, ShardSpec, Shards};
-use super::{keys, proxy, tls, ActionError, Database, Emulator, DATABASE_PORTS, PORT_UNAVAILABLE};
+use super::slot_map::SlotMap;
+use super::{
+    keys, oss_cluster, proxy, tls, ActionError, Database, Emulator, DATABASE_PORTS,
+    PORT_UNAVAILABLE,
+};
 use crate::fault_injector::DatabaseSpec;
 
 impl Emulator {
@@ -21,6 +25,20 @@ impl Emulator {
         replica_of: Option<SocketAddr>,
         password: Option<String>,
         args: &[String],
+    ) -> Result<Shard> {
+        self.start_shard_in(node, replica_of, password, args, false)
+            .await
+    }
+
+    /// Starts a shard, in cluster mode when `cluster` (an OSS Cluster API
+    /// database's: attached to the others by [`oss_cluster::form`]).
+    pub(crate) async fn start_shard_in(
+        &self,
+        node: Node,
+        replica_of: Option<SocketAddr>,
+        password: Option<String>,
+        args: &[String],
+        cluster: bool,
     ) -> Result<Shard> {
         let id = self.next_shard.fetch_add(1, Ordering::SeqCst);
         Shard::start(
@@ -32,7 +50,7 @@ impl Emulator {
                 replica_of,
                 password,
                 args: args.to_vec(),
-                cluster: false,
+                cluster,
             },
         )
         .await
@@ -61,6 +79,8 @@ impl Emulator {
 
     /// Starts the shards of a new database: `count` primaries on consecutive
     /// nodes from `first`, each with a replica on the next node when asked.
+    /// In cluster mode they are made one Redis Cluster, the slots split
+    /// evenly among the primaries in order.
     async fn start_shards(
         &self,
         first: usize,
@@ -68,23 +88,27 @@ impl Emulator {
         replication: bool,
         password: &Option<String>,
         args: &[String],
+        cluster: bool,
     ) -> Result<Shards> {
         let nodes = self.nodes();
         let mut shards = Shards::default();
         for i in 0..count {
             let started = async {
                 let primary = self
-                    .start_shard(
+                    .start_shard_in(
                         nodes[(first + i) % nodes.len()],
                         None,
                         password.clone(),
                         args,
+                        cluster,
                     )
                     .await?;
                 let replica = if replication {
                     let node = nodes[(first + i + 1) % nodes.len()];
+                    // A cluster replica follows its primary once formed.
+                    let of = (!cluster).then_some(primary.addr);
                     match self
-                        .start_shard(node, Some(primary.addr), password.clone(), args)
+                        .start_shard_in(node, of, password.clone(), args, cluster)
                         .await
                     {
                         Ok(r) => Some(r),
@@ -111,6 +135,21 @@ impl Emulator {
                 }
             }
         }
+        if cluster {
+            let primaries: Vec<&Shard> = shards.sets.iter().map(|s| &s.primary).collect();
+            let replicas: Vec<(usize, &Shard)> = shards
+                .sets
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.replica.as_ref().map(|r| (i, r)))
+                .collect();
+            let formed =
+                oss_cluster::form(&primaries, &replicas, self.config.timings.sync_timeout).await;
+            if let Err(e) = formed {
+                shards.stop().await;
+                return Err(e.context("forming the Redis Cluster of an OSS Cluster API database"));
+            }
+        }
         for set in &shards.sets {
             if let Some(r) = &set.replica {
                 if let Err(e) = r.wait_link_up(self.config.timings.sync_timeout).await {
@@ -127,9 +166,7 @@ impl Emulator {
     /// public address.
     pub async fn create_database(&self, spec: DatabaseSpec) -> Result<Arc<Database>, ActionError> {
         use ActionError::Invalid;
-        if spec.oss_cluster.unwrap_or(false) {
-            return Err(Invalid("oss_cluster databases are not emulated yet; create a database without the OSS Cluster API (oss_cluster: false)".into()));
-        }
+        let cluster = spec.oss_cluster.unwrap_or(false);
         let count = spec.shard_count()?;
         let shard_args = spec.shard_args(count)?;
         let tls_policy = spec.tls_policy()?;
@@ -157,11 +194,12 @@ impl Emulator {
                 spec.replication.unwrap_or(true),
                 &spec.password,
                 &shard_args,
+                cluster,
             )
             .await
             .map_err(failed)?;
         let prepared = async {
-            let key_specs = if count > 1 {
+            let key_specs = if count > 1 || cluster {
                 Some(self.key_specs(&shards.sets[0].primary).await?)
             } else {
                 None
@@ -205,6 +243,23 @@ impl Emulator {
             };
             let upstreams = shards.sets.iter().map(|s| s.primary.addr).collect();
             let mut shared = DbShared::new(id, name.clone(), port, upstreams, nodes[first]);
+            if cluster {
+                let at: Vec<Node> = shards
+                    .sets
+                    .iter()
+                    .map(|s| Node {
+                        index: s.primary.node,
+                    })
+                    .collect();
+                for (s, n) in shards.sets.iter().zip(&at) {
+                    shared.set_shard_node(s.primary.addr, *n);
+                }
+                shared.route = Arc::new(tokio::sync::RwLock::new(Route {
+                    upstreams: shards.sets.iter().map(|s| s.primary.addr).collect(),
+                    cluster: Some(SlotMap::even(at)),
+                }));
+                shared.oss_cluster = true;
+            }
             shared.replay_completion = spec
                 .replay_completion
                 .unwrap_or(self.config.replay_completion);
@@ -228,7 +283,23 @@ impl Emulator {
             let started = async {
                 let acceptor = db.tls.as_ref().map(|t| t.acceptor.clone());
                 proxy::listen_public(shared.clone(), acceptor, db.cancel.clone()).await?;
-                db.listen_on(nodes[first]).await
+                // Each node that holds a primary fronts it (an OSS Cluster
+                // API database); else the endpoint lives on one node.
+                let mut at = vec![nodes[first]];
+                if cluster {
+                    let shards = db.shards.lock().await;
+                    at = shards
+                        .sets
+                        .iter()
+                        .map(|s| Node {
+                            index: s.primary.node,
+                        })
+                        .collect();
+                }
+                for node in at {
+                    db.listen_on(node).await?;
+                }
+                anyhow::Ok(())
             }
             .await;
             let e = match started {

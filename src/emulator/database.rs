@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 
 use super::naming::Naming;
+use super::slot_map::SlotMap;
 use crate::notification::{Endpoint, EndpointType, Notification};
 
 /// The addresses of one emulated node.
@@ -50,8 +51,12 @@ impl Node {
 /// new commands until the new route is set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
-    /// The primary shard of each slot range, in slot order.
+    /// The primary shard of each shard set (of each slot range, in slot
+    /// order, behind one endpoint).
     pub upstreams: Vec<SocketAddr>,
+    /// An OSS Cluster API database: which set owns each slot and on which
+    /// node each set's primary lives (each node's proxy fronts its own).
+    pub cluster: Option<SlotMap>,
 }
 
 /// A notification to deliver, rendered per connection.
@@ -75,6 +80,14 @@ pub enum Announcement {
     },
     /// A completion.
     Done(Notification),
+    /// SMIGRATED: slots moved from node to node, each node named in the form
+    /// the connection asked for.
+    SlotsMoved {
+        /// Its own seq.
+        seq: i64,
+        /// Source node, target node, slot list.
+        moves: Vec<(Node, Node, String)>,
+    },
     /// Push bytes sent as they are (an emulator fault: any frame at all).
     Raw(bytes::Bytes),
 }
@@ -117,6 +130,27 @@ impl Announcement {
                 deadline,
             } => notification.with_time_s(left(*deadline)),
             Announcement::Done(n) => n.clone(),
+            Announcement::SlotsMoved { seq, moves } => {
+                // A connection that asked for no MOVING address still needs
+                // to know where slots went.
+                let ty = match ty {
+                    EndpointType::None => EndpointType::InternalIp,
+                    ty => ty,
+                };
+                let at = |n: &Node| n.endpoint(ty, names, port).expect("a form with an address");
+                Notification::SMigrated {
+                    seq: *seq,
+                    moves: moves
+                        .iter()
+                        .map(|(from, to, slots)| crate::notification::SlotMove {
+                            source: at(from),
+                            target: at(to),
+                            slots: slots.clone(),
+                        })
+                        .collect(),
+                    rejected: Vec::new(),
+                }
+            }
             Announcement::Raw(_) => return None,
         })
     }
@@ -136,6 +170,7 @@ impl Announcement {
             Announcement::Moving { seq, .. } => Some(*seq),
             Announcement::Start { notification, .. } => Some(notification.seq()),
             Announcement::Done(n) => Some(n.seq()),
+            Announcement::SlotsMoved { seq, .. } => Some(*seq),
             Announcement::Raw(_) => None,
         }
     }
@@ -198,6 +233,9 @@ pub struct DbShared {
     last_completion: Mutex<HashMap<usize, Arc<Announcement>>>,
     /// Nodes whose proxy serves this database now.
     serving: Mutex<Vec<usize>>,
+    /// The node of each primary shard (OSS Cluster API: a shard's redirect
+    /// names its node's proxy instead).
+    shard_nodes: Mutex<HashMap<SocketAddr, Node>>,
     latency: Mutex<Vec<Latency>>,
     /// Some latency may be in force (read on every reply, without the lock).
     latency_on: std::sync::atomic::AtomicBool,
@@ -208,6 +246,8 @@ pub struct DbShared {
     pub naming: Naming,
     /// Settings of the whole cluster.
     pub cluster: Arc<ClusterSettings>,
+    /// An OSS Cluster API database: every node that holds a primary fronts it.
+    pub oss_cluster: bool,
 }
 
 /// Settings of the cluster that every database's proxies read
@@ -255,6 +295,7 @@ impl DbShared {
             port,
             route: Arc::new(RwLock::new(Route {
                 upstreams: primaries,
+                cluster: None,
             })),
             key_specs: None,
             active_node: AtomicUsize::new(node.index),
@@ -265,12 +306,37 @@ impl DbShared {
             windows: Mutex::new(Vec::new()),
             last_completion: Mutex::new(HashMap::new()),
             serving: Mutex::new(Vec::new()),
+            shard_nodes: Mutex::new(HashMap::new()),
             latency: Mutex::new(Vec::new()),
             latency_on: std::sync::atomic::AtomicBool::new(false),
             replay_completion: true,
             naming: Naming::default(),
             cluster: Arc::new(ClusterSettings::default()),
+            oss_cluster: false,
         }
+    }
+
+    /// The nodes whose proxy serves this database now, in index order.
+    pub fn serving_nodes(&self) -> Vec<Node> {
+        let mut v: Vec<Node> = self
+            .serving
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|&index| Node { index })
+            .collect();
+        v.sort_by_key(|n| n.index);
+        v
+    }
+
+    /// Records that the primary shard at `addr` lives on `node`.
+    pub fn set_shard_node(&self, addr: SocketAddr, node: Node) {
+        self.shard_nodes.lock().unwrap().insert(addr, node);
+    }
+
+    /// The node of the primary shard at `addr`.
+    pub fn shard_node(&self, addr: SocketAddr) -> Option<Node> {
+        self.shard_nodes.lock().unwrap().get(&addr).copied()
     }
 
     /// Records whether the proxy on `node` serves this database.
@@ -463,7 +529,10 @@ impl DbShared {
     /// announcements stay open for connections that opt in later.
     pub fn announce(&self, a: Announcement, node: Option<Node>) -> Arc<Announcement> {
         let a = Arc::new(a);
-        if !matches!(*a, Announcement::Done(_) | Announcement::Raw(_)) {
+        if !matches!(
+            *a,
+            Announcement::Done(_) | Announcement::Raw(_) | Announcement::SlotsMoved { .. }
+        ) {
             self.windows.lock().unwrap().push(Window {
                 announcement: a.clone(),
                 node,

@@ -55,6 +55,7 @@ mod pubsub;
 mod rladmin;
 mod routing;
 mod shard;
+pub mod slot_map;
 mod spec;
 mod timing;
 mod tls;
@@ -232,6 +233,11 @@ impl Database {
         self.shared.route.try_read().is_err()
     }
 
+    /// The proxies' slot map (an OSS Cluster API database's).
+    pub async fn slot_map(&self) -> Option<slot_map::SlotMap> {
+        self.shared.route.read().await.cluster.clone()
+    }
+
     /// Its shard sets, in slot order.
     pub async fn shard_sets(&self) -> Vec<ShardSetView> {
         self.shards
@@ -268,12 +274,29 @@ impl Database {
             password: self.credentials.as_ref().map(|c| c.1.clone()),
             tls: self.tls.is_some(),
             certificates_location: self.tls.as_ref().map(|t| t.material.dir.clone()),
-            endpoints: vec![DatabaseEndpoint {
-                tls: self.tls.is_some(),
-                host: "127.0.0.1".into(),
-                port: self.shared.port,
-            }],
+            endpoints: self.endpoints(),
             raw_endpoints: Some(json!([self.raw_endpoint()])),
+        }
+    }
+
+    /// Where clients connect: the public address; for an OSS Cluster API
+    /// database, the proxy of every node that serves slots (a cluster
+    /// client's seed nodes, as the Go framework's `oss-cluster` entry lists
+    /// them).
+    fn endpoints(&self) -> Vec<DatabaseEndpoint> {
+        let at = |host: String| DatabaseEndpoint {
+            tls: self.tls.is_some(),
+            host,
+            port: self.shared.port,
+        };
+        match self.shared.oss_cluster {
+            true => self
+                .shared
+                .serving_nodes()
+                .into_iter()
+                .map(|n| at(n.internal_ip().to_string()))
+                .collect(),
+            false => vec![at("127.0.0.1".into())],
         }
     }
 
@@ -287,7 +310,7 @@ impl Database {
             "oss_cluster_api_preferred_endpoint_type": "ip",
             "oss_cluster_api_preferred_ip_type": "internal",
             "port": self.shared.port,
-            "proxy_policy": "single",
+            "proxy_policy": if self.shared.oss_cluster { "all-master-shards" } else { "single" },
             "uid": format!("{}:1", self.shared.id),
         })
     }

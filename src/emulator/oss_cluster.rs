@@ -102,6 +102,59 @@ pub async fn form(
     Ok(())
 }
 
+/// Brings `new` (started in cluster mode, no slots) into the cluster of
+/// `members`, and waits at most `within` until every member knows it and it
+/// sees the whole cluster.
+pub async fn join(members: &[&Shard], new: &Shard, within: Duration) -> Result<()> {
+    let first = members
+        .first()
+        .context("a cluster to join needs a member")?;
+    new.admin(&[
+        "CLUSTER",
+        "MEET",
+        &first.addr.ip().to_string(),
+        &first.addr.port().to_string(),
+    ])
+    .await?;
+    let id = node_id(new).await?;
+    for m in members {
+        let known = poll(SERVER_POLL, within, || async {
+            let nodes = m.admin(&["CLUSTER", "NODES"]).await?;
+            anyhow::Ok(match nodes.contains(&id) {
+                true => Look::Ready(()),
+                false => Look::NotYet(()),
+            })
+        })
+        .await?;
+        if known.is_err() {
+            bail!(
+                "shard {} never learned of the new shard {} within {within:?}",
+                m.id,
+                new.id
+            );
+        }
+    }
+    let all_slots = keys::SLOTS.to_string();
+    let agreed = poll(SERVER_POLL, within, || async {
+        let info = new.admin(&["CLUSTER", "INFO"]).await?;
+        anyhow::Ok(
+            match info_field(&info, "cluster_slots_ok").as_deref() == Some(all_slots.as_str()) {
+                true => Look::Ready(()),
+                false => Look::NotYet(info),
+            },
+        )
+    })
+    .await?;
+    if let Err(info) = agreed {
+        bail!(
+            "the new shard {} did not see every slot served within {within:?}: {}",
+            new.id,
+            info.replace("\r\n", " ")
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ use super::database::{Announcement, Control, DbShared, Node, Route};
 use super::framing::{take_commands, Command};
 use super::pubsub::Subscriptions;
 use super::routing::{self, merge, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT};
+use super::slot_map::{self, SlotMap};
 use super::upstream::{decode, read_upstreams, reserve, Decoded, Upstream};
 use crate::notification::EndpointType;
 use crate::timing::{ACCEPT_RETRY, TLS_ACCEPT_WITHIN};
@@ -222,6 +223,9 @@ struct Conn {
     parts: Vec<Bytes>,
     /// Pub/sub subscriptions per shard, moved to a shard's new primary.
     subs: Subscriptions,
+    /// OSS Cluster API: the last command was ASKING; the next goes to the
+    /// shard importing its slot.
+    asking: bool,
     closing: bool,
 }
 
@@ -281,6 +285,7 @@ where
         tx: ShardedTx::default(),
         parts: Vec::new(),
         subs: Subscriptions::default(),
+        asking: false,
         closing: false,
     };
     let mut cbuf = BytesMut::with_capacity(4096);
@@ -504,6 +509,50 @@ impl Conn {
         }
     }
 
+    /// The address form topology answers and redirects use on this
+    /// connection: the one it asked MOVING in, else the class of address it
+    /// came in on.
+    fn topology_form(&self) -> EndpointType {
+        match self.maint {
+            Some(EndpointType::None) | None if self.local_external => EndpointType::ExternalIp,
+            Some(EndpointType::None) | None => EndpointType::InternalIp,
+            Some(t) => t,
+        }
+    }
+
+    /// What the proxy of an OSS Cluster API database answers itself:
+    /// ASKING (remembered for the next command), READONLY / READWRITE, and
+    /// the topology, with the proxies' addresses in this connection's form.
+    fn cluster_local(&mut self, c: &Command, map: &SlotMap) -> Option<Bytes> {
+        let ok = || Some(Bytes::from_static(b"+OK\r\n"));
+        match c.name() {
+            "ASKING" => {
+                self.asking = true;
+                return ok();
+            }
+            "READONLY" | "READWRITE" => return ok(),
+            "CLUSTER" => {}
+            _ => return None,
+        }
+        let form = self.topology_form();
+        let (names, port) = (&self.db.naming, self.db.port);
+        let at = |n: Node| {
+            n.endpoint(form, names, port)
+                .expect("a topology form has an address")
+        };
+        Some(match c.arg(1).to_ascii_uppercase().as_str() {
+            "SLOTS" => slot_map::cluster_slots(map, at),
+            "SHARDS" => slot_map::cluster_shards(map, at, self.proto),
+            "NODES" => slot_map::cluster_nodes(map, at, self.node),
+            "INFO" => slot_map::cluster_info(map),
+            "MYID" => {
+                let id = slot_map::node_id(self.node);
+                Bytes::from(format!("${}\r\n{id}\r\n", id.len()))
+            }
+            _ => return None,
+        })
+    }
+
     /// Acts on a control message; false when the connection must close.
     async fn on_control(
         &mut self,
@@ -552,15 +601,52 @@ impl Conn {
         let mut batches = vec![BytesMut::new(); shards];
         while pending.front().is_some_and(|c| !c.is_maint()) && self.fifo.len() < MAX_IN_FLIGHT {
             let c = pending.pop_front().unwrap();
-            let plan = routing::plan(
-                &c,
-                shards,
-                self.db.key_specs.as_deref(),
-                self.in_multi,
-                &self.tx,
-            );
+            let mut asking = false;
+            let plan = match &guard.cluster {
+                None => routing::plan(
+                    &c,
+                    shards,
+                    self.db.key_specs.as_deref(),
+                    self.in_multi,
+                    &self.tx,
+                ),
+                Some(map) => match self.cluster_local(&c, map) {
+                    Some(reply) => Plan::Answer(reply),
+                    None => {
+                        asking = std::mem::take(&mut self.asking);
+                        let node = self.node;
+                        let form = self.topology_form();
+                        let (names, port) = (&self.db.naming, self.db.port);
+                        let place = |slot: u16| {
+                            let owner = map.owner(slot);
+                            if map.nodes[owner] == node {
+                                return Ok(owner);
+                            }
+                            match map.importing.get(&slot) {
+                                Some(&t) if asking && map.nodes[t] == node => Ok(t),
+                                _ => {
+                                    let e = map.node_of(slot).endpoint(form, names, port);
+                                    let e = e.expect("a topology form has an address");
+                                    Err(Bytes::from(format!(
+                                        "-MOVED {slot} {}:{}\r\n",
+                                        e.host, e.port
+                                    )))
+                                }
+                            }
+                        };
+                        routing::plan_among(
+                            &c,
+                            &map.sets_on(node),
+                            place,
+                            self.db.key_specs.as_deref(),
+                            self.in_multi,
+                            &self.tx,
+                        )
+                    }
+                },
+            };
             if let Plan::Send(targets, _) = &plan {
-                for t in targets.clone() {
+                for &t in targets {
                     let moved = match &ups[t] {
                         None => true,
                         // Replies still owed by the old primary (a blocked
@@ -577,7 +663,7 @@ impl Conn {
                     self.db.set_subscribed(self.id, self.subs.any());
                 }
             }
-            let sharded = shards > 1;
+            let sharded = shards > 1 || guard.cluster.is_some();
             let was_deferred = self.tx.deferred_multi.is_some();
             let after = self.track(&c, &guard, sharded);
             let (targets, how) = match plan {
@@ -591,8 +677,7 @@ impl Conn {
                     if matches!(c.name(), "EXEC" | "DISCARD") {
                         self.tx = ShardedTx::default();
                     }
-                    self.fifo
-                        .push_back(Entry::Canned(Bytes::from_static(reply)));
+                    self.fifo.push_back(Entry::Canned(reply));
                     continue;
                 }
                 Plan::Send(targets, how) => (targets, how),
@@ -600,7 +685,7 @@ impl Conn {
             if sharded && self.in_multi && was_deferred && self.tx.shard.is_none() {
                 // The transaction's first command names its shard: MULTI goes
                 // there now, its reply already given.
-                let t = targets.start;
+                let t = targets[0];
                 self.tx.shard = Some(t);
                 let multi = self.tx.deferred_multi.take().unwrap_or_default();
                 batches[t].extend_from_slice(&multi);
@@ -612,7 +697,7 @@ impl Conn {
                 });
             }
             if sharded && c.name() == "WATCH" {
-                self.tx.shard.get_or_insert(targets.start);
+                self.tx.shard.get_or_insert(targets[0]);
             }
             let exec_aborted = sharded && c.name() == "EXEC" && self.tx.aborted;
             if sharded && matches!(c.name(), "EXEC" | "DISCARD") {
@@ -629,8 +714,19 @@ impl Conn {
                         | "PUNSUBSCRIBE"
                         | "SUNSUBSCRIBE"
                 );
+            if asking && targets.len() == 1 {
+                // ASKING goes right before the command, on the same shard
+                // connection; the client had its reply already.
+                batches[targets[0]].extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
+                self.fifo.push_back(Entry::Upstream {
+                    _guard: Some(guard.clone()),
+                    shard: targets[0],
+                    after: After::Nothing,
+                    to: ReplyTo::Discard,
+                });
+            }
             let count = targets.len();
-            for (i, t) in targets.enumerate() {
+            for (i, t) in targets.into_iter().enumerate() {
                 if exec_aborted {
                     batches[t].extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
                 } else {
@@ -750,6 +846,16 @@ impl Conn {
                         _ => {}
                     }
                     match to {
+                        ReplyTo::Client if error => {
+                            // A shard's redirect names its node's proxy.
+                            let form = self.topology_form();
+                            let db = &self.db;
+                            let rewritten = slot_map::rewrite_redirect(&raw, |addr| {
+                                db.shard_node(addr)?.endpoint(form, &db.naming, db.port)
+                            });
+                            self.out
+                                .extend_from_slice(rewritten.as_deref().unwrap_or(&raw));
+                        }
                         ReplyTo::Client => self.out.extend_from_slice(&raw),
                         ReplyTo::Discard => {}
                         ReplyTo::Part { merge: how, last } => {

@@ -37,20 +37,16 @@ pub(super) const EXECABORT: &[u8] =
 
 /// Where a command goes.
 pub(super) enum Plan {
-    /// To these shards (one, or every one); with several, their replies merge.
-    Send(std::ops::Range<usize>, Merge),
+    /// To these shards (one, or several); with several, their replies merge.
+    Send(Vec<usize>, Merge),
     /// Answered by the proxy.
-    Answer(&'static [u8]),
+    Answer(Bytes),
 }
 
-/// Shard `s` alone.
-fn one(s: usize) -> std::ops::Range<usize> {
-    s..s + 1
-}
-
-/// Where `c` goes among `shards` shards: by the hash slot of its keys; the
-/// session and the commands about every key to every shard; the rest to
-/// the first shard. A transaction stays on the shard it started on.
+/// Where `c` goes among `shards` shards behind one endpoint: by the hash
+/// slot of its keys; the session and the commands about every key to every
+/// shard; the rest to the first shard. A transaction stays on the shard it
+/// started on.
 pub(super) fn plan(
     c: &Command,
     shards: usize,
@@ -59,9 +55,34 @@ pub(super) fn plan(
     tx: &ShardedTx,
 ) -> Plan {
     if shards == 1 {
-        return Plan::Send(one(0), Merge::First);
+        return Plan::Send(vec![0], Merge::First);
     }
-    let every = || 0..shards;
+    let place = |slot| Ok(keys::shard_of(slot, shards));
+    plan_among(
+        c,
+        &(0..shards).collect::<Vec<_>>(),
+        place,
+        specs,
+        in_multi,
+        tx,
+    )
+}
+
+/// Where `c` goes among the shard sets `here` (those the proxy fronts), a
+/// keyed command to the set `place` gives its slot, or answered by the
+/// proxy with what `place` says instead (a redirect).
+pub(super) fn plan_among(
+    c: &Command,
+    here: &[usize],
+    place: impl Fn(u16) -> Result<usize, Bytes>,
+    specs: Option<&KeySpecs>,
+    in_multi: bool,
+    tx: &ShardedTx,
+) -> Plan {
+    let Some(&first_here) = here.first() else {
+        return Plan::Answer(Bytes::from_static(CLUSTERDOWN));
+    };
+    let every = || here.to_vec();
     let name = c.name();
     let keyed = specs.and_then(|specs| {
         let slots: Vec<u16> = specs
@@ -71,46 +92,53 @@ pub(super) fn plan(
             .collect();
         let first = *slots.first()?;
         Some(match slots.iter().all(|s| *s == first) {
-            true => Ok(keys::shard_of(first, shards)),
-            false => Err(()),
+            true => place(first).map_err(Some),
+            false => Err(None),
         })
     });
+    let crossslot = || Plan::Answer(Bytes::from_static(CROSSSLOT));
     if in_multi {
         let target = match keyed {
-            Some(Ok(s)) => Some(s),
-            Some(Err(())) => None,
-            None => Some(tx.shard.unwrap_or(0)),
+            Some(Ok(s)) => Ok(s),
+            Some(Err(None)) => return crossslot(),
+            Some(Err(Some(redirect))) => Err(redirect),
+            None => Ok(tx.shard.unwrap_or(first_here)),
         };
         return match name {
             "EXEC" | "DISCARD" => match tx.shard {
-                None if name == "EXEC" && tx.aborted => Plan::Answer(EXECABORT),
-                None if name == "EXEC" => Plan::Answer(b"*0\r\n"),
-                None => Plan::Answer(b"+OK\r\n"),
-                Some(s) => Plan::Send(one(s), Merge::First),
+                None if name == "EXEC" && tx.aborted => Plan::Answer(Bytes::from_static(EXECABORT)),
+                None if name == "EXEC" => Plan::Answer(Bytes::from_static(b"*0\r\n")),
+                None => Plan::Answer(Bytes::from_static(b"+OK\r\n")),
+                Some(s) => Plan::Send(vec![s], Merge::First),
             },
             _ => match (target, tx.shard) {
-                (Some(t), None) => Plan::Send(one(t), Merge::First),
-                (Some(t), Some(s)) if t == s => Plan::Send(one(s), Merge::First),
-                _ => Plan::Answer(CROSSSLOT),
+                (Ok(t), None) => Plan::Send(vec![t], Merge::First),
+                (Ok(t), Some(s)) if t == s => Plan::Send(vec![s], Merge::First),
+                (Err(redirect), _) => Plan::Answer(redirect),
+                _ => crossslot(),
             },
         };
     }
     match name {
         "MULTI" => match tx.shard {
-            Some(s) => Plan::Send(one(s), Merge::First),
-            None => Plan::Answer(b"+OK\r\n"),
+            Some(s) => Plan::Send(vec![s], Merge::First),
+            None => Plan::Answer(Bytes::from_static(b"+OK\r\n")),
         },
         _ if c.is_session() => Plan::Send(every(), Merge::First),
         "FLUSHALL" | "FLUSHDB" | "SCRIPT" | "FUNCTION" => Plan::Send(every(), Merge::First),
         "DBSIZE" => Plan::Send(every(), Merge::Sum),
         "KEYS" => Plan::Send(every(), Merge::Concat),
         _ => match keyed {
-            Some(Ok(s)) => Plan::Send(one(s), Merge::First),
-            Some(Err(())) => Plan::Answer(CROSSSLOT),
-            None => Plan::Send(one(tx.shard.unwrap_or(0)), Merge::First),
+            Some(Ok(s)) => Plan::Send(vec![s], Merge::First),
+            Some(Err(Some(redirect))) => Plan::Answer(redirect),
+            Some(Err(None)) => crossslot(),
+            None => Plan::Send(vec![tx.shard.unwrap_or(first_here)], Merge::First),
         },
     }
 }
+
+/// A proxy of an OSS Cluster API database that fronts no shard set.
+pub(super) const CLUSTERDOWN: &[u8] = b"-CLUSTERDOWN this node serves no hash slot\r\n";
 
 /// Merges the replies of one command from several shards (raw frames, in
 /// shard order) into one.
@@ -166,10 +194,10 @@ mod tests {
         keys::command_table(&[("get", 1, 1, 1), ("mget", 1, -1, 1), ("incr", 1, 1, 1)])
     }
 
-    fn targets(p: Plan) -> Result<(Vec<usize>, Merge), &'static [u8]> {
+    fn targets(p: Plan) -> Result<(Vec<usize>, Merge), Vec<u8>> {
         match p {
-            Plan::Send(t, m) => Ok((t.collect(), m)),
-            Plan::Answer(a) => Err(a),
+            Plan::Send(t, m) => Ok((t, m)),
+            Plan::Answer(a) => Err(a.to_vec()),
         }
     }
 
@@ -182,7 +210,7 @@ mod tests {
         // "bar" is slot 5061 (first half), "foo" 12182 (second half).
         assert_eq!(go(&["GET", "bar"], 2), Ok((vec![0], Merge::First)));
         assert_eq!(go(&["GET", "foo"], 2), Ok((vec![1], Merge::First)));
-        assert_eq!(go(&["MGET", "foo", "bar"], 2), Err(CROSSSLOT));
+        assert_eq!(go(&["MGET", "foo", "bar"], 2), Err(CROSSSLOT.to_vec()));
         assert_eq!(
             go(&["MGET", "foo", "{foo}2"], 2),
             Ok((vec![1], Merge::First))
@@ -200,7 +228,7 @@ mod tests {
         // MULTI is answered by the proxy until a key names the shard.
         assert_eq!(
             targets(plan(&cmd(&["MULTI"]), 2, Some(&k), false, &tx)),
-            Err(&b"+OK\r\n"[..])
+            Err(b"+OK\r\n".to_vec())
         );
         assert_eq!(
             targets(plan(&cmd(&["INCR", "foo"]), 2, Some(&k), true, &tx)),
@@ -209,7 +237,7 @@ mod tests {
         tx.shard = Some(1);
         assert_eq!(
             targets(plan(&cmd(&["INCR", "bar"]), 2, Some(&k), true, &tx)),
-            Err(CROSSSLOT)
+            Err(CROSSSLOT.to_vec())
         );
         assert_eq!(
             targets(plan(&cmd(&["EXEC"]), 2, Some(&k), true, &tx)),
@@ -219,7 +247,7 @@ mod tests {
         let empty = ShardedTx::default();
         assert_eq!(
             targets(plan(&cmd(&["EXEC"]), 2, Some(&k), true, &empty)),
-            Err(&b"*0\r\n"[..])
+            Err(b"*0\r\n".to_vec())
         );
         let aborted = ShardedTx {
             aborted: true,
@@ -227,7 +255,7 @@ mod tests {
         };
         assert_eq!(
             targets(plan(&cmd(&["EXEC"]), 2, Some(&k), true, &aborted)),
-            Err(EXECABORT)
+            Err(EXECABORT.to_vec())
         );
     }
 

@@ -180,6 +180,27 @@ pub enum Action {
         #[serde(flatten)]
         timing: TimingOverrides,
     },
+    /// Hash slots of an OSS Cluster API database move between nodes, as the
+    /// trigger catalogue (`GET /slot-migrate`) lists them: SMIGRATING, the
+    /// slots move for real, SMIGRATED.
+    SlotMigrate {
+        /// Database (an OSS Cluster API one).
+        bdb_id: BdbId,
+        /// `slot-shuffle`, `add`, `remove` or `remove-add`.
+        effect: String,
+        /// `migrate` or `failover` (older callers send `variant`).
+        #[serde(default, alias = "variant", skip_serializing_if = "Option::is_none")]
+        trigger: Option<String>,
+        /// Node slots leave (default: the emulator picks).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_node: Option<NodeRef>,
+        /// Node slots go to (default: the emulator picks).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_node: Option<NodeRef>,
+        /// Timing of this action.
+        #[serde(flatten)]
+        timing: TimingOverrides,
+    },
     /// A maintenance described by its effect on a standalone client, as the
     /// trigger catalogue (`GET /topology-change-standalone`) lists them.
     TopologyChangeStandalone {
@@ -295,6 +316,7 @@ pub const ACTION_TYPES: &[&str] = &[
     "migrate",
     "bind",
     "topology_change_standalone",
+    "slot_migrate",
     "network_latency",
     "network_failure",
     "dmc_restart",
@@ -347,7 +369,8 @@ impl Action {
             Action::Failover { timing, .. }
             | Action::Migrate { timing, .. }
             | Action::Bind { timing, .. }
-            | Action::TopologyChangeStandalone { timing, .. } => *timing = t,
+            | Action::TopologyChangeStandalone { timing, .. }
+            | Action::SlotMigrate { timing, .. } => *timing = t,
             _ => {}
         }
         self
@@ -415,6 +438,7 @@ impl Action {
             Action::Migrate { .. } => "migrate",
             Action::Bind { .. } => "bind",
             Action::TopologyChangeStandalone { .. } => "topology_change_standalone",
+            Action::SlotMigrate { .. } => "slot_migrate",
             Action::NetworkLatency { .. } => "network_latency",
             Action::NetworkFailure { .. } => "network_failure",
             Action::DmcRestart { .. } => "dmc_restart",
@@ -436,6 +460,7 @@ impl Action {
             | Action::Migrate { bdb_id, .. }
             | Action::Bind { bdb_id, .. }
             | Action::TopologyChangeStandalone { bdb_id, .. }
+            | Action::SlotMigrate { bdb_id, .. }
             | Action::NetworkLatency { bdb_id, .. }
             | Action::NetworkFailure { bdb_id, .. }
             | Action::DmcRestart { bdb_id, .. }

@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod push;
 pub mod restart;
 pub mod shard_failure;
+pub mod slot_migrate;
 pub mod topology;
 
 use std::sync::Arc;
@@ -72,6 +73,27 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             let trigger = catalogue::resolve(effect, trigger.as_deref())?;
             let target = target_node.map(|n| n.0);
             topology::topology_change(emu, &d, &t, trigger, target, *skip_end_notification).await
+        }
+        Action::SlotMigrate {
+            bdb_id,
+            effect,
+            trigger,
+            source_node,
+            target_node,
+            timing,
+        } => {
+            let d = emu.existing_database(bdb_id.0)?;
+            let t = timings(&d, timing)?;
+            slot_migrate::slot_migrate(
+                emu,
+                &d,
+                &t,
+                effect,
+                trigger.as_deref(),
+                source_node.map(|n| n.0),
+                target_node.map(|n| n.0),
+            )
+            .await
         }
         Action::NetworkLatency { .. } => {
             let (until, out) = latency::start(emu, action)?;

@@ -1,0 +1,204 @@
+//! OSS Cluster API databases on the emulator, byte for byte: the topology
+//! the proxies answer, their redirects, and a slot migration that really
+//! moves keys, announced with SMIGRATING and SMIGRATED.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{emulator, spawn_action};
+use maint_e2e::notification::Kind;
+use maint_e2e::raw::RawConnection;
+use maint_e2e::slots::slot;
+use maint_e2e::{DatabaseSpec, Notification};
+use serde_json::json;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_move_for_real_between_the_proxies_of_two_nodes() {
+    let emu = emulator(Duration::from_millis(100));
+    let db = emu
+        .create_database(DatabaseSpec {
+            oss_cluster: Some(true),
+            shards_count: Some(2),
+            replication: Some(false),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    let port = db.port();
+    let node = |i: usize| format!("127.0.{i}.1:{port}");
+    let map = db.slot_map().await.unwrap();
+    let first = map.node_of(0).index;
+    let second = map.node_of(16383).index;
+    assert_ne!(first, second);
+
+    // The topology names the proxies, one run of slots each.
+    let c1 = RawConnection::connect(&node(first), true, Some(None))
+        .await
+        .unwrap();
+    let slots = text(&c1.command(&["CLUSTER", "SLOTS"]).await.unwrap());
+    assert!(
+        slots.contains(&format!("127.0.{first}.1")) && slots.contains(&format!("127.0.{second}.1")),
+        "{slots}"
+    );
+    let nodes = text(&c1.command(&["CLUSTER", "NODES"]).await.unwrap());
+    assert!(nodes.contains("myself,master"), "{nodes}");
+
+    // Keys on both nodes, each written through the proxy that serves it.
+    let c2 = RawConnection::connect(&node(second), true, None)
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..400).map(|i| format!("key:{i}")).collect();
+    for k in &keys {
+        let via = match map.node_of(slot(k.as_bytes())).index == first {
+            true => &c1,
+            false => &c2,
+        };
+        assert_eq!(text(&via.command(&["SET", k, k]).await.unwrap()), "+OK\r\n");
+    }
+    // A key of the other node is redirected to its proxy.
+    let other = keys
+        .iter()
+        .find(|k| map.node_of(slot(k.as_bytes())).index == second)
+        .unwrap();
+    let moved = text(&c1.command(&["GET", other]).await.unwrap());
+    assert_eq!(
+        moved,
+        format!("-MOVED {} {}\r\n", slot(other.as_bytes()), node(second))
+    );
+
+    // Half of the first node's slots go to the second.
+    let out = spawn_action(
+        &emu,
+        json!({"type": "slot_migrate", "parameters": {
+            "bdb_id": db.id(), "effect": "slot-shuffle", "variant": "migrate"}}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out["moves"][0]["slots"], "4096-8191", "{out}");
+
+    let (smigrating_at, smigrating) = c1
+        .wait_notification(Duration::from_secs(5), "SMIGRATING", |n| {
+            n.kind() == Kind::SMigrating
+        })
+        .await
+        .unwrap();
+    let (smigrated_at, smigrated) = c1
+        .wait_notification(Duration::from_secs(5), "SMIGRATED", |n| {
+            n.kind() == Kind::SMigrated
+        })
+        .await
+        .unwrap();
+    assert!(smigrating_at < smigrated_at);
+    assert!(matches!(&smigrating, Notification::SMigrating { slots, .. } if slots == "4096-8191"));
+    let Notification::SMigrated { seq, moves, .. } = &smigrated else {
+        unreachable!()
+    };
+    assert!(*seq > smigrating.seq(), "SMIGRATED has its own, later seq");
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].source.to_string(), node(first));
+    assert_eq!(moves[0].target.to_string(), node(second));
+    assert_eq!(moves[0].slots, "4096-8191");
+
+    // Every key is where the new map says, with its value.
+    let after = db.slot_map().await.unwrap();
+    assert_eq!(after.node_of(5000).index, second);
+    for k in &keys {
+        let via = match after.node_of(slot(k.as_bytes())).index == first {
+            true => &c1,
+            false => &c2,
+        };
+        let got = text(&via.command(&["GET", k]).await.unwrap());
+        assert_eq!(got, format!("${}\r\n{k}\r\n", k.len()), "{k}");
+    }
+    // And the old node sends a moved slot's key on.
+    let gone = keys
+        .iter()
+        .find(|k| (4096..=8191).contains(&slot(k.as_bytes())))
+        .unwrap();
+    let moved = text(&c1.command(&["GET", gone]).await.unwrap());
+    assert!(
+        moved.starts_with("-MOVED") && moved.contains(&node(second)),
+        "{moved}"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_during_a_move_is_asked_to_the_importing_node() {
+    let emu = emulator(Duration::from_millis(100));
+    let db = emu
+        .create_database(DatabaseSpec {
+            oss_cluster: Some(true),
+            shards_count: Some(2),
+            replication: Some(false),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    let port = db.port();
+    let map = db.slot_map().await.unwrap();
+    let (a, b) = (map.node_of(0).index, map.node_of(16383).index);
+    let pa = RawConnection::connect(&format!("127.0.{a}.1:{port}"), true, None)
+        .await
+        .unwrap();
+    let pb = RawConnection::connect(&format!("127.0.{b}.1:{port}"), true, None)
+        .await
+        .unwrap();
+    // A slot that is importing on b and migrating on a: a new key there is
+    // asked to b's proxy, which takes it after ASKING.
+    let shards = db.shard_sets().await;
+    let admin = |addr: std::net::SocketAddr| async move {
+        redis::Client::open(format!("redis://{addr}"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    };
+    let mut sa = admin(shards[0].primary).await;
+    let mut sb = admin(shards[1].primary).await;
+    let id = |c: redis::aio::MultiplexedConnection| async move {
+        let mut c = c;
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query_async::<String>(&mut c)
+            .await
+            .unwrap()
+    };
+    let (ida, idb) = (id(sa.clone()).await, id(sb.clone()).await);
+    let key = "{bar}1";
+    let s = slot(key.as_bytes());
+    assert_eq!(
+        map.node_of(s).index,
+        a,
+        "{{bar}} is slot 5061, in the first half"
+    );
+    redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(s)
+        .arg("IMPORTING")
+        .arg(&ida)
+        .query_async::<()>(&mut sb)
+        .await
+        .unwrap();
+    redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(s)
+        .arg("MIGRATING")
+        .arg(&idb)
+        .query_async::<()>(&mut sa)
+        .await
+        .unwrap();
+    // The emulator's map learns of the import as slot_migrate tells it.
+    let ask = text(&pa.command(&["SET", key, "v"]).await.unwrap());
+    assert_eq!(ask, format!("-ASK {s} 127.0.{b}.1:{port}\r\n"));
+    // Without ASKING, b's proxy sends the client back.
+    let back = text(&pb.command(&["SET", key, "v"]).await.unwrap());
+    assert!(back.starts_with("-MOVED"), "{back}");
+    emu.shutdown().await;
+}
