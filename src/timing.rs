@@ -112,6 +112,14 @@ pub const SHARD_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a shard may take to exit after SIGTERM before it is killed.
 pub const SHARD_STOP_WITHIN: Duration = Duration::from_secs(5);
 
+// ---- The cluster client ----
+
+/// Redirects (`MOVED`, `ASK`) one request follows before it gives up.
+pub const CLUSTER_MAX_REDIRECTS: usize = 16;
+/// Pause before a request answered `TRYAGAIN` (keys of a slot that is
+/// moving, split between two nodes) is sent again.
+pub const CLUSTER_TRYAGAIN_PAUSE: Duration = Duration::from_millis(20);
+
 // ---- The emulator's proxies ----
 
 /// How long a switch-over waits for its subscribed connections to subscribe on

@@ -92,10 +92,28 @@ pub struct ManagedConnection {
     /// Its pub/sub subscriptions, re-issued on every connection that replaces
     /// the one in use, and the messages they received.
     subs: Subscriptions,
+    /// A cluster client's node connection: always dialled here (a pool
+    /// connection dials the database's address).
+    home: Option<Endpoint>,
 }
 
 impl ManagedConnection {
     pub(crate) async fn open(shared: Arc<ClientShared>) -> Result<Arc<Self>, ClientError> {
+        Self::open_to(shared, None).await
+    }
+
+    /// A connection to one node of a cluster, and to it only.
+    pub(crate) async fn open_at(
+        shared: Arc<ClientShared>,
+        node: Endpoint,
+    ) -> Result<Arc<Self>, ClientError> {
+        Self::open_to(shared, Some(node)).await
+    }
+
+    async fn open_to(
+        shared: Arc<ClientShared>,
+        home: Option<Endpoint>,
+    ) -> Result<Arc<Self>, ClientError> {
         let c = Arc::new_cyclic(|me| ManagedConnection {
             id: NEXT_ID.fetch_add(1, Ordering::SeqCst),
             shared: shared.clone(),
@@ -107,10 +125,19 @@ impl ManagedConnection {
             reconnecting: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             subs: Subscriptions::default(),
+            home,
         });
-        let active = c.dial(&shared.dial_target()).await?;
+        let active = c.dial(&c.target()).await?;
         *c.current.lock().unwrap() = Some(active);
         Ok(c)
+    }
+
+    /// Where a new connection of its own goes now.
+    fn target(&self) -> Endpoint {
+        match &self.home {
+            Some(h) => h.clone(),
+            None => self.shared.dial_target(),
+        }
     }
 
     /// The TLS version of the connection in use (`None`: plain, or none in use).
@@ -170,11 +197,33 @@ impl ManagedConnection {
     /// relax state: a request sent just before a window opens gets the relaxed
     /// timeout too. Blocking commands get their block time on top.
     pub async fn query(&self, cmd: &redis::Cmd) -> Result<Value, ClientError> {
+        self.query_on(cmd, false).await
+    }
+
+    /// Sends `ASKING` and then `cmd`, back to back: the one command a
+    /// cluster node that is importing its slot serves (an `ASK` redirect).
+    pub async fn query_asking(&self, cmd: &redis::Cmd) -> Result<Value, ClientError> {
+        self.query_on(cmd, true).await
+    }
+
+    async fn query_on(&self, cmd: &redis::Cmd, asking: bool) -> Result<Value, ClientError> {
         let active = self.active().await?;
         let started = Instant::now();
         let block = blocking_time(cmd);
         let mut conn = active.conn.clone();
-        let fut = conn.send_packed_command(cmd);
+        let fut: std::pin::Pin<
+            Box<dyn std::future::Future<Output = redis::RedisResult<Value>> + Send + '_>,
+        > = match asking {
+            false => Box::pin(conn.send_packed_command(cmd)),
+            true => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ASKING").add_command(cmd.clone());
+                Box::pin(async move {
+                    let mut replies = conn.send_packed_commands(&pipe, 1, 1).await?;
+                    Ok(replies.pop().unwrap_or(Value::Nil))
+                })
+            }
+        };
         tokio::pin!(fut);
         let result = loop {
             let timeout = match (self.effective_timeout(), block) {
@@ -253,7 +302,7 @@ impl ManagedConnection {
                 cause: None,
             });
         }
-        let a = self.dial(&self.shared.dial_target()).await?;
+        let a = self.dial(&self.target()).await?;
         *self.current.lock().unwrap() = Some(a.clone());
         Ok(a)
     }
@@ -482,6 +531,10 @@ impl ManagedConnection {
             | Notification::FailingOver { seq, .. }
             | Notification::SMigrating { seq, .. } => {
                 self.open_window(WindowKey::Event(n.kind(), seq), now + o.window_max());
+                if let (Notification::SMigrating { slots, .. }, Some(cluster)) = (n, self.cluster())
+                {
+                    cluster.on_smigrating(self.id, seq, slots);
+                }
             }
             Notification::Migrated { seq, .. }
             | Notification::FailedOver { seq, .. }
@@ -498,6 +551,10 @@ impl ManagedConnection {
                 let key = self.matching_window(start, seq);
                 if let Some(key) = key {
                     self.close_window(key);
+                }
+                if let (Notification::SMigrated { moves, .. }, Some(cluster)) = (n, self.cluster())
+                {
+                    cluster.on_smigrated(self.id, seq, moves);
                 }
             }
             Notification::Moving {
@@ -620,6 +677,17 @@ impl ManagedConnection {
             .filter(|(k, _)| matches!(k, WindowKey::Event(kind, _) if *kind == start))
             .min_by_key(|(k, backstop)| (r.opened.get(*k).copied(), **backstop))
             .map(|(k, _)| *k)
+    }
+
+    /// The cluster client this connection belongs to, if any.
+    fn cluster(&self) -> Option<Arc<super::cluster::Cluster>> {
+        self.shared.cluster.get().and_then(Weak::upgrade)
+    }
+
+    /// Closes the window SMIGRATING `seq` opened, if it is still open: its
+    /// slots moved, whichever node said so.
+    pub(crate) fn end_smigrating(&self, seq: i64) {
+        self.close_window(WindowKey::Event(Kind::SMigrating, seq));
     }
 
     fn open_window(&self, key: WindowKey, backstop: Instant) {

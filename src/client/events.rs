@@ -107,6 +107,32 @@ pub enum EventKind {
         /// How many channels.
         channels: usize,
     },
+    /// A cluster client applied SMIGRATED: its slot map follows the moves
+    /// it had not applied yet.
+    SlotMapUpdated {
+        /// SMIGRATED seq.
+        seq: i64,
+        /// Moves applied.
+        moves: usize,
+        /// Slots that changed node.
+        slots: usize,
+    },
+    /// A cluster client received an SMIGRATED whose every move it had
+    /// applied already (another node announced it first): nothing changed.
+    SlotMovesKnown {
+        /// SMIGRATED seq.
+        seq: i64,
+    },
+    /// A cluster node redirected a request (`MOVED` or `ASK`), and the
+    /// client followed it.
+    Redirected {
+        /// `MOVED` or `ASK`.
+        kind: String,
+        /// The slot.
+        slot: u16,
+        /// `host:port` it went to.
+        endpoint: String,
+    },
     /// The server closed the connection in use.
     Disconnected {
         /// `host:port`.

@@ -5,6 +5,7 @@
 //! window is open, and hands connections off to the endpoint MOVING names. See
 //! `CLIENT.md` for the behaviour and [`ClientOptions`] for the knobs.
 
+pub mod cluster;
 pub mod connection;
 mod error;
 pub mod events;
@@ -250,6 +251,8 @@ pub(crate) struct ClientShared {
     pub sockets: Arc<SocketGauge>,
     /// A turn to dial for a handoff ([`ClientOptions::handoff_workers`]).
     pub handoff_turns: tokio::sync::Semaphore,
+    /// A cluster client's nodes and slot map (set once it connected).
+    pub cluster: std::sync::OnceLock<std::sync::Weak<cluster::Cluster>>,
 }
 
 impl ClientShared {
@@ -280,11 +283,13 @@ impl ClientShared {
     }
 }
 
-/// A client: a pool of maintenance-aware connections.
+/// A client: a pool of maintenance-aware connections, or a cluster client
+/// with one per node.
 pub struct Client {
     shared: Arc<ClientShared>,
     conns: Mutex<Vec<Arc<ManagedConnection>>>,
     next: AtomicUsize,
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Client {
@@ -303,9 +308,17 @@ impl Client {
         &self.shared.sockets
     }
 
-    /// Its connections.
+    /// Its connections (a cluster client's: one per node).
     pub fn connections(&self) -> Vec<Arc<ManagedConnection>> {
-        self.conns.lock().unwrap().clone()
+        match &self.cluster {
+            Some(c) => c.connections(),
+            None => self.conns.lock().unwrap().clone(),
+        }
+    }
+
+    /// A cluster client's nodes and slot map.
+    pub fn cluster(&self) -> Option<&Arc<cluster::Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Opens one more connection (to the MOVING target while a window is open).
@@ -317,6 +330,10 @@ impl Client {
 
     /// Runs a command on the next connection of the pool.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ClientError> {
+        if let Some(c) = &self.cluster {
+            let v = c.query(cmd).await?;
+            return T::from_redis_value(v).map_err(|e| ClientError::Server(e.to_string()));
+        }
         let conn = {
             let conns = self.conns.lock().unwrap();
             conns[self.next.fetch_add(1, Ordering::Relaxed) % conns.len()].clone()
@@ -327,6 +344,9 @@ impl Client {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        if let Some(c) = &self.cluster {
+            c.close().await;
+        }
         let conns = std::mem::take(&mut *self.conns.lock().unwrap());
         for c in conns {
             c.close().await;
@@ -339,6 +359,8 @@ pub struct ClientFactory {
     db: DatabaseConfig,
     sink: Arc<dyn EventSink>,
     clients: Mutex<Vec<Arc<Client>>>,
+    /// Builds cluster clients (an OSS Cluster API database).
+    cluster: bool,
 }
 
 impl ClientFactory {
@@ -348,6 +370,16 @@ impl ClientFactory {
             db,
             sink,
             clients: Mutex::new(Vec::new()),
+            cluster: false,
+        }
+    }
+
+    /// A factory of cluster clients for `db`, an OSS Cluster API database:
+    /// each connects to every node its endpoints' slot map names.
+    pub fn cluster(db: DatabaseConfig, sink: Arc<dyn EventSink>) -> Self {
+        ClientFactory {
+            cluster: true,
+            ..ClientFactory::new(db, sink)
         }
     }
 
@@ -389,11 +421,30 @@ impl ClientFactory {
             tls,
             sockets: Arc::default(),
             handoff_turns: tokio::sync::Semaphore::new(options.handoff_workers.max(1)),
+            cluster: std::sync::OnceLock::new(),
         });
+        if self.cluster {
+            let seeds = self
+                .db
+                .endpoints
+                .iter()
+                .map(|e| Endpoint::new(e.host.clone(), e.port))
+                .collect();
+            let cluster = cluster::Cluster::connect(shared.clone(), seeds).await?;
+            let client = Arc::new(Client {
+                shared,
+                conns: Mutex::new(Vec::new()),
+                next: AtomicUsize::new(0),
+                cluster: Some(cluster),
+            });
+            self.clients.lock().unwrap().push(client.clone());
+            return Ok(client);
+        }
         let client = Arc::new(Client {
             shared,
             conns: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
+            cluster: None,
         });
         for _ in 0..options.pool_size {
             if let Err(e) = client.add_connection().await {

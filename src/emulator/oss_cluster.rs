@@ -137,12 +137,12 @@ pub async fn join(members: &[&Shard], new: &Shard, within: Duration) -> Result<(
     let all_slots = keys::SLOTS.to_string();
     let agreed = poll(SERVER_POLL, within, || async {
         let info = new.admin(&["CLUSTER", "INFO"]).await?;
-        anyhow::Ok(
-            match info_field(&info, "cluster_slots_ok").as_deref() == Some(all_slots.as_str()) {
-                true => Look::Ready(()),
-                false => Look::NotYet(info),
-            },
-        )
+        let ok = info_field(&info, "cluster_state").as_deref() == Some("ok")
+            && info_field(&info, "cluster_slots_ok").as_deref() == Some(all_slots.as_str());
+        anyhow::Ok(match ok {
+            true => Look::Ready(()),
+            false => Look::NotYet(info),
+        })
     })
     .await?;
     if let Err(info) = agreed {

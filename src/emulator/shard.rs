@@ -192,7 +192,11 @@ impl Shard {
                 .arg(format!("nodes-{}-{port}.conf", spec.id))
                 // How long a node may be silent before the others mark it
                 // failing: short, as everything is on one machine.
-                .args(["--cluster-node-timeout", "2000"]);
+                .args(["--cluster-node-timeout", "2000"])
+                // A primary that gave all its slots away stays a primary
+                // (with no slot) rather than following the node that took
+                // them: the emulator decides where shards go.
+                .args(["--cluster-allow-replica-migration", "no"]);
         }
         cmd.args(&spec.args);
         cmd.stdin(Stdio::piped())

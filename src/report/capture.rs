@@ -449,6 +449,22 @@ fn connection_story(
                 "resubscribed",
                 format!("subscribed again to {channels} channel(s) on {endpoint}"),
             ),
+            EventKind::SlotMapUpdated { seq, moves, slots } => mark(
+                "slot-map-updated",
+                format!("slot map updated by SMIGRATED {seq}: {slots} slot(s) in {moves} move(s)"),
+            ),
+            EventKind::SlotMovesKnown { seq } => mark(
+                "slot-moves-known",
+                format!("SMIGRATED {seq} changed nothing: its moves were applied already"),
+            ),
+            EventKind::Redirected {
+                kind,
+                slot,
+                endpoint,
+            } => mark(
+                "redirected",
+                format!("{kind} slot {slot}: followed to {endpoint}"),
+            ),
         }
     }
     if let Some((from, during)) = relaxed {

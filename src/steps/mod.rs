@@ -21,6 +21,7 @@ macro_rules! fail {
 
 pub mod bad_input;
 pub mod clients;
+pub mod cluster;
 pub mod database;
 pub mod fault_injector;
 pub mod faults;

@@ -8,6 +8,7 @@
 
 mod latency;
 
+pub use cluster::{each_move_applied_once, relaxed_until_smigrated, slot_maps_equal, MovesApplied};
 pub use faults::{errors_bounded, push_handled_on_each, reconnected_each, PushFate};
 pub use latency::{handoff_window, latency_quantile, p99_under, p99_within_factor};
 pub use pubsub::{every_message_received, Delivery, Published};
@@ -36,6 +37,7 @@ macro_rules! unmet {
 }
 
 // After the macro, which it uses.
+mod cluster;
 mod faults;
 mod pubsub;
 

@@ -424,9 +424,10 @@ async fn move_slots(
     let mut src = from.connect().await.map_err(failed)?;
     let mut dst = to.connect().await.map_err(failed)?;
     let slots: Vec<u16> = m.slots.iter().flat_map(|&(a, b)| a..=b).collect();
+    // Importing first, and known to the proxies, before the old shard
+    // starts answering ASK: a redirected request always finds it.
     for chunk in slots.chunks(SETSLOT_BATCH) {
         setslot(&mut dst, chunk, "IMPORTING", &from_id).await?;
-        setslot(&mut src, chunk, "MIGRATING", &to_id).await?;
     }
     {
         let mut route = db.shared.route.write().await;
@@ -434,6 +435,9 @@ async fn move_slots(
         for &s in &slots {
             map.importing.insert(s, m.to);
         }
+    }
+    for chunk in slots.chunks(SETSLOT_BATCH) {
+        setslot(&mut src, chunk, "MIGRATING", &to_id).await?;
     }
     for &slot in &slots {
         loop {
@@ -505,19 +509,32 @@ async fn setslot(
 ) -> Result<(), ActionError> {
     let mut p = redis::pipe();
     for &s in slots {
-        p.cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(s)
-            .arg(state)
-            .arg(node)
-            .ignore();
+        p.cmd("CLUSTER").arg("SETSLOT").arg(s).arg(state).arg(node);
     }
-    p.query_async::<()>(c).await.map_err(|e| {
+    let replies: Vec<redis::Value> = p.query_async(c).await.map_err(|e| {
         failed_because(format!(
             "CLUSTER SETSLOT {state} {node} on {} slots: {e}",
             slots.len()
         ))
-    })
+    })?;
+    let refused: Vec<(u16, String)> = slots
+        .iter()
+        .zip(&replies)
+        .filter_map(|(s, r)| match r {
+            redis::Value::ServerError(e) => {
+                Some((*s, format!("{} {}", e.code(), e.details().unwrap_or(""))))
+            }
+            _ => None,
+        })
+        .collect();
+    match refused.first() {
+        None => Ok(()),
+        Some((s, e)) => Err(failed_because(format!(
+            "CLUSTER SETSLOT {state} {node} was refused for {} of {} slots; slot {s}: {e}",
+            refused.len(),
+            slots.len()
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,55 @@
+Feature: OSS Cluster API: hash slots that move between nodes
+  A database with the OSS Cluster API shows its clients the cluster itself:
+  one endpoint per node, and which node serves which hash slot. When slots
+  move (a rebalance, a node that joins, a node that leaves), the nodes the
+  slots leave announce SMIGRATING; the keys really move, and a request in
+  between is redirected (ASK, MOVED); then the nodes on both sides announce
+  SMIGRATED with where each slot range went. A cluster client relaxes its
+  timeouts on SMIGRATING, follows the redirects without an error reaching
+  the application, updates its slot map once per move, and comes back to its
+  timeouts after SMIGRATED on every connection that relaxed.
+
+  Background:
+    Given an OSS Cluster API database of 2 shards
+    And a client "app" with maintenance notifications enabled
+    And steady traffic from "app"
+
+  Scenario: CL1 half of one node's slots move to another node, and the client follows
+    When half of one node's slots move to another node
+    Then the traffic saw no errors
+    And every acknowledged write is readable
+    And the slot map of "app" matches the cluster's
+
+  Scenario: CL2 a new node joins the cluster and takes slots from every node
+    When a new node joins the cluster and takes a share of every node's slots
+    Then the traffic saw no errors
+    And every acknowledged write is readable
+    And the slot map of "app" matches the cluster's
+
+  Scenario: CL3 a node gives its slots to the others and leaves
+    When a node gives its slots to the others and leaves the cluster
+    Then the traffic saw no errors
+    And every acknowledged write is readable
+    And the slot map of "app" matches the cluster's
+
+  Scenario: CL4 a node hands its slots to a new node and leaves
+    When a node hands all its slots to a new node and leaves the cluster
+    Then the traffic saw no errors
+    And every acknowledged write is readable
+    And the slot map of "app" matches the cluster's
+
+  Scenario: CL5 a move announced by both nodes updates the slot map once
+    When half of one node's slots move to another node
+    Then "app" applied each slot move once, though several nodes announced it
+    And the slot map of "app" matches the cluster's
+
+  Scenario: CL6 a connection opened while slots move receives the open SMIGRATING
+    When slots start moving between nodes with a lead of 2s
+    Then a raw connection that opts in now receives SMIGRATING before its +OK
+    When the slots have moved
+    Then the traffic saw no errors
+
+  Scenario: CL8 every connection relaxed for a move comes back after SMIGRATED
+    When half of one node's slots move to another node
+    Then every connection of "app" that received SMIGRATING stayed relaxed until SMIGRATED, then came back
+    And the traffic saw no errors

@@ -1,0 +1,200 @@
+//! OSS Cluster API databases: a cluster client per client step, slots that
+//! move between nodes (`slot_migrate`), and what the client's slot map and
+//! relaxation made of it.
+
+use anyhow::{anyhow, Result};
+use cucumber::{given, then, when};
+
+use super::params::DurationParam;
+use super::{MaintWorld, StepResult};
+use crate::client::cluster::SlotTable;
+use crate::client::ClientFactory;
+use crate::fault_injector::{Action, BdbId, DatabaseSpec, TimingOverrides};
+use crate::raw::RawConnection;
+use crate::timeline;
+
+/// Names the OSS Cluster API database of the endpoints file (default
+/// `oss-cluster`, as the Go framework's example names it).
+pub const CLUSTER_DATABASE_ENV: &str = "MAINT_E2E_CLUSTER_DATABASE";
+
+/// A `slot_migrate` by trigger `migrate`.
+fn slot_migrate(bdb: u64, effect: &str, timing: TimingOverrides) -> Action {
+    Action::SlotMigrate {
+        bdb_id: BdbId(bdb),
+        effect: effect.into(),
+        trigger: Some("migrate".into()),
+        source_node: None,
+        target_node: None,
+        timing,
+    }
+}
+
+impl MaintWorld {
+    /// Switches the scenario to an OSS Cluster API database of `shards`
+    /// primary shards; clients made from now on are cluster clients.
+    pub async fn use_cluster_database(&mut self, shards: u32) -> Result<()> {
+        let config = DatabaseSpec {
+            oss_cluster: Some(true),
+            shards_count: Some(shards),
+            proxy_policy: Some("all-master-shards".into()),
+            replication: Some(false),
+            ..DatabaseSpec::default()
+        };
+        self.switch_database(
+            "oss-cluster",
+            CLUSTER_DATABASE_ENV,
+            config,
+            |_, _, _| Ok(()),
+        )
+        .await?;
+        let tracker = self.tracker.clone();
+        let env = self.env.as_mut().expect("switched above");
+        env.factory = ClientFactory::cluster(env.db.clone(), tracker);
+        Ok(())
+    }
+
+    /// The slot map the cluster gives now (`CLUSTER SLOTS` from the first
+    /// of its endpoints that answers).
+    async fn cluster_slot_map(&self) -> Result<Vec<(u16, u16, String)>> {
+        let mut last = anyhow!("the database lists no endpoint");
+        for e in &self.env()?.db.endpoints {
+            let answer = async {
+                let raw = RawConnection::connect(&e.address(), true, None).await?;
+                let bytes = raw.command(&["CLUSTER", "SLOTS"]).await?;
+                let value = redis::parse_redis_value(&bytes)?;
+                SlotTable::from_cluster_slots(&value).map_err(|e| anyhow!(e))
+            }
+            .await;
+            match answer {
+                Ok(t) => return Ok(t.ranges()),
+                Err(err) => last = err.context(format!("asking {} for CLUSTER SLOTS", e.address())),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The scenario's database is an OSS Cluster API one: a proxy per node that
+/// holds slots, clients that read the slot map and talk to every node.
+#[given(expr = "an OSS Cluster API database of {int} shards")]
+async fn given_cluster_database(w: &mut MaintWorld, shards: u32) -> StepResult {
+    w.use_cluster_database(shards).await?;
+    Ok(())
+}
+
+/// `slot_migrate` `slot-shuffle`.
+#[when("half of one node's slots move to another node")]
+async fn when_shuffle(w: &mut MaintWorld) -> StepResult {
+    w.run_action(|bdb| slot_migrate(bdb, "slot-shuffle", TimingOverrides::default()))
+        .await?;
+    Ok(())
+}
+
+/// `slot_migrate` `add`.
+#[when("a new node joins the cluster and takes a share of every node's slots")]
+async fn when_add(w: &mut MaintWorld) -> StepResult {
+    w.run_action(|bdb| slot_migrate(bdb, "add", TimingOverrides::default()))
+        .await?;
+    Ok(())
+}
+
+/// `slot_migrate` `remove`.
+#[when("a node gives its slots to the others and leaves the cluster")]
+async fn when_remove(w: &mut MaintWorld) -> StepResult {
+    w.run_action(|bdb| slot_migrate(bdb, "remove", TimingOverrides::default()))
+        .await?;
+    Ok(())
+}
+
+/// `slot_migrate` `remove-add`.
+#[when("a node hands all its slots to a new node and leaves the cluster")]
+async fn when_remove_add(w: &mut MaintWorld) -> StepResult {
+    w.run_action(|bdb| slot_migrate(bdb, "remove-add", TimingOverrides::default()))
+        .await?;
+    Ok(())
+}
+
+/// Starts a `slot-shuffle` whose SMIGRATING comes `lead` before any slot
+/// moves.
+#[when(expr = "slots start moving between nodes with a lead of {duration}")]
+async fn when_shuffle_starts(w: &mut MaintWorld, lead: DurationParam) -> StepResult {
+    let timing = TimingOverrides {
+        lead_s: Some(lead.bounded("the lead")?.as_secs_f64()),
+        ..TimingOverrides::default()
+    };
+    w.start_action(|bdb| slot_migrate(bdb, "slot-shuffle", timing))
+        .await?;
+    Ok(())
+}
+
+/// Waits for the last `slot_migrate` to end.
+#[when("the slots have moved")]
+async fn when_moved(w: &mut MaintWorld) -> StepResult {
+    w.finish_last(
+        "slot_migrate",
+        "When slots start moving between nodes with a lead of ...",
+    )
+    .await?;
+    Ok(())
+}
+
+/// The client's slot map, once the moves it was told of are in, is the
+/// one the cluster gives a new connection.
+#[then(expr = "the slot map of {string} matches the cluster's")]
+async fn then_slot_map(w: &mut MaintWorld, client: String) -> StepResult {
+    let c = w.client(&client)?;
+    let cluster = c
+        .cluster()
+        .ok_or_else(|| anyhow!("{client:?} is not a cluster client; start with `Given an OSS Cluster API database of N shards`"))?
+        .clone();
+    let want = w.cluster_slot_map().await?;
+    timeline::slot_maps_equal(&cluster.slot_map(), &want).map_err(|e| w.unmet(&client, e))?;
+    Ok(())
+}
+
+/// Each move SMIGRATED announced went into the slot map once; some were
+/// announced by more than one node.
+#[then(expr = "{string} applied each slot move once, though several nodes announced it")]
+async fn then_applied_once(w: &mut MaintWorld, client: String) -> StepResult {
+    w.wait_claim(&client, "every node's SMIGRATED", |events| {
+        timeline::each_move_applied_once(events, true)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Relaxed on SMIGRATING until SMIGRATED, on every connection that got
+/// SMIGRATING (whichever node's SMIGRATED came first), then back.
+#[then(
+    expr = "every connection of {string} that received SMIGRATING stayed relaxed until SMIGRATED, then came back"
+)]
+async fn then_relaxed_until_smigrated(w: &mut MaintWorld, client: String) -> StepResult {
+    w.wait_claim(&client, "every relaxed connection to come back", |events| {
+        timeline::relaxed_until_smigrated(events)
+    })
+    .await?;
+    Ok(())
+}
+
+impl MaintWorld {
+    /// Waits (at most the scenario's patience) until `claim` holds over the
+    /// timeline of `client`; fails with what the claim says when it does not.
+    async fn wait_claim<T>(
+        &self,
+        client: &str,
+        what: &str,
+        claim: impl Fn(&[crate::client::ClientEvent]) -> timeline::Claim<T>,
+    ) -> Result<T> {
+        let waited = self
+            .tracker
+            .wait_on(client, self.patience(), what, |events| claim(events).ok())
+            .await;
+        match waited {
+            Ok(t) => Ok(t),
+            Err(_) => match claim(&self.tracker.timeline(client)) {
+                Ok(t) => Ok(t),
+                Err(e) => Err(self.unmet(client, e)),
+            },
+        }
+    }
+}
