@@ -10,7 +10,7 @@ Feature: OSS Cluster API: hash slots that move between nodes
   timeouts after SMIGRATED on every connection that relaxed.
 
   Background:
-    Given an OSS Cluster API database of 2 shards
+    Given an OSS Cluster API database of 2 shards with a replica each
     And a client "app" with maintenance notifications enabled
     And steady traffic from "app"
 
@@ -53,3 +53,19 @@ Feature: OSS Cluster API: hash slots that move between nodes
     When half of one node's slots move to another node
     Then every connection of "app" that received SMIGRATING stayed relaxed until SMIGRATED, then came back
     And the traffic saw no errors
+
+  Scenario Outline: CL9 slots that move by failover are followed too: <effect>
+    A shard's replica on another node takes over, and with it the shard's
+    slots: the client learns of it the same way, and loses nothing.
+
+    When the fault injector moves slots with the <effect> effect by failover
+    Then the traffic saw no errors
+    And every acknowledged write is readable
+    And the slot map of "app" matches the cluster's
+
+    Examples:
+      | effect       |
+      | slot-shuffle |
+      | add          |
+      | remove       |
+      | remove-add   |

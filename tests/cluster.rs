@@ -202,3 +202,58 @@ async fn a_write_during_a_move_is_asked_to_the_importing_node() {
     assert!(back.starts_with("-MOVED"), "{back}");
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_moves_a_shards_slots_to_its_replicas_node() {
+    let emu = emulator(Duration::from_millis(100));
+    let db = emu
+        .create_database(DatabaseSpec {
+            oss_cluster: Some(true),
+            shards_count: Some(2),
+            replication: Some(true),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    let port = db.port();
+    let before = db.slot_map().await.unwrap();
+    let (a, b) = (before.node_of(0).index, before.node_of(16383).index);
+    let pa = RawConnection::connect(&format!("127.0.{a}.1:{port}"), true, Some(None))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&pa.command(&["SET", "{bar}k", "v"]).await.unwrap()),
+        "+OK\r\n"
+    );
+    let out = spawn_action(
+        &emu,
+        json!({"type": "slot_migrate", "parameters": {
+            "bdb_id": db.id(), "effect": "add", "trigger": "failover"}}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // The second shard's replica, on the node that served nothing, took
+    // its slots over; the first shard's slots stayed.
+    let after = db.slot_map().await.unwrap();
+    let joined = out["joined_node"].as_u64().unwrap() as usize;
+    assert!(joined != a && joined != b, "{out}");
+    assert_eq!(after.node_of(16383).index, joined);
+    assert_eq!(after.node_of(0).index, a);
+    assert_eq!(out["moves"][0]["slots"], "8192-16383", "{out}");
+    let pj = RawConnection::connect(&format!("127.0.{joined}.1:{port}"), true, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&pj.command(&["SET", "foo", "v"]).await.unwrap()),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(&pa.command(&["GET", "{bar}k"]).await.unwrap()),
+        "$1\r\nv\r\n"
+    );
+    // The topology names the new node.
+    let slots = text(&pa.command(&["CLUSTER", "SLOTS"]).await.unwrap());
+    assert!(slots.contains(&format!("127.0.{joined}.1")), "{slots}");
+    emu.shutdown().await;
+}

@@ -145,41 +145,50 @@ pub fn slot_migrate(emu: &Emulator, effect: &str) -> Result<Value, ActionError> 
         )));
     }
     let nodes = emu.nodes().len();
-    // Shards the database needs so that the effect has room on this
-    // cluster: a node left free for the effects that add one.
-    let (shards, description) = match effect {
-        "slot-shuffle" => (
-            2 * nodes,
-            "half of one shard's slots move to a shard on another node",
-        ),
-        "add" => (
-            nodes.saturating_sub(1).max(1),
-            "a node that held no slot takes a share of every shard's",
-        ),
-        "remove" => (nodes, "a node gives its slots to the others and leaves"),
-        _ => (
-            nodes.saturating_sub(1).max(1),
-            "a node's slots go to a node that held none, and it leaves",
-        ),
+    let description = match effect {
+        "slot-shuffle" => "slots move between nodes that serve slots",
+        "add" => "a node that held no slot takes some",
+        "remove" => "a node gives its slots to the others and leaves",
+        _ => "a node's slots go to a node that held none, and it leaves",
+    };
+    // Shards the database needs for the effect to have room, as the real
+    // catalogue sizes them; replicas only for failover.
+    let shards = |trigger: &str| match (effect, trigger) {
+        ("remove-add", "failover") => 1,
+        ("remove-add", _) => nodes.saturating_sub(1).max(1),
+        ("add", "failover") => 2,
+        ("slot-shuffle", _) => 2 * nodes,
+        _ => nodes,
+    };
+    let how = |trigger: &str| match trigger {
+        "failover" => "by failover: a shard's replica on another node takes over its slots",
+        _ => {
+            "by slot migration: importing / migrating slots, keys moved with MIGRATE, ASK meanwhile"
+        }
     };
     let triggers: Vec<Value> = TRIGGERS
         .iter()
         .map(|t| {
+            let shards = shards(t);
+            let replication = *t == "failover";
             json!({
                 "name": t,
-                "description": format!("{description}, by slot migration (importing / migrating slots, MIGRATE, ASK)"),
+                "description": format!("{description}, {}", how(t)),
                 "requirements": [{
                     "dbconfig": {
                         "name": format!("maint-e2e-{effect}-{t}-db-1"),
                         "shards_count": shards,
-                        "replication": false,
+                        "replication": replication,
                         "oss_cluster": true,
                         "proxy_policy": "all-master-shards",
                         "tls": false,
                     },
                     "cluster": { "min_nodes": nodes.min(2), "actual_nodes": nodes },
                     "oss_cluster_api": { "ip_type": "internal", "endpoint_type": "ip" },
-                    "description": format!("an OSS Cluster API database of {shards} primary shards over {nodes} nodes"),
+                    "description": format!(
+                        "an OSS Cluster API database of {shards} primary shard(s){} over {nodes} nodes",
+                        if replication { ", each with a replica on the next node" } else { "" }
+                    ),
                 }],
             })
         })

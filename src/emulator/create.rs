@@ -253,6 +253,9 @@ impl Emulator {
                     .collect();
                 for (s, n) in shards.sets.iter().zip(&at) {
                     shared.set_shard_node(s.primary.addr, *n);
+                    if let Some(r) = &s.replica {
+                        shared.set_shard_node(r.addr, Node { index: r.node });
+                    }
                 }
                 shared.route = Arc::new(tokio::sync::RwLock::new(Route {
                     upstreams: shards.sets.iter().map(|s| s.primary.addr).collect(),

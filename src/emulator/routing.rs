@@ -79,9 +79,8 @@ pub(super) fn plan_among(
     in_multi: bool,
     tx: &ShardedTx,
 ) -> Plan {
-    let Some(&first_here) = here.first() else {
-        return Plan::Answer(Bytes::from_static(CLUSTERDOWN));
-    };
+    // A node that serves no slot now still redirects a keyed request.
+    let first_here = here.first().copied();
     let every = || here.to_vec();
     let name = c.name();
     let keyed = specs.and_then(|specs| {
@@ -97,12 +96,16 @@ pub(super) fn plan_among(
         })
     });
     let crossslot = || Plan::Answer(Bytes::from_static(CROSSSLOT));
+    let down = || Plan::Answer(Bytes::from_static(CLUSTERDOWN));
     if in_multi {
         let target = match keyed {
             Some(Ok(s)) => Ok(s),
             Some(Err(None)) => return crossslot(),
             Some(Err(Some(redirect))) => Err(redirect),
-            None => Ok(tx.shard.unwrap_or(first_here)),
+            None => match tx.shard.or(first_here) {
+                Some(s) => Ok(s),
+                None => return down(),
+            },
         };
         return match name {
             "EXEC" | "DISCARD" => match tx.shard {
@@ -120,6 +123,7 @@ pub(super) fn plan_among(
         };
     }
     match name {
+        _ if keyed.is_none() && first_here.is_none() => down(),
         "MULTI" => match tx.shard {
             Some(s) => Plan::Send(vec![s], Merge::First),
             None => Plan::Answer(Bytes::from_static(b"+OK\r\n")),
@@ -132,7 +136,10 @@ pub(super) fn plan_among(
             Some(Ok(s)) => Plan::Send(vec![s], Merge::First),
             Some(Err(Some(redirect))) => Plan::Answer(redirect),
             Some(Err(None)) => crossslot(),
-            None => Plan::Send(vec![tx.shard.unwrap_or(first_here)], Merge::First),
+            None => match tx.shard.or(first_here) {
+                Some(s) => Plan::Send(vec![s], Merge::First),
+                None => down(),
+            },
         },
     }
 }

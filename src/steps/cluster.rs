@@ -31,13 +31,14 @@ fn slot_migrate(bdb: u64, effect: &str, timing: TimingOverrides) -> Action {
 
 impl MaintWorld {
     /// Switches the scenario to an OSS Cluster API database of `shards`
-    /// primary shards; clients made from now on are cluster clients.
-    pub async fn use_cluster_database(&mut self, shards: u32) -> Result<()> {
+    /// primary shards (each with a replica on the next node, with
+    /// `replicas`); clients made from now on are cluster clients.
+    pub async fn use_cluster_database(&mut self, shards: u32, replicas: bool) -> Result<()> {
         let config = DatabaseSpec {
             oss_cluster: Some(true),
             shards_count: Some(shards),
             proxy_policy: Some("all-master-shards".into()),
-            replication: Some(false),
+            replication: Some(replicas),
             ..DatabaseSpec::default()
         };
         self.switch_database(
@@ -76,9 +77,24 @@ impl MaintWorld {
 
 /// The scenario's database is an OSS Cluster API one: a proxy per node that
 /// holds slots, clients that read the slot map and talk to every node.
-#[given(expr = "an OSS Cluster API database of {int} shards")]
-async fn given_cluster_database(w: &mut MaintWorld, shards: u32) -> StepResult {
-    w.use_cluster_database(shards).await?;
+#[given(regex = r"^an OSS Cluster API database of (\d+) shards( with a replica each)?$")]
+async fn given_cluster_database(w: &mut MaintWorld, shards: u32, replicas: String) -> StepResult {
+    w.use_cluster_database(shards, !replicas.is_empty()).await?;
+    Ok(())
+}
+
+/// Any `slot_migrate` of the catalogue: `effect` by `trigger`.
+#[when(expr = "the fault injector moves slots with the {word} effect by {word}")]
+async fn when_slot_migrate(w: &mut MaintWorld, effect: String, trigger: String) -> StepResult {
+    w.run_action(|bdb| Action::SlotMigrate {
+        bdb_id: BdbId(bdb),
+        effect,
+        trigger: Some(trigger),
+        source_node: None,
+        target_node: None,
+        timing: TimingOverrides::default(),
+    })
+    .await?;
     Ok(())
 }
 

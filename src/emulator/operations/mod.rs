@@ -190,6 +190,11 @@ where
     tokio::time::sleep(t.hold).await;
     let upstream = switch().await?;
     gate.upstreams[index] = upstream;
+    // An OSS Cluster API database: the set's slots are served from the
+    // new primary's node now.
+    if let (Some(map), Some(node)) = (gate.cluster.as_mut(), db.shared.shard_node(upstream)) {
+        map.nodes[index] = node;
+    }
     // Subscribers move before the traffic does: a message published on the
     // new primary finds them there.
     db.shared

@@ -17,7 +17,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::check_node;
+use super::{check_node, switch_over};
 use crate::emulator::database::{Announcement, Node};
 use crate::emulator::error::{failed, failed_because};
 use crate::emulator::oss_cluster;
@@ -25,12 +25,15 @@ use crate::emulator::shard::ShardSet;
 use crate::emulator::slot_map::{slot_list, SlotMap};
 use crate::emulator::{ActionError, Database, Emulator, Timings};
 use crate::notification::Notification;
+use crate::slots::slot;
 
 /// The effects `slot_migrate` emulates.
 pub const EFFECTS: &[&str] = &["slot-shuffle", "add", "remove", "remove-add"];
 
-/// The triggers it emulates.
-pub const TRIGGERS: &[&str] = &["migrate"];
+/// The triggers it emulates: `migrate` moves keys slot by slot; `failover`
+/// promotes a shard's replica on another node, whose node then serves the
+/// shard's slots.
+pub const TRIGGERS: &[&str] = &["migrate", "failover"];
 
 /// Slots going from one shard set to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +52,8 @@ pub struct Move {
 pub struct Plan {
     /// The moves, in order.
     pub moves: Vec<Move>,
+    /// Shard sets whose replica takes over (trigger `failover`), in order.
+    pub failovers: Vec<usize>,
     /// A node that holds no slot and gets a new primary shard first.
     pub joins: Option<Node>,
     /// A node whose proxy stops once its slots are gone.
@@ -129,6 +134,7 @@ pub fn plan(
                     to,
                     slots: tail(&map.slots_of(from), 2),
                 }],
+                failovers: Vec::new(),
                 joins: None,
                 leaves: None,
             })
@@ -151,6 +157,7 @@ pub fn plan(
                         slots: tail(&map.slots_of(from), parts),
                     })
                     .collect(),
+                failovers: Vec::new(),
                 joins: Some(joins),
                 leaves: None,
             })
@@ -181,6 +188,7 @@ pub fn plan(
                 }
                 return Ok(Plan {
                     moves,
+                    failovers: Vec::new(),
                     joins: Some(joins),
                     leaves: Some(leaves),
                 });
@@ -209,7 +217,108 @@ pub fn plan(
             }
             Ok(Plan {
                 moves,
+                failovers: Vec::new(),
                 joins: None,
+                leaves: Some(leaves),
+            })
+        }
+        other => Err(format!(
+            "unknown effect {other:?}; one of {}",
+            EFFECTS.join(", ")
+        )),
+    }
+}
+
+/// What `effect` does to `map` by failover: which shard sets' replicas
+/// (`replicas[set]`: the node of each set's replica) take over, a node that
+/// starts serving slots, one that stops.
+pub fn plan_failover(
+    map: &SlotMap,
+    replicas: &[Option<Node>],
+    effect: &str,
+    source: Option<Node>,
+    target: Option<Node>,
+) -> Result<Plan, String> {
+    let serving = map.serving_nodes();
+    let replica_of = |set: usize| replicas.get(set).copied().flatten();
+    // Serving sets whose replica lives on another node, and where.
+    let candidates: Vec<(usize, Node, Node)> = map
+        .serving_sets()
+        .into_iter()
+        .filter_map(|set| {
+            let r = replica_of(set)?;
+            (r != map.nodes[set]).then_some((set, map.nodes[set], r))
+        })
+        .filter(|(_, from, to)| {
+            source.is_none_or(|n| n == *from) && target.is_none_or(|n| n == *to)
+        })
+        .collect();
+    let none = |what: &str| {
+        format!(
+            "not enough nodes: {what}; create the database with replication: true and fewer shards than nodes, or use trigger migrate"
+        )
+    };
+    let one = |pick: &dyn Fn(&(usize, Node, Node)) -> bool, what: &str| {
+        candidates
+            .iter()
+            .find(|c| pick(c))
+            .map(|&(set, _, to)| (set, to))
+            .ok_or_else(|| none(what))
+    };
+    match effect {
+        "slot-shuffle" => {
+            let (set, _) = one(
+                &|c| serving.contains(&c.2),
+                "no shard has its replica on another node that serves slots",
+            )?;
+            Ok(Plan {
+                moves: Vec::new(),
+                failovers: vec![set],
+                joins: None,
+                leaves: None,
+            })
+        }
+        "add" => {
+            let (set, to) = one(
+                &|c| !serving.contains(&c.2),
+                "no shard has its replica on a node that serves no slot",
+            )?;
+            Ok(Plan {
+                moves: Vec::new(),
+                failovers: vec![set],
+                joins: Some(to),
+                leaves: None,
+            })
+        }
+        "remove" | "remove-add" => {
+            let fresh = effect == "remove-add";
+            // A node all of whose serving sets can hand over to replicas
+            // elsewhere (on nodes that serve nothing, for remove-add).
+            let fits = |n: Node| {
+                let sets: Vec<usize> = map
+                    .sets_on(n)
+                    .into_iter()
+                    .filter(|s| !map.slots_of(*s).is_empty())
+                    .collect();
+                let ok = !sets.is_empty()
+                    && sets.iter().all(|s| {
+                        candidates
+                            .iter()
+                            .any(|c| c.0 == *s && (!fresh || !serving.contains(&c.2)))
+                    });
+                ok.then_some(sets)
+            };
+            let (leaves, sets) = serving
+                .iter()
+                .rev()
+                .filter(|n| source.is_none_or(|s| s == **n))
+                .find_map(|n| fits(*n).map(|sets| (*n, sets)))
+                .ok_or_else(|| none("no node has a replica elsewhere for each of its shards"))?;
+            let joins = fresh.then(|| replica_of(sets[0])).flatten();
+            Ok(Plan {
+                moves: Vec::new(),
+                failovers: sets,
+                joins,
                 leaves: Some(leaves),
             })
         }
@@ -273,8 +382,26 @@ pub async fn slot_migrate(
                 .max(emu.nodes().len())
                 + 1,
         });
-    let plan = plan(&map, effect, source, target, spare).map_err(invalid)?;
-    if let Some(node) = plan.joins {
+    let by_failover = trigger == "failover";
+    let plan = match by_failover {
+        false => plan(&map, effect, source, target, spare),
+        true => {
+            let replicas: Vec<Option<Node>> = shards
+                .sets
+                .iter()
+                .map(|s| s.replica.as_ref().map(|r| Node { index: r.node }))
+                .collect();
+            plan_failover(&map, &replicas, effect, source, target)
+        }
+    }
+    .map_err(invalid)?;
+    // A failover's new primaries are served by their node's proxy.
+    for &set in &plan.failovers {
+        if let Some(r) = &shards.sets[set].replica {
+            db.listen_on(Node { index: r.node }).await.map_err(failed)?;
+        }
+    }
+    if let (Some(node), false) = (plan.joins, by_failover) {
         let members: Vec<&crate::emulator::Shard> =
             shards.sets.iter().map(|s| &s.primary).collect();
         let new = emu
@@ -308,6 +435,12 @@ pub async fn slot_migrate(
             .or_default()
             .extend(&m.slots);
     }
+    for &set in &plan.failovers {
+        leaving
+            .entry(nodes[set].index)
+            .or_default()
+            .extend(map.slots_of(set));
+    }
     let mut windows = Vec::new();
     for (&n, slots) in &leaving {
         let mut slots = slots.clone();
@@ -330,6 +463,9 @@ pub async fn slot_migrate(
         for m in &plan.moves {
             move_slots(db, &shards.sets, m, t).await?;
         }
+        for &set in &plan.failovers {
+            fail_over(db, &mut shards.sets[set], set, t).await?;
+        }
         tokio::time::sleep(t.settle).await;
         Ok::<_, ActionError>(())
     }
@@ -340,10 +476,16 @@ pub async fn slot_migrate(
     moved?;
     // SMIGRATED from every node on either side of a move, each its own.
     let mut announcers: BTreeMap<usize, Vec<(Node, Node, String)>> = BTreeMap::new();
+    let after = map_nodes(db).await;
     let triplets: Vec<(Node, Node, String)> = plan
         .moves
         .iter()
         .map(|m| (nodes[m.from], nodes[m.to], slot_list(&m.slots)))
+        .chain(
+            plan.failovers
+                .iter()
+                .map(|&set| (nodes[set], after[set], slot_list(&map.slots_of(set)))),
+        )
         .collect();
     for tr in &triplets {
         for n in [tr.0, tr.1] {
@@ -361,6 +503,8 @@ pub async fn slot_migrate(
         db.shared.deliver(&a, Some(Node { index: n }));
     }
     if let Some(node) = plan.leaves {
+        // The node lingers a moment for requests already on their way.
+        tokio::time::sleep(t.notice_lead).await;
         if db.shared.active_node() == node {
             let stays = db
                 .shared
@@ -403,11 +547,59 @@ async fn map_nodes(db: &Database) -> Vec<Node> {
         .unwrap_or_default()
 }
 
+/// Fails shard set `index` over to its replica (a coordinated `CLUSTER
+/// FAILOVER`), traffic held meanwhile; its slots are served from the
+/// replica's node from then on.
+async fn fail_over(
+    db: &Database,
+    set: &mut ShardSet,
+    index: usize,
+    t: &Timings,
+) -> Result<(), ActionError> {
+    let Some(replica) = set.replica.take() else {
+        return Err(failed_because(format!(
+            "shard {} has no replica to fail over to",
+            set.primary.id
+        )));
+    };
+    // Only this shard's slots would wait for a real failover; the gate holds
+    // every request of the database, so it is held no longer than the
+    // promotion takes.
+    let t = &Timings {
+        hold: std::time::Duration::ZERO,
+        ..t.clone()
+    };
+    let promoted = switch_over(t, db, index, || async {
+        oss_cluster::promote(&replica, &set.primary, t.sync_timeout)
+            .await
+            .map_err(failed)?;
+        Ok(replica.addr)
+    })
+    .await;
+    match promoted {
+        Ok(()) => {
+            let old = std::mem::replace(&mut set.primary, replica);
+            set.replica = Some(old);
+            Ok(())
+        }
+        Err(e) => {
+            set.replica = Some(replica);
+            Err(e)
+        }
+    }
+}
+
 /// Slots per `SETSLOT` pipeline.
 const SETSLOT_BATCH: usize = 1024;
 
 /// Keys per `MIGRATE`.
 const MIGRATE_BATCH: usize = 100;
+
+/// Keys per `SCAN` step.
+const SCAN_COUNT: usize = 1000;
+
+/// Slots given to their new shard per hold of the traffic.
+const FINALIZE_BATCH: usize = 256;
 
 /// Moves the slots of `m` as Redis Cluster does: importing and migrating
 /// states, the keys with `MIGRATE`, then the slots given to the new shard on
@@ -439,65 +631,117 @@ async fn move_slots(
     for chunk in slots.chunks(SETSLOT_BATCH) {
         setslot(&mut src, chunk, "MIGRATING", &to_id).await?;
     }
-    for &slot in &slots {
+    // Once a slot is migrating, a key it lacks is asked to the new shard:
+    // the old shard's keys of the slot only go. One scan finds them; a
+    // count per slot then catches any the scan could not have seen.
+    let moving: std::collections::HashSet<u16> = slots.iter().copied().collect();
+    let mut by_slot: BTreeMap<u16, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(&mut src)
+            .await
+            .map_err(|e| failed_because(format!("scanning the keys of shard {}: {e}", from.id)))?;
+        for k in keys {
+            let s = slot(&k);
+            if moving.contains(&s) {
+                by_slot.entry(s).or_default().push(k);
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    for (s, keys) in &by_slot {
+        for batch in keys.chunks(MIGRATE_BATCH) {
+            migrate_keys(db, &mut src, to, *s, batch, t).await?;
+        }
+    }
+    let mut count = redis::pipe();
+    for &s in &slots {
+        count.cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(s);
+    }
+    let left: Vec<u64> = count
+        .query_async(&mut src)
+        .await
+        .map_err(|e| failed_because(format!("counting the keys left on shard {}: {e}", from.id)))?;
+    for (&s, _) in slots.iter().zip(&left).filter(|(_, n)| **n > 0) {
         loop {
             let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
                 .arg("GETKEYSINSLOT")
-                .arg(slot)
+                .arg(s)
                 .arg(MIGRATE_BATCH)
                 .query_async(&mut src)
                 .await
-                .map_err(|e| failed_because(format!("listing the keys of slot {slot}: {e}")))?;
+                .map_err(|e| failed_because(format!("listing the keys of slot {s}: {e}")))?;
             if keys.is_empty() {
                 break;
             }
-            let mut migrate = redis::cmd("MIGRATE");
-            migrate
-                .arg(to.addr.ip().to_string())
-                .arg(to.addr.port())
-                .arg("")
-                .arg(0)
-                .arg(t.sync_timeout.as_millis() as u64);
-            if let Some(pw) = &db.password {
-                migrate.arg("AUTH").arg(pw);
-            }
-            migrate.arg("KEYS").arg(keys);
-            migrate.query_async::<()>(&mut src).await.map_err(|e| {
-                failed_because(format!(
-                    "migrating the keys of slot {slot} to shard {}: {e}",
-                    to.id
-                ))
-            })?;
+            migrate_keys(db, &mut src, to, s, &keys, t).await?;
         }
     }
-    // The slots change hands on every shard and in the proxies' map while
-    // the traffic is held: no request sees the two disagree.
+    // The slots change hands on both shards and in the proxies' map while
+    // the traffic is held, a batch at a time (each SETSLOT NODE saves the
+    // shard's cluster config): no request sees the two disagree, and none
+    // waits long.
     let drain = t.drain_timeout;
-    let mut route = tokio::time::timeout(drain, db.shared.route.write())
-        .await
-        .map_err(|_| failed_because(format!("requests on database {} did not finish within {drain:?}; the slots stay where they are", db.shared.id)))?;
-    let others: Vec<&ShardSet> = sets
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != m.from && *i != m.to)
-        .map(|(_, s)| s)
-        .collect();
-    for chunk in slots.chunks(SETSLOT_BATCH) {
+    for chunk in slots.chunks(FINALIZE_BATCH) {
+        let mut route = tokio::time::timeout(drain, db.shared.route.write())
+            .await
+            .map_err(|_| failed_because(format!("requests on database {} did not finish within {drain:?}; the slots stay where they are", db.shared.id)))?;
         setslot(&mut dst, chunk, "NODE", &to_id).await?;
         setslot(&mut src, chunk, "NODE", &to_id).await?;
+        let map = route.cluster.as_mut().expect("cluster");
+        map.assign(&runs(chunk), m.to);
+        for s in chunk {
+            map.importing.remove(s);
+        }
     }
-    for s in others {
-        let mut c = s.primary.connect().await.map_err(failed)?;
+    // The other primaries learn of it by gossip; told, they redirect
+    // right away.
+    for (i, other) in sets.iter().enumerate() {
+        if i == m.from || i == m.to {
+            continue;
+        }
+        let mut c = other.primary.connect().await.map_err(failed)?;
         for chunk in slots.chunks(SETSLOT_BATCH) {
             setslot(&mut c, chunk, "NODE", &to_id).await?;
         }
     }
-    let map = route.cluster.as_mut().expect("cluster");
-    map.assign(&m.slots, m.to);
-    for s in &slots {
-        map.importing.remove(s);
-    }
     Ok(())
+}
+
+/// `MIGRATE`s `keys` of `slot` from the connection `src` to `to`.
+async fn migrate_keys(
+    db: &Database,
+    src: &mut MultiplexedConnection,
+    to: &crate::emulator::Shard,
+    slot: u16,
+    keys: &[Vec<u8>],
+    t: &Timings,
+) -> Result<(), ActionError> {
+    let mut migrate = redis::cmd("MIGRATE");
+    migrate
+        .arg(to.addr.ip().to_string())
+        .arg(to.addr.port())
+        .arg("")
+        .arg(0)
+        .arg(t.sync_timeout.as_millis() as u64);
+    if let Some(pw) = &db.password {
+        migrate.arg("AUTH").arg(pw);
+    }
+    migrate.arg("KEYS").arg(keys);
+    migrate.query_async::<()>(src).await.map_err(|e| {
+        failed_because(format!(
+            "migrating {} key(s) of slot {slot} to shard {}: {e}",
+            keys.len(),
+            to.id
+        ))
+    })
 }
 
 /// `CLUSTER SETSLOT <slot> <state> <node>` for each of `slots`, pipelined.
@@ -610,5 +854,30 @@ mod tests {
         assert!(plan(&one, "shuffle", None, None, n(2))
             .unwrap_err()
             .contains("slot-shuffle, add, remove, remove-add"));
+    }
+
+    #[test]
+    fn failover_picks_a_replica_where_the_effect_needs_it() {
+        // Sets on nodes 1 and 2, replicas on the next node: 2 and 3.
+        let map = SlotMap::even(vec![n(1), n(2)]);
+        let replicas = [Some(n(2)), Some(n(3))];
+        let f = |effect| plan_failover(&map, &replicas, effect, None, None);
+        let shuffle = f("slot-shuffle").unwrap();
+        assert_eq!((shuffle.failovers, shuffle.joins), (vec![0], None));
+        let add = f("add").unwrap();
+        assert_eq!((add.failovers, add.joins), (vec![1], Some(n(3))));
+        let remove = f("remove").unwrap();
+        assert_eq!((remove.failovers, remove.leaves), (vec![1], Some(n(2))));
+        let swap = f("remove-add").unwrap();
+        assert_eq!(
+            (swap.failovers, swap.joins, swap.leaves),
+            (vec![1], Some(n(3)), Some(n(2)))
+        );
+        // No replica: nothing can fail over, and the error says what to do.
+        let e = plan_failover(&map, &[None, None], "slot-shuffle", None, None).unwrap_err();
+        assert!(
+            e.starts_with("not enough nodes") && e.contains("replication: true"),
+            "{e}"
+        );
     }
 }
