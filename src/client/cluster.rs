@@ -328,7 +328,9 @@ impl Cluster {
                     }
                     return Err(ClientError::Server(message));
                 }
-                Err(e @ ClientError::Connection { .. }) if !retried => {
+                Err(e @ (ClientError::Connection { .. } | ClientError::Handshake { .. }))
+                    if !retried =>
+                {
                     retried = true;
                     tracing::debug!(client = %self.shared.name, "{to}: {e}; reading the slot map again");
                     self.refresh().await;

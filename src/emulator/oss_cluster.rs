@@ -158,27 +158,29 @@ pub async fn join(members: &[&Shard], new: &Shard, within: Duration) -> Result<(
 /// Promotes `replica` over `primary` (called while the proxies hold the
 /// database's traffic, so no write is on its way): once the replica caught
 /// up, `CLUSTER FAILOVER TAKEOVER` makes it the slots' owner without an
-/// election (which a cluster of two primaries cannot always win in time),
-/// and this waits at most `within` until both agree: the replica a primary,
-/// the old primary its replica.
+/// election (which a cluster of two primaries cannot always win in time);
+/// waits at most `within` until it says it is a primary.
 pub async fn promote(replica: &Shard, primary: &Shard, within: Duration) -> Result<()> {
     super::shard::wait_caught_up(primary, replica, within).await?;
     replica.admin(&["CLUSTER", "FAILOVER", "TAKEOVER"]).await?;
-    for (s, role) in [(replica, "master"), (primary, "slave")] {
-        let done = poll(SERVER_POLL, within, || async {
-            let r = s.replication_field("role").await?;
-            anyhow::Ok(match r.as_deref() == Some(role) {
-                true => Look::Ready(()),
-                false => Look::NotYet(r),
-            })
+    wait_role(replica, "master", within).await
+}
+
+/// Waits at most `within` until `shard` has `role` (`master`, `slave`).
+pub async fn wait_role(shard: &Shard, role: &str, within: Duration) -> Result<()> {
+    let done = poll(SERVER_POLL, within, || async {
+        let r = shard.replication_field("role").await?;
+        anyhow::Ok(match r.as_deref() == Some(role) {
+            true => Look::Ready(()),
+            false => Look::NotYet(r),
         })
-        .await?;
-        if let Err(r) = done {
-            bail!(
-                "shard {} did not become {role} within {within:?} after CLUSTER FAILOVER (role {r:?})",
-                s.id
-            );
-        }
+    })
+    .await?;
+    if let Err(r) = done {
+        bail!(
+            "shard {} did not become {role} within {within:?} (role {r:?})",
+            shard.id
+        );
     }
     Ok(())
 }

@@ -634,9 +634,16 @@ impl Conn {
                                 }
                             }
                         };
+                        // A node left with no primary still takes a
+                        // connection's session and keyless commands, on
+                        // the shard that serves slot 0.
+                        let mut here = map.sets_on(node);
+                        if here.is_empty() {
+                            here.push(map.owner(0));
+                        }
                         routing::plan_among(
                             &c,
-                            &map.sets_on(node),
+                            &here,
                             place,
                             self.db.key_specs.as_deref(),
                             self.in_multi,
