@@ -49,6 +49,18 @@ Feature: OSS Cluster API: hash slots that move between nodes
     When the slots have moved
     Then the traffic saw no errors
 
+  Scenario: CL7 a sharded channel's subscriber follows its slot to another node
+    The node a sharded channel's slot leaves unsubscribes its subscribers
+    (an unsolicited SUNSUBSCRIBE); the client subscribes again on the node
+    that serves the slot now. A message published in between reaches nobody
+    (the server says so); every other arrives, in order.
+
+    Given a client "listener" with maintenance notifications enabled
+    And "listener" subscribes to a sharded channel of hash slot 5000
+    And "app" publishes steadily to the channel "listener" subscribed to
+    When half of one node's slots move to another node
+    Then "listener" received every message "app" published while subscribed, and kept receiving after the move
+
   Scenario: CL8 every connection relaxed for a move comes back after SMIGRATED
     When half of one node's slots move to another node
     Then every connection of "app" that received SMIGRATING stayed relaxed until SMIGRATED, then came back

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use redis::Value;
 
 use super::connection::ManagedConnection;
+use super::pubsub::{ChannelKind, Message};
 use super::{ClientError, ClientShared, EventKind};
 use crate::notification::{parse_slots, Endpoint, SlotMove};
 use crate::slots::{slot, SLOTS};
@@ -146,6 +147,8 @@ pub struct Cluster {
     applied: Mutex<HashSet<(String, String, String)>>,
     open: Mutex<Vec<OpenMove>>,
     refreshing: tokio::sync::Mutex<()>,
+    /// Every connection that ever held a subscription (their messages).
+    subscribers: Mutex<Vec<Arc<ManagedConnection>>>,
 }
 
 /// `MOVED` or `ASK`, its slot and where to.
@@ -222,6 +225,7 @@ impl Cluster {
                 applied: Mutex::new(HashSet::new()),
                 open: Mutex::new(Vec::new()),
                 refreshing: tokio::sync::Mutex::new(()),
+                subscribers: Mutex::new(Vec::new()),
             });
             let _ = shared.cluster.set(Arc::downgrade(&cluster));
             match table.nodes().contains(&seed) {
@@ -451,6 +455,90 @@ impl Cluster {
                 c.end_smigrating(o.seq);
             }
         }
+    }
+
+    /// Subscribes to `channel` on the node that serves it (a sharded
+    /// channel: the node of its slot, `MOVED` followed; a channel: any node);
+    /// returns the connection that holds it.
+    pub async fn subscribe(
+        &self,
+        kind: ChannelKind,
+        channel: &str,
+    ) -> Result<Arc<ManagedConnection>, ClientError> {
+        let at = match kind {
+            ChannelKind::Sharded => Some(slot(channel.as_bytes())),
+            ChannelKind::Channel => None,
+        };
+        let mut target = self.route(at);
+        for _ in 0..CLUSTER_MAX_REDIRECTS {
+            let node = target.clone().ok_or_else(|| ClientError::Connection {
+                context: "the cluster's slot map names no node".into(),
+                cause: None,
+            })?;
+            let conn = self.node(&node).await?;
+            match conn.subscribe(kind, channel).await {
+                Ok(()) => {
+                    let mut subs = self.subscribers.lock().unwrap();
+                    if !subs.iter().any(|c| c.id == conn.id) {
+                        subs.push(conn.clone());
+                    }
+                    return Ok(conn);
+                }
+                Err(ClientError::Server(message)) => {
+                    conn.subscriptions().remove(kind, channel);
+                    let Some((_, s, next)) = redirect(&message) else {
+                        return Err(ClientError::Server(message));
+                    };
+                    self.table.lock().unwrap().set(&[(s, s)], &next);
+                    target = Some(next);
+                }
+                Err(e) => {
+                    conn.subscriptions().remove(kind, channel);
+                    return Err(e);
+                }
+            }
+        }
+        Err(ClientError::Server(format!(
+            "subscribing to {channel:?}: redirected {CLUSTER_MAX_REDIRECTS} times in a row"
+        )))
+    }
+
+    /// A node told connection `conn` it no longer serves sharded `channel`
+    /// (its slot moved): subscribe where it is served now.
+    pub(crate) fn on_unsubscribed(&self, conn: u64, channel: String) {
+        let Some(me) = self.shared.cluster.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        tokio::spawn(async move {
+            match me.subscribe(ChannelKind::Sharded, &channel).await {
+                Ok(c) => me.shared.emit(
+                    c.id,
+                    EventKind::Resubscribed {
+                        endpoint: c.endpoint().map(|e| e.to_string()).unwrap_or_default(),
+                        channels: 1,
+                    },
+                ),
+                Err(e) => tracing::warn!(
+                    client = %me.shared.name,
+                    conn,
+                    "subscribing again to {channel:?} after its slot moved: {e}"
+                ),
+            }
+        });
+    }
+
+    /// Every message its subscriptions received, on any connection, in
+    /// arrival order.
+    pub fn received(&self) -> Vec<Message> {
+        let mut all: Vec<Message> = self
+            .subscribers
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c.subscriptions().received())
+            .collect();
+        all.sort_by_key(|m| m.at);
+        all
     }
 
     /// Closes every node connection.

@@ -494,6 +494,17 @@ impl ManagedConnection {
                     );
                 }
             },
+            // A cluster node that lost a sharded channel's slot tells its
+            // subscribers so: the cluster client subscribes where it went.
+            PushKind::SUnsubscribe if self.subs.any() => {
+                let channel = pubsub::channel_of(&push);
+                if let Some(channel) = channel.filter(|c| self.subs.remove(ChannelKind::Sharded, c))
+                {
+                    if let Some(cluster) = self.cluster() {
+                        cluster.on_unsubscribed(self.id, channel);
+                    }
+                }
+            }
             kind if self.subs.any() && pubsub::is_confirmation(&kind) => {}
             _ if self.subs.any() && pubsub::message_of(&push, Instant::now()).is_some() => {
                 if let Some(m) = pubsub::message_of(&push, Instant::now()) {

@@ -89,6 +89,15 @@ pub fn message_of(push: &PushInfo, at: Instant) -> Option<Message> {
     })
 }
 
+/// The channel an unsubscribe push names (`sunsubscribe <channel> <count>`).
+pub fn channel_of(push: &PushInfo) -> Option<String> {
+    match push.data.first()? {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 /// True for the server's confirmations of (un)subscribe commands.
 pub fn is_confirmation(kind: &PushKind) -> bool {
     matches!(
@@ -117,6 +126,14 @@ impl Subscriptions {
         if !held.iter().any(|(k, c)| *k == kind && c == channel) {
             held.push((kind, channel.to_string()));
         }
+    }
+
+    /// Drops one; true when it was held.
+    pub fn remove(&self, kind: ChannelKind, channel: &str) -> bool {
+        let mut held = self.held.lock().unwrap();
+        let before = held.len();
+        held.retain(|(k, c)| !(*k == kind && c == channel));
+        held.len() != before
     }
 
     /// What a new connection must subscribe to.

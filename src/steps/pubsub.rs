@@ -79,13 +79,43 @@ fn kind_of(words: &str) -> ChannelKind {
     }
 }
 
-/// The client subscribes, on its first connection, to a channel of its own.
-#[given(regex = r#"^"([^"]+)" subscribes to a (channel|sharded channel)$"#)]
-async fn given_subscribes(w: &mut MaintWorld, client: String, kind: String) -> StepResult {
+/// The client subscribes, on its first connection, to a channel of its own
+/// (a cluster client: on the node that serves it; `of hash slot N`: a
+/// sharded channel named to hash to that slot).
+#[given(regex = r#"^"([^"]+)" subscribes to a (channel|sharded channel)(?: of hash slot (\d+))?$"#)]
+async fn given_subscribes(
+    w: &mut MaintWorld,
+    client: String,
+    kind: String,
+    slot: String,
+) -> StepResult {
     let kind = kind_of(&kind);
-    let channel = format!("{}:{client}:{}", w.prefix, kind.as_str().replace(' ', "-"));
-    let conn = w
-        .client(&client)?
+    let base = format!("{}:{client}:{}", w.prefix, kind.as_str().replace(' ', "-"));
+    let channel = match slot.parse::<u16>() {
+        Ok(s) if s < crate::slots::SLOTS => (0u32..)
+            .map(|i| format!("{base}:{i}"))
+            .find(|c| crate::slots::slot(c.as_bytes()) == s)
+            .expect("every slot has names"),
+        Ok(s) => fail!("hash slots run from 0 to 16383, not {s}"),
+        Err(_) => base,
+    };
+    let c = w.client(&client)?;
+    if let Some(cluster) = c.cluster() {
+        let conn = cluster.subscribe(kind, &channel).await.map_err(|e| {
+            anyhow!(
+                "{client:?} could not subscribe to {} {channel:?}: {}",
+                kind.as_str(),
+                e.chain()
+            )
+        })?;
+        w.record_mut(&client)?.subscription = Some(Subscribed {
+            kind,
+            channel,
+            conn,
+        });
+        return Ok(());
+    }
+    let conn = c
         .connections()
         .first()
         .cloned()
@@ -161,6 +191,55 @@ async fn then_received_every(
     println!(
         "{subscriber:?} received {} of {} messages, {} of them twice",
         delivery.received, delivery.published, delivery.duplicates
+    );
+    Ok(())
+}
+
+/// A cluster client's subscriber: every message the server delivered to a
+/// subscriber reached it, in order, through slot moves; messages published
+/// while it was subscribing again on the channel's new node (the server
+/// said they reached nobody) may be missing, and delivery went on after.
+#[then(
+    expr = "{string} received every message {string} published while subscribed, and kept receiving after the move"
+)]
+async fn then_received_through_moves(
+    w: &mut MaintWorld,
+    subscriber: String,
+    publisher: String,
+) -> StepResult {
+    let published = {
+        let p = w.record_mut(&publisher)?.publisher.as_mut().ok_or_else(|| {
+            anyhow!("{publisher:?} published nothing; use `Given \"{publisher}\" publishes steadily to the channel ...`")
+        })?;
+        p.stop().await;
+        p.ledger.lock().unwrap().clone()
+    };
+    let c = w.client(&subscriber)?;
+    let cluster = c
+        .cluster()
+        .ok_or_else(|| anyhow!("{subscriber:?} is not a cluster client"))?
+        .clone();
+    let check = || {
+        let payloads: Vec<String> = cluster.received().into_iter().map(|m| m.payload).collect();
+        timeline::delivered_through_moves(&published, &payloads)
+    };
+    let _ = crate::wait::poll(crate::timing::SERVER_POLL, w.patience(), || async {
+        anyhow::Ok(match check() {
+            Ok(_) => crate::wait::Look::Ready(()),
+            Err(e) => crate::wait::Look::NotYet(e),
+        })
+    })
+    .await;
+    let d = check().map_err(|e| w.unmet(&subscriber, e))?;
+    if d.published < 10 {
+        fail!(
+            "{publisher:?} published only {} messages: too few to show anything",
+            d.published
+        );
+    }
+    println!(
+        "{subscriber:?} received {} of {} messages ({} reached no subscriber while it moved), {} twice",
+        d.received, d.published, d.unheard, d.duplicates
     );
     Ok(())
 }

@@ -23,6 +23,9 @@ pub struct Delivery {
     pub received: usize,
     /// Received more than once.
     pub duplicates: usize,
+    /// Published while no subscriber was there (the server said it reached
+    /// none), allowed only where a claim says so.
+    pub unheard: usize,
 }
 
 /// Every message of `published` is in `received` (payloads, in arrival
@@ -72,7 +75,38 @@ pub fn every_message_received(published: &[Published], received: &[String]) -> C
         published: published.len(),
         received: seen.len(),
         duplicates,
+        unheard: 0,
     })
+}
+
+/// As [`every_message_received`], except for messages published while no
+/// subscriber was there (the server answered that it reached none: a
+/// sharded channel's slot changing hands, its subscriber not yet subscribed
+/// on the new node); delivery must go on after the last of them.
+pub fn delivered_through_moves(published: &[Published], received: &[String]) -> Claim<Delivery> {
+    let heard: Vec<Published> = published
+        .iter()
+        .filter(|p| p.outcome != Ok(0))
+        .cloned()
+        .collect();
+    let last_unheard = published
+        .iter()
+        .filter(|p| p.outcome == Ok(0))
+        .map(|p| p.n)
+        .max();
+    let mut d = every_message_received(&heard, received)?;
+    if let Some(last) = last_unheard {
+        let after = received
+            .iter()
+            .filter_map(|r| r.parse::<u64>().ok())
+            .any(|n| n > last);
+        if !after {
+            unmet!("nothing published after #{last} (which reached no subscriber) arrived: delivery did not resume");
+        }
+    }
+    d.published = published.len();
+    d.unheard = published.len() - heard.len();
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -95,7 +129,8 @@ mod tests {
             Delivery {
                 published: 4,
                 received: 4,
-                duplicates: 1
+                duplicates: 1,
+                unheard: 0,
             }
         );
     }
@@ -127,5 +162,24 @@ mod tests {
             why.ends_with("reached no subscriber with 1 of them"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn messages_no_subscriber_heard_may_be_missing_if_delivery_resumes() {
+        let mut p = published(5);
+        p[2].outcome = Ok(0);
+        let d = delivered_through_moves(&p, &got(&[1, 2, 4, 5])).unwrap();
+        assert_eq!((d.published, d.received, d.unheard), (5, 4, 1));
+        // A message the server delivered is still owed.
+        let Unmet(why) = delivered_through_moves(&p, &got(&[1, 2, 5])).unwrap_err();
+        assert!(
+            why.starts_with("missed 1 of 4 messages (first: #4)"),
+            "{why}"
+        );
+        // Nothing after the gap: delivery stopped.
+        p[4].outcome = Ok(0);
+        p[3].outcome = Ok(0);
+        let Unmet(why) = delivered_through_moves(&p, &got(&[1, 2])).unwrap_err();
+        assert!(why.contains("did not resume"), "{why}");
     }
 }
