@@ -694,3 +694,114 @@ async fn the_completion_follows_the_switch_by_the_settle_time() {
         "time_s covers lead + settle + window: {announced:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slot_migration_catalogue_and_route_have_the_real_shapes() {
+    let api = fast_api().await;
+    for effect in ["slot-shuffle", "add", "remove", "remove-add"] {
+        let (code, body) = api
+            .get(&format!("/slot-migrate?effect={effect}&cluster_index=0"))
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(keys(&body), ["cluster", "effect", "triggers"]);
+        assert_eq!(body["effect"], effect);
+        assert_eq!(keys(&body["cluster"]), ["index", "nodes"]);
+        assert!(
+            body["cluster"]["nodes"].is_u64(),
+            "nodes is a number: {body}"
+        );
+        let names: Vec<&str> = body["triggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["migrate", "failover"]);
+        for t in body["triggers"].as_array().unwrap() {
+            assert_eq!(keys(t), ["description", "name", "requirements"]);
+            let r = &t["requirements"][0];
+            assert_eq!(
+                keys(r),
+                ["cluster", "dbconfig", "description", "oss_cluster_api"]
+            );
+            assert_eq!(keys(&r["cluster"]), ["actual_nodes", "min_nodes"]);
+            assert!(r["cluster"]["min_nodes"].is_u64() && r["cluster"]["actual_nodes"].is_u64());
+            assert_eq!(keys(&r["oss_cluster_api"]), ["endpoint_type", "ip_type"]);
+            let db = &r["dbconfig"];
+            assert_eq!(db["oss_cluster"], true);
+            assert_eq!(db["proxy_policy"], "all-master-shards");
+            assert!(
+                db["shards_count"].is_u64() && db["replication"].is_boolean(),
+                "{db}"
+            );
+            assert_eq!(db["replication"], t["name"] == "failover", "{t}");
+        }
+    }
+
+    // A database as the catalogue asks for it, and the action by its route.
+    let out = api
+        .create(
+            json!({"name": "oss", "oss_cluster": true, "shards_count": 2, "replication": false}),
+        )
+        .await;
+    let id = out["bdb_id"].as_u64().unwrap();
+    assert_eq!(out["raw_endpoints"][0]["proxy_policy"], "all-master-shards");
+    // The endpoints: one per node that serves slots (the cluster's seeds).
+    assert_eq!(out["endpoints"].as_array().unwrap().len(), 2, "{out}");
+    let r = api
+        .http
+        .post(format!(
+            "{}/slot-migrate?effect=slot-shuffle&trigger=migrate&bdb_id={id}&cluster_index=0",
+            api.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let accepted: Value = r.json().await.unwrap();
+    assert_eq!(keys(&accepted), ["action_id", "status"]);
+    assert_eq!(accepted["status"], "pending");
+    let action = accepted["action_id"].as_str().unwrap().to_string();
+    let mut status = Value::Null;
+    for _ in 0..1200 {
+        let (_, s) = api.get(&format!("/action/{action}")).await;
+        if matches!(s["status"].as_str(), Some("success" | "failed")) {
+            status = s;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status["status"], "success", "{status}");
+    let output = &status["output"];
+    assert_eq!(
+        keys(output),
+        [
+            "effect",
+            "joined_node",
+            "left_node",
+            "moves",
+            "smigrated_seqs",
+            "smigrating_seqs",
+            "trigger"
+        ]
+    );
+    let m = &output["moves"][0];
+    assert_eq!(keys(m), ["slots", "source_node", "target_node"]);
+    assert!(m["slots"].is_string() && m["source_node"].is_u64() && m["target_node"].is_u64());
+    // SMIGRATED came after SMIGRATING, each seq its own.
+    let first = output["smigrating_seqs"][0].as_i64().unwrap();
+    assert!(output["smigrated_seqs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s.as_i64().unwrap() > first));
+    // A trigger the emulator does not run fails saying which it does.
+    let s = api
+        .run(json!({"type": "slot_migrate", "parameters": {"bdb_id": id, "effect": "add", "trigger": "maintenance_mode"}}))
+        .await;
+    assert_eq!(s["status"], "failed", "{s}");
+    assert!(
+        s["error"].as_str().unwrap().contains("migrate, failover"),
+        "{s}"
+    );
+}

@@ -472,14 +472,35 @@ async fn the_trigger_catalogue_lists_every_standalone_effect_and_refuses_bad_que
     let (status, body) = get(&format!("{url}/topology-change-standalone")).await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("effect"), "{body}");
-    let (status, body) = get(&format!("{url}/slot-migrate?effect=slot-shuffle")).await;
-    assert_eq!((status, body["triggers"].clone()), (200, json!([])));
-    let r = reqwest::Client::new()
-        .post(format!("{url}/slot-migrate?effect=add&bdb_id=1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 422);
+    let (status, body) = get(&format!("{url}/slot-migrate?effect=teleport")).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("slot-shuffle, add, remove, remove-add"),
+        "{body}"
+    );
+    let post_slots = |q: &str| {
+        let u = format!("{url}/slot-migrate?{q}");
+        async move {
+            let r = reqwest::Client::new().post(u).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = post_slots("bdb_id=1").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("effect"), "{body}");
+    // No such database: refused at once, saying which exist.
+    let (status, body) = post_slots("effect=add&bdb_id=1&variant=migrate").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no database with bdb_id 1"),
+        "{body}"
+    );
     // rladmin status is cluster-wide: a bdb_id that does not exist is fine.
     let (status, body) = post(
         &url,

@@ -225,4 +225,63 @@ mod tests {
             "{e}"
         );
     }
+
+    fn smigrating(conn: u64, seq: i64) -> ClientEvent {
+        ev(
+            conn,
+            EventKind::Notification {
+                notification: Notification::SMigrating {
+                    seq,
+                    slots: "0-9".into(),
+                },
+                at_setup: false,
+            },
+        )
+    }
+
+    fn relaxed(conn: u64) -> ClientEvent {
+        ev(
+            conn,
+            EventKind::Relaxed {
+                timeout: Some(std::time::Duration::from_secs(3)),
+            },
+        )
+    }
+
+    fn unrelaxed(conn: u64) -> ClientEvent {
+        ev(
+            conn,
+            EventKind::Unrelaxed {
+                timeout: Some(std::time::Duration::from_secs(1)),
+            },
+        )
+    }
+
+    #[test]
+    fn a_connection_relaxed_by_smigrating_must_come_back_after_smigrated() {
+        // Connection 1 relaxed on SMIGRATING; the SMIGRATED that ends it
+        // came on connection 2 (the other node), and 1 came back.
+        let good = vec![smigrating(1, 1), relaxed(1), smigrated(2, 3), unrelaxed(1)];
+        assert_eq!(relaxed_until_smigrated(&good), Ok(1));
+        // Never came back: the bug of one client's async cluster path.
+        let stuck = vec![smigrating(1, 1), relaxed(1), smigrated(2, 3)];
+        let e = relaxed_until_smigrated(&stuck).unwrap_err().0;
+        assert!(e.contains("still relaxed after SMIGRATED 3"), "{e}");
+        // Never relaxed at all.
+        let flat = vec![smigrating(1, 1), smigrated(1, 3)];
+        assert!(relaxed_until_smigrated(&flat)
+            .unwrap_err()
+            .0
+            .contains("connection #1"));
+        // No SMIGRATED with a later seq.
+        let open = vec![smigrating(1, 5), relaxed(1), smigrated(1, 3)];
+        assert!(relaxed_until_smigrated(&open)
+            .unwrap_err()
+            .0
+            .contains("has no SMIGRATED after it"));
+        assert!(relaxed_until_smigrated(&[])
+            .unwrap_err()
+            .0
+            .contains("no SMIGRATING"));
+    }
 }
