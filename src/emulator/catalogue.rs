@@ -171,25 +171,32 @@ pub fn slot_migrate(emu: &Emulator, effect: &str) -> Result<Value, ActionError> 
         .map(|t| {
             let shards = shards(t);
             let replication = *t == "failover";
-            json!({
-                "name": t,
-                "description": format!("{description}, {}", how(t)),
-                "requirements": [{
+            // One per address class the cluster API can name nodes in
+            // (callers outside the cluster's network skip `internal`).
+            let requirements: Vec<Value> = ["internal", "external"]
+                .iter()
+                .map(|ip| json!({
                     "dbconfig": {
-                        "name": format!("maint-e2e-{effect}-{t}-db-1"),
+                        "name": format!("maint-e2e-{effect}-{t}-{ip}-db-1"),
                         "shards_count": shards,
                         "replication": replication,
                         "oss_cluster": true,
+                        "oss_cluster_api_preferred_ip_type": ip,
                         "proxy_policy": "all-master-shards",
                         "tls": false,
                     },
                     "cluster": { "min_nodes": nodes.min(2), "actual_nodes": nodes },
-                    "oss_cluster_api": { "ip_type": "internal", "endpoint_type": "ip" },
+                    "oss_cluster_api": { "ip_type": ip, "endpoint_type": "ip" },
                     "description": format!(
-                        "an OSS Cluster API database of {shards} primary shard(s){} over {nodes} nodes",
+                        "an OSS Cluster API database of {shards} primary shard(s){} over {nodes} nodes, its nodes named by {ip} IP",
                         if replication { ", each with a replica on the next node" } else { "" }
                     ),
-                }],
+                }))
+                .collect();
+            json!({
+                "name": t,
+                "description": format!("{description}, {}", how(t)),
+                "requirements": requirements,
             })
         })
         .collect();

@@ -167,6 +167,15 @@ impl Emulator {
     pub async fn create_database(&self, spec: DatabaseSpec) -> Result<Arc<Database>, ActionError> {
         use ActionError::Invalid;
         let cluster = spec.oss_cluster.unwrap_or(false);
+        let external = match spec.oss_cluster_api_preferred_ip_type.as_deref() {
+            None | Some("internal") => false,
+            Some("external") => true,
+            Some(other) => {
+                return Err(Invalid(format!(
+                    "oss_cluster_api_preferred_ip_type is internal or external, got {other:?}"
+                )))
+            }
+        };
         let count = spec.shard_count()?;
         let shard_args = spec.shard_args(count)?;
         let tls_policy = spec.tls_policy()?;
@@ -262,6 +271,7 @@ impl Emulator {
                     cluster: Some(SlotMap::even(at)),
                 }));
                 shared.oss_cluster = true;
+                shared.external_ips = external;
             }
             shared.replay_completion = spec
                 .replay_completion

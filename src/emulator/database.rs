@@ -248,6 +248,8 @@ pub struct DbShared {
     pub cluster: Arc<ClusterSettings>,
     /// An OSS Cluster API database: every node that holds a primary fronts it.
     pub oss_cluster: bool,
+    /// Its endpoints name the nodes' external IPs.
+    pub external_ips: bool,
 }
 
 /// Settings of the cluster that every database's proxies read
@@ -313,6 +315,7 @@ impl DbShared {
             naming: Naming::default(),
             cluster: Arc::new(ClusterSettings::default()),
             oss_cluster: false,
+            external_ips: false,
         }
     }
 

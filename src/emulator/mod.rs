@@ -294,7 +294,10 @@ impl Database {
                 .shared
                 .serving_nodes()
                 .into_iter()
-                .map(|n| at(n.internal_ip().to_string()))
+                .map(|n| match self.shared.external_ips {
+                    true => at(n.external_ip().to_string()),
+                    false => at(n.internal_ip().to_string()),
+                })
                 .collect(),
             false => vec![at("127.0.0.1".into())],
         }
@@ -308,7 +311,7 @@ impl Database {
             "addr_type": "internal",
             "dns_name": self.shared.naming.database(self.shared.port),
             "oss_cluster_api_preferred_endpoint_type": "ip",
-            "oss_cluster_api_preferred_ip_type": "internal",
+            "oss_cluster_api_preferred_ip_type": if self.shared.external_ips { "external" } else { "internal" },
             "port": self.shared.port,
             "proxy_policy": if self.shared.oss_cluster { "all-master-shards" } else { "single" },
             "uid": format!("{}:1", self.shared.id),

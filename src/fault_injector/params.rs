@@ -94,6 +94,11 @@ pub struct DatabaseSpec {
     /// OSS Cluster API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oss_cluster: Option<bool>,
+    /// An OSS Cluster API database's address class: `internal` (the nodes'
+    /// internal IPs, the default) or `external`; its endpoints name the
+    /// nodes in that class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oss_cluster_api_preferred_ip_type: Option<String>,
     /// TLS on the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<bool>,
@@ -189,7 +194,9 @@ impl DatabaseSpec {
     /// Settings that were sent but change nothing in the emulator, sorted.
     pub fn ignored(&self) -> Vec<String> {
         let mut out: Vec<String> = self.other.keys().cloned().collect();
-        if self.proxy_policy.as_deref().is_some_and(|p| p != "single") {
+        if self.proxy_policy.as_deref().is_some_and(|p| p != "single")
+            && self.oss_cluster != Some(true)
+        {
             out.push("proxy_policy".into());
         }
         out.sort();

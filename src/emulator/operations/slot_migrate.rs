@@ -426,35 +426,27 @@ pub async fn slot_migrate(
         db.listen_on(node).await.map_err(failed)?;
     }
     let nodes = map_nodes(db).await;
-    // SMIGRATING from each node slots leave, before anything moves.
+    // SMIGRATING from every node of the database (each its own frame and
+    // seq, every slot about to move), before anything moves: clients'
+    // suites wait for it on a connection to each node.
     let started = Instant::now();
-    let mut leaving: BTreeMap<usize, Vec<(u16, u16)>> = BTreeMap::new();
-    for m in &plan.moves {
-        leaving
-            .entry(nodes[m.from].index)
-            .or_default()
-            .extend(&m.slots);
-    }
+    let mut moving: Vec<(u16, u16)> = plan.moves.iter().flat_map(|m| m.slots.clone()).collect();
     for &set in &plan.failovers {
-        leaving
-            .entry(nodes[set].index)
-            .or_default()
-            .extend(map.slots_of(set));
+        moving.extend(map.slots_of(set));
     }
+    moving.sort_unstable();
     let mut windows = Vec::new();
-    for (&n, slots) in &leaving {
-        let mut slots = slots.clone();
-        slots.sort_unstable();
+    for n in db.shared.serving_nodes() {
         let seq = db.shared.take_seq();
         db.shared.announce(
             Announcement::Start {
                 notification: Notification::SMigrating {
                     seq,
-                    slots: slot_list(&slots),
+                    slots: slot_list(&moving),
                 },
                 deadline: started + t.notice_lead + t.window_estimate,
             },
-            Some(Node { index: n }),
+            Some(n),
         );
         windows.push(seq);
     }
@@ -474,8 +466,8 @@ pub async fn slot_migrate(
         db.shared.close_window(*seq);
     }
     moved?;
-    // SMIGRATED from every node on either side of a move, each its own.
-    let mut announcers: BTreeMap<usize, Vec<(Node, Node, String)>> = BTreeMap::new();
+    // SMIGRATED from every node of the database, each its own frame and
+    // seq: every move, once per node.
     let after = map_nodes(db).await;
     let triplets: Vec<(Node, Node, String)> = plan
         .moves
@@ -487,20 +479,15 @@ pub async fn slot_migrate(
                 .map(|&set| (nodes[set], after[set], slot_list(&map.slots_of(set)))),
         )
         .collect();
-    for tr in &triplets {
-        for n in [tr.0, tr.1] {
-            let list = announcers.entry(n.index).or_default();
-            if !list.contains(tr) {
-                list.push(tr.clone());
-            }
-        }
-    }
     let mut seqs = Vec::new();
-    for (n, moves) in announcers {
+    for n in db.shared.serving_nodes() {
         let seq = db.shared.take_seq();
         seqs.push(seq);
-        let a = std::sync::Arc::new(Announcement::SlotsMoved { seq, moves });
-        db.shared.deliver(&a, Some(Node { index: n }));
+        let a = std::sync::Arc::new(Announcement::SlotsMoved {
+            seq,
+            moves: triplets.clone(),
+        });
+        db.shared.deliver(&a, Some(n));
     }
     if let Some(node) = plan.leaves {
         // The node lingers a moment for requests already on their way.
