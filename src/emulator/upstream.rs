@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -132,27 +132,122 @@ pub(super) enum Decoded {
 /// Takes the next whole frame off `buf`, if there is one. Only the frame's
 /// boundary and kind are read (no frame is built): the bytes go on as they are.
 pub(super) fn decode(buf: &mut BytesMut, proto: u8) -> Result<Option<Decoded>> {
-    let (kind, len) = if proto == 3 {
-        use redis_protocol::resp3::types::RangeFrame as F;
-        let Some((f, len)) = redis_protocol::resp3::decode::complete::decode_range(buf)? else {
-            return Ok(None);
-        };
-        let kind = match f {
-            F::Push { .. } => None,
-            F::SimpleError { .. } | F::BlobError { .. } => Some(true),
-            _ => Some(false),
-        };
-        (kind, len)
-    } else {
-        use redis_protocol::resp2::types::RangeFrame as F;
-        let Some((f, len)) = redis_protocol::resp2::decode::decode_range(buf)? else {
-            return Ok(None);
-        };
-        (Some(matches!(f, F::Error(_))), len)
+    let Some((kind, len)) = frame_bounds(buf, proto)? else {
+        return Ok(None);
     };
     let raw = buf.split_to(len).freeze();
     Ok(Some(match kind {
-        None => Decoded::Push(raw),
-        Some(error) => Decoded::Reply { raw, error },
+        FrameKind::Push => Decoded::Push(raw),
+        FrameKind::Error => Decoded::Reply { raw, error: true },
+        FrameKind::Reply => Decoded::Reply { raw, error: false },
     }))
+}
+
+/// What a frame from a shard is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrameKind {
+    Push,
+    Error,
+    Reply,
+}
+
+/// The kind and length of the first whole frame of `buf` (`None`: not all
+/// of it arrived yet). A scan of headers only: a RESP3 set or map may hold
+/// any frame (`COMMAND`'s reply holds maps in sets), which frame builders
+/// that hash set members refuse; a shard's reply is never refused here.
+fn frame_bounds(buf: &[u8], proto: u8) -> Result<Option<(FrameKind, usize)>> {
+    let mut pos = 0;
+    let mut need: u64 = 1;
+    let mut kind = None;
+    while need > 0 {
+        let Some(end) = buf[pos..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let line = &buf[pos..pos + end];
+        let Some((&t, rest)) = line.split_first() else {
+            bail!("an empty line where a frame header belongs");
+        };
+        let number = || -> Result<i64> {
+            std::str::from_utf8(rest)
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "bad length {:?} in a frame header",
+                        String::from_utf8_lossy(rest)
+                    )
+                })
+        };
+        if !b"+-:,#_($!=*~>%|".contains(&t) || (proto == 2 && !b"+-:$*".contains(&t)) {
+            bail!("{:?} does not start a RESP{proto} frame", t as char);
+        }
+        kind.get_or_insert(match t {
+            b'>' => FrameKind::Push,
+            b'-' | b'!' => FrameKind::Error,
+            _ => FrameKind::Reply,
+        });
+        pos += end + 2;
+        need -= 1;
+        match t {
+            b'$' | b'!' | b'=' => {
+                let n = number()?;
+                if n >= 0 {
+                    let body = n as usize + 2;
+                    if buf.len() < pos + body {
+                        return Ok(None);
+                    }
+                    pos += body;
+                }
+            }
+            b'*' | b'~' | b'>' => need += number()?.max(0) as u64,
+            b'%' => need += 2 * number()?.max(0) as u64,
+            // Attributes come before the frame they describe.
+            b'|' => need += 2 * number()?.max(0) as u64 + 1,
+            _ => {}
+        }
+    }
+    Ok(kind.map(|k| (k, pos)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(b: &[u8], proto: u8) -> Option<(FrameKind, usize)> {
+        frame_bounds(b, proto).unwrap()
+    }
+
+    #[test]
+    fn frame_bounds_cover_any_nesting_and_wait_for_the_rest() {
+        // A set holding a map: COMMAND's reply in RESP3 has such frames.
+        let nested = b"*1\r\n~2\r\n%1\r\n+a\r\n:1\r\n$3\r\nfoo\r\n";
+        assert_eq!(bounds(nested, 3), Some((FrameKind::Reply, nested.len())));
+        let mut more = nested.to_vec();
+        more.extend_from_slice(b"+OK\r\n");
+        assert_eq!(bounds(&more, 3), Some((FrameKind::Reply, nested.len())));
+        for cut in 1..nested.len() {
+            assert_eq!(bounds(&nested[..cut], 3), None, "cut at {cut}");
+        }
+        assert_eq!(
+            bounds(b">2\r\n+a\r\n+b\r\n", 3),
+            Some((FrameKind::Push, 12))
+        );
+        assert_eq!(bounds(b"-ERR x\r\n", 2), Some((FrameKind::Error, 8)));
+        assert_eq!(bounds(b"!3\r\nbad\r\n", 3), Some((FrameKind::Error, 9)));
+        assert_eq!(
+            bounds(b"*2\r\n$-1\r\n*-1\r\n", 2),
+            Some((FrameKind::Reply, 14))
+        );
+        // An attribute goes with the frame after it.
+        assert_eq!(
+            bounds(b"|1\r\n+k\r\n+v\r\n:7\r\n", 3),
+            Some((FrameKind::Reply, 16))
+        );
+        assert!(frame_bounds(b"?x\r\n", 3).is_err());
+        assert!(
+            frame_bounds(b"%1\r\n+a\r\n+b\r\n", 2).is_err(),
+            "no maps in RESP2"
+        );
+        assert!(frame_bounds(b"$x\r\n", 2).is_err());
+    }
 }
