@@ -332,7 +332,7 @@ pub fn plan_failover(
 /// Runs `slot_migrate` with `effect` and `trigger` on `db`.
 pub async fn slot_migrate(
     emu: &Emulator,
-    db: &Database,
+    db: &std::sync::Arc<Database>,
     t: &Timings,
     effect: &str,
     trigger: Option<&str>,
@@ -490,8 +490,6 @@ pub async fn slot_migrate(
         db.shared.deliver(&a, Some(n));
     }
     if let Some(node) = plan.leaves {
-        // The node lingers a moment for requests already on their way.
-        tokio::time::sleep(t.notice_lead).await;
         if db.shared.active_node() == node {
             let stays = db
                 .shared
@@ -505,7 +503,24 @@ pub async fn slot_migrate(
                 db.shared.set_active_node(s);
             }
         }
-        db.stop_on(node);
+        // The node's proxy stays up for the MOVING grace, redirecting what
+        // clients still send it (a client may pick a connection to it up
+        // after SMIGRATED), then stops, unless it serves slots again by then.
+        let (db, grace) = (db.clone(), t.moving_grace);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let serves = db
+                .shared
+                .route
+                .read()
+                .await
+                .cluster
+                .as_ref()
+                .is_some_and(|m| m.serving_nodes().contains(&node));
+            if !serves {
+                db.stop_on(node);
+            }
+        });
     }
     Ok(json!({
         "effect": effect,
