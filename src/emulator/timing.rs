@@ -27,6 +27,11 @@ pub struct Timings {
     /// database's traffic: a real one takes seconds, so that a client which
     /// does not relax its timeouts sees them expire.
     pub hold: Duration,
+    /// How long a node that left an OSS Cluster API database keeps its
+    /// proxy up, redirecting: clients' pools may hold idle connections to it
+    /// well after SMIGRATED (redis-py's cluster suite reads every pooled
+    /// connection at the end of a test a minute long).
+    pub node_linger: Duration,
 }
 
 impl Default for Timings {
@@ -39,6 +44,7 @@ impl Default for Timings {
             sync_timeout: Duration::from_secs(30),
             settle: Duration::from_secs(3),
             hold: Duration::from_secs(1),
+            node_linger: Duration::from_secs(120),
         }
     }
 }
@@ -69,6 +75,7 @@ impl Timings {
             // Longer than the suite's response timeout (1 s), shorter than its
             // relaxed timeout (3 s): only a client that relaxed gets through.
             hold: Duration::from_millis(1500),
+            node_linger: grace * 2,
         }
     }
 }

@@ -503,10 +503,10 @@ pub async fn slot_migrate(
                 db.shared.set_active_node(s);
             }
         }
-        // The node's proxy stays up for the MOVING grace, redirecting what
-        // clients still send it (a client may pick a connection to it up
-        // after SMIGRATED), then stops, unless it serves slots again by then.
-        let (db, grace) = (db.clone(), t.moving_grace);
+        // The node's proxy stays up a while, redirecting what clients still
+        // send it (a pool may keep idle connections to it after SMIGRATED),
+        // then stops, unless it serves slots again by then.
+        let (db, grace) = (db.clone(), t.node_linger);
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             let serves = db
