@@ -28,8 +28,8 @@ enum Command {
     ///
     /// When ready, writes an endpoints file (databases `standalone`,
     /// `standalone-tls`, `standalone-sharded`, `standalone0-tls`,
-    /// `standalone0-acl`, `standalone0-acl-tls`, `standalone0-mtls` and
-    /// `standalone0-tls13`) and prints one line of JSON:
+    /// `standalone0-acl`, `standalone0-acl-tls`, `standalone0-mtls`,
+    /// `standalone0-tls13` and `oss-cluster`) and prints one line of JSON:
     /// {"fault_injector_url": ..., "endpoints_config": ...}. Stops on SIGINT or SIGTERM.
     Emulator(EmulatorArgs),
     /// Run a benchmark of the emulator; prints a Markdown table and writes
@@ -336,7 +336,8 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
 /// `standalone-tls`, `standalone-sharded`) and the TLS and ACL variants other
 /// clients' frameworks name (`standalone0-tls`, `standalone0-acl`,
 /// `standalone0-acl-tls`), mutual TLS (`standalone0-mtls`) and TLS 1.3 only
-/// (`standalone0-tls13`). Databases without `--password` get a generated one
+/// (`standalone0-tls13`), and an OSS Cluster API database (`oss-cluster`, two
+/// primaries with a replica each). Databases without `--password` get a generated one
 /// where they need one; the endpoints file carries every credential.
 fn standard_databases(port: Option<u16>, password: Option<String>) -> Vec<DatabaseSpec> {
     use maint_e2e::fault_injector::AclUser;
@@ -384,6 +385,14 @@ fn standard_databases(port: Option<u16>, password: Option<String>) -> Vec<Databa
         DatabaseSpec {
             tls_min_version: Some("1.3".into()),
             ..tls("standalone0-tls13")
+        },
+        DatabaseSpec {
+            oss_cluster: Some(true),
+            shards_count: Some(2),
+            replication: Some(true),
+            proxy_policy: Some("all-master-shards".into()),
+            password: password.clone(),
+            ..DatabaseSpec::named("oss-cluster")
         },
     ]
 }

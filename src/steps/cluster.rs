@@ -140,6 +140,17 @@ async fn when_shuffle_starts(w: &mut MaintWorld, lead: DurationParam) -> StepRes
     };
     w.start_action(|bdb| slot_migrate(bdb, "slot-shuffle", timing))
         .await?;
+    // Started once announced: the scenario's clients heard SMIGRATING.
+    let names: Vec<String> = w.clients.keys().cloned().collect();
+    for name in names {
+        w.tracker
+            .wait_on(&name, w.patience(), "SMIGRATING", |events| {
+                timeline::notifications_of(events, crate::notification::Kind::SMigrating)
+                    .first()
+                    .cloned()
+            })
+            .await?;
+    }
     Ok(())
 }
 
