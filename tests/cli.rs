@@ -193,8 +193,8 @@ async fn the_emulator_runs_standalone_and_stops_cleanly() {
     let shards = redis_servers(&descendants(child.0.id()));
     assert_eq!(
         shards.len(),
-        18,
-        "seven databases of a primary and a replica, one of two of each"
+        22,
+        "seven databases of a primary and a replica, one of two of each, and oss-cluster of two of each"
     );
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -228,8 +228,8 @@ async fn a_killed_emulator_leaves_no_redis_server_behind() {
     let shards = redis_servers(&started);
     assert_eq!(
         shards.len(),
-        18,
-        "seven databases of a primary and a replica, one of two of each"
+        22,
+        "seven databases of a primary and a replica, one of two of each, and oss-cluster of two of each"
     );
     // SIGKILL: no handler, no destructor runs.
     child.0.kill().unwrap();
