@@ -7,10 +7,13 @@
 //! * [`emulator`]: a local Redis Enterprise stand-in (real `redis-server` shards,
 //!   endpoint proxies that emit notifications and read client bytes as the
 //!   server does, pub/sub that follows a shard, the fault injector API;
-//!   `emulator::oss_cluster` forms cluster-mode shards into a Redis Cluster);
+//!   OSS Cluster API databases: cluster-mode shards behind a proxy per node,
+//!   `slot_migrate` moving slots for real, SMIGRATING / SMIGRATED);
 //! * [`client`]: the client under test, smart client handoffs on redis-rs over
 //!   its own TCP and TLS (trusted CA, client certificate, versions, credentials),
-//!   with pub/sub subscriptions that follow each handoff;
+//!   with pub/sub subscriptions that follow each handoff, and a cluster client
+//!   (`client::cluster`: a connection per node, slot routing, SMIGRATED);
+//! * [`slots`]: hash slots, as the proxies and the cluster client compute them;
 //! * [`tracker`]: every client event of a scenario, and waiting on them;
 //! * [`timeline`]: every claim about a client, as a pure function over its events;
 //! * [`workload`]: background traffic, error classes, acknowledged-write ledger;

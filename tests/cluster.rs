@@ -13,22 +13,34 @@ use maint_e2e::slots::slot;
 use maint_e2e::{DatabaseSpec, Notification};
 use serde_json::json;
 
+/// An emulator with an OSS Cluster API database of two primaries (each
+/// with a replica, with `replicas`).
+async fn two_shard_cluster(
+    replicas: bool,
+) -> (
+    std::sync::Arc<maint_e2e::Emulator>,
+    std::sync::Arc<maint_e2e::emulator::Database>,
+) {
+    let emu = emulator(Duration::from_millis(100));
+    let db = emu
+        .create_database(DatabaseSpec {
+            oss_cluster: Some(true),
+            shards_count: Some(2),
+            replication: Some(replicas),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    (emu, db)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_move_for_real_between_the_proxies_of_two_nodes() {
-    let emu = emulator(Duration::from_millis(100));
-    let db = emu
-        .create_database(DatabaseSpec {
-            oss_cluster: Some(true),
-            shards_count: Some(2),
-            replication: Some(false),
-            ..DatabaseSpec::default()
-        })
-        .await
-        .unwrap();
+    let (emu, db) = two_shard_cluster(false).await;
     let port = db.port();
     let node = |i: usize| format!("127.0.{i}.1:{port}");
     let map = db.slot_map().await.unwrap();
@@ -140,16 +152,7 @@ async fn slots_move_for_real_between_the_proxies_of_two_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_during_a_move_is_asked_to_the_importing_node() {
-    let emu = emulator(Duration::from_millis(100));
-    let db = emu
-        .create_database(DatabaseSpec {
-            oss_cluster: Some(true),
-            shards_count: Some(2),
-            replication: Some(false),
-            ..DatabaseSpec::default()
-        })
-        .await
-        .unwrap();
+    let (emu, db) = two_shard_cluster(false).await;
     let port = db.port();
     let map = db.slot_map().await.unwrap();
     let (a, b) = (map.node_of(0).index, map.node_of(16383).index);
@@ -214,16 +217,7 @@ async fn a_write_during_a_move_is_asked_to_the_importing_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_moves_a_shards_slots_to_its_replicas_node() {
-    let emu = emulator(Duration::from_millis(100));
-    let db = emu
-        .create_database(DatabaseSpec {
-            oss_cluster: Some(true),
-            shards_count: Some(2),
-            replication: Some(true),
-            ..DatabaseSpec::default()
-        })
-        .await
-        .unwrap();
+    let (emu, db) = two_shard_cluster(true).await;
     let port = db.port();
     let before = db.slot_map().await.unwrap();
     let (a, b) = (before.node_of(0).index, before.node_of(16383).index);

@@ -795,6 +795,21 @@ async fn the_slot_migration_catalogue_and_route_have_the_real_shapes() {
         .unwrap()
         .iter()
         .all(|s| s.as_i64().unwrap() > first));
+    // An address class that does not exist is refused, saying which do.
+    let s = api
+        .run(
+            json!({"type": "create_database", "parameters": {"database_config": {
+            "oss_cluster": true, "oss_cluster_api_preferred_ip_type": "public"}}}),
+        )
+        .await;
+    assert_eq!(s["status"], "failed", "{s}");
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap()
+            .contains("internal or external"),
+        "{s}"
+    );
     // A trigger the emulator does not run fails saying which it does.
     let s = api
         .run(json!({"type": "slot_migrate", "parameters": {"bdb_id": id, "effect": "add", "trigger": "maintenance_mode"}}))

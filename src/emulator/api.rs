@@ -272,7 +272,13 @@ async fn post_action(State(s): State<AppState>, body: Result<Bytes, BytesRejecti
             )
         }
     };
-    let action = match Action::parse(&value) {
+    submit(&s, &value)
+}
+
+/// Reads `body` as an action and queues it: `{"action_id", "status": "pending"}`,
+/// or the refusal.
+fn submit(s: &AppState, body: &Value) -> Response {
+    let action = match Action::parse(body) {
         Ok(a) => a,
         Err(e) => return ActionError::from(e).into_response(),
     };
@@ -347,18 +353,7 @@ async fn slot_migrate(State(s): State<AppState>, Query(q): Params) -> Response {
         }
     }
     let body = serde_json::json!({ "type": "slot_migrate", "parameters": params });
-    let action = match Action::parse(&body) {
-        Ok(a) => a,
-        Err(e) => return ActionError::from(e).into_response(),
-    };
-    match s.actions.submit(&s.emulator, action) {
-        Ok(action_id) => Json(ActionAccepted {
-            action_id,
-            status: ActionState::Pending,
-        })
-        .into_response(),
-        Err(e) => e.into_response(),
-    }
+    submit(&s, &body)
 }
 
 #[cfg(test)]

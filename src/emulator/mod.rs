@@ -12,7 +12,11 @@
 //! * `routing`: which shard each command goes to, and how replies of several
 //!   shards merge;
 //! * `oss_cluster`: a Redis Cluster formed of cluster-mode shards (slots,
-//!   meeting, replicas), for OSS Cluster API databases;
+//!   meeting, a shard that joins, a replica promoted), for OSS Cluster API
+//!   databases;
+//! * [`slot_map`]: such a database's slot map as its proxies see it, and the
+//!   topology answers (`CLUSTER SLOTS`, `SHARDS`, `NODES`) made of it;
+//! * `slot_plan`: which slots each `slot_migrate` effect moves where;
 //! * `upstream`: a proxied connection's connection to one shard (session
 //!   replay, reads, frame boundaries);
 //! * `pubsub`: a proxied connection's subscriptions, moved to a shard's new
@@ -24,9 +28,10 @@
 //! * `jobs`: the action store and its lifecycle (pending, running, success or
 //!   failed);
 //! * `operations`: what each action does, one file per operation (failover,
-//!   migrate, bind, topology changes, latency, pushes, cluster settings,
-//!   databases);
-//! * [`catalogue`]: which trigger produces each effect a standalone client sees;
+//!   migrate, bind, topology changes, slot migration, latency, pushes,
+//!   cluster settings, databases);
+//! * [`catalogue`]: which trigger produces each effect (standalone and slot
+//!   migration catalogues);
 //! * `rladmin`: the text `rladmin status` prints;
 //! * [`tls`]: the emulator's CA and the endpoints' server certificate;
 //! * [`api`]: the fault injector's HTTP API: HTTP in, the
@@ -56,6 +61,7 @@ mod rladmin;
 mod routing;
 mod shard;
 pub mod slot_map;
+mod slot_plan;
 mod spec;
 mod timing;
 mod tls;

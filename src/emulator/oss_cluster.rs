@@ -46,13 +46,7 @@ pub async fn form(
         .chain(replicas.iter().map(|(_, r)| *r))
         .collect();
     for s in &everyone[1..] {
-        s.admin(&[
-            "CLUSTER",
-            "MEET",
-            &first.addr.ip().to_string(),
-            &first.addr.port().to_string(),
-        ])
-        .await?;
+        meet(s, first).await?;
     }
     // A replica can follow its primary once it knows of it.
     for (i, r) in replicas {
@@ -60,44 +54,71 @@ pub async fn form(
             format!("a replica names primary {i}; there are {}", primaries.len())
         })?;
         let id = node_id(primary).await?;
-        let known = poll(SERVER_POLL, within, || async {
-            let nodes = r.admin(&["CLUSTER", "NODES"]).await?;
-            anyhow::Ok(match nodes.contains(&id) {
-                true => Look::Ready(()),
-                false => Look::NotYet(nodes),
-            })
-        })
-        .await?;
-        if let Err(nodes) = known {
-            bail!(
-                "shard {} never learned of its primary {id} within {within:?}: {nodes}",
-                r.id
-            );
-        }
+        wait_knows(r, &id, within).await?;
         r.admin(&["CLUSTER", "REPLICATE", &id]).await?;
     }
-    let total = everyone.len().to_string();
-    let all_slots = keys::SLOTS.to_string();
     for s in &everyone {
-        let agreed = poll(SERVER_POLL, within, || async {
-            let info = s.admin(&["CLUSTER", "INFO"]).await?;
-            let ok = info_field(&info, "cluster_state").as_deref() == Some("ok")
-                && info_field(&info, "cluster_known_nodes").as_deref() == Some(total.as_str())
-                && info_field(&info, "cluster_slots_ok").as_deref() == Some(all_slots.as_str());
-            anyhow::Ok(match ok {
-                true => Look::Ready(()),
-                false => Look::NotYet(info),
-            })
-        })
+        wait_whole(s, Some(everyone.len()), within).await?;
+    }
+    Ok(())
+}
+
+/// `shard` introduced to the cluster `to` belongs to.
+async fn meet(shard: &Shard, to: &Shard) -> Result<()> {
+    shard
+        .admin(&[
+            "CLUSTER",
+            "MEET",
+            &to.addr.ip().to_string(),
+            &to.addr.port().to_string(),
+        ])
         .await?;
-        if let Err(info) = agreed {
-            bail!(
-                "shard {} at {} did not see a whole cluster of {total} nodes within {within:?}: {}",
-                s.id,
-                s.addr,
-                info.replace("\r\n", " ")
-            );
-        }
+    Ok(())
+}
+
+/// Waits at most `within` until `shard` knows the node `id`.
+async fn wait_knows(shard: &Shard, id: &str, within: Duration) -> Result<()> {
+    let known = poll(SERVER_POLL, within, || async {
+        let nodes = shard.admin(&["CLUSTER", "NODES"]).await?;
+        anyhow::Ok(match nodes.contains(id) {
+            true => Look::Ready(()),
+            false => Look::NotYet(nodes),
+        })
+    })
+    .await?;
+    if let Err(nodes) = known {
+        bail!(
+            "shard {} never learned of node {id} within {within:?}: {nodes}",
+            shard.id
+        );
+    }
+    Ok(())
+}
+
+/// Waits at most `within` until `shard` sees a healthy cluster with every
+/// slot served (and, when given, that many nodes).
+async fn wait_whole(shard: &Shard, nodes: Option<usize>, within: Duration) -> Result<()> {
+    let total = nodes.map(|n| n.to_string());
+    let all_slots = keys::SLOTS.to_string();
+    let agreed = poll(SERVER_POLL, within, || async {
+        let info = shard.admin(&["CLUSTER", "INFO"]).await?;
+        let ok = info_field(&info, "cluster_state").as_deref() == Some("ok")
+            && (total.is_none() || info_field(&info, "cluster_known_nodes") == total)
+            && info_field(&info, "cluster_slots_ok").as_deref() == Some(all_slots.as_str());
+        anyhow::Ok(match ok {
+            true => Look::Ready(()),
+            false => Look::NotYet(info),
+        })
+    })
+    .await?;
+    if let Err(info) = agreed {
+        bail!(
+            "shard {} at {} did not see a whole cluster ({} nodes) within {within:?}: {}",
+            shard.id,
+            shard.addr,
+            total.as_deref().unwrap_or("any number of"),
+            info.replace("\r\n", " ")
+        );
     }
     Ok(())
 }
@@ -109,50 +130,12 @@ pub async fn join(members: &[&Shard], new: &Shard, within: Duration) -> Result<(
     let first = members
         .first()
         .context("a cluster to join needs a member")?;
-    new.admin(&[
-        "CLUSTER",
-        "MEET",
-        &first.addr.ip().to_string(),
-        &first.addr.port().to_string(),
-    ])
-    .await?;
+    meet(new, first).await?;
     let id = node_id(new).await?;
     for m in members {
-        let known = poll(SERVER_POLL, within, || async {
-            let nodes = m.admin(&["CLUSTER", "NODES"]).await?;
-            anyhow::Ok(match nodes.contains(&id) {
-                true => Look::Ready(()),
-                false => Look::NotYet(()),
-            })
-        })
-        .await?;
-        if known.is_err() {
-            bail!(
-                "shard {} never learned of the new shard {} within {within:?}",
-                m.id,
-                new.id
-            );
-        }
+        wait_knows(m, &id, within).await?;
     }
-    let all_slots = keys::SLOTS.to_string();
-    let agreed = poll(SERVER_POLL, within, || async {
-        let info = new.admin(&["CLUSTER", "INFO"]).await?;
-        let ok = info_field(&info, "cluster_state").as_deref() == Some("ok")
-            && info_field(&info, "cluster_slots_ok").as_deref() == Some(all_slots.as_str());
-        anyhow::Ok(match ok {
-            true => Look::Ready(()),
-            false => Look::NotYet(info),
-        })
-    })
-    .await?;
-    if let Err(info) = agreed {
-        bail!(
-            "the new shard {} did not see every slot served within {within:?}: {}",
-            new.id,
-            info.replace("\r\n", " ")
-        );
-    }
-    Ok(())
+    wait_whole(new, None, within).await
 }
 
 /// Promotes `replica` over `primary` (called while the proxies hold the

@@ -72,6 +72,18 @@ impl Publisher {
     }
 }
 
+impl MaintWorld {
+    /// Stops the publisher of `client`; what it published and how each went.
+    async fn stop_publisher(&mut self, client: &str) -> anyhow::Result<Vec<Published>> {
+        let p = self.record_mut(client)?.publisher.as_mut().ok_or_else(|| {
+            anyhow!("{client:?} published nothing; use `Given \"{client}\" publishes steadily to the channel ...`")
+        })?;
+        p.stop().await;
+        let published = p.ledger.lock().unwrap().clone();
+        Ok(published)
+    }
+}
+
 fn kind_of(words: &str) -> ChannelKind {
     match words {
         "sharded channel" => ChannelKind::Sharded,
@@ -100,27 +112,19 @@ async fn given_subscribes(
         Err(_) => base,
     };
     let c = w.client(&client)?;
-    if let Some(cluster) = c.cluster() {
-        let conn = cluster.subscribe(kind, &channel).await.map_err(|e| {
-            anyhow!(
-                "{client:?} could not subscribe to {} {channel:?}: {}",
-                kind.as_str(),
-                e.chain()
-            )
-        })?;
-        w.record_mut(&client)?.subscription = Some(Subscribed {
-            kind,
-            channel,
-            conn,
-        });
-        return Ok(());
-    }
-    let conn = c
-        .connections()
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow!("{client:?} has no connection"))?;
-    conn.subscribe(kind, &channel).await.map_err(|e| {
+    let subscribed = match c.cluster() {
+        // A cluster client subscribes on the node that serves the channel.
+        Some(cluster) => cluster.subscribe(kind, &channel).await,
+        None => {
+            let conn = c
+                .connections()
+                .first()
+                .cloned()
+                .ok_or_else(|| anyhow!("{client:?} has no connection"))?;
+            conn.subscribe(kind, &channel).await.map(|()| conn)
+        }
+    };
+    let conn = subscribed.map_err(|e| {
         anyhow!(
             "{client:?} could not subscribe to {} {channel:?}: {}",
             kind.as_str(),
@@ -158,13 +162,7 @@ async fn then_received_every(
     subscriber: String,
     publisher: String,
 ) -> StepResult {
-    let published = {
-        let p = w.record_mut(&publisher)?.publisher.as_mut().ok_or_else(|| {
-            anyhow!("{publisher:?} published nothing; use `Given \"{publisher}\" publishes steadily to the channel ...`")
-        })?;
-        p.stop().await;
-        p.ledger.lock().unwrap().clone()
-    };
+    let published = w.stop_publisher(&publisher).await?;
     let conn = w
         .record_mut(&subscriber)?
         .subscription
@@ -207,13 +205,7 @@ async fn then_received_through_moves(
     subscriber: String,
     publisher: String,
 ) -> StepResult {
-    let published = {
-        let p = w.record_mut(&publisher)?.publisher.as_mut().ok_or_else(|| {
-            anyhow!("{publisher:?} published nothing; use `Given \"{publisher}\" publishes steadily to the channel ...`")
-        })?;
-        p.stop().await;
-        p.ledger.lock().unwrap().clone()
-    };
+    let published = w.stop_publisher(&publisher).await?;
     let c = w.client(&subscriber)?;
     let cluster = c
         .cluster()
