@@ -76,6 +76,11 @@ impl Api {
         let (code, accepted) = self.post(body.clone()).await;
         assert_eq!(code, 200, "{body} -> {accepted}");
         let id = accepted["action_id"].as_str().unwrap().to_string();
+        self.wait(&id).await
+    }
+
+    /// Polls action `id` to a terminal status.
+    async fn wait(&self, id: &str) -> Value {
         for _ in 0..1200 {
             let (_, s) = self.get(&format!("/action/{id}")).await;
             if matches!(s["status"].as_str(), Some("success" | "failed")) {
@@ -761,16 +766,7 @@ async fn the_slot_migration_catalogue_and_route_have_the_real_shapes() {
     let accepted: Value = r.json().await.unwrap();
     assert_eq!(keys(&accepted), ["action_id", "status"]);
     assert_eq!(accepted["status"], "pending");
-    let action = accepted["action_id"].as_str().unwrap().to_string();
-    let mut status = Value::Null;
-    for _ in 0..1200 {
-        let (_, s) = api.get(&format!("/action/{action}")).await;
-        if matches!(s["status"].as_str(), Some("success" | "failed")) {
-            status = s;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let status = api.wait(accepted["action_id"].as_str().unwrap()).await;
     assert_eq!(status["status"], "success", "{status}");
     let output = &status["output"];
     assert_eq!(
