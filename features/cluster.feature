@@ -65,22 +65,3 @@ Feature: OSS Cluster API: hash slots that move between nodes
     When half of one node's slots move to another node
     Then every connection of "app" that received SMIGRATING stayed relaxed until SMIGRATED, then came back
     And the traffic saw no errors
-
-  # Where each replica lives decides which failover has room; against a
-  # shared database the moves before it have changed that.
-  @emulator
-  Scenario Outline: CL9 slots that move by failover are followed too: <effect>
-    A shard's replica on another node takes over, and with it the shard's
-    slots: the client learns of it the same way, and loses nothing.
-
-    When the fault injector moves slots with the <effect> effect by failover
-    Then the traffic saw no errors
-    And every acknowledged write is readable
-    And the slot map of "app" matches the cluster's
-
-    Examples:
-      | effect       |
-      | slot-shuffle |
-      | add          |
-      | remove       |
-      | remove-add   |

@@ -146,7 +146,32 @@ pub async fn join(members: &[&Shard], new: &Shard, within: Duration) -> Result<(
 pub async fn promote(replica: &Shard, primary: &Shard, within: Duration) -> Result<()> {
     super::shard::wait_caught_up(primary, replica, within).await?;
     replica.admin(&["CLUSTER", "FAILOVER", "TAKEOVER"]).await?;
-    wait_role(replica, "master", within).await
+    wait_role(replica, "master", within).await?;
+    // It answers for the slots only once it holds them itself (else it
+    // redirects to the old primary for a moment).
+    let owns = poll(SERVER_POLL, within, || async {
+        let nodes = replica.admin(&["CLUSTER", "NODES"]).await?;
+        let me = nodes
+            .lines()
+            .find(|l| l.contains("myself"))
+            .unwrap_or("")
+            .to_string();
+        // id addr flags master ping pong epoch link slot...
+        anyhow::Ok(
+            match me.contains("master") && me.split_whitespace().count() > 8 {
+                true => Look::Ready(()),
+                false => Look::NotYet(me),
+            },
+        )
+    })
+    .await?;
+    if let Err(me) = owns {
+        bail!(
+            "shard {} became primary but holds no slot within {within:?}: {me}",
+            replica.id
+        );
+    }
+    Ok(())
 }
 
 /// Waits at most `within` until `shard` has `role` (`master`, `slave`).
