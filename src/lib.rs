@@ -13,6 +13,9 @@
 //!   its own TCP and TLS (trusted CA, client certificate, versions, credentials),
 //!   with pub/sub subscriptions that follow each handoff, and a cluster client
 //!   (`client::cluster`: a connection per node, slot routing, SMIGRATED);
+//! * [`server_record`]: the server's record of a database (every client
+//!   connection from accept to close, every endpoint move), as the emulator
+//!   serves it and the suite's claims read it;
 //! * [`slots`]: hash slots, as the proxies and the cluster client compute them;
 //! * [`tracker`]: every client event of a scenario, and waiting on them;
 //! * [`timeline`]: every claim about a client, as a pure function over its events;
@@ -42,6 +45,7 @@ pub mod fault_injector;
 pub mod notification;
 pub mod raw;
 pub mod report;
+pub mod server_record;
 pub mod slots;
 pub mod steps;
 pub mod suite;

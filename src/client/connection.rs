@@ -368,7 +368,11 @@ impl ManagedConnection {
         if o.protocol == Protocol::Resp3 {
             self.listen(generation, rx, setup_rx);
         }
-        let maint = self.handshake(&mut conn, target).await;
+        let named = self.set_name(&mut conn, target).await;
+        let maint = match named {
+            Ok(()) => self.handshake(&mut conn, target).await,
+            Err(e) => Err(e),
+        };
         setup_tx.send_replace(Some(arrived.load(Ordering::SeqCst)));
         let maint = maint?;
         self.shared.emit(
@@ -386,6 +390,35 @@ impl ManagedConnection {
             endpoint: target.clone(),
             maint,
         })
+    }
+
+    /// Gives the connection the client's name (`CLIENT SETNAME`), so that
+    /// the server's record tells whose connection it is.
+    async fn set_name(
+        &self,
+        conn: &mut MultiplexedConnection,
+        target: &Endpoint,
+    ) -> Result<(), ClientError> {
+        let o = &self.shared.options;
+        let Some(name) = &o.client_name else {
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("SETNAME").arg(name);
+        match tokio::time::timeout(o.relaxed_timeout, conn.send_packed_command(&cmd)).await {
+            Ok(Ok(Value::ServerError(e))) => Err(ClientError::handshake(format!(
+                "{target} refused CLIENT SETNAME {name}: {e}"
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ClientError::connection(
+                format!("{target}: naming the connection (CLIENT SETNAME)"),
+                e,
+            )),
+            Err(_) => Err(ClientError::handshake(format!(
+                "{target} did not answer CLIENT SETNAME within {:?}",
+                o.relaxed_timeout
+            ))),
+        }
     }
 
     async fn handshake(

@@ -118,6 +118,10 @@ pub struct ClientOptions {
     pub username: Option<String>,
     /// Password instead of the endpoints file's.
     pub password: Option<String>,
+    /// The name the server sees: `CLIENT SETNAME` on every connection,
+    /// handoffs included, so that the server's record tells this client's
+    /// connections apart (`None`: no name).
+    pub client_name: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -140,6 +144,7 @@ impl Default for ClientOptions {
             tls: TlsOptions::default(),
             username: None,
             password: None,
+            client_name: None,
         }
     }
 }
@@ -354,6 +359,18 @@ impl Client {
     }
 }
 
+/// The server-visible name of client `name` of a scenario whose keys start
+/// with `prefix`: `<prefix>:<name>`, or `name` when it carries the prefix
+/// already. `CLIENT SETNAME` takes no spaces: they become `_`.
+pub fn server_name(prefix: &str, name: &str) -> String {
+    let n = if name.starts_with(prefix) {
+        name.to_string()
+    } else {
+        format!("{prefix}:{name}")
+    };
+    n.replace(|c: char| c.is_whitespace(), "_")
+}
+
 /// Builds clients for one database and tears them all down.
 pub struct ClientFactory {
     db: DatabaseConfig,
@@ -361,6 +378,8 @@ pub struct ClientFactory {
     clients: Mutex<Vec<Arc<Client>>>,
     /// Builds cluster clients (an OSS Cluster API database).
     cluster: bool,
+    /// Gives each client the server-visible name `<prefix>:<client name>`.
+    name_prefix: Option<String>,
 }
 
 impl ClientFactory {
@@ -371,7 +390,21 @@ impl ClientFactory {
             sink,
             clients: Mutex::new(Vec::new()),
             cluster: false,
+            name_prefix: None,
         }
+    }
+
+    /// The same factory, naming each client it makes `<prefix>:<name>` to the
+    /// server (unless its options name it): a scenario's clients are then
+    /// told apart in the server's record, even on a shared cluster.
+    pub fn naming_clients(mut self, prefix: &str) -> Self {
+        self.name_prefix = Some(prefix.to_string());
+        self
+    }
+
+    /// The name the server sees for the client called `name`.
+    pub fn server_name(&self, name: &str) -> Option<String> {
+        self.name_prefix.as_ref().map(|p| server_name(p, name))
     }
 
     /// A factory of cluster clients for `db`, an OSS Cluster API database:
@@ -392,8 +425,11 @@ impl ClientFactory {
     pub async fn create(
         &self,
         name: &str,
-        options: ClientOptions,
+        mut options: ClientOptions,
     ) -> Result<Arc<Client>, ClientError> {
+        if options.client_name.is_none() {
+            options.client_name = self.server_name(name);
+        }
         let tls = if self.db.tls || self.db.endpoints.iter().any(|e| e.tls) {
             Some(tls::ClientTls::new(&self.db, &options.tls)?)
         } else {

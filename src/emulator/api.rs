@@ -92,10 +92,11 @@ pub fn router(emulator: Arc<Emulator>, options: &ApiOptions) -> Router {
         .route("/action/{id}", get(get_action))
         .route("/topology-change-standalone", get(standalone_triggers))
         .route("/slot-migrate", get(slot_migrate_triggers).post(slot_migrate))
+        .route(RECORD_ROUTE, get(database_record))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such route; the API has POST /action, GET /action, GET /action/{id}, GET /health, GET /topology-change-standalone?effect=E, GET /slot-migrate?effect=E",
+                "no such route; the API has POST /action, GET /action, GET /action/{id}, GET /health, GET /topology-change-standalone?effect=E, GET /slot-migrate?effect=E, and the emulator's own GET /emulator/databases/{bdb_id}/record[?name=N]",
             )
         })
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
@@ -307,6 +308,30 @@ async fn list_actions(State(s): State<AppState>) -> Response {
 }
 
 type Params = Query<HashMap<String, String>>;
+
+/// The emulator's own namespace, beside the fault injector's routes and
+/// behind the same token: the server's record of a database.
+pub const RECORD_ROUTE: &str = "/emulator/databases/{bdb_id}/record";
+
+/// `GET /emulator/databases/{bdb_id}/record[?name=N]`: every client
+/// connection of the database (those that named themselves N with `CLIENT
+/// SETNAME`), and the endpoint's moves ([`crate::server_record::DatabaseRecord`]).
+async fn database_record(
+    State(s): State<AppState>,
+    Path(bdb_id): Path<String>,
+    Query(q): Params,
+) -> Response {
+    let Ok(id) = bdb_id.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("bdb_id {bdb_id:?} is not a number; GET /emulator/databases/1/record"),
+        );
+    };
+    match s.emulator.existing_database(id) {
+        Ok(db) => Json(db.record(q.get("name").map(String::as_str))).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
 
 async fn standalone_triggers(State(s): State<AppState>, Query(q): Params) -> Response {
     let Some(effect) = q.get("effect") else {

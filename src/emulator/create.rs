@@ -325,7 +325,8 @@ impl Emulator {
             };
             // Stop listening, keep the shards for the next port.
             db.cancel.cancel();
-            db.shared.close_all();
+            db.shared
+                .close_all(crate::server_record::CloseCause::Shutdown);
             match Arc::try_unwrap(db) {
                 Ok(db) if attempt < attempts => {
                     tracing::debug!(port, "port taken before the bind ({e:#}); trying another");

@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 
+use super::ledger::Ledger;
 use super::naming::Naming;
 use super::slot_map::SlotMap;
 use crate::notification::{Endpoint, EndpointType, Notification};
+use crate::server_record::CloseCause;
 
 /// The addresses of one emulated node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +183,7 @@ impl Announcement {
 pub enum Control {
     /// Deliver this if the connection opted in.
     Announce(Arc<Announcement>),
-    /// Close the connection now.
+    /// Close the connection now (the server's record says why).
     Close,
     /// Shard set `shard` is served at `to` from now on: subscribe there to
     /// what the connection is subscribed to on its old primary, then say so.
@@ -250,6 +252,8 @@ pub struct DbShared {
     pub oss_cluster: bool,
     /// Its endpoints name the nodes' external IPs.
     pub external_ips: bool,
+    /// The server's record: every client connection, every endpoint move.
+    pub ledger: Ledger,
 }
 
 /// Settings of the cluster that every database's proxies read
@@ -316,6 +320,7 @@ impl DbShared {
             cluster: Arc::new(ClusterSettings::default()),
             oss_cluster: false,
             external_ips: false,
+            ledger: Ledger::default(),
         }
     }
 
@@ -632,20 +637,23 @@ impl DbShared {
         out
     }
 
-    /// Closes every connection served on `node`; returns how many.
-    pub fn close_node(&self, node: Node) -> usize {
+    /// Closes every connection served on `node`, because of `cause`;
+    /// returns how many.
+    pub fn close_node(&self, node: Node, cause: CloseCause) -> usize {
         let mut n = 0;
-        for c in self.conns.lock().unwrap().values() {
+        for (id, c) in self.conns.lock().unwrap().iter() {
             if c.node == node {
+                self.ledger.closing(*id, cause);
                 n += usize::from(c.control.send(Control::Close).is_ok());
             }
         }
         n
     }
 
-    /// Closes every connection.
-    pub fn close_all(&self) {
-        for c in self.conns.lock().unwrap().values() {
+    /// Closes every connection, because of `cause`.
+    pub fn close_all(&self, cause: CloseCause) {
+        for (id, c) in self.conns.lock().unwrap().iter() {
+            self.ledger.closing(*id, cause);
             let _ = c.control.send(Control::Close);
         }
     }

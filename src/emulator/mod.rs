@@ -52,6 +52,7 @@ mod framing;
 mod framing_props;
 mod jobs;
 mod keys;
+mod ledger;
 mod naming;
 mod operations;
 pub mod oss_cluster;
@@ -78,6 +79,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseConfig, DatabaseEndpoint, EndpointsFile};
+use crate::server_record::{CloseCause, DatabaseRecord};
 pub use database::Node;
 use database::{ClusterSettings, DbShared};
 pub use error::ActionError;
@@ -209,6 +211,18 @@ impl Database {
     /// The node that holds the endpoint.
     pub fn active_node(&self) -> Node {
         self.shared.active_node()
+    }
+
+    /// The server's record: its client connections (those named `name`, when
+    /// given) and the endpoint's moves.
+    pub fn record(&self, name: Option<&str>) -> DatabaseRecord {
+        let (connections, endpoint_moves) = self.shared.ledger.snapshot(name);
+        DatabaseRecord {
+            bdb_id: self.shared.id,
+            endpoint_node: self.shared.active_node().index,
+            connections,
+            endpoint_moves,
+        }
     }
 
     /// Proxied connections open on `node`.
@@ -360,18 +374,20 @@ impl Database {
         Ok(())
     }
 
-    /// Stops listening on `node` and closes its connections.
-    pub fn stop_on(&self, node: Node) {
+    /// Stops listening on `node` and closes its connections, because of
+    /// `cause` (what the server's record says of each).
+    pub fn stop_on(&self, node: Node, cause: CloseCause) {
+        // Recorded before the listener's token ends the connections' tasks.
+        self.shared.close_node(node, cause);
         if let Some(t) = self.listeners.lock().unwrap().remove(&node.index) {
             t.cancel();
         }
         self.shared.set_serving(node, false);
-        self.shared.close_node(node);
     }
 
     async fn shutdown(&self) {
+        self.shared.close_all(CloseCause::Shutdown);
         self.cancel.cancel();
-        self.shared.close_all();
         self.shards.lock().await.stop().await;
     }
 }

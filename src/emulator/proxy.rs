@@ -28,7 +28,9 @@ use super::pubsub::Subscriptions;
 use super::routing::{self, merge, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT};
 use super::slot_map::{self, SlotMap};
 use super::upstream::{decode, read_upstreams, reserve, Decoded, Upstream};
-use crate::notification::EndpointType;
+use crate::fault_injector::Timestamp;
+use crate::notification::{EndpointType, Notification};
+use crate::server_record::{CloseCause, PushSent};
 use crate::timing::{ACCEPT_RETRY, TLS_ACCEPT_WITHIN};
 
 /// Binds the database's port on `addrs` and serves them as `node` until `cancel`.
@@ -240,33 +242,58 @@ async fn accept(
     cancel: CancellationToken,
 ) -> Result<()> {
     stream.set_nodelay(true)?;
-    let local_external =
-        matches!(stream.local_addr()?.ip(), std::net::IpAddr::V4(ip) if ip == node.external_ip());
+    let local = stream.local_addr()?;
+    let peer = stream.peer_addr()?;
+    let local_external = matches!(local.ip(), std::net::IpAddr::V4(ip) if ip == node.external_ip());
+    let at = Accepted {
+        node,
+        public,
+        local_external,
+        local,
+        peer,
+    };
     match tls {
-        None => serve(db, node, public, local_external, stream, cancel).await,
+        None => serve(db, at, stream, cancel).await,
         Some(acceptor) => {
             let tls = tokio::time::timeout(TLS_ACCEPT_WITHIN, acceptor.accept(stream))
                 .await
                 .context("the TLS handshake did not finish within 5 s")?
                 .context("TLS handshake")?;
-            serve(db, node, public, local_external, tls, cancel).await
+            serve(db, at, tls, cancel).await
         }
     }
 }
 
+/// Where and how a connection was accepted.
+struct Accepted {
+    node: Node,
+    /// On the database's public address.
+    public: bool,
+    /// On the node's external address.
+    local_external: bool,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
 async fn serve<S>(
     db: Arc<DbShared>,
-    node: Node,
-    public: bool,
-    local_external: bool,
+    at: Accepted,
     stream: S,
     cancel: CancellationToken,
 ) -> Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Accepted {
+        node,
+        public,
+        local_external,
+        local,
+        peer,
+    } = at;
     let (tx, mut control) = mpsc::unbounded_channel();
     let id = db.register(node, tx);
+    db.ledger.accepted(id, node.index, public, local, peer);
     let guard = Deregister(db.clone(), id);
     let (mut cr, mut cw) = tokio::io::split(stream);
     let mut conn = Conn {
@@ -297,11 +324,13 @@ where
     tokio::pin!(cancelled);
     // Control messages that came while a write to the client was stalled.
     let mut deferred: VecDeque<Control> = VecDeque::new();
-    let result: Result<()> = async {
+    // Why the connection ends, as the server's record says it; a close the
+    // server ordered has its cause recorded already.
+    let result: Result<CloseCause> = async {
         loop {
             while let Some(ctl) = deferred.pop_front() {
                 if !conn.on_control(Some(ctl), &mut ups).await? {
-                    return Ok(());
+                    return Ok(CloseCause::Shutdown);
                 }
             }
             // Commands the proxy answers take their place in reply order; those
@@ -324,13 +353,13 @@ where
                 loop {
                     tokio::select! {
                         biased;
-                        _ = &mut cancelled => return Ok(()),
+                        _ = &mut cancelled => return Ok(CloseCause::Shutdown),
                         r = &mut write => {
                             r?;
                             break;
                         }
                         ctl = control.recv() => match ctl {
-                            Some(Control::Close) | None => return Ok(()),
+                            Some(Control::Close) | None => return Ok(CloseCause::Shutdown),
                             Some(other) => deferred.push_back(other),
                         },
                     }
@@ -338,7 +367,7 @@ where
                 conn.out.clear();
             }
             if conn.closing && !conn.awaits_shards() {
-                return Ok(());
+                return Ok(CloseCause::Client);
             }
             // Inside a transaction the route is held already: no waiting for it.
             if let Some(guard) = conn.transaction.clone() {
@@ -353,9 +382,9 @@ where
                 && conn.fifo.len() < MAX_IN_FLIGHT;
             tokio::select! {
                 biased;
-                _ = &mut cancelled => return Ok(()),
+                _ = &mut cancelled => return Ok(CloseCause::Shutdown),
                 ctl = control.recv() => if !conn.on_control(ctl, &mut ups).await? {
-                    return Ok(());
+                    return Ok(CloseCause::Shutdown);
                 },
                 (shard, n) = read_upstreams(&mut ups) => {
                     let closed = match n {
@@ -383,7 +412,7 @@ where
                 }
                 n = async { reserve(&mut cbuf); cr.read_buf(&mut cbuf).await }, if pending.len() < MAX_PENDING => {
                     if n? == 0 {
-                        return Ok(());
+                        return Ok(CloseCause::Client);
                     }
                     if let Err(e) = take_commands(&mut cbuf, &mut pending) {
                         let msg = format!("-ERR {}\r\n", one_line(&e.to_string()));
@@ -395,8 +424,34 @@ where
         }
     }
     .await;
+    let result = match result {
+        Ok(cause) => {
+            db.ledger.closed(id, cause, None);
+            Ok(())
+        }
+        Err(e) => {
+            db.ledger
+                .closed(id, CloseCause::Error, Some(one_line(&format!("{e:#}"))));
+            Err(e)
+        }
+    };
     drop(guard);
     result
+}
+
+/// What the server's record keeps of push `a`, written now to a connection
+/// that asked for `ty`.
+fn pushed(a: &Announcement, ty: EndpointType, db: &DbShared, now: Instant) -> PushSent {
+    let n = a.render(ty, &db.naming, db.port, now);
+    PushSent {
+        at: Timestamp::now(),
+        kind: n.as_ref().map_or("raw".into(), |n| n.kind().to_string()),
+        seq: n.as_ref().map(Notification::seq),
+        endpoint: match n {
+            Some(Notification::Moving { endpoint, .. }) => endpoint.map(|e| e.to_string()),
+            _ => None,
+        },
+    }
 }
 
 /// `text` as one line, fit for a RESP simple error.
@@ -493,6 +548,7 @@ impl Conn {
         match reply {
             Ok(()) => {
                 self.db.set_asked(self.id, self.maint);
+                self.db.ledger.maint(self.id, self.maint);
                 if self.maint.is_some() {
                     let now = Instant::now();
                     for a in self.db.on_opt_in(self.node, self.public, now) {
@@ -577,6 +633,7 @@ impl Conn {
             if self.db.cluster.maint_notifications() {
                 let bytes = a.bytes(ty, &self.db.naming, self.db.port, now);
                 self.out.extend_from_slice(&bytes);
+                self.db.ledger.pushed(self.id, pushed(a, ty, &self.db, now));
             }
         }
     }
@@ -787,6 +844,7 @@ impl Conn {
             "AUTH" => self.session.auth = Some(c.raw.clone()),
             "SELECT" => self.session.select = Some(c.raw.clone()),
             "CLIENT" if c.arg(1).eq_ignore_ascii_case("SETNAME") => {
+                self.db.ledger.named(self.id, &c.arg(2));
                 self.session.setname = Some(c.raw.clone())
             }
             "RESET" => {

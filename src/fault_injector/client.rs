@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use super::{
     Action, ActionAccepted, ActionList, ActionState, ActionStatus, CreatedDatabase, DatabaseSpec,
 };
+use crate::server_record::DatabaseRecord;
 use crate::timing::{ACTION_POLL, HTTP_TIMEOUT};
 use crate::wait::{poll, Look};
 
@@ -195,6 +196,38 @@ impl FaultInjectorClient {
         );
         self.get(&path, &format!("asking for the triggers of {effect}"))
             .await
+    }
+
+    /// The emulator's record of database `bdb_id` (its connections named
+    /// `name`, when given): `None` when the service keeps none (a real
+    /// fault injector has no such route).
+    pub async fn database_record(
+        &self,
+        bdb_id: u64,
+        name: Option<&str>,
+    ) -> Result<Option<DatabaseRecord>> {
+        let mut path = format!("/emulator/databases/{bdb_id}/record");
+        if let Some(n) = name {
+            path.push_str("?name=");
+            path.extend(url::form_urlencoded::byte_serialize(n.as_bytes()));
+        }
+        match self
+            .get(
+                &path,
+                &format!("asking for the server's record of database {bdb_id}"),
+            )
+            .await
+        {
+            Ok(r) => Ok(Some(r)),
+            // The emulator answers an unknown database in its own words.
+            Err(FaultInjectorError::Refused { status, body, .. })
+                if matches!(status, 404 | 405 | 501)
+                    && !body.contains("no database with bdb_id") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends `body` as is to `path` (`POST` when there is a body, else

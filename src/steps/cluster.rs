@@ -49,8 +49,9 @@ impl MaintWorld {
         )
         .await?;
         let tracker = self.tracker.clone();
+        let prefix = self.prefix.clone();
         let env = self.env.as_mut().expect("switched above");
-        env.factory = ClientFactory::cluster(env.db.clone(), tracker);
+        env.factory = ClientFactory::cluster(env.db.clone(), tracker).naming_clients(&prefix);
         Ok(())
     }
 

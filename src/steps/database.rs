@@ -108,7 +108,8 @@ impl MaintWorld {
                     fault_injector: fi,
                     bdb_id,
                     grace: EMULATOR_GRACE,
-                    factory: ClientFactory::new(db.clone(), self.tracker.clone()),
+                    factory: ClientFactory::new(db.clone(), self.tracker.clone())
+                        .naming_clients(&self.prefix),
                     db,
                 }
             }
@@ -140,7 +141,8 @@ impl MaintWorld {
                     fault_injector: fi,
                     bdb_id,
                     grace,
-                    factory: ClientFactory::new(db.clone(), self.tracker.clone()),
+                    factory: ClientFactory::new(db.clone(), self.tracker.clone())
+                        .naming_clients(&self.prefix),
                     db,
                 }
             }
@@ -233,7 +235,8 @@ impl MaintWorld {
                 (db.clone(), id)
             }
         };
-        env.factory = ClientFactory::new(db.clone(), self.tracker.clone());
+        env.factory =
+            ClientFactory::new(db.clone(), self.tracker.clone()).naming_clients(&self.prefix);
         env.db = db;
         env.bdb_id = bdb_id;
         Ok(())

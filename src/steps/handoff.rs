@@ -10,23 +10,53 @@ use super::params::DurationParam;
 use super::{InFlight, MaintWorld, StepResult};
 use crate::client::ClientError;
 use crate::notification::{Endpoint, Kind, Notification};
-use crate::timeline::{self, close_to, Received};
+use crate::server_record::{CloseCause, ConnectionRecord, DatabaseRecord};
+use crate::timeline::{self, close_to, server, Received};
 use crate::timing::{BLOCKED_WITHIN, PROMPT_GIVE_UP, PROMPT_HANDOFF, SERVER_POLL, TIGHT_SLACK};
 use crate::wait::{poll, Look};
 
 impl MaintWorld {
-    /// Waits until every connection of `client` ended a handoff, then claims
-    /// that each handed off exactly once and failed none.
+    /// The server decides: once its record of `client` settles, every
+    /// connection the endpoint left on the old node moved, one new
+    /// connection each on the new node before the grace ended, none cut off
+    /// at the grace end. The client's timeline comes with a failure, as
+    /// explanation. Where the target keeps no record (a real cluster), the
+    /// client's own account is all there is, and the step says so.
     pub async fn one_handoff_each(&self, client: &str) -> Result<()> {
-        let ids = self.connection_ids(client)?;
-        let what = "a handoff on every connection";
-        self.tracker
-            .wait_on(client, self.patience(), what, |events| {
-                timeline::handoff_ended_on_all(events, &ids).then_some(())
-            })
+        self.judge_handoffs(client, server::handed_off_by_server)
+            .await
+    }
+
+    /// Waits for the server's record of `client`'s handoffs to settle, then
+    /// judges it with `claim`.
+    async fn judge_handoffs(
+        &self,
+        client: &str,
+        claim: impl Fn(&DatabaseRecord, &str) -> timeline::Claim,
+    ) -> Result<()> {
+        let name = self.server_name(client)?;
+        let record = self
+            .settled_record(client, |r, now| server::handoffs_settled(r, &name, now))
             .await?;
-        timeline::one_handoff_each(&self.tracker.timeline(client), &ids)
-            .map_err(|e| self.unmet(client, e))
+        match record {
+            Some(r) => claim(&r, &name).map_err(|e| self.unmet(client, e)),
+            None => {
+                self.not_checked(&format!(
+                    "which node each connection of {client:?} was on (the client's own account decides instead)"
+                ));
+                let ids = self.connection_ids(client)?;
+                self.tracker
+                    .wait_on(
+                        client,
+                        self.patience(),
+                        "a handoff on every connection",
+                        |events| timeline::handoff_ended_on_all(events, &ids).then_some(()),
+                    )
+                    .await?;
+                timeline::one_handoff_each(&self.tracker.timeline(client), &ids)
+                    .map_err(|e| self.unmet(client, e))
+            }
+        }
     }
 
     /// Waits for the first MOVING `client` received.
@@ -68,14 +98,11 @@ async fn then_one_handoff_each_everywhere(w: &mut MaintWorld) -> StepResult {
     Ok(())
 }
 
-/// Every connection handed off before the grace of its MOVING ended.
+/// Every connection handed off before the grace of its MOVING ended (the
+/// server's record: each arrived on the new node within the grace).
 #[then(expr = "every connection of {string} handed off within the grace of its MOVING")]
 async fn then_handoff_within_grace(w: &mut MaintWorld, client: String) -> StepResult {
-    let ids = w.connection_ids(&client)?;
-    let grace = w.env()?.grace;
     w.one_handoff_each(&client).await?;
-    timeline::handed_off_within(&w.tracker.timeline(&client), &ids, grace)
-        .map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }
 
@@ -91,9 +118,10 @@ async fn then_relaxed_through_handoff(w: &mut MaintWorld, client: String) -> Ste
 /// Every connection handed off soon after its MOVING, idle or not.
 #[then(expr = "every connection of {string} handed off promptly after its MOVING")]
 async fn then_prompt_handoff(w: &mut MaintWorld, client: String) -> StepResult {
-    let ids = w.connection_ids(&client)?;
-    let events = w.tracker.timeline(&client);
-    timeline::handed_off_within(&events, &ids, PROMPT_HANDOFF).map_err(|e| w.unmet(&client, e))?;
+    w.judge_handoffs(&client, |r, name| {
+        server::arrived_within(r, name, PROMPT_HANDOFF)
+    })
+    .await?;
     Ok(())
 }
 
@@ -101,6 +129,15 @@ async fn then_prompt_handoff(w: &mut MaintWorld, client: String) -> StepResult {
 /// the client left on the old node.
 #[then(expr = "the server closed every connection of {string} when the grace ended")]
 async fn then_dropped(w: &mut MaintWorld, client: String) -> StepResult {
+    let name = w.server_name(&client)?;
+    let record = w
+        .settled_record(&client, |r, now| server::handoffs_settled(r, &name, now))
+        .await?;
+    if let Some(r) = record {
+        server::cut_at_grace_end(&r, &name).map_err(|e| w.unmet(&client, e))?;
+        return Ok(());
+    }
+    w.not_checked("who closed the connections (the client's own account decides instead)");
     let ids = w.connection_ids(&client)?;
     w.tracker
         .wait_on(
@@ -113,34 +150,63 @@ async fn then_dropped(w: &mut MaintWorld, client: String) -> StepResult {
     Ok(())
 }
 
-/// Server-side truth (emulator): while the rebind still runs, no connection
-/// is left on the node the endpoint moved away from.
+/// The server decides: every connection (of any client) the old node held
+/// when the endpoint last moved was closed by its client before the grace
+/// ended; none was left for the server to cut off.
 #[then("no connection is left on the node the endpoint moved away from before the grace ends")]
 async fn then_old_node_empty(w: &mut MaintWorld) -> StepResult {
-    let Ok(emu) = w.emulator() else {
-        eprintln!(
-            "note: against a cluster the node each connection is on cannot be read; checked only on the emulator"
-        );
+    let Some(first) = w.server_record_all().await? else {
+        w.not_checked("which node each connection is on");
         return Ok(());
     };
-    let env = w.env()?;
-    let db = emu.existing_database(env.bdb_id)?;
-    let left = poll(SERVER_POLL, w.patience(), || async {
-        anyhow::Ok(match db.connections_off_endpoint() {
-            0 => Look::Ready(()),
-            n => Look::NotYet(n),
+    let Some(m) = first.endpoint_moves.last().cloned() else {
+        fail!("the server recorded no move of the endpoint");
+    };
+    let left_on_old = |r: &DatabaseRecord| -> Vec<ConnectionRecord> {
+        r.connections
+            .iter()
+            .filter(|c| c.node == m.from && c.open_at(m.at))
+            .cloned()
+            .collect()
+    };
+    let emptied = poll(SERVER_POLL * 5, w.patience(), || async {
+        let r = w
+            .server_record_all()
+            .await?
+            .ok_or_else(|| anyhow!("the server's record went away"))?;
+        let left = left_on_old(&r);
+        anyhow::Ok(match left.iter().all(|c| !c.is_open()) {
+            true => Look::Ready(left),
+            false => Look::NotYet(left),
         })
     })
     .await?;
-    if let Err(n) = left {
-        fail!("{n} connections are still on the node the endpoint moved away from");
-    }
-    let rebind = w.last_action("bind")?.id.clone();
-    let status = env.fault_injector.status(&rebind).await?;
-    if status.is_terminal() {
+    let left = match emptied {
+        Ok(left) => left,
+        Err(open) => fail!(
+            "connections are still open on node {}, which the endpoint left:\n  {}",
+            m.from,
+            open.iter()
+                .filter(|c| c.is_open())
+                .map(|c| c.describe())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        ),
+    };
+    let cut: Vec<String> = left
+        .iter()
+        .filter(|c| {
+            c.closed_by == Some(CloseCause::GraceEnd)
+                || c.closed_at.is_none_or(|t| t >= m.grace_end)
+        })
+        .map(|c| c.describe())
+        .collect();
+    if !cut.is_empty() {
         fail!(
-            "the old node emptied only when the rebind ended ({}), not within the grace",
-            status.status
+            "node {} emptied only when the grace ended (at {}), cutting off:\n  {}",
+            m.from,
+            m.grace_end,
+            cut.join("\n  ")
         );
     }
     Ok(())
@@ -150,6 +216,16 @@ async fn then_old_node_empty(w: &mut MaintWorld) -> StepResult {
 /// address when MOVING named none).
 #[then(expr = "every connection of {string} now uses the endpoint MOVING named")]
 async fn then_uses_moving_endpoint(w: &mut MaintWorld, client: String) -> StepResult {
+    let name = w.server_name(&client)?;
+    let expected = w.client(&client)?.options().pool_size + w.record(&client)?.opened.len();
+    let record = w
+        .settled_record(&client, |r, now| server::handoffs_settled(r, &name, now))
+        .await?;
+    if let Some(r) = record {
+        server::uses_moving_endpoint(&r, &name, expected).map_err(|e| w.unmet(&client, e))?;
+        return Ok(());
+    }
+    w.not_checked("where each connection is (the client's own account decides instead)");
     let target = match w.wait_moving(&client).await?.notification {
         Notification::Moving {
             endpoint: Some(e), ..
@@ -186,6 +262,12 @@ async fn when_opens_connection(w: &mut MaintWorld, client: String) -> StepResult
 /// The connection opened during the window went straight to the new endpoint.
 #[then(expr = "the new connection of {string} uses the endpoint MOVING named")]
 async fn then_new_connection_target(w: &mut MaintWorld, client: String) -> StepResult {
+    if let Some(r) = w.server_record(&client).await? {
+        let name = w.server_name(&client)?;
+        server::newest_at_moving_endpoint(&r, &name).map_err(|e| w.unmet(&client, e))?;
+        return Ok(());
+    }
+    w.not_checked("where the new connection went (the client's own account decides instead)");
     let target = w.moving_target(&client).await?;
     let conn = w.new_connection(&client)?;
     let first = timeline::first_dial(&w.tracker.timeline(&client), conn.id);

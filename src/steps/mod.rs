@@ -33,6 +33,7 @@ pub mod params;
 pub mod pubsub;
 pub mod raw;
 pub mod security;
+pub mod server;
 pub mod stress;
 pub mod timeouts;
 pub mod traffic;

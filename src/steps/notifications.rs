@@ -152,6 +152,7 @@ async fn then_counts(w: &mut MaintWorld, step: &Step, client: String) -> StepRes
 /// No notification at all.
 #[then(expr = "{string} received no notification")]
 async fn then_none(w: &mut MaintWorld, client: String) -> StepResult {
+    w.server_sent_none(&client, None).await?;
     let got = timeline::notifications(&w.tracker.timeline(&client));
     if !got.is_empty() {
         fail!(

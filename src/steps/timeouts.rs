@@ -50,6 +50,7 @@ async fn then_receives(w: &mut MaintWorld, client: String, kind: KindParam) -> S
 /// Nothing of `kind` arrived so far.
 #[then(expr = "{string} received no {kind}")]
 async fn then_received_no(w: &mut MaintWorld, client: String, kind: KindParam) -> StepResult {
+    w.server_sent_none(&client, Some(kind.0)).await?;
     let got = timeline::notifications_of(&w.tracker.timeline(&client), kind.0);
     if !got.is_empty() {
         fail!(

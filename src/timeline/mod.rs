@@ -5,6 +5,10 @@
 //! hand-made timeline.
 //!
 //! A claim that does not hold is an [`Unmet`] that says what was seen.
+//!
+//! Claims the server decides (which node a connection was on, who closed it
+//! and when, what was pushed to it) are in [`server`], over the server's own
+//! record rather than the client's events.
 
 mod latency;
 
@@ -40,6 +44,7 @@ macro_rules! unmet {
 mod cluster;
 mod faults;
 mod pubsub;
+pub mod server;
 
 /// A notification as one connection received it.
 #[derive(Clone, Debug, PartialEq)]

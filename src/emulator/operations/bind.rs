@@ -10,7 +10,9 @@ use super::check_node;
 use crate::emulator::database::Announcement;
 use crate::emulator::error::failed;
 use crate::emulator::{ActionError, Database, Emulator, Timings};
+use crate::fault_injector::Timestamp;
 use crate::notification::EndpointType;
+use crate::server_record::EndpointMove;
 
 /// Moves the endpoint of `db` to `target` (the next node when `None`).
 pub async fn bind(
@@ -41,6 +43,15 @@ pub async fn bind(
     let grace = t.moving_grace;
     let seq = db.shared.take_seq();
     let deadline = Instant::now() + grace;
+    let now = Timestamp::now();
+    db.shared.ledger.endpoint_moved(EndpointMove {
+        seq,
+        from: from.index,
+        to: to.index,
+        at: now,
+        grace_end: Timestamp(now.0 + grace),
+        announced: repeat > 0,
+    });
     db.shared.set_active_node(to);
     let announcement = Announcement::Moving {
         seq,
@@ -70,7 +81,7 @@ pub async fn bind(
         db.shared.deliver(a, Some(from));
     }
     tokio::time::sleep_until(deadline).await;
-    db.stop_on(from);
+    db.stop_on(from, crate::server_record::CloseCause::GraceEnd);
     db.shared.close_window(seq);
     Ok(json!({
         "seq": seq,

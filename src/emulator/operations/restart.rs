@@ -18,7 +18,9 @@ pub fn dmc_restart(emu: &Emulator, action: &Action) -> Result<Value, ActionError
         Some(n) => check_node(emu, n.0, "node")?,
         None => d.shared.active_node(),
     };
-    let dropped = d.shared.close_node(node);
+    let dropped = d
+        .shared
+        .close_node(node, crate::server_record::CloseCause::Restart);
     tracing::info!(
         bdb_id = bdb_id.0,
         node = node.index,

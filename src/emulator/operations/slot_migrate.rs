@@ -199,7 +199,7 @@ pub async fn slot_migrate(
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             if !serving_nodes(&db).await.contains(&node) {
-                db.stop_on(node);
+                db.stop_on(node, crate::server_record::CloseCause::NodeLeft);
             }
         });
     }

@@ -1,0 +1,178 @@
+//! The server's record of a database: every client connection its proxies
+//! accepted (on which node, under which client name, what they sent it, when
+//! and why it closed) and every move of its endpoint. The emulator keeps it
+//! and serves it on `GET /emulator/databases/{bdb_id}/record`; the suite's
+//! claims read it, so that what a client did is judged by what the server saw,
+//! never by what the client says of itself.
+//!
+//! Shared by both sides: the emulator writes these types, the suite reads them
+//! back over HTTP (the same path in-process and against `maint-e2e emulator`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::fault_injector::Timestamp;
+
+/// Why a client connection closed, as the server saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseCause {
+    /// The client closed it (end of stream, or `QUIT`).
+    Client,
+    /// The node lost the endpoint: its proxy closed what was left when the
+    /// grace of the MOVING ended.
+    GraceEnd,
+    /// The proxy restarted (`dmc_restart`): dropped without notice.
+    Restart,
+    /// A node left an OSS Cluster API database and its proxy stopped.
+    NodeLeft,
+    /// The database was deleted or the emulator stopped.
+    Shutdown,
+    /// The proxy ended it on an error (malformed input, a shard lost with
+    /// replies owed); the detail says which.
+    Error,
+}
+
+/// A push the server wrote to a connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushSent {
+    /// When it was written.
+    pub at: Timestamp,
+    /// Its name (`MOVING`, `SMIGRATED`, ...), `raw` for a push sent as is.
+    pub kind: String,
+    /// Its sequence number, when it has one.
+    pub seq: Option<i64>,
+    /// The endpoint a MOVING named (`host:port`), `None` for `null`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+/// One client connection, from accept to close.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    /// Its id among the database's connections (increasing).
+    pub id: u64,
+    /// The node whose proxy served it.
+    pub node: usize,
+    /// Accepted on the database's public address (the name every client is
+    /// configured with), rather than on a node's own address.
+    pub public: bool,
+    /// The address it connected to (`127.0.2.1:12000`).
+    pub local: String,
+    /// The client's address.
+    pub peer: String,
+    /// The name it gave with `CLIENT SETNAME`, the last one.
+    pub name: Option<String>,
+    /// When it was accepted.
+    pub accepted_at: Timestamp,
+    /// The MOVING form it opted in for (`internal-ip`, ...), `None` when it
+    /// never opted in (or opted out).
+    pub maint: Option<String>,
+    /// When it closed, `None` while open.
+    pub closed_at: Option<Timestamp>,
+    /// Who closed it.
+    pub closed_by: Option<CloseCause>,
+    /// What the proxy said when it ended a connection on an error.
+    #[serde(default)]
+    pub close_detail: Option<String>,
+    /// The pushes written to it (the first [`PUSHES_KEPT`]).
+    pub pushes: Vec<PushSent>,
+    /// How many pushes were written to it in all.
+    pub pushes_total: u64,
+}
+
+/// Pushes kept per connection; more are counted only.
+pub const PUSHES_KEPT: usize = 64;
+
+/// A move of the database's endpoint from node to node (a rebind).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointMove {
+    /// The MOVING's sequence number.
+    pub seq: i64,
+    /// The node it left.
+    pub from: usize,
+    /// The node it moved to.
+    pub to: usize,
+    /// When the move began (MOVING went out, unless the move is unannounced).
+    pub at: Timestamp,
+    /// When the grace ends: the old node closes what is left on it.
+    pub grace_end: Timestamp,
+    /// Whether MOVING was sent at all.
+    pub announced: bool,
+}
+
+/// What `GET /emulator/databases/{bdb_id}/record` answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseRecord {
+    /// The database.
+    pub bdb_id: u64,
+    /// The node that holds the endpoint now.
+    pub endpoint_node: usize,
+    /// The connections asked for (all, or those of one name), by id.
+    pub connections: Vec<ConnectionRecord>,
+    /// Every move of the endpoint, in order.
+    pub endpoint_moves: Vec<EndpointMove>,
+}
+
+impl ConnectionRecord {
+    /// Open at `t`: accepted before it and not closed by then.
+    pub fn open_at(&self, t: Timestamp) -> bool {
+        self.accepted_at <= t && self.closed_at.is_none_or(|c| c > t)
+    }
+
+    /// Open now.
+    pub fn is_open(&self) -> bool {
+        self.closed_at.is_none()
+    }
+
+    /// The pushes of kind `kind` written to it.
+    pub fn pushes_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a PushSent> + 'a {
+        self.pushes
+            .iter()
+            .filter(move |p| p.kind.eq_ignore_ascii_case(kind))
+    }
+
+    /// One line for a failure message.
+    pub fn describe(&self) -> String {
+        let closed = match (&self.closed_at, self.closed_by) {
+            (Some(at), Some(by)) => format!(", closed at {at} by {}", by.as_str()),
+            (Some(at), None) => format!(", closed at {at}"),
+            _ => ", open".into(),
+        };
+        format!(
+            "connection {} on node {} (via {}{}), accepted at {}{closed}, {} push(es)",
+            self.id,
+            self.node,
+            self.local,
+            if self.public {
+                ", the public address"
+            } else {
+                ""
+            },
+            self.accepted_at,
+            self.pushes_total
+        )
+    }
+}
+
+impl CloseCause {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCause::Client => "client",
+            CloseCause::GraceEnd => "grace_end",
+            CloseCause::Restart => "restart",
+            CloseCause::NodeLeft => "node_left",
+            CloseCause::Shutdown => "shutdown",
+            CloseCause::Error => "error",
+        }
+    }
+}
+
+impl DatabaseRecord {
+    /// The connections named `name`.
+    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ConnectionRecord> + 'a {
+        self.connections
+            .iter()
+            .filter(move |c| c.name.as_deref() == Some(name))
+    }
+}

@@ -1,0 +1,449 @@
+//! Claims the server decides: pure functions over its record of a database
+//! ([`DatabaseRecord`]: every connection from accept to close, every move of
+//! the endpoint), never over what the client says of itself. A client's own
+//! events may explain a failure; these decide it.
+
+use super::{Claim, Unmet};
+use crate::fault_injector::Timestamp;
+use crate::server_record::{CloseCause, ConnectionRecord, DatabaseRecord, EndpointMove};
+
+/// One move of the endpoint as the connections of one client lived it.
+#[derive(Debug)]
+pub struct MoveSeen<'a> {
+    /// The move.
+    pub at: &'a EndpointMove,
+    /// The client's connections open on the old node when it began.
+    pub left_behind: Vec<&'a ConnectionRecord>,
+    /// The client's connections the new node accepted between its start
+    /// and the end of its grace.
+    pub arrived: Vec<&'a ConnectionRecord>,
+}
+
+impl MoveSeen<'_> {
+    /// Every connection left on the old node is closed, and either the grace
+    /// is over or as many arrived on the new node: nothing more will change.
+    pub fn settled(&self, now: Timestamp) -> bool {
+        self.left_behind.iter().all(|c| !c.is_open())
+            && (now > self.at.grace_end || self.arrived.len() >= self.left_behind.len())
+    }
+}
+
+/// The moves of the endpoint that found connections of `name` on the node
+/// they left, in order.
+pub fn moves_seen<'a>(record: &'a DatabaseRecord, name: &'a str) -> Vec<MoveSeen<'a>> {
+    let conns: Vec<&ConnectionRecord> = record.named(name).collect();
+    record
+        .endpoint_moves
+        .iter()
+        .map(|m| MoveSeen {
+            at: m,
+            left_behind: conns
+                .iter()
+                .filter(|c| c.node == m.from && c.open_at(m.at))
+                .copied()
+                .collect(),
+            arrived: conns
+                .iter()
+                .filter(|c| c.node == m.to && c.accepted_at >= m.at && c.accepted_at <= m.grace_end)
+                .copied()
+                .collect(),
+        })
+        .filter(|s| !s.left_behind.is_empty())
+        .collect()
+}
+
+/// Everything the server will record of `name`'s handoffs is in: every move
+/// that found its connections is [`MoveSeen::settled`].
+pub fn handoffs_settled(record: &DatabaseRecord, name: &str, now: Timestamp) -> bool {
+    let seen = moves_seen(record, name);
+    !seen.is_empty() && seen.iter().all(|s| s.settled(now))
+}
+
+/// Every connection of `name` the endpoint left behind moved, by the
+/// server's record: at every move, the new node accepted as many
+/// connections of `name` before the grace ended as the old node held (one
+/// each: not fewer, not more), and the old node closed none of them at the
+/// grace end (the client closed each itself).
+pub fn handed_off_by_server(record: &DatabaseRecord, name: &str) -> Claim {
+    let seen = moves_seen(record, name);
+    if seen.is_empty() {
+        return Err(no_move_found(record, name));
+    }
+    for s in &seen {
+        let m = s.at;
+        let cut: Vec<String> = s
+            .left_behind
+            .iter()
+            .filter(|c| c.closed_by == Some(CloseCause::GraceEnd) || c.is_open())
+            .map(|c| c.describe())
+            .collect();
+        if !cut.is_empty() {
+            unmet!(
+                "the server closed {} of the {} connection(s) of {name:?} it held on node {} when the grace of the move to node {} ended (at {}): they never moved:\n  {}",
+                cut.len(),
+                s.left_behind.len(),
+                m.from,
+                m.to,
+                m.grace_end,
+                cut.join("\n  ")
+            );
+        }
+        if s.arrived.len() != s.left_behind.len() {
+            unmet!(
+                "node {} held {} connection(s) of {name:?} when the endpoint moved to node {} (at {}); node {} accepted {} of them before the grace ended (at {}), one per connection expected:\n  {}",
+                m.from,
+                s.left_behind.len(),
+                m.to,
+                m.at,
+                m.to,
+                s.arrived.len(),
+                m.grace_end,
+                s.arrived
+                    .iter()
+                    .map(|c| c.describe())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every connection of `name` left on the old node moved promptly: the new
+/// node accepted each arrival within `within` of the move's start, and the
+/// client closed every connection it left (see [`handed_off_by_server`]).
+pub fn arrived_within(record: &DatabaseRecord, name: &str, within: std::time::Duration) -> Claim {
+    handed_off_by_server(record, name)?;
+    for s in moves_seen(record, name) {
+        for c in &s.arrived {
+            let took = c
+                .accepted_at
+                .0
+                .duration_since(s.at.at.0)
+                .unwrap_or_default();
+            if took > within {
+                unmet!(
+                    "{}: accepted {took:?} after the endpoint began moving to node {} (at {}), {within:?} at most expected",
+                    c.describe(),
+                    s.at.to,
+                    s.at.at
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The negative control: the server closed every connection of `name` it
+/// held on the old node when the grace ended.
+pub fn cut_at_grace_end(record: &DatabaseRecord, name: &str) -> Claim {
+    let seen = moves_seen(record, name);
+    if seen.is_empty() {
+        return Err(no_move_found(record, name));
+    }
+    for s in &seen {
+        let moved: Vec<String> = s
+            .left_behind
+            .iter()
+            .filter(|c| c.closed_by != Some(CloseCause::GraceEnd))
+            .map(|c| c.describe())
+            .collect();
+        if !moved.is_empty() {
+            unmet!(
+                "expected the server to close every connection of {name:?} on node {} when the grace ended (at {}); {} of {} did not end that way:\n  {}",
+                s.at.from,
+                s.at.grace_end,
+                moved.len(),
+                s.left_behind.len(),
+                moved.join("\n  ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Where the server's MOVING sent the connections of `name` at the last
+/// move that found them: the endpoint it named (`None`: MOVING null, the
+/// configured address), or an error when it sent them no MOVING.
+pub fn moving_named(record: &DatabaseRecord, name: &str) -> Claim<(i64, usize, Option<String>)> {
+    let seen = moves_seen(record, name);
+    let Some(last) = seen.last() else {
+        return Err(no_move_found(record, name));
+    };
+    let m = last.at;
+    let named: Vec<Option<String>> = last
+        .left_behind
+        .iter()
+        .flat_map(|c| c.pushes_of("MOVING"))
+        .filter(|p| p.seq == Some(m.seq))
+        .map(|p| p.endpoint.clone())
+        .collect();
+    let Some(first) = named.first() else {
+        unmet!(
+            "the server sent no MOVING (seq {}) to the {} connection(s) of {name:?} on node {} when the endpoint moved to node {}: they never opted in",
+            m.seq,
+            last.left_behind.len(),
+            m.from,
+            m.to
+        );
+    };
+    if let Some(other) = named.iter().find(|e| *e != first) {
+        unmet!(
+            "the server's MOVING (seq {}) named {first:?} on one connection of {name:?} and {other:?} on another: one form per client expected",
+            m.seq
+        );
+    }
+    Ok((m.seq, m.to, first.clone()))
+}
+
+/// `c` reached the node the endpoint moved to, at the address MOVING named:
+/// that IP and port when it named one, the public address when it named
+/// none, any address of the node for a host name (whose resolution decides).
+pub fn at_moving_endpoint(c: &ConnectionRecord, to: usize, named: Option<&str>) -> Claim {
+    if c.node != to {
+        unmet!(
+            "{}: not on node {to}, where the endpoint moved",
+            c.describe()
+        );
+    }
+    match named {
+        None if !c.public => unmet!(
+            "{}: MOVING named no address, so the configured (public) address was expected",
+            c.describe()
+        ),
+        Some(e) if names_ip(e) && c.local != e => unmet!("{}: MOVING named {e}", c.describe()),
+        _ => Ok(()),
+    }
+}
+
+/// Every connection of `name` open now is one of `expected` on the node the
+/// endpoint moved to, at the address MOVING named ([`at_moving_endpoint`]).
+pub fn uses_moving_endpoint(record: &DatabaseRecord, name: &str, expected: usize) -> Claim {
+    let (_, to, named) = moving_named(record, name)?;
+    let open: Vec<&ConnectionRecord> = record.named(name).filter(|c| c.is_open()).collect();
+    for c in &open {
+        at_moving_endpoint(c, to, named.as_deref()).map_err(|e| {
+            Unmet(format!(
+                "a connection of {name:?} is not where MOVING sent it: {e}"
+            ))
+        })?;
+    }
+    if open.len() != expected {
+        unmet!(
+            "the server holds {} open connection(s) of {name:?}, {expected} expected:\n  {}",
+            open.len(),
+            open.iter()
+                .map(|c| c.describe())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The last connection of `name` the server accepted went straight to the
+/// endpoint MOVING named.
+pub fn newest_at_moving_endpoint(record: &DatabaseRecord, name: &str) -> Claim {
+    let (_, to, named) = moving_named(record, name)?;
+    let Some(newest) = record.named(name).max_by_key(|c| c.id) else {
+        unmet!("the server holds no connection of {name:?}");
+    };
+    at_moving_endpoint(newest, to, named.as_deref())
+        .map_err(|e| Unmet(format!("the new connection of {name:?}: {e}")))
+}
+
+/// The pushes of `kind` (every push when `None`) the server wrote to the
+/// connections of `name`, replays at set-up included.
+pub fn pushes_sent(record: &DatabaseRecord, name: &str, kind: Option<&str>) -> u64 {
+    record
+        .named(name)
+        .map(|c| match kind {
+            None => c.pushes_total,
+            Some(k) => c.pushes_of(k).count() as u64,
+        })
+        .sum()
+}
+
+fn names_ip(endpoint: &str) -> bool {
+    endpoint.rsplit_once(':').is_some_and(|(host, _)| {
+        host.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    })
+}
+
+fn no_move_found(record: &DatabaseRecord, name: &str) -> Unmet {
+    let conns: Vec<String> = record.named(name).map(|c| c.describe()).collect();
+    Unmet(format!(
+        "the server saw no connection of {name:?} on a node the endpoint moved away from ({} move(s) recorded); its connections:\n  {}",
+        record.endpoint_moves.len(),
+        if conns.is_empty() {
+            "none (did the client name itself with CLIENT SETNAME?)".into()
+        } else {
+            conns.join("\n  ")
+        }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::server_record::PushSent;
+
+    fn t(ms: u64) -> Timestamp {
+        Timestamp(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000) + Duration::from_millis(ms),
+        )
+    }
+
+    fn conn(
+        id: u64,
+        node: usize,
+        accepted: u64,
+        closed: Option<(u64, CloseCause)>,
+    ) -> ConnectionRecord {
+        ConnectionRecord {
+            id,
+            node,
+            public: false,
+            local: format!("127.0.{node}.1:12000"),
+            peer: "127.0.0.1:40000".into(),
+            name: Some("app".into()),
+            accepted_at: t(accepted),
+            maint: Some("internal-ip".into()),
+            closed_at: closed.map(|(at, _)| t(at)),
+            closed_by: closed.map(|(_, by)| by),
+            close_detail: None,
+            pushes: Vec::new(),
+            pushes_total: 0,
+        }
+    }
+
+    fn moving(c: &mut ConnectionRecord, at: u64, endpoint: Option<&str>) {
+        c.pushes.push(PushSent {
+            at: t(at),
+            kind: "MOVING".into(),
+            seq: Some(7),
+            endpoint: endpoint.map(str::to_string),
+        });
+        c.pushes_total += 1;
+    }
+
+    /// The endpoint moves from node 1 to node 2 at 1 s; the grace ends at 3 s.
+    fn record(connections: Vec<ConnectionRecord>) -> DatabaseRecord {
+        DatabaseRecord {
+            bdb_id: 1,
+            endpoint_node: 2,
+            connections,
+            endpoint_moves: vec![EndpointMove {
+                seq: 7,
+                from: 1,
+                to: 2,
+                at: t(1000),
+                grace_end: t(3000),
+                announced: true,
+            }],
+        }
+    }
+
+    /// Two connections on node 1 that each hand off: a new one on node 2,
+    /// the old one closed by the client.
+    fn handed_off() -> DatabaseRecord {
+        let mut a = conn(1, 1, 0, Some((1200, CloseCause::Client)));
+        let mut b = conn(2, 1, 0, Some((1300, CloseCause::Client)));
+        moving(&mut a, 1000, Some("127.0.2.1:12000"));
+        moving(&mut b, 1000, Some("127.0.2.1:12000"));
+        record(vec![a, b, conn(3, 2, 1100, None), conn(4, 2, 1150, None)])
+    }
+
+    #[test]
+    fn connections_that_moved_before_the_grace_ended_handed_off() {
+        let r = handed_off();
+        handed_off_by_server(&r, "app").unwrap();
+        uses_moving_endpoint(&r, "app", 2).unwrap();
+        newest_at_moving_endpoint(&r, "app").unwrap();
+        assert!(handoffs_settled(&r, "app", t(1400)));
+        assert_eq!(pushes_sent(&r, "app", Some("moving")), 2);
+        assert_eq!(pushes_sent(&r, "app", Some("MIGRATING")), 0);
+        assert_eq!(pushes_sent(&r, "other", None), 0);
+        assert!(cut_at_grace_end(&r, "app").is_err());
+        arrived_within(&r, "app", Duration::from_millis(200)).unwrap();
+        let e = arrived_within(&r, "app", Duration::from_millis(120))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("connection 4"), "{e}");
+    }
+
+    #[test]
+    fn a_client_that_stays_until_the_server_cuts_it_off_did_not_hand_off() {
+        // Notifications off: no MOVING, cut at the grace end, back through
+        // the public address to node 2 afterwards.
+        let mut late_a = conn(3, 2, 3050, None);
+        late_a.public = true;
+        let mut late_b = conn(4, 2, 3060, None);
+        late_b.public = true;
+        let r = record(vec![
+            conn(1, 1, 0, Some((3000, CloseCause::GraceEnd))),
+            conn(2, 1, 0, Some((3000, CloseCause::GraceEnd))),
+            late_a,
+            late_b,
+        ]);
+        let e = handed_off_by_server(&r, "app").unwrap_err().0;
+        assert!(e.contains("closed 2 of the 2 connection(s)"), "{e}");
+        let e = uses_moving_endpoint(&r, "app", 2).unwrap_err().0;
+        assert!(e.contains("sent no MOVING"), "{e}");
+        cut_at_grace_end(&r, "app").unwrap();
+    }
+
+    #[test]
+    fn a_client_that_hands_off_twice_or_not_at_all_is_caught_by_the_count() {
+        let mut r = handed_off();
+        r.connections
+            .push(conn(5, 2, 1500, Some((1600, CloseCause::Client))));
+        let e = handed_off_by_server(&r, "app").unwrap_err().0;
+        assert!(e.contains("accepted 3 of them"), "{e}");
+        let mut r = handed_off();
+        r.connections.retain(|c| c.id != 4);
+        let e = handed_off_by_server(&r, "app").unwrap_err().0;
+        assert!(e.contains("accepted 1 of them"), "{e}");
+    }
+
+    #[test]
+    fn a_connection_at_another_address_than_moving_named_is_refused() {
+        let mut r = handed_off();
+        // Reconnected to the public address instead of the IP MOVING named.
+        r.connections[3].public = true;
+        r.connections[3].local = "127.0.0.1:12000".into();
+        let e = uses_moving_endpoint(&r, "app", 2).unwrap_err().0;
+        assert!(e.contains("MOVING named 127.0.2.1:12000"), "{e}");
+        let e = newest_at_moving_endpoint(&r, "app").unwrap_err().0;
+        assert!(e.contains("the new connection"), "{e}");
+        // A MOVING null sends it to the public address, and only there.
+        for c in &mut r.connections {
+            for p in &mut c.pushes {
+                p.endpoint = None;
+            }
+        }
+        assert!(uses_moving_endpoint(&r, "app", 2).is_err());
+        r.connections[2].public = true;
+        uses_moving_endpoint(&r, "app", 2).unwrap();
+    }
+
+    #[test]
+    fn nothing_is_settled_while_a_left_connection_is_open_or_arrivals_are_missing_in_the_grace() {
+        let mut r = handed_off();
+        r.connections[1].closed_at = None;
+        r.connections[1].closed_by = None;
+        assert!(!handoffs_settled(&r, "app", t(1400)));
+        let mut r = handed_off();
+        r.connections.retain(|c| c.id != 4);
+        assert!(!handoffs_settled(&r, "app", t(2000)));
+        assert!(handoffs_settled(&r, "app", t(3100)));
+        let e = handed_off_by_server(&record(Vec::new()), "app")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("CLIENT SETNAME"), "{e}");
+    }
+}
