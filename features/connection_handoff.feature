@@ -124,3 +124,12 @@ Feature: Connection handoff
     Then "app" receives MOVING
     And the server closed every connection of "app" when the grace ended
     And every acknowledged write is readable
+
+  Scenario: CH11 negative control: a client with maintenance notifications disabled never hands off, and the server's record says so
+    Given a client "app" with 4 connections and maintenance notifications disabled
+    And steady traffic from "app"
+    When the database endpoint is rebound to another node
+    Then the server closed every connection of "app" when the grace ended
+    And the claim fails that every connection of "app" hands off exactly once, saying "they never moved"
+    And the claim fails that every connection of "app" now uses the endpoint MOVING named, saying "sent no MOVING"
+    And every acknowledged write is readable

@@ -4,7 +4,8 @@
 //! actions), [`notifications`], [`timeouts`], [`handoff`], [`handshake`],
 //! [`traffic`], [`raw`] (raw connections), [`security`] (TLS and
 //! credentials), [`stress`] (many clients, overlapping actions, latency) and
-//! [`fault_injector`] (the API's own contract).
+//! [`fault_injector`] (the API's own contract), [`server`] (the server's
+//! record, as steps read it) and [`controls`] (a claim that must fail, and why).
 //!
 //! The World holds the target, the event tracker, one [`ClientUnderTest`] per
 //! client name, and what the scenario must clean up. Steps stay thin: they
@@ -22,6 +23,7 @@ macro_rules! fail {
 pub mod bad_input;
 pub mod clients;
 pub mod cluster;
+pub mod controls;
 pub mod database;
 pub mod fault_injector;
 pub mod faults;
