@@ -123,6 +123,7 @@ Feature: Connection handoff
     When the database endpoint is rebound to another node
     Then "app" receives MOVING
     And the server closed every connection of "app" when the grace ended
+    And the claim fails that the traffic saw no errors, saying "connection error"
     And every acknowledged write is readable
 
   Scenario: CH11 negative control: a client with maintenance notifications disabled never hands off, and the server's record says so
@@ -132,4 +133,5 @@ Feature: Connection handoff
     Then the server closed every connection of "app" when the grace ended
     And the claim fails that every connection of "app" hands off exactly once, saying "they never moved"
     And the claim fails that every connection of "app" now uses the endpoint MOVING named, saying "sent no MOVING"
+    And the claim fails that the traffic saw no errors, saying "connection error"
     And every acknowledged write is readable

@@ -61,6 +61,23 @@ pub const API_BODY_LIMIT: usize = 64 * 1024;
 /// Pause between two requests of one traffic task: about 200 requests a
 /// second per task, enough to hit every window.
 pub const TRAFFIC_PACE: Duration = Duration::from_millis(5);
+
+/// How far from the end of its grace the server's close of a connection
+/// left on the old node may be recorded (the grace is timed by the same
+/// clock; a busy machine delays the close a little).
+pub const GRACE_END_SLACK: Duration = Duration::from_millis(500);
+
+/// How long the server holds each request the steady traffic keeps in flight
+/// on its connections (`BLPOP` on an empty list, one after another): well
+/// under the suite's response timeout (1 s), so a healthy connection answers
+/// it in time, long enough that some are in flight whenever a node closes
+/// its connections, and short enough that the requests pipelined behind one
+/// on the same connection wait little (the p99 bound of ST2 is 100 ms).
+pub const HELD_REQUEST: Duration = Duration::from_millis(50);
+/// At most this many held requests per client (one per connection up to
+/// it): enough that a client which leaves its connections on a closing
+/// node loses some, few enough that a pool of 1,000 is not a queue load.
+pub const HELD_REQUESTS_MAX: usize = 8;
 /// Pause between two messages of a publisher: about 100 a second, enough for
 /// every moment of a switch-over to see one.
 pub const PUBLISH_PACE: Duration = Duration::from_millis(10);

@@ -36,6 +36,9 @@ pub struct Report {
     pub successes: Vec<Instant>,
     /// Each successful operation's latency, by when it completed (in order).
     pub latencies: Vec<(Instant, Duration)>,
+    /// Held requests the server answered (their errors are in `errors`;
+    /// they are not counted in `ok`, `successes` or `latencies`).
+    pub held: u64,
 }
 
 impl Report {
@@ -59,6 +62,8 @@ struct Shared {
     latencies: Mutex<Vec<(Instant, Duration)>>,
     /// Acknowledged writes: key -> value.
     ledger: Mutex<BTreeMap<String, String>>,
+    /// Held requests answered.
+    held: AtomicU64,
 }
 
 impl Shared {
@@ -143,6 +148,41 @@ impl Workload {
         }
     }
 
+    /// Adds `n` loops that each keep one request held by the server for
+    /// `hold` (`BLPOP` on a list that stays empty), one after another: a
+    /// client that leaves its connections on a node until the node closes
+    /// them loses those in flight. As a real shard does when it changes role
+    /// (failover, migration), the server may end one early with `UNBLOCKED`:
+    /// the server's answer, counted as answered; any other failure is an
+    /// error of the traffic.
+    pub fn hold_requests(&mut self, client: Arc<Client>, prefix: &str, n: usize, hold: Duration) {
+        for t in 0..n {
+            let (client, shared, stop) = (client.clone(), self.shared.clone(), self.stop.clone());
+            let key = format!("{prefix}:held:{t}");
+            self.tasks.push(tokio::spawn(async move {
+                let blpop = redis::cmd("BLPOP")
+                    .arg(&key)
+                    .arg(hold.as_secs_f64())
+                    .clone();
+                while !stop.is_cancelled() {
+                    match client.query::<Option<Vec<String>>>(&blpop).await {
+                        Ok(_) => {}
+                        Err(ClientError::Server(e)) if e.starts_with("UNBLOCKED") => {}
+                        Err(error) => {
+                            shared.errors.lock().unwrap().push(OpError {
+                                at: Instant::now(),
+                                op: format!("BLPOP {key} (held {hold:?})"),
+                                error,
+                            });
+                            continue;
+                        }
+                    }
+                    shared.held.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+    }
+
     /// Successful operations so far.
     pub fn ok_count(&self) -> u64 {
         self.shared.ok.load(Ordering::Relaxed)
@@ -181,6 +221,7 @@ impl Workload {
                 l.sort();
                 l
             },
+            held: self.shared.held.load(Ordering::Relaxed),
         }
     }
 

@@ -347,6 +347,11 @@ impl Client {
         T::from_redis_value(v).map_err(|e| ClientError::Server(e.to_string()))
     }
 
+    /// A cluster client: a connection per node, requests routed by slot.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         if let Some(c) = &self.cluster {

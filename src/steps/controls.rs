@@ -15,7 +15,12 @@ use super::{MaintWorld, StepResult};
 
 /// Runs the `Then` step `claim` and requires it to fail saying `words`.
 #[then(regex = r#"^the claim fails that (.+), saying "((?:[^"\\]|\\.)*)"$"#)]
-async fn then_claim_fails(w: &mut MaintWorld, step: &Step, claim: String, words: String) -> StepResult {
+async fn then_claim_fails(
+    w: &mut MaintWorld,
+    step: &Step,
+    claim: String,
+    words: String,
+) -> StepResult {
     let mut inner = step.clone();
     inner.ty = StepType::Then;
     inner.value = claim.clone();

@@ -11,8 +11,8 @@ use crate::client::{ClientError, ClientOptions, Mode};
 use crate::fault_injector::{Action, BdbId};
 use crate::timeline::{self, traffic_clean, Phase};
 use crate::timing::{
-    BAND_SLACK, GRACE_MARGIN, PATIENT_RESPONSE_TIMEOUT, PROVED_TIMEOUT_MAX, TRAFFIC_PACE,
-    TRAFFIC_PHASE_MIN, TRAFFIC_WARM_UP,
+    BAND_SLACK, GRACE_MARGIN, HELD_REQUEST, HELD_REQUESTS_MAX, PATIENT_RESPONSE_TIMEOUT,
+    PROVED_TIMEOUT_MAX, TRAFFIC_PACE, TRAFFIC_PHASE_MIN, TRAFFIC_WARM_UP,
 };
 use crate::workload::{Report, Workload};
 
@@ -73,7 +73,15 @@ impl MaintWorld {
     pub async fn start_traffic(&mut self, client: &str, loops: usize) -> anyhow::Result<()> {
         let c = self.client(client)?;
         let prefix = format!("{}:{client}", self.prefix);
-        let workload = Workload::start(c, &prefix, loops, TRAFFIC_PACE);
+        let mut workload = Workload::start(c.clone(), &prefix, loops, TRAFFIC_PACE);
+        // Requests held by the server, one per connection (up to a bound),
+        // one after another: whatever moment a node closes what is left on
+        // it, some are in flight there (a cluster client's node connections
+        // carry only the loops).
+        if !c.is_cluster() {
+            let held = c.options().pool_size.min(HELD_REQUESTS_MAX);
+            workload.hold_requests(c.clone(), &prefix, held, HELD_REQUEST);
+        }
         // Traffic is flowing once the first writes are acknowledged.
         workload
             .wait_ok(10, TRAFFIC_WARM_UP)

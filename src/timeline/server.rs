@@ -6,6 +6,7 @@
 use super::{Claim, Unmet};
 use crate::fault_injector::Timestamp;
 use crate::server_record::{CloseCause, ConnectionRecord, DatabaseRecord, EndpointMove};
+use crate::timing::GRACE_END_SLACK;
 
 /// One move of the endpoint as the connections of one client lived it.
 #[derive(Debug)]
@@ -156,6 +157,28 @@ pub fn cut_at_grace_end(record: &DatabaseRecord, name: &str) -> Claim {
                 moved.len(),
                 s.left_behind.len(),
                 moved.join("\n  ")
+            );
+        }
+        let off: Vec<String> = s
+            .left_behind
+            .iter()
+            .filter(|c| {
+                c.closed_at.is_none_or(|at| {
+                    let d =
+                        at.0.duration_since(s.at.grace_end.0)
+                            .or_else(|e| Ok::<_, ()>(e.duration()))
+                            .unwrap_or_default();
+                    d > GRACE_END_SLACK
+                })
+            })
+            .map(|c| c.describe())
+            .collect();
+        if !off.is_empty() {
+            unmet!(
+                "the server closed the connections of {name:?} on node {} at the grace end, but not when the grace ended (at {}, give or take {GRACE_END_SLACK:?}):\n  {}",
+                s.at.from,
+                s.at.grace_end,
+                off.join("\n  ")
             );
         }
     }
