@@ -84,7 +84,12 @@ Feature: Connection handoff
     Given the database uses TLS with certificates from the cluster's CA
     And a client "app" with 2 connections and maintenance notifications enabled and endpoint type auto
     And steady traffic from "app"
-    Then "app" asked for the endpoint type its TLS setting and address class call for
+    Then "app" asked for the endpoint type its TLS setting and address class call for, by this table:
+      | TLS | address class | endpoint type |
+      | off | internal      | internal-ip   |
+      | off | external      | external-ip   |
+      | on  | internal      | internal-fqdn |
+      | on  | external      | external-fqdn |
     When the database endpoint is rebound to another node
     Then "app" receives MOVING with a host name
     And every connection of "app" hands off exactly once

@@ -31,7 +31,12 @@ Feature: Endpoint types
 
   Scenario: ET6 auto picks the form from TLS and the class of the configured address
     Given a client "app" with 2 connections and maintenance notifications enabled and endpoint type auto
-    Then "app" asked for the endpoint type its TLS setting and address class call for
+    Then "app" asked for the endpoint type its TLS setting and address class call for, by this table:
+      | TLS | address class | endpoint type |
+      | off | internal      | internal-ip   |
+      | off | external      | external-ip   |
+      | on  | internal      | internal-fqdn |
+      | on  | external      | external-fqdn |
     When the database endpoint is rebound to another node
     Then every connection of "app" hands off exactly once
     And every connection of "app" now uses the endpoint MOVING named

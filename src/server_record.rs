@@ -100,6 +100,35 @@ pub struct EndpointMove {
     pub announced: bool,
 }
 
+/// The database's endpoint on one node, in every form MOVING can name it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeEndpoints {
+    /// The node.
+    pub node: usize,
+    /// `internal-ip`: `host:port`.
+    pub internal_ip: String,
+    /// `external-ip`.
+    pub external_ip: String,
+    /// `internal-fqdn`.
+    pub internal_fqdn: String,
+    /// `external-fqdn`.
+    pub external_fqdn: String,
+}
+
+impl NodeEndpoints {
+    /// The endpoint in the form `ty` names (`internal-ip`, ...); `None` for
+    /// `none` or an unknown form.
+    pub fn in_form(&self, ty: &str) -> Option<&str> {
+        Some(match ty {
+            "internal-ip" => &self.internal_ip,
+            "external-ip" => &self.external_ip,
+            "internal-fqdn" => &self.internal_fqdn,
+            "external-fqdn" => &self.external_fqdn,
+            _ => return None,
+        })
+    }
+}
+
 /// What `GET /emulator/databases/{bdb_id}/record` answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseRecord {
@@ -107,6 +136,11 @@ pub struct DatabaseRecord {
     pub bdb_id: u64,
     /// The node that holds the endpoint now.
     pub endpoint_node: usize,
+    /// Connections its proxies accepted in all, on every address, TLS
+    /// handshakes that failed included (each one a connection attempt).
+    pub accepted_total: u64,
+    /// Its endpoint on every node of the cluster.
+    pub nodes: Vec<NodeEndpoints>,
     /// The connections asked for (all, or those of one name), by id.
     pub connections: Vec<ConnectionRecord>,
     /// Every move of the endpoint, in order.
@@ -169,6 +203,11 @@ impl CloseCause {
 }
 
 impl DatabaseRecord {
+    /// The endpoint on node `node`.
+    pub fn node(&self, node: usize) -> Option<&NodeEndpoints> {
+        self.nodes.iter().find(|n| n.node == node)
+    }
+
     /// The connections named `name`.
     pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ConnectionRecord> + 'a {
         self.connections

@@ -79,7 +79,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseConfig, DatabaseEndpoint, EndpointsFile};
-use crate::server_record::{CloseCause, DatabaseRecord};
+use crate::server_record::{CloseCause, DatabaseRecord, NodeEndpoints};
 pub use database::Node;
 use database::{ClusterSettings, DbShared};
 pub use error::ActionError;
@@ -214,12 +214,30 @@ impl Database {
     }
 
     /// The server's record: its client connections (those named `name`, when
-    /// given) and the endpoint's moves.
-    pub fn record(&self, name: Option<&str>) -> DatabaseRecord {
+    /// given), the endpoint's moves, and its endpoint on each of `nodes`.
+    pub fn record(&self, name: Option<&str>, nodes: &[Node]) -> DatabaseRecord {
+        use EndpointType::*;
         let (connections, endpoint_moves) = self.shared.ledger.snapshot(name);
+        let (names, port) = (&self.shared.naming, self.shared.port);
+        let at = |n: Node, ty| {
+            n.endpoint(ty, names, port)
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
         DatabaseRecord {
             bdb_id: self.shared.id,
             endpoint_node: self.shared.active_node().index,
+            accepted_total: self.shared.connections_accepted(),
+            nodes: nodes
+                .iter()
+                .map(|&n| NodeEndpoints {
+                    node: n.index,
+                    internal_ip: at(n, InternalIp),
+                    external_ip: at(n, ExternalIp),
+                    internal_fqdn: at(n, InternalFqdn),
+                    external_fqdn: at(n, ExternalFqdn),
+                })
+                .collect(),
             connections,
             endpoint_moves,
         }

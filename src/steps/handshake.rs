@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use anyhow::{anyhow, Result};
+use cucumber::gherkin::Step;
 use cucumber::{given, then, when};
 
 use super::params::{KindParam, ModeParam};
@@ -11,7 +12,6 @@ use super::{MaintWorld, StepResult};
 use crate::client::{ClientFactory, MaintState, Protocol};
 use crate::config::{DatabaseConfig, DatabaseEndpoint};
 use crate::emulator::{redis_server_bin, Shard, ShardSpec};
-use crate::notification::EndpointType;
 use crate::raw::{Frame, RawConnection};
 
 impl MaintWorld {
@@ -151,9 +151,16 @@ async fn then_raw_before_ok(w: &mut MaintWorld, kind: KindParam) -> StepResult {
     }
 }
 
-/// `auto` picked the form WIRE.md prescribes for the configured address.
-#[then(expr = "{string} asked for the endpoint type its TLS setting and address class call for")]
-async fn then_auto_type(w: &mut MaintWorld, client: String) -> StepResult {
+/// `auto` picked the form the step's table gives for the configured
+/// address: its class (internal for loopback, private, link-local and
+/// shared addresses, told here without the client's own function) and the
+/// database's TLS. The server's record decides: what every connection of
+/// the client asked the proxy for (`CLIENT MAINT_NOTIFICATIONS ON
+/// moving-endpoint-type ...`).
+#[then(
+    expr = "{string} asked for the endpoint type its TLS setting and address class call for, by this table:"
+)]
+async fn then_auto_type(w: &mut MaintWorld, step: &Step, client: String) -> StepResult {
     let db = w.env()?.db.clone();
     let e = db.primary_endpoint();
     let ip: IpAddr = match e.host.parse() {
@@ -164,27 +171,90 @@ async fn then_auto_type(w: &mut MaintWorld, client: String) -> StepResult {
             .ok_or_else(|| anyhow!("{} does not resolve", e.host))?
             .ip(),
     };
-    let tls = db.tls || e.tls;
-    let want = EndpointType::for_address(Some(ip), tls);
-    for s in w.maint_states(&client)? {
-        if s != MaintState::On(Some(want)) {
-            fail!(
-                "a connection of {client:?} is {s:?}; for {} ({ip}, TLS {tls}) auto must ask for {want}",
-                e.host
-            );
+    let tls = if db.tls || e.tls { "on" } else { "off" };
+    let class = address_class(ip);
+    let want = auto_table(step)?
+        .into_iter()
+        .find(|(t, c, _)| t == tls && c == class)
+        .map(|(_, _, ty)| ty)
+        .ok_or_else(|| {
+            anyhow!("the table has no row for TLS {tls} and an {class} address ({ip})")
+        })?;
+    let Some(r) = w.server_record(&client).await? else {
+        w.not_checked(
+            "what each connection asked the server for (the client's own account decides instead)",
+        );
+        for s in w.maint_states(&client)? {
+            if !matches!(&s, MaintState::On(Some(t)) if t.as_str() == want) {
+                fail!("a connection of {client:?} is {s:?}; for {ip} with TLS {tls} auto must ask for {want}");
+            }
         }
-    }
-    // Server-side truth: what the proxies were asked, one entry per connection.
-    let Ok(emu) = w.emulator() else {
-        eprintln!("note: against a cluster only the client's own record of what it asked is read");
         return Ok(());
     };
-    let asked = emu.existing_database(w.env()?.bdb_id)?.asked_forms();
-    let conns = w.client(&client)?.connections().len();
-    if asked.len() < conns || asked.iter().any(|t| *t != want) {
+    let name = w.server_name(&client)?;
+    let open: Vec<_> = r.named(&name).filter(|c| c.is_open()).collect();
+    let expected = w.client(&client)?.options().pool_size;
+    let wrong: Vec<String> = open
+        .iter()
+        .filter(|c| c.maint.as_deref() != Some(want.as_str()))
+        .map(|c| format!("{} asked for {:?}", c.describe(), c.maint))
+        .collect();
+    if open.len() != expected || !wrong.is_empty() {
         fail!(
-            "the emulator's proxies were asked for {asked:?} by the {conns} connections of {client:?}; auto must ask for {want}"
+            "for {ip} ({class}) with TLS {tls}, auto must ask for {want} on each of the {expected} connections of {client:?}; the server holds {} open, and:\n  {}",
+            open.len(),
+            wrong.join("\n  ")
         );
     }
     Ok(())
+}
+
+/// The class of an address as the table of `auto` names it: `internal`
+/// for loopback, private (RFC 1918, unique local), link-local and shared
+/// (100.64/10) addresses, `external` otherwise.
+fn address_class(ip: IpAddr) -> &'static str {
+    let internal = match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    };
+    if internal {
+        "internal"
+    } else {
+        "external"
+    }
+}
+
+/// The rows of `| TLS | address class | endpoint type |`.
+fn auto_table(step: &Step) -> Result<Vec<(String, String, String)>> {
+    let table = step
+        .table
+        .as_ref()
+        .ok_or_else(|| anyhow!("the step needs a | TLS | address class | endpoint type | table"))?;
+    let mut rows = Vec::new();
+    for row in &table.rows {
+        match row.as_slice() {
+            [t, c, ty] if t.trim() == "TLS" => {
+                let _ = (c, ty);
+            }
+            [t, c, ty] => rows.push((
+                t.trim().to_string(),
+                c.trim().to_string(),
+                ty.trim().to_string(),
+            )),
+            other => anyhow::bail!(
+                "a row of the table has {} cells, 3 expected: {other:?}",
+                other.len()
+            ),
+        }
+    }
+    Ok(rows)
 }

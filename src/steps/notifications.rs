@@ -9,7 +9,7 @@ use cucumber::then;
 use super::params::{EndpointForm, EndpointTypeParam, KindParam};
 use super::{MaintWorld, StepResult};
 use crate::notification::{Kind, Notification};
-use crate::timeline::{self, Received};
+use crate::timeline::{self, server, Received};
 
 impl MaintWorld {
     /// Waits until some connection of `client` received `first` (seq N) and then
@@ -90,30 +90,32 @@ async fn then_moving_type(w: &mut MaintWorld, client: String, ty: EndpointTypePa
             moving.notification
         );
     }
-    let Some(e) = endpoint else { return Ok(()) };
-    match w.emulator() {
-        Ok(emu) => {
-            let forms = emu.endpoint_types_of(e);
-            let names = forms.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ");
-            if !forms.contains(&ty.0) {
-                fail!(
-                    "{client:?} asked for {} and MOVING named {e}, which is {} here",
-                    ty.0,
-                    match forms.as_slice() {
-                        [] => "no node's address or name".to_string(),
-                        _ => format!("of the forms {names}"),
-                    }
-                );
-            }
-            if forms.len() > 1 {
-                eprintln!(
-                    "note: {e} is of the forms {names} here (host names do not resolve in the cluster's domain); they are not told apart"
-                );
-            }
-        }
-        Err(_) => eprintln!(
-            "note: against a cluster only the form of {e} is checked; internal and external are not told apart"
-        ),
+    // The server decides where MOVING pointed: the endpoint, in the asked
+    // form, of the node that holds it after the move.
+    let Some(r) = w.server_record(&client).await? else {
+        w.not_checked(&format!(
+            "whether {} names the node the endpoint moved to (only its form is checked)",
+            moving.notification
+        ));
+        return Ok(());
+    };
+    let name = w.server_name(&client)?;
+    let (seq, to, named) = server::moving_named(&r, &name).map_err(|e| w.unmet(&client, e))?;
+    let node = r
+        .node(to)
+        .ok_or_else(|| anyhow!("the server's record lists no node {to}"))?;
+    let expected = node.in_form(ty.0.as_str()).map(str::to_string);
+    if named != expected {
+        fail!(
+            "{client:?} asked for {}; the server's MOVING (seq {seq}) named {named:?}, but the endpoint moved to node {to}, which is {expected:?} in that form",
+            ty.0
+        );
+    }
+    if endpoint.as_ref().map(|e| e.to_string()) != named {
+        fail!(
+            "the server's MOVING (seq {seq}) named {named:?}; {client:?} read {}",
+            moving.notification
+        );
     }
     Ok(())
 }

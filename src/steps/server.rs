@@ -33,6 +33,16 @@ impl MaintWorld {
             .await?)
     }
 
+    /// The target is the emulator, in this process or as `maint-e2e
+    /// emulator` of its own: it keeps a server record, and takes the faults
+    /// only it injects (`network_latency`, `send_push`, ...) through its API.
+    pub async fn emulator_target(&self) -> Result<bool> {
+        if self.on_emulator() {
+            return Ok(true);
+        }
+        Ok(self.server_record_all().await?.is_some())
+    }
+
     /// The server's record of the whole database (every connection).
     pub async fn server_record_all(&self) -> Result<Option<DatabaseRecord>> {
         let env = self.env()?;

@@ -224,7 +224,8 @@ async fn then_replay_opens_nothing(
 ) -> StepResult {
     let conn = w.new_connection(&client)?;
     // The emulator replays the last completion; a real server may or may not.
-    let within = if w.on_emulator() {
+    let emulator = w.emulator_target().await?;
+    let within = if emulator {
         w.patience()
     } else {
         CLUSTER_REPLAY_WITHIN
@@ -238,7 +239,7 @@ async fn then_replay_opens_nothing(
             |events| timeline::replayed_at_setup(events, conn.id, kind.0),
         )
         .await;
-    if let (Err(e), true) = (&got, w.on_emulator()) {
+    if let (Err(e), true) = (&got, emulator) {
         fail!(
             "the emulator did not replay {} to the new connection: {e}",
             kind.0

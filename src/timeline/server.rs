@@ -359,6 +359,8 @@ mod tests {
         DatabaseRecord {
             bdb_id: 1,
             endpoint_node: 2,
+            accepted_total: connections.len() as u64,
+            nodes: Vec::new(),
             connections,
             endpoint_moves: vec![EndpointMove {
                 seq: 7,
