@@ -816,3 +816,142 @@ async fn the_slot_migration_catalogue_and_route_have_the_real_shapes() {
         "{s}"
     );
 }
+
+/// The emulator's own namespace: the server's record of a database, every
+/// field with its type, as the suite reads it in both its passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_record_has_every_connection_and_move_field_by_field() {
+    let api = fast_api().await;
+    let out = api
+        .create(json!({"name": "recorded", "replication": false}))
+        .await;
+    let (id, port) = ids(&out);
+    let addr = format!("127.0.0.1:{port}");
+    let stays = opted_in(&addr).await;
+    stays
+        .command(&["CLIENT", "SETNAME", "stays"])
+        .await
+        .unwrap();
+    let leaves = RawConnection::connect(&addr, true, None).await.unwrap();
+    leaves
+        .command(&["CLIENT", "SETNAME", "leaves"])
+        .await
+        .unwrap();
+    drop(leaves);
+    let bound = api
+        .run(json!({"type": "bind", "parameters": {"bdb_id": id, "target_node": 2}}))
+        .await;
+    assert_eq!(bound["status"], "success", "{bound}");
+
+    let (code, all) = api.get(&format!("/emulator/databases/{id}/record")).await;
+    assert_eq!(code, 200, "{all}");
+    assert_eq!(
+        keys(&all),
+        [
+            "accepted_total",
+            "bdb_id",
+            "connections",
+            "endpoint_moves",
+            "endpoint_node",
+            "nodes"
+        ]
+    );
+    assert_eq!(all["bdb_id"].as_u64(), Some(id));
+    assert_eq!(all["endpoint_node"].as_u64(), Some(2));
+    assert!(all["accepted_total"].as_u64().unwrap() >= 2, "{all}");
+    let nodes = all["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(
+        keys(&nodes[1]),
+        [
+            "external_fqdn",
+            "external_ip",
+            "internal_fqdn",
+            "internal_ip",
+            "node"
+        ]
+    );
+    assert_eq!(nodes[1]["node"].as_u64(), Some(2));
+    assert_eq!(nodes[1]["internal_ip"], format!("127.0.2.1:{port}"));
+    assert_eq!(nodes[1]["external_ip"], format!("127.0.2.2:{port}"));
+    let moves = all["endpoint_moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 1);
+    let m = &moves[0];
+    assert_eq!(
+        keys(m),
+        ["announced", "at", "from", "grace_end", "seq", "to"]
+    );
+    assert_eq!((m["from"].as_u64(), m["to"].as_u64()), (Some(1), Some(2)));
+    assert!(m["seq"].is_i64() && m["announced"].as_bool() == Some(true));
+    assert_rfc3339(&m["at"], "at");
+    assert_rfc3339(&m["grace_end"], "grace_end");
+
+    // One name: only its connections.
+    let (code, named) = api
+        .get(&format!("/emulator/databases/{id}/record?name=stays"))
+        .await;
+    assert_eq!(code, 200);
+    let conns = named["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 1, "{named}");
+    let c = &conns[0];
+    assert_eq!(
+        keys(c),
+        [
+            "accepted_at",
+            "close_detail",
+            "closed_at",
+            "closed_by",
+            "id",
+            "local",
+            "maint",
+            "name",
+            "node",
+            "peer",
+            "public",
+            "pushes",
+            "pushes_total"
+        ]
+    );
+    assert!(c["id"].is_u64());
+    assert_eq!(c["node"].as_u64(), Some(1));
+    assert_eq!(c["public"], true);
+    assert_eq!(c["local"], addr);
+    assert!(c["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(c["name"], "stays");
+    assert_eq!(c["maint"], "internal-ip");
+    assert_rfc3339(&c["accepted_at"], "accepted_at");
+    assert_rfc3339(&c["closed_at"], "closed_at");
+    // It stayed on the node the endpoint left, which closed it at the grace end.
+    assert_eq!(c["closed_by"], "grace_end");
+    assert!(c["close_detail"].is_null());
+    // MOVING, then its repeat half-way through the grace.
+    let pushes = c["pushes"].as_array().unwrap();
+    assert_eq!(c["pushes_total"].as_u64(), Some(pushes.len() as u64));
+    assert_eq!(pushes.len(), 2, "{c}");
+    assert_eq!(keys(&pushes[0]), ["at", "endpoint", "kind", "seq"]);
+    assert_eq!(pushes[0]["kind"], "MOVING");
+    assert_eq!(pushes[0]["seq"], m["seq"]);
+    assert_eq!(pushes[0]["endpoint"], format!("127.0.2.1:{port}"));
+    assert_rfc3339(&pushes[0]["at"], "a push's at");
+
+    let (_, gone) = api
+        .get(&format!("/emulator/databases/{id}/record?name=leaves"))
+        .await;
+    let g = &gone["connections"][0];
+    assert_eq!(g["closed_by"], "client", "{gone}");
+    assert!(g["maint"].is_null() && g["pushes_total"] == 0);
+
+    // Bad input, in words.
+    let (code, e) = api.get("/emulator/databases/99/record").await;
+    assert_eq!(code, 404);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("no database with bdb_id 99"),
+        "{e}"
+    );
+    let (code, e) = api.get("/emulator/databases/one/record").await;
+    assert_eq!(code, 400);
+    assert!(e["error"].as_str().unwrap().contains("not a number"), "{e}");
+}

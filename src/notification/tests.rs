@@ -75,6 +75,61 @@ fn failing_over_and_failed_over_encode_byte_exact() {
 }
 
 #[test]
+fn migrated_encodes_byte_exact() {
+    // Exactly three elements: name, seq, shard ids (Jedis's strict layout).
+    let n = Notification::Migrated {
+        seq: 9,
+        shards: vec!["2".into()],
+    };
+    assert_eq!(
+        &n.to_resp3()[..],
+        b">3\r\n$8\r\nMIGRATED\r\n:9\r\n$1\r\n2\r\n"
+    );
+}
+
+#[test]
+fn smigrating_encodes_one_string_of_slots_byte_exact() {
+    // Element 2 is ONE string of slots and ranges: redis-py and Jedis read
+    // only that element.
+    let n = Notification::SMigrating {
+        seq: 11,
+        slots: "1000-2000,3000".into(),
+    };
+    assert_eq!(
+        &n.to_resp3()[..],
+        b">3\r\n$10\r\nSMIGRATING\r\n:11\r\n$14\r\n1000-2000,3000\r\n"
+    );
+}
+
+#[test]
+fn smigrated_encodes_triplets_byte_exact() {
+    // Element 2 is an array of [source, target, slots] triplets, never pairs.
+    let n = Notification::SMigrated {
+        seq: 12,
+        moves: vec![
+            SlotMove {
+                source: Endpoint::new("127.0.1.1", 12001),
+                target: Endpoint::new("127.0.2.1", 12001),
+                slots: "1000-2000".into(),
+            },
+            SlotMove {
+                source: Endpoint::new("127.0.1.1", 12001),
+                target: Endpoint::new("127.0.3.1", 12001),
+                slots: "3000".into(),
+            },
+        ],
+        rejected: Vec::new(),
+    };
+    let want: &[u8] = b">3\r\n$9\r\nSMIGRATED\r\n:12\r\n*2\r\n\
+*3\r\n$15\r\n127.0.1.1:12001\r\n$15\r\n127.0.2.1:12001\r\n$9\r\n1000-2000\r\n\
+*3\r\n$15\r\n127.0.1.1:12001\r\n$15\r\n127.0.3.1:12001\r\n$4\r\n3000\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&n.to_resp3()),
+        String::from_utf8_lossy(want)
+    );
+}
+
+#[test]
 fn several_shard_ids_travel_as_one_element_and_split_back() {
     let n = Notification::Migrating {
         seq: 8,
