@@ -16,6 +16,7 @@ Feature: Pub/sub through maintenance
     And "app" publishes steadily to the channel "listener" subscribed to
     When <maintenance step>
     Then "listener" received every message "app" published
+    And the server cut off no connection of "listener"
 
     Examples:
       | kind            | maintenance | maintenance step                              |
@@ -25,3 +26,21 @@ Feature: Pub/sub through maintenance
       | sharded channel | a failover  | the database fails over                       |
       | sharded channel | a migration | the database's shard migrates to another node |
       | sharded channel | a rebind    | the database endpoint is rebound to another node |
+
+  Scenario: PS2 negative control: a subscriber that does not subscribe again on its new connection misses what is published after a rebind
+    Given a client "listener" with maintenance notifications enabled and these settings:
+      | resubscribe | off |
+    And a client "app" with maintenance notifications enabled
+    And "listener" subscribes to a channel
+    And "app" publishes steadily to the channel "listener" subscribed to
+    When the database endpoint is rebound to another node
+    Then every connection of "listener" hands off exactly once
+    And the claim fails that "listener" received every message "app" published, saying "missed"
+
+  Scenario: PS3 negative control: a subscriber with maintenance notifications disabled is cut off when the old endpoint closes
+    Given a client "listener" with maintenance notifications disabled
+    And a client "app" with maintenance notifications enabled
+    And "listener" subscribes to a channel
+    And "app" publishes steadily to the channel "listener" subscribed to
+    When the database endpoint is rebound to another node
+    Then the claim fails that the server cut off no connection of "listener", saying "grace_end"

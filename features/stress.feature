@@ -24,6 +24,7 @@ Feature: Stress
     And the database endpoint is rebound to another node
     Then every connection of every client hands off exactly once
     And no client ever had more connections open than its pool holds, beyond one new connection per handoff
+    And the server never held more connections of a client than its pool, its handoff workers and its requests in flight, and a few
     And the traffic saw no errors
     And every acknowledged write is readable
     And the traffic completed at least 5000 operations

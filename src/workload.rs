@@ -81,6 +81,9 @@ pub struct Workload {
     shared: Arc<Shared>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// Loops and held requests started (they outlive `tasks`, which a stop
+    /// drains).
+    concurrency: usize,
 }
 
 impl Workload {
@@ -145,6 +148,7 @@ impl Workload {
             shared,
             stop,
             tasks: handles,
+            concurrency: tasks,
         }
     }
 
@@ -156,6 +160,7 @@ impl Workload {
     /// the server's answer, counted as answered; any other failure is an
     /// error of the traffic.
     pub fn hold_requests(&mut self, client: Arc<Client>, prefix: &str, n: usize, hold: Duration) {
+        self.concurrency += n;
         for t in 0..n {
             let (client, shared, stop) = (client.clone(), self.shared.clone(), self.stop.clone());
             let key = format!("{prefix}:held:{t}");
@@ -181,6 +186,12 @@ impl Workload {
                 }
             }));
         }
+    }
+
+    /// Requests it keeps in flight at most: one per loop, one per held
+    /// request.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// Successful operations so far.

@@ -382,7 +382,9 @@ impl ManagedConnection {
                 maint: maint.clone(),
             },
         );
-        self.resubscribe(&mut conn, target).await?;
+        if self.shared.options.resubscribe {
+            self.resubscribe(&mut conn, target).await?;
+        }
         Ok(Active {
             conn,
             tls,

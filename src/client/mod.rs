@@ -112,6 +112,10 @@ pub struct ClientOptions {
     /// Hand connections off on MOVING (test-only switch: off makes a client
     /// that stays where it is, for negative controls).
     pub hand_off: bool,
+    /// Subscribe a new connection (a handoff's, a reconnect's) to what the
+    /// one it replaces was subscribed to (test-only switch: off makes a
+    /// subscriber that goes deaf after a move, for negative controls).
+    pub resubscribe: bool,
     /// TLS settings, used when the database is a TLS one.
     pub tls: TlsOptions,
     /// User name instead of the endpoints file's.
@@ -141,6 +145,7 @@ impl Default for ClientOptions {
             protocol: Protocol::Resp3,
             relax: true,
             hand_off: true,
+            resubscribe: true,
             tls: TlsOptions::default(),
             username: None,
             password: None,
@@ -183,6 +188,7 @@ impl ClientOptions {
             ("handoff workers", self.handoff_workers.to_string()),
             ("relaxation", on_off(self.relax)),
             ("handoffs", on_off(self.hand_off)),
+            ("resubscribe", on_off(self.resubscribe)),
             ("TLS verification", on_off(self.tls.verify)),
             ("TLS versions", self.tls.versions()),
             (

@@ -41,6 +41,10 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             ));
         };
         let (name, value) = (name.trim(), value.trim());
+        // An optional header row, as README writes the table's shape.
+        if (name, value) == ("setting", "value") {
+            continue;
+        }
         let duration = || -> anyhow::Result<std::time::Duration> {
             parse_duration(value)
                 .map_err(|e| anyhow!("{name}: {e}"))?
@@ -57,6 +61,7 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             "connect timeout" => o.connect_timeout = duration()?,
             "relaxation" => o.relax = on_off(name, value)?,
             "handoffs" => o.hand_off = on_off(name, value)?,
+            "resubscribe" => o.resubscribe = on_off(name, value)?,
             "TLS verification" => o.tls.verify = on_off(name, value)?,
             "trusted CA" => {
                 o.tls.ca = match value {
@@ -108,7 +113,7 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             }
             other => {
                 return Err(anyhow!(
-                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout, max handoff retries, handoff workers, TLS verification, trusted CA, TLS versions, client certificate, password, and (to prove a scenario can fail) relaxation and handoffs, on or off"
+                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout, max handoff retries, handoff workers, TLS verification, trusted CA, TLS versions, client certificate, password, and (to prove a scenario can fail) relaxation, handoffs and resubscribe, on or off"
                 ))
             }
         }
@@ -238,6 +243,14 @@ mod tests {
                 .to_string()
         };
         assert!(err(&[["colour", "blue"]]).contains("unknown setting \"colour\""));
+        // The table's shape may head it.
+        let mut o = ClientOptions::default();
+        let rows = vec![
+            vec!["setting".to_string(), "value".to_string()],
+            vec!["resubscribe".to_string(), "off".to_string()],
+        ];
+        apply_setting_rows(&rows, &mut o).unwrap();
+        assert!(!o.resubscribe);
         assert!(err(&[["relaxed timeout", "unbounded"]]).contains("cannot be unbounded"));
         assert!(err(&[["handoff timeout", "3"]]).contains("no unit"));
         assert!(err(&[["max handoff retries", "many"]]).contains("not a whole number"));

@@ -150,6 +150,21 @@ async fn then_dropped(w: &mut MaintWorld, client: String) -> StepResult {
     Ok(())
 }
 
+/// The server decides: it closed no connection of `client` under it (at a
+/// grace end, a proxy restart, a node leaving, on an error).
+#[then(expr = "the server cut off no connection of {string}")]
+async fn then_none_cut_off(w: &mut MaintWorld, client: String) -> StepResult {
+    let Some(r) = w.server_record(&client).await? else {
+        w.not_checked(&format!(
+            "whether the server cut off a connection of {client:?}"
+        ));
+        return Ok(());
+    };
+    let name = w.server_name(&client)?;
+    server::none_cut_off(&r, &name).map_err(|e| w.unmet(&client, e))?;
+    Ok(())
+}
+
 /// The server decides: every connection (of any client) the old node held
 /// when the endpoint last moved was closed by its client before the grace
 /// ended; none was left for the server to cut off.

@@ -10,7 +10,8 @@ use super::clients::MAX_POOL;
 use super::params::{parse_duration, DurationParam, ModeParam};
 use super::{MaintWorld, StepResult};
 use crate::fault_injector::Action;
-use crate::timeline;
+use crate::timeline::{self, server};
+use crate::timing::SOCKET_SLACK;
 use tokio::time::Instant;
 
 /// Names in `"a", "b" and "c"`.
@@ -130,6 +131,43 @@ async fn then_within_pool(w: &mut MaintWorld) -> StepResult {
         let c = w.client(name)?;
         let pool = c.options().pool_size;
         timeline::sockets_within(c.sockets().peak(), pool).map_err(|e| w.unmet(name, e))?;
+    }
+    Ok(())
+}
+
+/// The server's count decides: at no moment did it hold more connections of
+/// a client than its pool, the handoffs it dials at once, one per request
+/// its traffic keeps in flight (an old connection stays until they are
+/// answered), and a slack.
+#[then(
+    "the server never held more connections of a client than its pool, its handoff workers and its requests in flight, and a few"
+)]
+async fn then_server_within_pool(w: &mut MaintWorld) -> StepResult {
+    let names: Vec<String> = w.clients.keys().cloned().collect();
+    for name in names {
+        let c = w.client(&name)?;
+        let in_flight = w
+            .record(&name)?
+            .traffic
+            .as_ref()
+            .map_or(0, |t| t.workload.concurrency());
+        let bound = c.options().pool_size + c.options().handoff_workers + in_flight + SOCKET_SLACK;
+        let Some(r) = w.server_record(&name).await? else {
+            w.not_checked(&format!(
+                "how many connections of {name:?} the server held at once"
+            ));
+            continue;
+        };
+        let server_name = w.server_name(&name)?;
+        let (peak, _) = server::peak_open(&r, &server_name);
+        tracing::info!(
+            client = name,
+            peak,
+            bound,
+            own_peak = c.sockets().peak(),
+            "connections held at once"
+        );
+        server::open_at_most(&r, &server_name, bound).map_err(|e| w.unmet(&name, e))?;
     }
     Ok(())
 }

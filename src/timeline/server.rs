@@ -185,6 +185,70 @@ pub fn cut_at_grace_end(record: &DatabaseRecord, name: &str) -> Claim {
     Ok(())
 }
 
+/// The server cut off no connection of `name`: none ended at a grace end,
+/// a proxy restart, a node leaving or an error (the client closed each it
+/// closed; the database's own shutdown aside).
+pub fn none_cut_off(record: &DatabaseRecord, name: &str) -> Claim {
+    let cut: Vec<String> = record
+        .named(name)
+        .filter(|c| {
+            matches!(
+                c.closed_by,
+                Some(
+                    CloseCause::GraceEnd
+                        | CloseCause::Restart
+                        | CloseCause::NodeLeft
+                        | CloseCause::Error
+                )
+            ) && c.closed_at.is_some()
+        })
+        .map(|c| c.describe())
+        .collect();
+    if !cut.is_empty() {
+        unmet!(
+            "the server cut off {} connection(s) of {name:?}:\n  {}",
+            cut.len(),
+            cut.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The most connections of `name` the server held open at once, and when.
+pub fn peak_open(record: &DatabaseRecord, name: &str) -> (usize, Option<Timestamp>) {
+    // Opens before closes at the same instant: a close and an open at once
+    // count both.
+    let mut edges: Vec<(Timestamp, i8)> = Vec::new();
+    for c in record.named(name) {
+        edges.push((c.accepted_at, 1));
+        if let Some(at) = c.closed_at {
+            edges.push((at, -1));
+        }
+    }
+    edges.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let (mut open, mut peak, mut when) = (0i64, 0i64, None);
+    for (at, d) in edges {
+        open += i64::from(d);
+        if open > peak {
+            (peak, when) = (open, Some(at));
+        }
+    }
+    (peak.max(0) as usize, when)
+}
+
+/// The server never held more connections of `name` open at once than
+/// `bound`.
+pub fn open_at_most(record: &DatabaseRecord, name: &str, bound: usize) -> Claim {
+    let (peak, when) = peak_open(record, name);
+    if peak > bound {
+        unmet!(
+            "the server held {peak} connections of {name:?} open at once (at {}), more than {bound}",
+            when.map(|t| t.to_string()).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// Where the server's MOVING sent the connections of `name` at the last
 /// move that found them: the endpoint it named (`None`: MOVING null, the
 /// configured address), or an error when it sent them no MOVING.
@@ -394,6 +458,11 @@ mod tests {
         assert_eq!(pushes_sent(&r, "app", Some("MIGRATING")), 0);
         assert_eq!(pushes_sent(&r, "other", None), 0);
         assert!(cut_at_grace_end(&r, "app").is_err());
+        none_cut_off(&r, "app").unwrap();
+        // Two old, then two new arriving before the old ones close: four.
+        assert_eq!(peak_open(&r, "app").0, 4);
+        open_at_most(&r, "app", 4).unwrap();
+        assert!(open_at_most(&r, "app", 3).is_err());
         arrived_within(&r, "app", Duration::from_millis(200)).unwrap();
         let e = arrived_within(&r, "app", Duration::from_millis(120))
             .unwrap_err()
@@ -420,6 +489,8 @@ mod tests {
         let e = uses_moving_endpoint(&r, "app", 2).unwrap_err().0;
         assert!(e.contains("sent no MOVING"), "{e}");
         cut_at_grace_end(&r, "app").unwrap();
+        let e = none_cut_off(&r, "app").unwrap_err().0;
+        assert!(e.contains("cut off 2 connection(s)"), "{e}");
     }
 
     #[test]
