@@ -219,7 +219,7 @@ fn written(
 }
 
 async fn run_bench(a: BenchArgs) -> Result<()> {
-    use maint_e2e::bench::{fanout, handoff, overhead, soak, Size};
+    use maint_e2e::bench::{fanout, handoff, overhead, soak, verdict, Size};
     let size = if a.smoke { Size::Smoke } else { Size::Full };
     let all = a.name == BenchName::All;
     if all || a.name == BenchName::Overhead {
@@ -229,7 +229,8 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         o.rounds = a.rounds.unwrap_or(o.rounds);
         o.requests = a.requests.unwrap_or(o.requests);
         let figures = overhead::run(size, &o).await?;
-        written(&a.out, "overhead", size, figures)?;
+        written(&a.out, "overhead", size, figures.clone())?;
+        verdict::overhead(&figures, verdict::overhead_floor(size))?;
     }
     if all || a.name == BenchName::Fanout {
         let mut o = fanout::Options::of(size);
@@ -245,7 +246,8 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         o.connections = a.connections.unwrap_or(o.connections);
         o.rebinds = a.rebinds.unwrap_or(o.rebinds);
         let figures = handoff::run(size, &o).await?;
-        written(&a.out, "handoff", size, figures)?;
+        written(&a.out, "handoff", size, figures.clone())?;
+        verdict::handoff(&figures)?;
     }
     if a.name == BenchName::Soak {
         let mut o = soak::Options::of(size);
@@ -254,7 +256,8 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         o.every = o.every.min(o.actions.max(1));
         let exe = std::env::current_exe().context("finding this binary")?;
         let figures = soak::run(size, &o, &exe).await?;
-        written(&a.out, "soak", size, figures)?;
+        written(&a.out, "soak", size, figures.clone())?;
+        verdict::soak(&figures)?;
     }
     Ok(())
 }

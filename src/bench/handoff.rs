@@ -64,9 +64,19 @@ pub async fn run(size: Size, o: &Options) -> Result<Value> {
         }),
         ..EmulatorConfig::default()
     })?;
+    let fds_before = open_fds();
     let outcome = measure(size, o, &emu).await;
     emu.shutdown().await;
-    outcome
+    // Sockets close on tasks of their own: give them a moment.
+    tokio::time::sleep(QUIET).await;
+    let mut figures = outcome?;
+    figures["fds"] = json!({"start": fds_before, "end": open_fds()});
+    Ok(figures)
+}
+
+/// File descriptors this process holds now.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
 async fn measure(size: Size, o: &Options, emu: &Arc<Emulator>) -> Result<Value> {

@@ -20,6 +20,7 @@ pub mod forwarder;
 pub mod handoff;
 pub mod overhead;
 pub mod soak;
+pub mod verdict;
 
 use std::path::{Path, PathBuf};
 
