@@ -16,25 +16,29 @@ Feature: OSS Cluster API: hash slots that move between nodes
 
   Scenario: CL1 half of one node's slots move to another node, and the client follows
     When half of one node's slots move to another node
-    Then the traffic saw no errors
+    Then "app" needed no MOVED once SMIGRATED said where the slots went
+    And the traffic saw no errors
     And every acknowledged write is readable
     And the slot map of "app" matches the cluster's
 
   Scenario: CL2 a new node joins the cluster and takes slots from every node
     When a new node joins the cluster and takes a share of every node's slots
-    Then the traffic saw no errors
+    Then "app" needed no MOVED once SMIGRATED said where the slots went
+    And the traffic saw no errors
     And every acknowledged write is readable
     And the slot map of "app" matches the cluster's
 
   Scenario: CL3 a node gives its slots to the others and leaves
     When a node gives its slots to the others and leaves the cluster
-    Then the traffic saw no errors
+    Then "app" needed no MOVED once SMIGRATED said where the slots went
+    And the traffic saw no errors
     And every acknowledged write is readable
     And the slot map of "app" matches the cluster's
 
   Scenario: CL4 a node hands its slots to a new node and leaves
     When a node hands all its slots to a new node and leaves the cluster
-    Then the traffic saw no errors
+    Then "app" needed no MOVED once SMIGRATED said where the slots went
+    And the traffic saw no errors
     And every acknowledged write is readable
     And the slot map of "app" matches the cluster's
 
@@ -65,3 +69,18 @@ Feature: OSS Cluster API: hash slots that move between nodes
     When half of one node's slots move to another node
     Then every connection of "app" that received SMIGRATING stayed relaxed until SMIGRATED, then came back
     And the traffic saw no errors
+
+  Scenario: CL10 negative control: a cluster client that ignores SMIGRATED and learns each moved slot only from its own MOVED keeps being redirected
+    Notifications disabled, and no re-read of the slot map after a MOVED:
+    only MOVED, one slot at a time, tells it where the slots went, so the
+    server redirects its requests long after SMIGRATED announced the new
+    owners. (A client that re-reads the whole map after its first MOVED
+    learns it before SMIGRATED here: the slots change owners in batches,
+    each redirected, before SMIGRATED goes out.)
+
+    Given a client "naive" with maintenance notifications disabled and these settings:
+      | slot map refresh on MOVED | off |
+    And steady traffic from "naive"
+    When half of one node's slots move to another node
+    Then "app" needed no MOVED once SMIGRATED said where the slots went
+    And the claim fails that "naive" needed no MOVED once SMIGRATED said where the slots went, saying "with MOVED after"

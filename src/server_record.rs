@@ -78,10 +78,38 @@ pub struct ConnectionRecord {
     pub pushes: Vec<PushSent>,
     /// How many pushes were written to it in all.
     pub pushes_total: u64,
+    /// The redirects (`-MOVED`, `-ASK`) it was answered (the first
+    /// [`PUSHES_KEPT`]).
+    #[serde(default)]
+    pub redirects: Vec<Redirect>,
+    /// How many redirects it was answered in all.
+    #[serde(default)]
+    pub redirects_total: u64,
+}
+
+/// A redirect the server answered a request with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Redirect {
+    /// When.
+    pub at: Timestamp,
+    /// `MOVED` or `ASK`.
+    pub kind: String,
+    /// The slot.
+    pub slot: u16,
 }
 
 /// Pushes kept per connection; more are counted only.
 pub const PUSHES_KEPT: usize = 64;
+
+/// Hash slots that moved between nodes (an OSS Cluster API database's
+/// `slot_migrate`), as SMIGRATED announced them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlotsMoved {
+    /// When SMIGRATED went out.
+    pub at: Timestamp,
+    /// The slots, as SMIGRATED lists them (`"0-100,200"`), one entry per move.
+    pub slots: Vec<String>,
+}
 
 /// A move of the database's endpoint from node to node (a rebind).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,6 +173,9 @@ pub struct DatabaseRecord {
     pub connections: Vec<ConnectionRecord>,
     /// Every move of the endpoint, in order.
     pub endpoint_moves: Vec<EndpointMove>,
+    /// Every slot migration that completed, in order.
+    #[serde(default)]
+    pub slot_moves: Vec<SlotsMoved>,
 }
 
 impl ConnectionRecord {

@@ -69,6 +69,10 @@ pub const TRAFFIC_PACE: Duration = Duration::from_millis(5);
 /// requests in flight) measured peaks of 164 to 168 against a bound of 178.
 pub const SOCKET_SLACK: usize = 2;
 
+/// How long after the server sends SMIGRATED a request of a client that
+/// applied it may still be answered MOVED (one sent before it was read).
+pub const SMIGRATED_APPLIED_WITHIN: Duration = Duration::from_millis(300);
+
 /// How far from the end of its grace the server's close of a connection
 /// left on the old node may be recorded (the grace is timed by the same
 /// clock; a busy machine delays the close a little).

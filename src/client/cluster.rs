@@ -319,7 +319,9 @@ impl Cluster {
                         match kind {
                             "MOVED" => {
                                 self.table.lock().unwrap().set(&[(s, s)], &next);
-                                self.refresh_soon();
+                                if self.shared.options.refresh_on_moved {
+                                    self.refresh_soon();
+                                }
                             }
                             _ => asking = true,
                         }

@@ -116,6 +116,10 @@ pub struct ClientOptions {
     /// one it replaces was subscribed to (test-only switch: off makes a
     /// subscriber that goes deaf after a move, for negative controls).
     pub resubscribe: bool,
+    /// A cluster client reads the whole slot map again after a `MOVED`
+    /// (test-only switch: off makes a client that learns a moved slot only
+    /// from its own MOVED, for negative controls).
+    pub refresh_on_moved: bool,
     /// TLS settings, used when the database is a TLS one.
     pub tls: TlsOptions,
     /// User name instead of the endpoints file's.
@@ -146,6 +150,7 @@ impl Default for ClientOptions {
             relax: true,
             hand_off: true,
             resubscribe: true,
+            refresh_on_moved: true,
             tls: TlsOptions::default(),
             username: None,
             password: None,
@@ -189,6 +194,7 @@ impl ClientOptions {
             ("relaxation", on_off(self.relax)),
             ("handoffs", on_off(self.hand_off)),
             ("resubscribe", on_off(self.resubscribe)),
+            ("slot map refresh on MOVED", on_off(self.refresh_on_moved)),
             ("TLS verification", on_off(self.tls.verify)),
             ("TLS versions", self.tls.versions()),
             (

@@ -12,7 +12,9 @@ use std::sync::Mutex;
 
 use crate::fault_injector::Timestamp;
 use crate::notification::EndpointType;
-use crate::server_record::{CloseCause, ConnectionRecord, EndpointMove, PushSent, PUSHES_KEPT};
+use crate::server_record::{
+    CloseCause, ConnectionRecord, EndpointMove, PushSent, Redirect, SlotsMoved, PUSHES_KEPT,
+};
 
 /// Closed connections kept.
 pub const CLOSED_KEPT: usize = 20_000;
@@ -31,6 +33,7 @@ struct Inner {
     open: BTreeMap<u64, ConnectionRecord>,
     closed: VecDeque<ConnectionRecord>,
     moves: VecDeque<EndpointMove>,
+    slot_moves: VecDeque<SlotsMoved>,
 }
 
 impl Ledger {
@@ -59,6 +62,8 @@ impl Ledger {
                 close_detail: None,
                 pushes: Vec::new(),
                 pushes_total: 0,
+                redirects: Vec::new(),
+                redirects_total: 0,
             },
         );
     }
@@ -89,6 +94,32 @@ impl Ledger {
                 c.pushes.push(push);
             }
         });
+    }
+
+    /// Connection `id` was answered `reply`: kept when it is a redirect
+    /// (`-MOVED <slot> <addr>`, `-ASK <slot> <addr>`).
+    pub fn redirected(&self, id: u64, reply: &[u8]) {
+        let Some(r) = parse_redirect(reply) else {
+            return;
+        };
+        self.with(id, |c| {
+            c.redirects_total += 1;
+            if c.redirects.len() < PUSHES_KEPT {
+                c.redirects.push(r);
+            }
+        });
+    }
+
+    /// Slots moved between nodes; SMIGRATED goes out now.
+    pub fn slots_moved(&self, slots: Vec<String>) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.slot_moves.push_back(SlotsMoved {
+            at: Timestamp::now(),
+            slots,
+        });
+        while inner.slot_moves.len() > MOVES_KEPT {
+            inner.slot_moves.pop_front();
+        }
     }
 
     /// The server is about to close connection `id` because of `by`: the
@@ -124,6 +155,17 @@ impl Ledger {
         }
     }
 
+    /// The slot migrations that completed.
+    pub fn slot_moves(&self) -> Vec<SlotsMoved> {
+        self.inner
+            .lock()
+            .unwrap()
+            .slot_moves
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// The connections (those named `name`, when given), by id, and the
     /// endpoint's moves.
     pub fn snapshot(&self, name: Option<&str>) -> (Vec<ConnectionRecord>, Vec<EndpointMove>) {
@@ -138,6 +180,21 @@ impl Ledger {
         conns.sort_by_key(|c| c.id);
         (conns, inner.moves.iter().cloned().collect())
     }
+}
+
+/// `-MOVED 1234 host:port` or `-ASK ...`, as a redirect.
+fn parse_redirect(reply: &[u8]) -> Option<Redirect> {
+    let text = std::str::from_utf8(reply.strip_prefix(b"-")?).ok()?;
+    let mut words = text.split_ascii_whitespace();
+    let kind = words.next()?;
+    if kind != "MOVED" && kind != "ASK" {
+        return None;
+    }
+    Some(Redirect {
+        at: Timestamp::now(),
+        kind: kind.to_string(),
+        slot: words.next()?.parse().ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -182,6 +239,21 @@ mod tests {
         assert_eq!(c.pushes.len(), PUSHES_KEPT);
         assert_eq!(c.pushes_total, PUSHES_KEPT as u64 + 3);
         assert!(all[1].is_open() && all[1].public);
+    }
+
+    #[test]
+    fn redirects_are_kept_with_their_slot_and_other_errors_ignored() {
+        let l = Ledger::default();
+        l.accepted(1, 1, false, addr("127.0.1.1:1"), addr("127.0.0.1:2"));
+        l.redirected(1, b"-MOVED 1234 127.0.2.1:12000\r\n");
+        l.redirected(1, b"-ASK 7 127.0.2.1:12000\r\n");
+        l.redirected(1, b"-ERR wrong\r\n");
+        l.redirected(1, b"+OK\r\n");
+        let (all, _) = l.snapshot(None);
+        let r = &all[0].redirects;
+        assert_eq!(all[0].redirects_total, 2);
+        assert_eq!((r[0].kind.as_str(), r[0].slot), ("MOVED", 1234));
+        assert_eq!((r[1].kind.as_str(), r[1].slot), ("ASK", 7));
     }
 
     #[test]

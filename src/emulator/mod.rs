@@ -240,6 +240,7 @@ impl Database {
                 .collect(),
             connections,
             endpoint_moves,
+            slot_moves: self.shared.ledger.slot_moves(),
         }
     }
 

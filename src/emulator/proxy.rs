@@ -741,6 +741,7 @@ impl Conn {
                     if matches!(c.name(), "EXEC" | "DISCARD") {
                         self.tx = ShardedTx::default();
                     }
+                    self.db.ledger.redirected(self.id, &reply);
                     self.fifo.push_back(Entry::Canned(reply));
                     continue;
                 }
@@ -918,6 +919,7 @@ impl Conn {
                             let rewritten = slot_map::rewrite_redirect(&raw, |addr| {
                                 db.shard_node(addr)?.endpoint(form, &db.naming, db.port)
                             });
+                            db.ledger.redirected(self.id, &raw);
                             self.out
                                 .extend_from_slice(rewritten.as_deref().unwrap_or(&raw));
                         }

@@ -226,3 +226,25 @@ impl MaintWorld {
         }
     }
 }
+
+/// The server decides: after it announced where the slots went, it
+/// redirected no request of the client (`-MOVED`).
+#[then(expr = "{string} needed no MOVED once SMIGRATED said where the slots went")]
+async fn then_no_moved_after(w: &mut MaintWorld, client: String) -> StepResult {
+    // A moment for requests of the traffic to show what the client does.
+    tokio::time::sleep(crate::timing::SMIGRATED_APPLIED_WITHIN * 2).await;
+    let Some(r) = w.server_record(&client).await? else {
+        w.not_checked(&format!(
+            "which requests of {client:?} the server redirected"
+        ));
+        return Ok(());
+    };
+    let name = w.server_name(&client)?;
+    crate::timeline::server::no_moved_after_smigrated(
+        &r,
+        &name,
+        crate::timing::SMIGRATED_APPLIED_WITHIN,
+    )
+    .map_err(|e| w.unmet(&client, e))?;
+    Ok(())
+}

@@ -249,6 +249,41 @@ pub fn open_at_most(record: &DatabaseRecord, name: &str, bound: usize) -> Claim 
     Ok(())
 }
 
+/// Once the server announced the last slot migration (SMIGRATED) and
+/// `applied_within` passed, it answered no request of `name` with `-MOVED`:
+/// a client that applied SMIGRATED sends each key to its new node itself.
+pub fn no_moved_after_smigrated(
+    record: &DatabaseRecord,
+    name: &str,
+    applied_within: std::time::Duration,
+) -> Claim {
+    let Some(last) = record.slot_moves.last() else {
+        unmet!(
+            "the server recorded no slot migration of database {}",
+            record.bdb_id
+        );
+    };
+    let after = Timestamp(last.at.0 + applied_within);
+    let late: Vec<String> = record
+        .named(name)
+        .flat_map(|c| {
+            c.redirects
+                .iter()
+                .filter(|r| r.kind == "MOVED" && r.at > after)
+                .map(move |r| format!("MOVED {} at {} on connection {}", r.slot, r.at, c.id))
+        })
+        .collect();
+    if !late.is_empty() {
+        unmet!(
+            "the server answered {} request(s) of {name:?} with MOVED after it announced the slots' new owners (SMIGRATED at {}, {applied_within:?} to apply it); first: {}",
+            late.len(),
+            last.at,
+            late[..late.len().min(5)].join("; ")
+        );
+    }
+    Ok(())
+}
+
 /// Where the server's MOVING sent the connections of `name` at the last
 /// move that found them: the endpoint it named (`None`: MOVING null, the
 /// configured address), or an error when it sent them no MOVING.
@@ -405,6 +440,8 @@ mod tests {
             close_detail: None,
             pushes: Vec::new(),
             pushes_total: 0,
+            redirects: Vec::new(),
+            redirects_total: 0,
         }
     }
 
@@ -434,6 +471,7 @@ mod tests {
                 grace_end: t(3000),
                 announced: true,
             }],
+            slot_moves: Vec::new(),
         }
     }
 
@@ -525,6 +563,30 @@ mod tests {
         assert!(uses_moving_endpoint(&r, "app", 2).is_err());
         r.connections[2].public = true;
         uses_moving_endpoint(&r, "app", 2).unwrap();
+    }
+
+    #[test]
+    fn a_moved_after_smigrated_was_applied_is_a_client_that_did_not_apply_it() {
+        use crate::server_record::{Redirect, SlotsMoved};
+        let mut r = handed_off();
+        assert!(no_moved_after_smigrated(&r, "app", Duration::from_millis(300)).is_err());
+        r.slot_moves.push(SlotsMoved {
+            at: t(5000),
+            slots: vec!["0-100".into()],
+        });
+        let moved = |at: u64| Redirect {
+            at: t(at),
+            kind: "MOVED".into(),
+            slot: 42,
+        };
+        // During the move and while SMIGRATED is being applied: fine.
+        r.connections[2].redirects = vec![moved(4000), moved(5200)];
+        no_moved_after_smigrated(&r, "app", Duration::from_millis(300)).unwrap();
+        r.connections[3].redirects = vec![moved(6000)];
+        let e = no_moved_after_smigrated(&r, "app", Duration::from_millis(300))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("MOVED 42") && e.contains("connection 4"), "{e}");
     }
 
     #[test]

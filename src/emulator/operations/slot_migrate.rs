@@ -175,6 +175,9 @@ pub async fn slot_migrate(
                 .map(|&set| (nodes[set], after[set], slot_list(&map.slots_of(set)))),
         )
         .collect();
+    db.shared
+        .ledger
+        .slots_moved(triplets.iter().map(|(_, _, slots)| slots.clone()).collect());
     let mut seqs = Vec::new();
     for n in db.shared.serving_nodes() {
         let seq = db.shared.take_seq();
