@@ -853,9 +853,11 @@ async fn the_server_record_has_every_connection_and_move_field_by_field() {
             "connections",
             "endpoint_moves",
             "endpoint_node",
-            "nodes"
+            "nodes",
+            "slot_moves"
         ]
     );
+    assert_eq!(all["slot_moves"], json!([]));
     assert_eq!(all["bdb_id"].as_u64(), Some(id));
     assert_eq!(all["endpoint_node"].as_u64(), Some(2));
     assert!(all["accepted_total"].as_u64().unwrap() >= 2, "{all}");
@@ -909,8 +911,15 @@ async fn the_server_record_has_every_connection_and_move_field_by_field() {
             "peer",
             "public",
             "pushes",
-            "pushes_total"
+            "pushes_total",
+            "redirects",
+            "redirects_total"
         ]
+    );
+    // A standalone database redirects nothing.
+    assert_eq!(
+        (&c["redirects"], &c["redirects_total"]),
+        (&json!([]), &json!(0))
     );
     assert!(c["id"].is_u64());
     assert_eq!(c["node"].as_u64(), Some(1));
