@@ -361,6 +361,7 @@ fn known_run() -> Run {
         }],
         clients: vec![("app".into(), vec![])],
         writes_checked: 75,
+        not_checked: Vec::new(),
     };
     let steps = vec![Step {
         keyword: "When".into(),
@@ -483,5 +484,48 @@ async fn the_browser_check_fails_on_a_script_error_or_a_timeline_not_drawn() {
     assert!(
         err.contains("script errors") && err.contains("noSuchFunction"),
         "{err}"
+    );
+}
+
+/// A claim left unchecked on a target is a state of its own, shown in every
+/// output: the page (in the summary and the scenario), its JSON, cucumber
+/// JSON and the terminal's recap; without one, none of them mentions it.
+#[test]
+fn a_claim_not_checked_is_its_own_state_in_every_output() {
+    let mut run = known_run();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = std::fs::read_to_string(run.write(dir.path()).unwrap().html).unwrap();
+    assert!(
+        !plain.contains("not checked"),
+        "nothing unchecked, nothing said"
+    );
+    assert!(!run.failure_recap().contains("NOT CHECKED"));
+
+    let why = "which node each connection is on: the target keeps no server record";
+    run.features[0].scenarios[0].not_checked = vec![why.into()];
+    let w = run.write(dir.path()).unwrap();
+    let html = std::fs::read_to_string(&w.html).unwrap();
+    assert!(
+        html.contains("1 with claims not checked on this target"),
+        "summary"
+    );
+    assert!(html.contains("1 not checked</span>"), "the scenario's row");
+    assert!(html.contains("Not checked on this target") && html.contains(why));
+    let back: Run = serde_json::from_slice(&std::fs::read(&w.json).unwrap()).unwrap();
+    assert_eq!(
+        back.features[0].scenarios[0].not_checked,
+        vec![why.to_string()]
+    );
+    let cucumber = std::fs::read_to_string(&w.cucumber).unwrap();
+    assert!(
+        cucumber.contains("\"not checked\""),
+        "an embedding named so"
+    );
+    let recap = run.failure_recap();
+    assert!(
+        recap.contains("NOT CHECKED on this target: claims of 1 scenario(s)")
+            && recap.contains("known.feature:3 KN1")
+            && recap.contains(why),
+        "{recap}"
     );
 }

@@ -91,6 +91,8 @@ pub struct Capture {
     pub clients: Vec<(String, Vec<Setting>)>,
     /// Acknowledged writes read back intact.
     pub writes_checked: usize,
+    /// What its steps could not check against this target, and why.
+    pub not_checked: Vec<String>,
 }
 
 /// Captures of the run, by feature file and scenario line: the suite's

@@ -58,6 +58,7 @@ impl Fixture {
             }],
             clients: vec![("app".into(), vec![])],
             writes_checked: 42,
+            not_checked: Vec::new(),
         }
     }
 }

@@ -236,6 +236,7 @@ impl LivingDoc {
         }
         if let Some(c) = self.captures.take(&path, scenario.line) {
             scenario.counts = capture::counts(&c);
+            scenario.not_checked = c.not_checked.clone();
             scenario.clients = c
                 .clients
                 .iter()

@@ -218,20 +218,25 @@ pub fn from_run(run: &Run) -> Vec<JsonFeature> {
                                     duration: Some(0),
                                     error_message: None,
                                 },
-                                embeddings: vec![
-                                    embed(
-                                        "text/plain",
-                                        "counts",
-                                        serde_json::to_string(&s.counts)
-                                            .unwrap_or_default()
-                                            .as_bytes(),
-                                    ),
-                                    embed(
-                                        "application/json",
-                                        "timeline",
-                                        serde_json::to_string(t).unwrap_or_default().as_bytes(),
-                                    ),
-                                ],
+                                embeddings: s
+                                    .not_checked
+                                    .iter()
+                                    .map(|w| embed("text/plain", "not checked", w.as_bytes()))
+                                    .chain([
+                                        embed(
+                                            "text/plain",
+                                            "counts",
+                                            serde_json::to_string(&s.counts)
+                                                .unwrap_or_default()
+                                                .as_bytes(),
+                                        ),
+                                        embed(
+                                            "application/json",
+                                            "timeline",
+                                            serde_json::to_string(t).unwrap_or_default().as_bytes(),
+                                        ),
+                                    ])
+                                    .collect(),
                             })
                             .collect(),
                     })

@@ -36,6 +36,8 @@ struct Totals {
     passed: usize,
     failed: usize,
     skipped: usize,
+    /// Scenarios with a claim left unchecked on this target.
+    not_checked: usize,
     duration: String,
 }
 
@@ -308,6 +310,10 @@ pub fn render(run: &Run, data: &str) -> Result<String> {
             passed: count(Outcome::Passed),
             failed: count(Outcome::Failed),
             skipped: count(Outcome::Skipped),
+            not_checked: run
+                .scenarios()
+                .filter(|(_, s)| !s.not_checked.is_empty())
+                .count(),
             duration: format!("{:.1} s", run.duration_ms / 1e3),
         },
         tags,

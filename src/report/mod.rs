@@ -137,6 +137,11 @@ pub struct Scenario {
     pub clients: Vec<ClientDoc>,
     /// What happened, when the scenario got a World.
     pub timeline: Option<Timeline>,
+    /// Claims its steps could not check against the target (a real
+    /// cluster keeps no server record), each with what was left unchecked:
+    /// a state of its own, never counted as checked.
+    #[serde(default)]
+    pub not_checked: Vec<String>,
 }
 
 /// A client under test in a scenario.
@@ -322,6 +327,22 @@ impl Run {
                 ));
                 for line in step.error.as_deref().unwrap_or("").lines().take(12) {
                     out.push_str(&format!("    {line}\n"));
+                }
+            }
+        }
+        let unchecked: Vec<_> = self
+            .scenarios()
+            .filter(|(_, s)| !s.not_checked.is_empty())
+            .collect();
+        if !unchecked.is_empty() {
+            out.push_str(&format!(
+                "NOT CHECKED on this target: claims of {} scenario(s) (neither passed nor failed):\n",
+                unchecked.len()
+            ));
+            for (f, s) in unchecked {
+                out.push_str(&format!("  {}:{} {}\n", f.path, s.line, s.name));
+                for n in &s.not_checked {
+                    out.push_str(&format!("    {n}\n"));
                 }
             }
         }

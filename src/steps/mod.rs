@@ -212,6 +212,8 @@ pub struct MaintWorld {
     pub resources: Resources,
     /// When the scenario began, on both clocks (the report's time origin).
     pub clock: crate::report::Clock,
+    /// What its steps could not check against this target, and why.
+    pub unchecked: std::sync::Mutex<Vec<String>>,
 }
 
 impl fmt::Debug for MaintWorld {
@@ -241,6 +243,7 @@ impl MaintWorld {
             prefix: format!("maint-e2e:{}:{n}", std::process::id()),
             resources: Resources::default(),
             clock: crate::report::Clock::now(),
+            unchecked: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -417,6 +420,7 @@ impl MaintWorld {
             traffic,
             clients,
             writes_checked,
+            not_checked: self.unchecked.lock().unwrap().clone(),
         }
     }
 

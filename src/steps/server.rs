@@ -120,11 +120,14 @@ impl MaintWorld {
         Ok(())
     }
 
-    /// Says, on the console, that `what` could not be checked against this
-    /// target, and why.
+    /// Records that `what` could not be checked against this target, and
+    /// why: on the console now, and in the living document, its JSON and
+    /// cucumber JSON as the scenario's own state (never as checked).
     pub fn not_checked(&self, what: &str) {
-        eprintln!(
-            "not checked: {what}: the target keeps no server record (a real cluster's fault injector has no GET /emulator/databases/{{bdb_id}}/record)"
+        let line = format!(
+            "{what}: the target keeps no server record (a real cluster's fault injector has no GET /emulator/databases/{{bdb_id}}/record)"
         );
+        eprintln!("not checked: {line}");
+        self.unchecked.lock().unwrap().push(line);
     }
 }
