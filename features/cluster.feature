@@ -19,6 +19,7 @@ Feature: OSS Cluster API: hash slots that move between nodes
     Then "app" needed no MOVED once SMIGRATED said where the slots went
     And the traffic saw no errors
     And every acknowledged write is readable
+    And the shards hold every moved slot's keys on the node it moved to, and none on the node it left
     And the slot map of "app" matches the cluster's
 
   Scenario: CL2 a new node joins the cluster and takes slots from every node
@@ -26,6 +27,7 @@ Feature: OSS Cluster API: hash slots that move between nodes
     Then "app" needed no MOVED once SMIGRATED said where the slots went
     And the traffic saw no errors
     And every acknowledged write is readable
+    And the shards hold every moved slot's keys on the node it moved to, and none on the node it left
     And the slot map of "app" matches the cluster's
 
   Scenario: CL3 a node gives its slots to the others and leaves
@@ -33,6 +35,7 @@ Feature: OSS Cluster API: hash slots that move between nodes
     Then "app" needed no MOVED once SMIGRATED said where the slots went
     And the traffic saw no errors
     And every acknowledged write is readable
+    And the shards hold every moved slot's keys on the node it moved to, and none on the node it left
     And the slot map of "app" matches the cluster's
 
   Scenario: CL4 a node hands its slots to a new node and leaves
@@ -40,6 +43,7 @@ Feature: OSS Cluster API: hash slots that move between nodes
     Then "app" needed no MOVED once SMIGRATED said where the slots went
     And the traffic saw no errors
     And every acknowledged write is readable
+    And the shards hold every moved slot's keys on the node it moved to, and none on the node it left
     And the slot map of "app" matches the cluster's
 
   Scenario: CL5 a move announced by both nodes updates the slot map once

@@ -107,8 +107,30 @@ pub const PUSHES_KEPT: usize = 64;
 pub struct SlotsMoved {
     /// When SMIGRATED went out.
     pub at: Timestamp,
-    /// The slots, as SMIGRATED lists them (`"0-100,200"`), one entry per move.
-    pub slots: Vec<String>,
+    /// Each move: from which node to which, which slots.
+    pub moves: Vec<SlotMoveRecord>,
+}
+
+/// One move of slots between two nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlotMoveRecord {
+    /// The node the slots left.
+    pub from: usize,
+    /// The node they moved to.
+    pub to: usize,
+    /// The slots, as SMIGRATED lists them (`"0-100,200"`).
+    pub slots: String,
+}
+
+/// One `redis-server` process of the database, as the server runs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// Its address (`127.0.0.1:port`): the shard itself, not a proxy.
+    pub addr: String,
+    /// The node it lives on.
+    pub node: usize,
+    /// `primary` or `replica`.
+    pub role: String,
 }
 
 /// A move of the database's endpoint from node to node (a rebind).
@@ -176,6 +198,9 @@ pub struct DatabaseRecord {
     /// Every slot migration that completed, in order.
     #[serde(default)]
     pub slot_moves: Vec<SlotsMoved>,
+    /// Its shards' own processes, primaries first.
+    #[serde(default)]
+    pub shards: Vec<ShardRecord>,
 }
 
 impl ConnectionRecord {

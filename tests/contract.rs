@@ -854,10 +854,21 @@ async fn the_server_record_has_every_connection_and_move_field_by_field() {
             "endpoint_moves",
             "endpoint_node",
             "nodes",
+            "shards",
             "slot_moves"
         ]
     );
     assert_eq!(all["slot_moves"], json!([]));
+    // The shard itself, on node 1 (no replication asked).
+    let shards = all["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 1, "{all}");
+    assert_eq!(keys(&shards[0]), ["addr", "node", "role"]);
+    assert_eq!(shards[0]["role"], "primary");
+    assert!(shards[0]["node"].is_u64());
+    assert!(shards[0]["addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
     assert_eq!(all["bdb_id"].as_u64(), Some(id));
     assert_eq!(all["endpoint_node"].as_u64(), Some(2));
     assert!(all["accepted_total"].as_u64().unwrap() >= 2, "{all}");

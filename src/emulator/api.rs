@@ -328,9 +328,11 @@ async fn database_record(
         );
     };
     match s.emulator.existing_database(id) {
-        Ok(db) => {
-            Json(db.record(q.get("name").map(String::as_str), &s.emulator.nodes())).into_response()
-        }
+        Ok(db) => Json(
+            db.record(q.get("name").map(String::as_str), &s.emulator.nodes())
+                .await,
+        )
+        .into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
     }
 }

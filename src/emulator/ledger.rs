@@ -13,7 +13,8 @@ use std::sync::Mutex;
 use crate::fault_injector::Timestamp;
 use crate::notification::EndpointType;
 use crate::server_record::{
-    CloseCause, ConnectionRecord, EndpointMove, PushSent, Redirect, SlotsMoved, PUSHES_KEPT,
+    CloseCause, ConnectionRecord, EndpointMove, PushSent, Redirect, SlotMoveRecord, SlotsMoved,
+    PUSHES_KEPT,
 };
 
 /// Closed connections kept.
@@ -111,11 +112,11 @@ impl Ledger {
     }
 
     /// Slots moved between nodes; SMIGRATED goes out now.
-    pub fn slots_moved(&self, slots: Vec<String>) {
+    pub fn slots_moved(&self, moves: Vec<SlotMoveRecord>) {
         let mut inner = self.inner.lock().unwrap();
         inner.slot_moves.push_back(SlotsMoved {
             at: Timestamp::now(),
-            slots,
+            moves,
         });
         while inner.slot_moves.len() > MOVES_KEPT {
             inner.slot_moves.pop_front();

@@ -79,7 +79,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseConfig, DatabaseEndpoint, EndpointsFile};
-use crate::server_record::{CloseCause, DatabaseRecord, NodeEndpoints};
+use crate::server_record::{CloseCause, DatabaseRecord, NodeEndpoints, ShardRecord};
 pub use database::Node;
 use database::{ClusterSettings, DbShared};
 pub use error::ActionError;
@@ -188,6 +188,8 @@ pub struct ShardSetView {
     pub primary_node: usize,
     /// Address of the replica's `redis-server`, when there is one.
     pub replica: Option<SocketAddr>,
+    /// Node the replica lives on.
+    pub replica_node: Option<usize>,
     /// First and last hash slot.
     pub slots: (u16, u16),
 }
@@ -215,7 +217,7 @@ impl Database {
 
     /// The server's record: its client connections (those named `name`, when
     /// given), the endpoint's moves, and its endpoint on each of `nodes`.
-    pub fn record(&self, name: Option<&str>, nodes: &[Node]) -> DatabaseRecord {
+    pub async fn record(&self, name: Option<&str>, nodes: &[Node]) -> DatabaseRecord {
         use EndpointType::*;
         let (connections, endpoint_moves) = self.shared.ledger.snapshot(name);
         let (names, port) = (&self.shared.naming, self.shared.port);
@@ -241,6 +243,22 @@ impl Database {
             connections,
             endpoint_moves,
             slot_moves: self.shared.ledger.slot_moves(),
+            shards: {
+                let sets = self.shard_sets().await;
+                let primaries = sets.iter().map(|s| ShardRecord {
+                    addr: s.primary.to_string(),
+                    node: s.primary_node,
+                    role: "primary".into(),
+                });
+                let replicas = sets.iter().filter_map(|s| {
+                    Some(ShardRecord {
+                        addr: s.replica?.to_string(),
+                        node: s.replica_node?,
+                        role: "replica".into(),
+                    })
+                });
+                primaries.chain(replicas).collect()
+            },
         }
     }
 
@@ -289,6 +307,7 @@ impl Database {
                 primary: s.primary.addr,
                 primary_node: s.primary.node,
                 replica: s.replica.as_ref().map(|r| r.addr),
+                replica_node: s.replica.as_ref().map(|r| r.node),
                 slots: s.slots,
             })
             .collect()

@@ -248,3 +248,71 @@ async fn then_no_moved_after(w: &mut MaintWorld, client: String) -> StepResult {
     .map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }
+
+/// The shards themselves decide: for each move of the last slot migration,
+/// `CLUSTER COUNTKEYSINSLOT` on the primaries of both nodes, slot by slot.
+#[then(
+    "the shards hold every moved slot's keys on the node it moved to, and none on the node it left"
+)]
+async fn then_keys_moved(w: &mut MaintWorld) -> StepResult {
+    let Some(r) = w.server_record_all().await? else {
+        w.not_checked("which shard holds the moved slots' keys (the shards are not reachable)");
+        return Ok(());
+    };
+    let Some(last) = r.slot_moves.last() else {
+        fail!(
+            "the server recorded no slot migration of database {}",
+            r.bdb_id
+        );
+    };
+    let mut seen = Vec::new();
+    for m in &last.moves {
+        let slots: Vec<u16> = crate::notification::parse_slots(&m.slots)
+            .map_err(|e| anyhow!("the record's slots {:?}: {e}", m.slots))?
+            .into_iter()
+            .flat_map(|(a, b)| a..=b)
+            .collect();
+        let on = |node: usize| {
+            r.shards
+                .iter()
+                .filter(move |s| s.node == node && s.role == "primary")
+                .map(|s| s.addr.clone())
+                .collect::<Vec<_>>()
+        };
+        seen.push(timeline::server::KeysOfMove {
+            from: m.from,
+            to: m.to,
+            slots: m.slots.clone(),
+            on_source: keys_in_slots(&on(m.from), &slots).await?,
+            on_target: keys_in_slots(&on(m.to), &slots).await?,
+        });
+    }
+    tracing::info!(?seen, "keys of the moved slots, by the shards");
+    timeline::server::keys_where_slots_went(&seen).map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Keys the shards at `addrs` hold in `slots`, by their own count.
+async fn keys_in_slots(addrs: &[String], slots: &[u16]) -> Result<u64> {
+    let mut total = 0;
+    for addr in addrs {
+        let shard = RawConnection::connect(addr, false, None).await?;
+        for chunk in slots.chunks(1000) {
+            let commands: Vec<Vec<String>> = chunk
+                .iter()
+                .map(|s| vec!["CLUSTER".into(), "COUNTKEYSINSLOT".into(), s.to_string()])
+                .collect();
+            for reply in shard.pipeline(&commands).await? {
+                let text = String::from_utf8_lossy(&reply);
+                total += text
+                    .trim()
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        anyhow!("the shard at {addr} answered {text:?} to CLUSTER COUNTKEYSINSLOT")
+                    })?;
+            }
+        }
+    }
+    Ok(total)
+}

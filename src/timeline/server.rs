@@ -284,6 +284,50 @@ pub fn no_moved_after_smigrated(
     Ok(())
 }
 
+/// Keys the shards themselves hold in the slots of one move: on the
+/// primaries of the node the slots left, and of the node they moved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeysOfMove {
+    /// The move.
+    pub from: usize,
+    /// Where to.
+    pub to: usize,
+    /// Its slots.
+    pub slots: String,
+    /// Keys in those slots on the node they left.
+    pub on_source: u64,
+    /// Keys in those slots on the node they moved to.
+    pub on_target: u64,
+}
+
+/// Every moved slot's keys are on the node it moved to, none on the node it
+/// left, and the target holds some (the traffic wrote into those slots).
+pub fn keys_where_slots_went(moves: &[KeysOfMove]) -> Claim {
+    if moves.is_empty() {
+        unmet!("the server recorded no slot move");
+    }
+    for m in moves {
+        if m.on_source > 0 {
+            unmet!(
+                "node {} still holds {} key(s) in slots {} it gave to node {}",
+                m.from,
+                m.on_source,
+                m.slots,
+                m.to
+            );
+        }
+        if m.on_target == 0 {
+            unmet!(
+                "node {} holds no key in slots {} that moved to it from node {}: the keys did not go with them",
+                m.to,
+                m.slots,
+                m.from
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Where the server's MOVING sent the connections of `name` at the last
 /// move that found them: the endpoint it named (`None`: MOVING null, the
 /// configured address), or an error when it sent them no MOVING.
@@ -472,6 +516,7 @@ mod tests {
                 announced: true,
             }],
             slot_moves: Vec::new(),
+            shards: Vec::new(),
         }
     }
 
@@ -567,12 +612,16 @@ mod tests {
 
     #[test]
     fn a_moved_after_smigrated_was_applied_is_a_client_that_did_not_apply_it() {
-        use crate::server_record::{Redirect, SlotsMoved};
+        use crate::server_record::{Redirect, SlotMoveRecord, SlotsMoved};
         let mut r = handed_off();
         assert!(no_moved_after_smigrated(&r, "app", Duration::from_millis(300)).is_err());
         r.slot_moves.push(SlotsMoved {
             at: t(5000),
-            slots: vec!["0-100".into()],
+            moves: vec![SlotMoveRecord {
+                from: 1,
+                to: 2,
+                slots: "0-100".into(),
+            }],
         });
         let moved = |at: u64| Redirect {
             at: t(at),
@@ -587,6 +636,23 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("MOVED 42") && e.contains("connection 4"), "{e}");
+    }
+
+    #[test]
+    fn moved_keys_must_be_on_the_target_alone() {
+        let m = |on_source, on_target| KeysOfMove {
+            from: 1,
+            to: 2,
+            slots: "0-100".into(),
+            on_source,
+            on_target,
+        };
+        keys_where_slots_went(&[m(0, 12)]).unwrap();
+        let e = keys_where_slots_went(&[m(3, 12)]).unwrap_err().0;
+        assert!(e.contains("still holds 3 key(s)"), "{e}");
+        let e = keys_where_slots_went(&[m(0, 0)]).unwrap_err().0;
+        assert!(e.contains("did not go with them"), "{e}");
+        assert!(keys_where_slots_went(&[]).is_err());
     }
 
     #[test]

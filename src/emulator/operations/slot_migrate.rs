@@ -175,9 +175,16 @@ pub async fn slot_migrate(
                 .map(|&set| (nodes[set], after[set], slot_list(&map.slots_of(set)))),
         )
         .collect();
-    db.shared
-        .ledger
-        .slots_moved(triplets.iter().map(|(_, _, slots)| slots.clone()).collect());
+    db.shared.ledger.slots_moved(
+        triplets
+            .iter()
+            .map(|(from, to, slots)| crate::server_record::SlotMoveRecord {
+                from: from.index,
+                to: to.index,
+                slots: slots.clone(),
+            })
+            .collect(),
+    );
     let mut seqs = Vec::new();
     for n in db.shared.serving_nodes() {
         let seq = db.shared.take_seq();
