@@ -13,7 +13,7 @@ use crate::client::connection::{ManagedConnection, Relaxation};
 use crate::client::ClientError;
 use crate::notification::Kind;
 use crate::timeline::{self, in_band, show, Received};
-use crate::timing::{BAND_SLACK, CLUSTER_REPLAY_WITHIN, TIGHT_SLACK};
+use crate::timing::{BAND_SLACK, CLUSTER_REPLAY_WITHIN, PROVED_TIMEOUT_MAX, TIGHT_SLACK};
 
 impl MaintWorld {
     /// Waits until `client` received a live `kind`; returns the latest one.
@@ -124,6 +124,28 @@ async fn then_returns_after(
             w.tracker.describe(&client)
         );
     }
+    // The band's far edge, proven by a request: once it has passed, a reply
+    // delayed beyond the timeout times out after it on that connection.
+    let Some(t) = timeout.0.filter(|t| *t <= PROVED_TIMEOUT_MAX) else {
+        return Ok(());
+    };
+    if !w.emulator_target().await? {
+        w.not_checked(&format!(
+            "the timeout of {client:?} on a real request {} after {} (no reply can be delayed here)",
+            show(Some(band.1)),
+            r.notification
+        ));
+        return Ok(());
+    }
+    let c = w.client(&client)?;
+    let conn = c
+        .connections()
+        .into_iter()
+        .chain(w.record(&client)?.opened.iter().cloned())
+        .find(|c| c.id == r.conn)
+        .ok_or_else(|| anyhow::anyhow!("connection {} of {client:?} is gone", r.conn))?;
+    tokio::time::sleep_until(r.at + band.1).await;
+    w.prove_timeout(&client, &[conn], t).await?;
     Ok(())
 }
 

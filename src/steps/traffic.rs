@@ -277,42 +277,52 @@ async fn then_timeouts_restored(w: &mut MaintWorld, client: String) -> StepResul
         return Ok(());
     }
     // The client's account said when to send the probe; the probe decides.
-    let delay = timeout + BAND_SLACK;
-    let action = w
-        .start_action(|bdb| Action::NetworkLatency {
-            bdb_id: BdbId(bdb),
-            delay_ms: delay.as_millis() as u64,
-            duration_s: (delay + BAND_SLACK).as_secs_f64(),
-            node: None,
-        })
-        .await?;
-    let key = format!("{}:{client}:late", w.prefix);
-    let timed = futures::future::join_all(conns.iter().map(|conn| {
-        let get = redis::cmd("GET").arg(&key).clone();
-        async move {
-            let started = Instant::now();
-            let r = conn.query(&get).await;
-            (conn.id, r, started.elapsed())
-        }
-    }))
-    .await;
-    w.finish_action(action).await?;
-    for (conn, r, took) in timed {
-        let timed_out = matches!(
-            r,
-            Err(ClientError::Timeout {
-                in_window: false,
-                ..
-            })
-        );
-        if !timed_out || !timeline::in_band(took, timeout, timeout + BAND_SLACK) {
-            fail!(
-                "a GET on connection {conn} of {client:?} whose reply came {delay:?} late ended {r:?} after {took:?}; expected a timeout after the configured {timeout:?}:\n{}",
-                w.tracker.describe(&client)
-            );
-        }
-    }
+    w.prove_timeout(&client, &conns, timeout).await?;
     Ok(())
+}
+
+impl MaintWorld {
+    /// A request on each of `conns` whose reply the emulator delays beyond
+    /// `timeout` times out after it (between it and a slack later): the
+    /// timeout in force on a real request, whatever the client says of
+    /// itself. Needs the emulator as the target (its `network_latency`).
+    pub(super) async fn prove_timeout(
+        &mut self,
+        client: &str,
+        conns: &[std::sync::Arc<crate::client::connection::ManagedConnection>],
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let delay = timeout + BAND_SLACK;
+        let action = self
+            .start_action(|bdb| Action::NetworkLatency {
+                bdb_id: BdbId(bdb),
+                delay_ms: delay.as_millis() as u64,
+                duration_s: (delay + BAND_SLACK).as_secs_f64(),
+                node: None,
+            })
+            .await?;
+        let key = format!("{}:{client}:late", self.prefix);
+        let timed = futures::future::join_all(conns.iter().map(|conn| {
+            let get = redis::cmd("GET").arg(&key).clone();
+            async move {
+                let started = Instant::now();
+                let r = conn.query(&get).await;
+                (conn.id, r, started.elapsed())
+            }
+        }))
+        .await;
+        self.finish_action(action).await?;
+        for (conn, r, took) in timed {
+            let timed_out = matches!(r, Err(ClientError::Timeout { .. }));
+            if !timed_out || !timeline::in_band(took, timeout, timeout + BAND_SLACK) {
+                anyhow::bail!(
+                    "a GET on connection {conn} of {client:?} whose reply came {delay:?} late ended {r:?} after {took:?}; expected a timeout after {timeout:?}:\n{}",
+                    self.tracker.describe(client)
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One write and one read through every connection of the client.
