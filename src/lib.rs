@@ -16,6 +16,7 @@
 //! * [`server_record`]: the server's record of a database (every client
 //!   connection from accept to close, every endpoint move), as the emulator
 //!   serves it and the suite's claims read it;
+//! * [`duration_text`]: durations written the one way features write them;
 //! * [`slots`]: hash slots, as the proxies and the cluster client compute them;
 //! * [`tracker`]: every client event of a scenario, and waiting on them;
 //! * [`timeline`]: every claim about a client, as a pure function over its events;
@@ -40,6 +41,7 @@ pub use tracker::Tracker;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod duration_text;
 pub mod emulator;
 pub mod fault_injector;
 pub mod notification;

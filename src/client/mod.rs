@@ -164,7 +164,7 @@ impl ClientOptions {
     /// its value as written there); a password is shown as given or not,
     /// never itself.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let show = |d: Duration| crate::timeline::show(Some(d));
+        let show = |d: Duration| crate::duration_text::show(Some(d));
         let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
         vec![
             (
@@ -182,7 +182,7 @@ impl ClientOptions {
             ("connections", self.pool_size.to_string()),
             (
                 "response timeout",
-                crate::timeline::show(self.response_timeout),
+                crate::duration_text::show(self.response_timeout),
             ),
             ("relaxed timeout", show(self.relaxed_timeout)),
             ("relaxed window max", show(self.window_max())),

@@ -12,6 +12,7 @@
 
 mod latency;
 
+pub use crate::duration_text::show;
 pub use cluster::{each_move_applied_once, relaxed_until_smigrated, slot_maps_equal, MovesApplied};
 pub use faults::{errors_bounded, push_handled_on_each, reconnected_each, PushFate};
 pub use latency::{handoff_window, latency_quantile, p99_under, p99_within_factor};
@@ -57,28 +58,6 @@ pub struct Received {
     pub notification: Notification,
     /// Replayed during the connection's set-up rather than sent live.
     pub at_setup: bool,
-}
-
-/// A timeout as steps write it: `500 ms`, `3 s`, `2.5 s`, `2 min`, or
-/// `unbounded` (the form `steps::params::parse_duration` reads).
-pub fn show(d: Option<Duration>) -> String {
-    let Some(d) = d else {
-        return "unbounded".into();
-    };
-    let ms = d.as_secs_f64() * 1e3;
-    if ms < 1000.0 {
-        format!("{} ms", trim_number(ms))
-    } else if ms >= 120_000.0 && ms % 60_000.0 == 0.0 {
-        format!("{} min", trim_number(ms / 60_000.0))
-    } else {
-        format!("{} s", trim_number(ms / 1e3))
-    }
-}
-
-/// `2.5`, `3`, `0.125`: at most three decimals, no trailing zeros.
-fn trim_number(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Every notification of the timeline, in order.

@@ -1,0 +1,216 @@
+//! The server-decided claims on hand-made records.
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::server_record::PushSent;
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000) + Duration::from_millis(ms))
+}
+
+fn conn(
+    id: u64,
+    node: usize,
+    accepted: u64,
+    closed: Option<(u64, CloseCause)>,
+) -> ConnectionRecord {
+    ConnectionRecord {
+        id,
+        node,
+        public: false,
+        local: format!("127.0.{node}.1:12000"),
+        peer: "127.0.0.1:40000".into(),
+        name: Some("app".into()),
+        accepted_at: t(accepted),
+        maint: Some("internal-ip".into()),
+        closed_at: closed.map(|(at, _)| t(at)),
+        closed_by: closed.map(|(_, by)| by),
+        close_detail: None,
+        pushes: Vec::new(),
+        pushes_total: 0,
+        redirects: Vec::new(),
+        redirects_total: 0,
+    }
+}
+
+fn moving(c: &mut ConnectionRecord, at: u64, endpoint: Option<&str>) {
+    c.pushes.push(PushSent {
+        at: t(at),
+        kind: "MOVING".into(),
+        seq: Some(7),
+        endpoint: endpoint.map(str::to_string),
+    });
+    c.pushes_total += 1;
+}
+
+/// The endpoint moves from node 1 to node 2 at 1 s; the grace ends at 3 s.
+fn record(connections: Vec<ConnectionRecord>) -> DatabaseRecord {
+    DatabaseRecord {
+        bdb_id: 1,
+        endpoint_node: 2,
+        accepted_total: connections.len() as u64,
+        nodes: Vec::new(),
+        connections,
+        endpoint_moves: vec![EndpointMove {
+            seq: 7,
+            from: 1,
+            to: 2,
+            at: t(1000),
+            grace_end: t(3000),
+            announced: true,
+        }],
+        slot_moves: Vec::new(),
+        shards: Vec::new(),
+    }
+}
+
+/// Two connections on node 1 that each hand off: a new one on node 2,
+/// the old one closed by the client.
+fn handed_off() -> DatabaseRecord {
+    let mut a = conn(1, 1, 0, Some((1200, CloseCause::Client)));
+    let mut b = conn(2, 1, 0, Some((1300, CloseCause::Client)));
+    moving(&mut a, 1000, Some("127.0.2.1:12000"));
+    moving(&mut b, 1000, Some("127.0.2.1:12000"));
+    record(vec![a, b, conn(3, 2, 1100, None), conn(4, 2, 1150, None)])
+}
+
+#[test]
+fn connections_that_moved_before_the_grace_ended_handed_off() {
+    let r = handed_off();
+    handed_off_by_server(&r, "app").unwrap();
+    uses_moving_endpoint(&r, "app", 2).unwrap();
+    newest_at_moving_endpoint(&r, "app").unwrap();
+    assert!(handoffs_settled(&r, "app", t(1400)));
+    assert_eq!(pushes_sent(&r, "app", Some("moving")), 2);
+    assert_eq!(pushes_sent(&r, "app", Some("MIGRATING")), 0);
+    assert_eq!(pushes_sent(&r, "other", None), 0);
+    assert!(cut_at_grace_end(&r, "app").is_err());
+    none_cut_off(&r, "app").unwrap();
+    // Two old, then two new arriving before the old ones close: four.
+    assert_eq!(peak_open(&r, "app").0, 4);
+    open_at_most(&r, "app", 4).unwrap();
+    assert!(open_at_most(&r, "app", 3).is_err());
+    arrived_within(&r, "app", Duration::from_millis(200)).unwrap();
+    let e = arrived_within(&r, "app", Duration::from_millis(120))
+        .unwrap_err()
+        .0;
+    assert!(e.contains("connection 4"), "{e}");
+}
+
+#[test]
+fn a_client_that_stays_until_the_server_cuts_it_off_did_not_hand_off() {
+    // Notifications off: no MOVING, cut at the grace end, back through
+    // the public address to node 2 afterwards.
+    let mut late_a = conn(3, 2, 3050, None);
+    late_a.public = true;
+    let mut late_b = conn(4, 2, 3060, None);
+    late_b.public = true;
+    let r = record(vec![
+        conn(1, 1, 0, Some((3000, CloseCause::GraceEnd))),
+        conn(2, 1, 0, Some((3000, CloseCause::GraceEnd))),
+        late_a,
+        late_b,
+    ]);
+    let e = handed_off_by_server(&r, "app").unwrap_err().0;
+    assert!(e.contains("closed 2 of the 2 connection(s)"), "{e}");
+    let e = uses_moving_endpoint(&r, "app", 2).unwrap_err().0;
+    assert!(e.contains("sent no MOVING"), "{e}");
+    cut_at_grace_end(&r, "app").unwrap();
+    let e = none_cut_off(&r, "app").unwrap_err().0;
+    assert!(e.contains("cut off 2 connection(s)"), "{e}");
+}
+
+#[test]
+fn a_client_that_hands_off_twice_or_not_at_all_is_caught_by_the_count() {
+    let mut r = handed_off();
+    r.connections
+        .push(conn(5, 2, 1500, Some((1600, CloseCause::Client))));
+    let e = handed_off_by_server(&r, "app").unwrap_err().0;
+    assert!(e.contains("accepted 3 of them"), "{e}");
+    let mut r = handed_off();
+    r.connections.retain(|c| c.id != 4);
+    let e = handed_off_by_server(&r, "app").unwrap_err().0;
+    assert!(e.contains("accepted 1 of them"), "{e}");
+}
+
+#[test]
+fn a_connection_at_another_address_than_moving_named_is_refused() {
+    let mut r = handed_off();
+    // Reconnected to the public address instead of the IP MOVING named.
+    r.connections[3].public = true;
+    r.connections[3].local = "127.0.0.1:12000".into();
+    let e = uses_moving_endpoint(&r, "app", 2).unwrap_err().0;
+    assert!(e.contains("MOVING named 127.0.2.1:12000"), "{e}");
+    let e = newest_at_moving_endpoint(&r, "app").unwrap_err().0;
+    assert!(e.contains("the new connection"), "{e}");
+    // A MOVING null sends it to the public address, and only there.
+    for c in &mut r.connections {
+        for p in &mut c.pushes {
+            p.endpoint = None;
+        }
+    }
+    assert!(uses_moving_endpoint(&r, "app", 2).is_err());
+    r.connections[2].public = true;
+    uses_moving_endpoint(&r, "app", 2).unwrap();
+}
+
+#[test]
+fn a_moved_after_smigrated_was_applied_is_a_client_that_did_not_apply_it() {
+    use crate::server_record::{Redirect, SlotMoveRecord, SlotsMoved};
+    let mut r = handed_off();
+    assert!(no_moved_after_smigrated(&r, "app", Duration::from_millis(300)).is_err());
+    r.slot_moves.push(SlotsMoved {
+        at: t(5000),
+        moves: vec![SlotMoveRecord {
+            from: 1,
+            to: 2,
+            slots: "0-100".into(),
+        }],
+    });
+    let moved = |at: u64| Redirect {
+        at: t(at),
+        kind: "MOVED".into(),
+        slot: 42,
+    };
+    // During the move and while SMIGRATED is being applied: fine.
+    r.connections[2].redirects = vec![moved(4000), moved(5200)];
+    no_moved_after_smigrated(&r, "app", Duration::from_millis(300)).unwrap();
+    r.connections[3].redirects = vec![moved(6000)];
+    let e = no_moved_after_smigrated(&r, "app", Duration::from_millis(300))
+        .unwrap_err()
+        .0;
+    assert!(e.contains("MOVED 42") && e.contains("connection 4"), "{e}");
+}
+
+#[test]
+fn moved_keys_must_be_on_the_target_alone() {
+    let m = |on_source, on_target| KeysOfMove {
+        from: 1,
+        to: 2,
+        slots: "0-100".into(),
+        on_source,
+        on_target,
+    };
+    keys_where_slots_went(&[m(0, 12)]).unwrap();
+    let e = keys_where_slots_went(&[m(3, 12)]).unwrap_err().0;
+    assert!(e.contains("still holds 3 key(s)"), "{e}");
+    let e = keys_where_slots_went(&[m(0, 0)]).unwrap_err().0;
+    assert!(e.contains("did not go with them"), "{e}");
+    assert!(keys_where_slots_went(&[]).is_err());
+}
+
+#[test]
+fn nothing_is_settled_while_a_left_connection_is_open_or_arrivals_are_missing_in_the_grace() {
+    let mut r = handed_off();
+    r.connections[1].closed_at = None;
+    r.connections[1].closed_by = None;
+    assert!(!handoffs_settled(&r, "app", t(1400)));
+    let mut r = handed_off();
+    r.connections.retain(|c| c.id != 4);
+    assert!(!handoffs_settled(&r, "app", t(2000)));
+    assert!(handoffs_settled(&r, "app", t(3100)));
+    let e = handed_off_by_server(&record(Vec::new()), "app")
+        .unwrap_err()
+        .0;
+    assert!(e.contains("CLIENT SETNAME"), "{e}");
+}
