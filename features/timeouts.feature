@@ -128,6 +128,7 @@ Feature: Timeouts during maintenance
     Then "app" receives FAILING_OVER then FAILED_OVER with consecutive sequence numbers on the same connection
     And the traffic saw timeouts during the maintenance, and no other error
     And every acknowledged write is readable
+    And the claim fails that "app" was relaxed between FAILING_OVER and FAILED_OVER, saying "it was not relaxed"
 
   @emulator
   Scenario: TO10 a completion numbered otherwise than its start + 1 still closes the oldest open window of its kind
@@ -138,3 +139,14 @@ Feature: Timeouts during maintenance
     When the emulator sends MIGRATING with sequence number 301
     And the emulator sends MIGRATED with sequence number 305
     Then "app" returns to a timeout of 1 s between 150 ms and 900 ms after MIGRATED
+
+  @emulator
+  Scenario: TO11 a request held beyond the relaxed timeout times out at it, not at the configured one
+    Given a client "app" with maintenance notifications enabled and these settings:
+      | response timeout | 1 s |
+      | relaxed timeout  | 2 s |
+    And steady traffic from "app"
+    When the database's shard migrates to another node, holding requests for 3500 ms
+    Then "app" was relaxed to 2 s between MIGRATING and MIGRATED
+    And the traffic saw timeouts during the maintenance, and no other error
+    And every acknowledged write is readable

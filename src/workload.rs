@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -15,6 +15,8 @@ use crate::client::{Client, ClientError};
 /// One failed operation.
 #[derive(Clone, Debug)]
 pub struct OpError {
+    /// When it was sent.
+    pub sent: Instant,
     /// When it failed.
     pub at: Instant,
     /// `SET key` or `GET key`.
@@ -39,6 +41,37 @@ pub struct Report {
     /// Held requests the server answered (their errors are in `errors`;
     /// they are not counted in `ok`, `successes` or `latencies`).
     pub held: u64,
+    /// Its instants on the wall clock (the server's record keeps wall
+    /// time).
+    pub clock: WallClock,
+}
+
+/// An instant of this process and the wall-clock time it was: instants of
+/// the traffic compared with times in the server's record.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    at: Instant,
+    wall: SystemTime,
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        WallClock {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
+impl WallClock {
+    /// The wall-clock time of `i`.
+    pub fn wall(&self, i: Instant) -> SystemTime {
+        if i >= self.at {
+            self.wall + (i - self.at)
+        } else {
+            self.wall - (self.at - i)
+        }
+    }
 }
 
 impl Report {
@@ -64,6 +97,7 @@ struct Shared {
     ledger: Mutex<BTreeMap<String, String>>,
     /// Held requests answered.
     held: AtomicU64,
+    clock: WallClock,
 }
 
 impl Shared {
@@ -112,6 +146,7 @@ impl Workload {
                                 shared.progress.notify_waiters();
                             }
                             Err(error) => shared.errors.lock().unwrap().push(OpError {
+                                sent,
                                 at: Instant::now(),
                                 op: format!("SET {key}"),
                                 error,
@@ -131,6 +166,7 @@ impl Workload {
                                 }
                             }
                             Err(error) => shared.errors.lock().unwrap().push(OpError {
+                                sent,
                                 at: Instant::now(),
                                 op: format!("GET {key}"),
                                 error,
@@ -170,11 +206,13 @@ impl Workload {
                     .arg(hold.as_secs_f64())
                     .clone();
                 while !stop.is_cancelled() {
+                    let sent = Instant::now();
                     match client.query::<Option<Vec<String>>>(&blpop).await {
                         Ok(_) => {}
                         Err(ClientError::Server(e)) if e.starts_with("UNBLOCKED") => {}
                         Err(error) => {
                             shared.errors.lock().unwrap().push(OpError {
+                                sent,
                                 at: Instant::now(),
                                 op: format!("BLPOP {key} (held {hold:?})"),
                                 error,
@@ -218,6 +256,11 @@ impl Workload {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
+        self.so_far()
+    }
+
+    /// What the traffic did so far (it keeps running).
+    pub fn so_far(&self) -> Report {
         Report {
             ok: self.shared.ok.load(Ordering::Relaxed),
             errors: self.shared.errors.lock().unwrap().clone(),
@@ -233,6 +276,7 @@ impl Workload {
                 l
             },
             held: self.shared.held.load(Ordering::Relaxed),
+            clock: self.shared.clock,
         }
     }
 

@@ -12,8 +12,13 @@ use super::{MaintWorld, StepResult};
 use crate::client::connection::{ManagedConnection, Relaxation};
 use crate::client::ClientError;
 use crate::notification::Kind;
-use crate::timeline::{self, in_band, show, Received};
-use crate::timing::{BAND_SLACK, CLUSTER_REPLAY_WITHIN, PROVED_TIMEOUT_MAX, TIGHT_SLACK};
+use crate::timeline::requests::{self, Relaxed};
+use crate::timeline::{self, in_band, server, show, Received};
+use crate::timing::{
+    BAND_SLACK, CLUSTER_REPLAY_WITHIN, PROVED_TIMEOUT_MAX, SERVER_POLL, TIGHT_SLACK,
+};
+use crate::wait::{poll, Look};
+use crate::workload::Report;
 
 impl MaintWorld {
     /// Waits until `client` received a live `kind`; returns the latest one.
@@ -23,6 +28,61 @@ impl MaintWorld {
                 timeline::latest_live(events, kind)
             })
             .await
+    }
+
+    /// Judges the relaxation of `client` by its traffic's requests inside
+    /// the windows the server opened on its connections (each `open` push
+    /// to the `close` push after it), as [`Relaxed`] says. `Ok(false)`
+    /// where the target keeps no server record: the caller then falls back
+    /// on the client's account and marks what it could not check.
+    pub async fn judge_relaxation(
+        &self,
+        client: &str,
+        windows: &[(Kind, Kind)],
+        expect: Relaxed,
+    ) -> Result<bool> {
+        let Some(record) = self.server_record(client).await? else {
+            return Ok(false);
+        };
+        let name = self.server_name(client)?;
+        let spans: Vec<_> = windows
+            .iter()
+            .flat_map(|(open, close)| {
+                server::windows(&record, &name, open.as_str(), close.as_str())
+            })
+            .collect();
+        let windows = requests::shared_windows(spans);
+        // A request the window held may end a moment after the window's
+        // completion was written: the claim is asked again until then.
+        let c = self.client(client)?;
+        let longest = c.options().relaxed_timeout.max(expect.beyond) + BAND_SLACK;
+        let judged = poll(SERVER_POLL * 5, longest, || async {
+            let reqs = requests::requests(&self.traffic_so_far(client)?);
+            anyhow::Ok(
+                match requests::relaxed_by_requests(&windows, &reqs, expect) {
+                    Ok(evidence) => Look::Ready(evidence),
+                    Err(e) => Look::NotYet(e),
+                },
+            )
+        })
+        .await?;
+        let longest = judged.map_err(|e| self.unmet(client, e))?;
+        eprintln!(
+            "{client:?}: inside each window, a request held longer than {} was answered (the longest after {})",
+            show(Some(expect.beyond)),
+            longest.iter().map(|d| show(Some(*d))).collect::<Vec<_>>().join(", ")
+        );
+        Ok(true)
+    }
+
+    /// What `client`'s traffic did so far, running or stopped.
+    pub fn traffic_so_far(&self, client: &str) -> Result<Report> {
+        let t = self.record(client)?.traffic.as_ref().ok_or_else(|| {
+            anyhow!(
+                "this claim is judged by the requests of {client:?}'s traffic; start it with `Given steady traffic from \"{client}\"`"
+            )
+        })?;
+        Ok(t.report.clone().unwrap_or_else(|| t.workload.so_far()))
     }
 
     /// The connection a step opened last for `client`.
@@ -73,6 +133,22 @@ async fn then_relaxed_to(
     second: KindParam,
 ) -> StepResult {
     let (a, b) = w.wait_pair(&client, first.0, second.0).await?;
+    let configured = w.client(&client)?.options().response_timeout;
+    if let Some(configured) = configured {
+        let expect = Relaxed {
+            beyond: configured,
+            to: Some(timeout.0),
+        };
+        if w.judge_relaxation(&client, &[(first.0, second.0)], expect)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    w.not_checked(&format!(
+        "the timeout of requests {client:?} sent between {} and {} (the client's account decides)",
+        first.0, second.0
+    ));
     let got = timeline::relaxed_over(&w.tracker.timeline(&client), a.conn, a.at, b.at)
         .map_err(|e| w.unmet(&client, e))?;
     if got != timeout.0 {
@@ -103,6 +179,51 @@ async fn then_returns_after(
 ) -> StepResult {
     let band = Band::of(lo, hi)?;
     let r = w.wait_received(&client, kind.0).await?;
+    // Both edges of the band, proven by requests where the emulator can
+    // delay replies (and the timeout is short enough to wait out).
+    let proved = match timeout.0.filter(|t| *t <= PROVED_TIMEOUT_MAX) {
+        Some(t) if w.emulator_target().await? => {
+            let c = w.client(&client)?;
+            let conn = c
+                .connections()
+                .into_iter()
+                .chain(w.record(&client)?.opened.iter().cloned())
+                .find(|c| c.id == r.conn)
+                .ok_or_else(|| anyhow!("connection {} of {client:?} is gone", r.conn))?;
+            Some((t, conn))
+        }
+        Some(_) => {
+            w.not_checked(&format!(
+                "the timeout of {client:?} on a real request {} after {} (no reply can be delayed here)",
+                show(Some(band.1)),
+                r.notification
+            ));
+            None
+        }
+        None => None,
+    };
+    // The near edge: a request whose configured timeout runs out before
+    // the band opens is answered when its reply comes late. Only where one
+    // sent now runs out in time (a band that opens sooner after the
+    // notification than the timeout itself is the client's account).
+    if let Some((t, conn)) = &proved {
+        if Instant::now() + *t + TIGHT_SLACK < r.at + band.0 {
+            w.prove_relaxed(&client, std::slice::from_ref(conn), *t)
+                .await?;
+            eprintln!(
+                "{client:?}: a reply delayed beyond {} was answered on connection {} before the band opened",
+                show(Some(*t)),
+                conn.id
+            );
+        } else {
+            eprintln!(
+                "{client:?}: the band opens {} after {}: a request sent now would run out of its configured {} only after that, so the client's account decides the near edge",
+                show(Some(band.0)),
+                r.notification,
+                show(Some(*t))
+            );
+        }
+    }
     let within = band.1 + BAND_SLACK;
     let (at, got) = w
         .tracker
@@ -124,28 +245,12 @@ async fn then_returns_after(
             w.tracker.describe(&client)
         );
     }
-    // The band's far edge, proven by a request: once it has passed, a reply
-    // delayed beyond the timeout times out after it on that connection.
-    let Some(t) = timeout.0.filter(|t| *t <= PROVED_TIMEOUT_MAX) else {
-        return Ok(());
-    };
-    if !w.emulator_target().await? {
-        w.not_checked(&format!(
-            "the timeout of {client:?} on a real request {} after {} (no reply can be delayed here)",
-            show(Some(band.1)),
-            r.notification
-        ));
-        return Ok(());
+    // The far edge: once it has passed, a reply delayed beyond the timeout
+    // times out after it on that connection.
+    if let Some((t, conn)) = proved {
+        tokio::time::sleep_until(r.at + band.1).await;
+        w.prove_timeout(&client, &[conn], t).await?;
     }
-    let c = w.client(&client)?;
-    let conn = c
-        .connections()
-        .into_iter()
-        .chain(w.record(&client)?.opened.iter().cloned())
-        .find(|c| c.id == r.conn)
-        .ok_or_else(|| anyhow::anyhow!("connection {} of {client:?} is gone", r.conn))?;
-    tokio::time::sleep_until(r.at + band.1).await;
-    w.prove_timeout(&client, &[conn], t).await?;
     Ok(())
 }
 
@@ -156,6 +261,23 @@ async fn then_timeout_throughout(
     client: String,
     timeout: DurationParam,
 ) -> StepResult {
+    // Judged by the requests held in the windows: one held longer than the
+    // relaxed timeout was answered (it was not shortened), none timed out
+    // before the configured one.
+    let expect = Relaxed {
+        beyond: w.client(&client)?.options().relaxed_timeout,
+        to: Some(timeout.0),
+    };
+    let windows = [
+        (Kind::Migrating, Kind::Migrated),
+        (Kind::FailingOver, Kind::FailedOver),
+    ];
+    if w.judge_relaxation(&client, &windows, expect).await? {
+        return Ok(());
+    }
+    w.not_checked(&format!(
+        "the timeout of requests {client:?} sent inside a window (the client's account decides)"
+    ));
     timeline::timeout_throughout(&w.tracker.timeline(&client), timeout.0)
         .map_err(|e| w.unmet(&client, e))?;
     for c in w.client(&client)?.connections() {
@@ -176,19 +298,29 @@ async fn then_timeout_throughout(
 async fn then_still_relaxed(w: &mut MaintWorld, client: String, d: DurationParam) -> StepResult {
     let d = d.bounded("the wait")?;
     let since = Instant::now();
-    let unrelaxed = w
-        .tracker
-        .wait_on(&client, d, "an un-relax", |events| {
-            timeline::any_unrelaxed_after(events, since)
-        })
-        .await;
-    if let Ok(conn) = unrelaxed {
+    tokio::time::sleep(d).await;
+    let conns = w.client(&client)?.connections();
+    let configured = w.client(&client)?.options().response_timeout;
+    // Decided by requests: a reply delayed beyond the configured timeout
+    // is still answered on every connection.
+    if let Some(t) = configured.filter(|t| *t <= PROVED_TIMEOUT_MAX) {
+        if w.emulator_target().await? {
+            return w
+                .prove_relaxed(&client, &conns, t)
+                .await
+                .map_err(Into::into);
+        }
+    }
+    w.not_checked(&format!(
+        "whether a request of {client:?} is still given a relaxed timeout (the client's account decides)"
+    ));
+    if let Some(conn) = timeline::any_unrelaxed_after(&w.tracker.timeline(&client), since) {
         fail!(
             "connection {conn} of {client:?} was un-relaxed while a window was still open:\n{}",
             w.tracker.describe(&client)
         );
     }
-    for c in w.client(&client)?.connections() {
+    for c in conns {
         if !c.is_relaxed() {
             fail!("connection {} of {client:?} is not relaxed", c.id);
         }

@@ -282,10 +282,8 @@ async fn then_timeouts_restored(w: &mut MaintWorld, client: String) -> StepResul
 }
 
 impl MaintWorld {
-    /// A request on each of `conns` whose reply the emulator delays beyond
-    /// `timeout` times out after it (between it and a slack later): the
-    /// timeout in force on a real request, whatever the client says of
-    /// itself. Needs the emulator as the target (its `network_latency`).
+    /// Proves `timeout` on real requests: with every reply of the database
+    /// delayed beyond it, a GET on each of `conns` times out after it.
     pub(super) async fn prove_timeout(
         &mut self,
         client: &str,
@@ -293,6 +291,48 @@ impl MaintWorld {
         timeout: std::time::Duration,
     ) -> anyhow::Result<()> {
         let delay = timeout + BAND_SLACK;
+        for (conn, r, took) in self.delayed_gets(client, conns, delay).await? {
+            let timed_out = matches!(r, Err(ClientError::Timeout { .. }));
+            if !timed_out || !timeline::in_band(took, timeout, timeout + BAND_SLACK) {
+                anyhow::bail!(
+                    "a GET on connection {conn} of {client:?} whose reply came {delay:?} late ended {r:?} after {took:?}; expected a timeout after {timeout:?}:\n{}",
+                    self.tracker.describe(client)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Proves a timeout longer than `configured` on real requests: with
+    /// every reply of the database delayed beyond it, a GET on each of
+    /// `conns` is answered.
+    pub(super) async fn prove_relaxed(
+        &mut self,
+        client: &str,
+        conns: &[std::sync::Arc<crate::client::connection::ManagedConnection>],
+        configured: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let delay = configured + BAND_SLACK;
+        for (conn, r, took) in self.delayed_gets(client, conns, delay).await? {
+            if let Err(e) = r {
+                anyhow::bail!(
+                    "a GET on connection {conn} of {client:?} whose reply came {delay:?} late, while it should have been relaxed beyond its configured {configured:?}, failed after {took:?}: {}:\n{}",
+                    e.chain(),
+                    self.tracker.describe(client)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One GET on each of `conns` while the database delays every reply by
+    /// `delay` (the emulator's `network_latency`): how each ended, and when.
+    async fn delayed_gets(
+        &mut self,
+        client: &str,
+        conns: &[std::sync::Arc<crate::client::connection::ManagedConnection>],
+        delay: std::time::Duration,
+    ) -> anyhow::Result<Vec<(u64, Result<redis::Value, ClientError>, std::time::Duration)>> {
         let action = self
             .start_action(|bdb| Action::NetworkLatency {
                 bdb_id: BdbId(bdb),
@@ -312,16 +352,7 @@ impl MaintWorld {
         }))
         .await;
         self.finish_action(action).await?;
-        for (conn, r, took) in timed {
-            let timed_out = matches!(r, Err(ClientError::Timeout { .. }));
-            if !timed_out || !timeline::in_band(took, timeout, timeout + BAND_SLACK) {
-                anyhow::bail!(
-                    "a GET on connection {conn} of {client:?} whose reply came {delay:?} late ended {r:?} after {took:?}; expected a timeout after {timeout:?}:\n{}",
-                    self.tracker.describe(client)
-                );
-            }
-        }
-        Ok(())
+        Ok(timed)
     }
 }
 

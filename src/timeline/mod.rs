@@ -45,6 +45,7 @@ macro_rules! unmet {
 mod cluster;
 mod faults;
 mod pubsub;
+pub mod requests;
 pub mod server;
 
 /// A notification as one connection received it.

@@ -3,6 +3,7 @@
 //! the endpoint), never over what the client says of itself. A client's own
 //! events may explain a failure; these decide it.
 
+use super::requests::{shared_windows, Window};
 use super::{Claim, Unmet};
 use crate::fault_injector::Timestamp;
 use crate::server_record::{CloseCause, ConnectionRecord, DatabaseRecord, EndpointMove};
@@ -428,6 +429,25 @@ pub fn pushes_sent(record: &DatabaseRecord, name: &str, kind: Option<&str>) -> u
             Some(k) => c.pushes_of(k).count() as u64,
         })
         .sum()
+}
+
+/// The windows the server held open on every connection of `name` at once:
+/// on each connection, from a push of kind `open` to the next push of kind
+/// `close` it wrote there (a window not yet completed is left out).
+pub fn windows(record: &DatabaseRecord, name: &str, open: &str, close: &str) -> Vec<Window> {
+    let mut spans = Vec::new();
+    for c in record.named(name) {
+        for start in c.pushes_of(open) {
+            let end = c.pushes_of(close).find(|p| p.at >= start.at);
+            if let Some(end) = end {
+                spans.push(Window {
+                    from: start.at.0,
+                    to: end.at.0,
+                });
+            }
+        }
+    }
+    shared_windows(spans)
 }
 
 fn names_ip(endpoint: &str) -> bool {

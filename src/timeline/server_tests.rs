@@ -214,3 +214,36 @@ fn nothing_is_settled_while_a_left_connection_is_open_or_arrivals_are_missing_in
         .0;
     assert!(e.contains("CLIENT SETNAME"), "{e}");
 }
+
+#[test]
+fn a_window_runs_from_the_start_the_server_wrote_to_the_completion_after_it_on_every_connection() {
+    let push = |c: &mut ConnectionRecord, at: u64, kind: &str, seq: i64| {
+        c.pushes.push(PushSent {
+            at: t(at),
+            kind: kind.into(),
+            seq: Some(seq),
+            endpoint: None,
+        });
+    };
+    let mut a = conn(1, 1, 0, None);
+    let mut b = conn(2, 1, 0, None);
+    push(&mut a, 1_000, "FAILING_OVER", 1);
+    push(&mut b, 1_010, "FAILING_OVER", 1);
+    push(&mut a, 2_990, "FAILED_OVER", 2);
+    push(&mut b, 3_000, "FAILED_OVER", 2);
+    // A second window on one connection, still open: left out.
+    push(&mut a, 5_000, "FAILING_OVER", 3);
+    let mut other = conn(3, 1, 0, None);
+    other.name = Some("other".into());
+    push(&mut other, 0, "FAILING_OVER", 1);
+    push(&mut other, 9_000, "FAILED_OVER", 2);
+    let r = record(vec![a, b, other]);
+    assert_eq!(
+        windows(&r, "app", "FAILING_OVER", "FAILED_OVER"),
+        vec![Window {
+            from: t(1_010).0,
+            to: t(2_990).0
+        }]
+    );
+    assert_eq!(windows(&r, "app", "MIGRATING", "MIGRATED"), vec![]);
+}

@@ -364,6 +364,7 @@ fn clean_traffic_needs_work_done_and_no_error() {
             after: Duration::from_secs(1),
             in_window: false,
         },
+        sent: Instant::now(),
         at: Instant::now(),
     });
     assert!(traffic_clean(&r).unwrap_err().0.contains("1 errors"));
@@ -496,6 +497,7 @@ fn a_fault_may_cost_a_bounded_number_of_errors_of_one_class_and_nothing_after() 
             after: Duration::from_secs(1),
             in_window: false,
         },
+        sent: at(ms),
         at: at(ms),
     };
     let mut r = Report {
