@@ -3,9 +3,11 @@
 //! ends equal to the cluster's.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::{Claim, Unmet};
 use crate::client::{ClientEvent, EventKind};
+use crate::duration_text::show;
 use crate::notification::Notification;
 
 /// What a client made of the SMIGRATED it received.
@@ -70,7 +72,7 @@ pub fn each_move_applied_once(events: &[ClientEvent], repeated: bool) -> Claim<M
 /// an SMIGRATED of a later seq reached the client (on any connection: the
 /// nodes on both sides announce it), and was un-relaxed after it. Returns
 /// how many windows that makes.
-pub fn relaxed_until_smigrated(events: &[ClientEvent]) -> Claim<usize> {
+pub fn relaxed_until_smigrated(events: &[ClientEvent], back_within: Duration) -> Claim<usize> {
     let got = super::notifications(events);
     let starts: Vec<_> = got
         .iter()
@@ -97,14 +99,24 @@ pub fn relaxed_until_smigrated(events: &[ClientEvent]) -> Claim<usize> {
                 s.conn, e.0
             ))
         })?;
-        let back = events.iter().any(|e| {
+        let back = events.iter().find(|e| {
             e.conn == s.conn && e.at >= end.at && matches!(e.kind, EventKind::Unrelaxed { .. })
         });
-        if !back {
+        let Some(back) = back else {
             unmet!(
                 "connection #{} is still relaxed after {} ended the move SMIGRATING {seq} announced",
                 s.conn,
                 end.notification
+            );
+        };
+        let took = back.at - end.at;
+        if took > back_within {
+            unmet!(
+                "connection #{} came back {} after {} ended the move SMIGRATING {seq} announced, later than {}",
+                s.conn,
+                show(Some(took)),
+                end.notification,
+                show(Some(back_within))
             );
         }
     }
@@ -257,29 +269,36 @@ mod tests {
         )
     }
 
+    const WITHIN: Duration = Duration::from_millis(800);
+
     #[test]
     fn a_connection_relaxed_by_smigrating_must_come_back_after_smigrated() {
         // Connection 1 relaxed on SMIGRATING; the SMIGRATED that ends it
         // came on connection 2 (the other node), and 1 came back.
         let good = vec![smigrating(1, 1), relaxed(1), smigrated(2, 3), unrelaxed(1)];
-        assert_eq!(relaxed_until_smigrated(&good), Ok(1));
+        assert_eq!(relaxed_until_smigrated(&good, WITHIN), Ok(1));
+        // Came back, but long after the tail.
+        let mut late = good.clone();
+        late[3].at = late[2].at + Duration::from_secs(2);
+        let e = relaxed_until_smigrated(&late, WITHIN).unwrap_err().0;
+        assert!(e.contains("came back 2 s after SMIGRATED 3"), "{e}");
         // Never came back: the bug of one client's async cluster path.
         let stuck = vec![smigrating(1, 1), relaxed(1), smigrated(2, 3)];
-        let e = relaxed_until_smigrated(&stuck).unwrap_err().0;
+        let e = relaxed_until_smigrated(&stuck, WITHIN).unwrap_err().0;
         assert!(e.contains("still relaxed after SMIGRATED 3"), "{e}");
         // Never relaxed at all.
         let flat = vec![smigrating(1, 1), smigrated(1, 3)];
-        assert!(relaxed_until_smigrated(&flat)
+        assert!(relaxed_until_smigrated(&flat, WITHIN)
             .unwrap_err()
             .0
             .contains("connection #1"));
         // No SMIGRATED with a later seq.
         let open = vec![smigrating(1, 5), relaxed(1), smigrated(1, 3)];
-        assert!(relaxed_until_smigrated(&open)
+        assert!(relaxed_until_smigrated(&open, WITHIN)
             .unwrap_err()
             .0
             .contains("has no SMIGRATED after it"));
-        assert!(relaxed_until_smigrated(&[])
+        assert!(relaxed_until_smigrated(&[], WITHIN)
             .unwrap_err()
             .0
             .contains("no SMIGRATING"));
