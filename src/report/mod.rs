@@ -21,6 +21,7 @@ pub mod capture;
 pub mod collect;
 pub mod cucumber_json;
 pub mod html;
+pub mod junit;
 
 use std::path::{Path, PathBuf};
 
