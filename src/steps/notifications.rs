@@ -171,11 +171,12 @@ async fn then_counts(w: &mut MaintWorld, step: &Step, client: String) -> StepRes
 #[then(expr = "{string} received no notification")]
 async fn then_none(w: &mut MaintWorld, client: String) -> StepResult {
     w.server_sent_none(&client, None).await?;
-    let got = timeline::notifications(&w.tracker.timeline(&client));
+    let got = timeline::pushes_read(&w.tracker.timeline(&client), None);
     if !got.is_empty() {
         fail!(
-            "{client:?} received {} notifications:\n{}",
+            "{client:?} read {} notification push(es): {}:\n{}",
             got.len(),
+            got.join("; "),
             w.tracker.describe(&client)
         );
     }

@@ -111,12 +111,13 @@ async fn then_receives(w: &mut MaintWorld, client: String, kind: KindParam) -> S
 #[then(expr = "{string} received no {kind}")]
 async fn then_received_no(w: &mut MaintWorld, client: String, kind: KindParam) -> StepResult {
     w.server_sent_none(&client, Some(kind.0)).await?;
-    let got = timeline::notifications_of(&w.tracker.timeline(&client), kind.0);
+    let got = timeline::pushes_read(&w.tracker.timeline(&client), Some(kind.0));
     if !got.is_empty() {
         fail!(
-            "{client:?} received {} {}:\n{}",
+            "{client:?} read {} {} push(es): {}:\n{}",
             got.len(),
             kind.0,
+            got.join("; "),
             w.tracker.describe(&client)
         );
     }

@@ -88,6 +88,55 @@ pub fn notifications_of(events: &[ClientEvent], kind: Kind) -> Vec<Received> {
         .collect()
 }
 
+/// Every push the client's transport read that is (or is named like) a
+/// maintenance notification of `kind` (of any kind, when `None`), decoded
+/// or not, one line each: a notification, a malformed one it dropped, and
+/// (for any kind) a push it left alone that is not pub/sub's or client
+/// tracking's own.
+pub fn pushes_read(events: &[ClientEvent], kind: Option<Kind>) -> Vec<String> {
+    const NOT_MAINTENANCE: &[&str] = &[
+        "message",
+        "pmessage",
+        "smessage",
+        "subscribe",
+        "psubscribe",
+        "ssubscribe",
+        "unsubscribe",
+        "punsubscribe",
+        "sunsubscribe",
+        "invalidate",
+        "pong",
+    ];
+    let named = |name: &str| match kind {
+        Some(k) => name.eq_ignore_ascii_case(k.as_str()),
+        None => true,
+    };
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Notification { notification, .. }
+                if kind.is_none_or(|k| notification.kind() == k) =>
+            {
+                Some(format!("{notification} on connection {}", e.conn))
+            }
+            EventKind::MalformedPush { name, error } if named(name) => Some(format!(
+                "a {name} it could not decode ({error}) on connection {}",
+                e.conn
+            )),
+            EventKind::PushIgnored { name }
+                if kind.is_none()
+                    && !NOT_MAINTENANCE.iter().any(|n| n.eq_ignore_ascii_case(name)) =>
+            {
+                Some(format!(
+                    "a {name} push it left alone on connection {}",
+                    e.conn
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The latest `kind` sent live (not replayed at set-up).
 pub fn latest_live(events: &[ClientEvent], kind: Kind) -> Option<Received> {
     notifications_of(events, kind)

@@ -556,3 +556,37 @@ fn a_dropped_connection_must_come_back() {
         Err(Unmet("connection 3 was never closed by the server".into()))
     );
 }
+
+#[test]
+fn every_push_read_counts_for_received_no_notification_decoded_or_not() {
+    let t = Timeline::new()
+        .push(
+            1,
+            1,
+            EventKind::MalformedPush {
+                name: "MOVING".into(),
+                error: "seq is not a number".into(),
+            },
+        )
+        .push(
+            2,
+            1,
+            EventKind::PushIgnored {
+                name: "message".into(),
+            },
+        )
+        .push(
+            3,
+            1,
+            EventKind::PushIgnored {
+                name: "SOMETHING_NEW".into(),
+            },
+        );
+    let moving = pushes_read(&t.events, Some(Kind::Moving));
+    assert_eq!(moving.len(), 1);
+    assert!(moving[0].contains("could not decode (seq is not a number)"));
+    assert!(pushes_read(&t.events, Some(Kind::Migrating)).is_empty());
+    let any = pushes_read(&t.events, None);
+    assert_eq!(any.len(), 2, "the pub/sub message is not one: {any:?}");
+    assert!(any[1].contains("SOMETHING_NEW push it left alone"));
+}
