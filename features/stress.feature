@@ -33,8 +33,10 @@ Feature: Stress
   Scenario: ST2 a thousand connections of one client move within the grace, and latency barely moves
     Given a client "app" with 1000 connections and maintenance notifications enabled
     And steady traffic from "app"
+    And the traffic runs for 1 s before any maintenance
     When the database endpoint is rebound to another node
     Then every connection of "app" handed off within the grace of its MOVING
     And the traffic saw no errors
     And the p99 latency of "app" while its connections moved stayed under 100 ms
+    And the traffic of every client kept at least half its pace from before the maintenance while the endpoint moved
     And every acknowledged write is readable

@@ -64,6 +64,14 @@ impl Default for WallClock {
 }
 
 impl WallClock {
+    /// The instant of wall-clock time `t`.
+    pub fn instant(&self, t: SystemTime) -> Instant {
+        match t.duration_since(self.wall) {
+            Ok(d) => self.at + d,
+            Err(e) => self.at.checked_sub(e.duration()).unwrap_or(self.at),
+        }
+    }
+
     /// The wall-clock time of `i`.
     pub fn wall(&self, i: Instant) -> SystemTime {
         if i >= self.at {

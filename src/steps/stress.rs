@@ -11,7 +11,7 @@ use super::params::{parse_duration, DurationParam, ModeParam};
 use super::{MaintWorld, StepResult};
 use crate::fault_injector::Action;
 use crate::timeline::{self, server};
-use crate::timing::SOCKET_SLACK;
+use crate::timing::{SOCKET_SLACK, TRAFFIC_PHASE_MIN};
 use tokio::time::Instant;
 
 /// Names in `"a", "b" and "c"`.
@@ -180,17 +180,97 @@ impl MaintWorld {
         client: &str,
     ) -> anyhow::Result<(&crate::workload::Report, Instant, Instant)> {
         self.stop_traffic().await?;
+        let (from, to) = self.moving_span(client).await?;
+        let (report, _) = self.traffic_report(client)?;
+        Ok((report, from, to))
+    }
+
+    /// While the connections of `client` moved, by the server's record (the
+    /// first move that found some on the node it left, to the last of their
+    /// arrivals and closes); the client's own account (its first MOVING to
+    /// its last handoff) where the target keeps no record.
+    async fn moving_span(&self, client: &str) -> anyhow::Result<(Instant, Instant)> {
+        let clock = self.traffic_so_far(client)?.clock;
+        if let Some(r) = self.server_record(client).await? {
+            let name = self.server_name(client)?;
+            let (from, to) = server::moving_span(&r, &name).ok_or_else(|| {
+                self.unmet(
+                    client,
+                    timeline::Unmet("the server saw no connection of it move".into()),
+                )
+            })?;
+            return Ok((clock.instant(from.0), clock.instant(to.0)));
+        }
+        self.not_checked(&format!(
+            "when the connections of {client:?} moved (the client's account: its first MOVING to its last handoff)"
+        ));
         let events = self.tracker.timeline(client);
-        let (from, to) = timeline::handoff_window(&events).ok_or_else(|| {
+        timeline::handoff_window(&events).ok_or_else(|| {
             self.unmet(
                 client,
                 timeline::Unmet("no MOVING followed by a handoff".into()),
             )
-        })?;
-        let (report, _) = self.traffic_report(client)?;
-        Ok((report, from, to))
+        })
     }
 }
+
+/// Throughput while the endpoint moves: every client's traffic completed,
+/// from the move to the end of its grace (by the server's record; the
+/// rebind action's own span, posted to ended, where the target keeps none),
+/// at least half as many operations a second as before the scenario's
+/// first action.
+#[then("the traffic of every client kept at least half its pace from before the maintenance while the endpoint moved")]
+async fn then_pace_kept(w: &mut MaintWorld) -> StepResult {
+    let (first_action, last_action) = match (w.actions.first(), w.actions.last()) {
+        (Some(f), Some(l)) => (f.started, (l.started, l.ended.unwrap_or_else(Instant::now))),
+        _ => fail!("no maintenance ran in this scenario"),
+    };
+    let names = w.stop_traffic().await?;
+    let record = w.server_record_all().await?;
+    for name in names {
+        let (report, _) = w.traffic_report(&name)?;
+        let during = match record.as_ref().and_then(|r| r.endpoint_moves.last()) {
+            Some(m) => (
+                report.clock.instant(m.at.0),
+                report.clock.instant(m.grace_end.0),
+            ),
+            None => last_action,
+        };
+        let start = report.successes.first().copied().unwrap_or(first_action);
+        let (before, kept) = timeline::pace_kept(
+            report,
+            (start, first_action),
+            during,
+            PACE_KEPT,
+            TRAFFIC_PHASE_MIN,
+        )
+        .map_err(|e| w.unmet(&name, e))?;
+        eprintln!(
+            "{name:?}: {kept:.0} operations a second while the endpoint moved ({:?}), {before:.0} before the maintenance",
+            during.1 - during.0
+        );
+    }
+    Ok(())
+}
+
+/// A stretch of traffic before any maintenance: the pace the traffic keeps
+/// while connections move is measured against it.
+#[given(expr = "the traffic runs for {duration} before any maintenance")]
+async fn given_traffic_runs(w: &mut MaintWorld, d: DurationParam) -> StepResult {
+    let d = d.bounded("a stretch of traffic")?;
+    if !w.actions.is_empty() {
+        fail!("a maintenance action ran already; put this step before the first `When`");
+    }
+    if !w.clients.values().any(|c| c.traffic.is_some()) {
+        fail!("no traffic runs; start it with `Given steady traffic from \"app\"`");
+    }
+    tokio::time::sleep(d).await;
+    Ok(())
+}
+
+/// The share of its pace before the maintenance a client's traffic keeps
+/// while its connections move.
+const PACE_KEPT: f64 = 0.5;
 
 /// What a client's users feel while its connections move: the p99 latency of
 /// its traffic from the first MOVING to the last handoff, against the rest.

@@ -81,3 +81,69 @@ pub fn p99_under(report: &Report, from: Instant, to: Instant, bound: Duration) -
         None => Err(Unmet("no operation completed during the window".into())),
     }
 }
+
+/// Operations a second that completed inside `span`.
+fn pace(report: &Report, span: (Instant, Instant)) -> f64 {
+    let n = report
+        .successes
+        .iter()
+        .filter(|at| span.0 <= **at && **at <= span.1)
+        .count();
+    n as f64 / (span.1 - span.0).as_secs_f64().max(f64::EPSILON)
+}
+
+/// The traffic kept at least `share` of its pace of `before` (operations
+/// completed a second) during `during`; gives both paces. A `during`
+/// shorter than `at_least` is widened to it from its start: a handful of
+/// operations is no measure.
+pub fn pace_kept(
+    report: &Report,
+    before: (Instant, Instant),
+    during: (Instant, Instant),
+    share: f64,
+    at_least: Duration,
+) -> Claim<(f64, f64)> {
+    if before.1 <= before.0 {
+        return Err(Unmet("no traffic ran before the maintenance".into()));
+    }
+    let during = (during.0, during.1.max(during.0 + at_least));
+    let (b, d) = (pace(report, before), pace(report, during));
+    if d >= b * share {
+        Ok((b, d))
+    } else {
+        Err(Unmet(format!(
+            "the traffic completed {d:.0} operations a second while the endpoint moved ({:?}), less than {share} of its {b:.0} a second before the maintenance ({:?})",
+            during.1 - during.0,
+            before.1 - before.0
+        )))
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_while_connections_move_is_held_against_the_pace_before() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // 100 a second for a second, then 40 a second for half a second.
+        let mut successes: Vec<Instant> = (0..100).map(|i| at(i * 10)).collect();
+        successes.extend((0..20).map(|i| at(1_000 + i * 25)));
+        let report = Report {
+            successes,
+            ..Report::default()
+        };
+        let before = (at(0), at(1_000));
+        let during = (at(1_000), at(1_500));
+        let min = Duration::from_millis(200);
+        let (b, d) = pace_kept(&report, before, during, 0.3, min).unwrap();
+        assert!((b - 101.0).abs() < 1.0 && (d - 40.0).abs() < 1.0, "{b} {d}");
+        let e = pace_kept(&report, before, during, 0.5, min).unwrap_err();
+        assert!(e.0.contains("less than 0.5 of its 101 a second"), "{e}");
+        // A span of a few milliseconds is widened to the minimum.
+        let (_, d) = pace_kept(&report, before, (at(1_000), at(1_001)), 0.3, min).unwrap();
+        assert!((d - 40.0).abs() < 6.0, "{d}");
+        assert!(pace_kept(&report, (at(0), at(0)), during, 0.5, min).is_err());
+    }
+}

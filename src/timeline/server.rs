@@ -54,6 +54,27 @@ pub fn moves_seen<'a>(record: &'a DatabaseRecord, name: &'a str) -> Vec<MoveSeen
         .collect()
 }
 
+/// While the connections of `name` moved, by the server: from the first
+/// move that found some on the node it left to the last of their arrivals
+/// on the new node and closes on the old one (before the grace ended).
+pub fn moving_span(record: &DatabaseRecord, name: &str) -> Option<(Timestamp, Timestamp)> {
+    let seen = moves_seen(record, name);
+    let from = seen.first()?.at.at;
+    let to = seen
+        .iter()
+        .flat_map(|s| {
+            let closes = s
+                .left_behind
+                .iter()
+                .filter_map(|c| c.closed_at)
+                .filter(|t| *t <= s.at.grace_end);
+            s.arrived.iter().map(|c| c.accepted_at).chain(closes)
+        })
+        .max()
+        .unwrap_or(from);
+    Some((from, to.max(from)))
+}
+
 /// Everything the server will record of `name`'s handoffs is in: every move
 /// that found its connections is [`MoveSeen::settled`].
 pub fn handoffs_settled(record: &DatabaseRecord, name: &str, now: Timestamp) -> bool {

@@ -247,3 +247,10 @@ fn a_window_runs_from_the_start_the_server_wrote_to_the_completion_after_it_on_e
     );
     assert_eq!(windows(&r, "app", "MIGRATING", "MIGRATED"), vec![]);
 }
+
+#[test]
+fn connections_move_from_the_move_to_their_last_arrival_or_close() {
+    // Arrivals at 1.1 s and 1.15 s, closes at 1.2 s and 1.3 s.
+    assert_eq!(moving_span(&handed_off(), "app"), Some((t(1000), t(1300))));
+    assert_eq!(moving_span(&handed_off(), "other"), None);
+}
