@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::client::MaintState;
+use crate::workload::Report;
 
 /// A hand-made timeline: events `ms` milliseconds after a start.
 struct Timeline {
