@@ -10,6 +10,7 @@ pub mod connection;
 mod error;
 pub mod events;
 pub mod pubsub;
+mod relax;
 pub mod tls;
 mod transport;
 
