@@ -17,117 +17,12 @@ use redis::Value;
 
 use super::connection::ManagedConnection;
 use super::pubsub::{ChannelKind, Message};
+use super::slot_events::SlotEvents;
+use super::slot_table::SlotTable;
 use super::{ClientError, ClientShared, EventKind};
 use crate::notification::{parse_slots, Endpoint, SlotMove};
-use crate::slots::{slot, SLOTS};
+use crate::slots::slot;
 use crate::timing::{CLUSTER_MAX_REDIRECTS, CLUSTER_TRYAGAIN_PAUSE};
-
-/// Which node serves each slot, as the client believes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SlotTable {
-    /// Index into `endpoints` per slot (`None`: not served).
-    owner: Vec<Option<u16>>,
-    endpoints: Vec<Endpoint>,
-}
-
-impl SlotTable {
-    /// Reads a `CLUSTER SLOTS` reply: `[[first, last, [host, port, ...], ...], ...]`.
-    pub fn from_cluster_slots(reply: &Value) -> Result<SlotTable, String> {
-        let Value::Array(entries) = reply else {
-            return Err(format!("CLUSTER SLOTS answered {reply:?}, not an array"));
-        };
-        let mut t = SlotTable {
-            owner: vec![None; SLOTS as usize],
-            endpoints: Vec::new(),
-        };
-        for e in entries {
-            let bad =
-                || format!("a CLUSTER SLOTS entry is not [first, last, [host, port, ...]]: {e:?}");
-            let Value::Array(fields) = e else {
-                return Err(bad());
-            };
-            let (Some(Value::Int(a)), Some(Value::Int(b)), Some(Value::Array(node))) =
-                (fields.first(), fields.get(1), fields.get(2))
-            else {
-                return Err(bad());
-            };
-            let host = match node.first() {
-                Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
-                Some(Value::SimpleString(h)) => h.clone(),
-                _ => return Err(bad()),
-            };
-            let Some(Value::Int(port)) = node.get(1) else {
-                return Err(bad());
-            };
-            let (a, b) = (
-                u16::try_from(*a).map_err(|_| bad())?,
-                u16::try_from(*b).map_err(|_| bad())?,
-            );
-            if a > b || b >= SLOTS {
-                return Err(bad());
-            }
-            let port = u16::try_from(*port).map_err(|_| bad())?;
-            t.set(&[(a, b)], &Endpoint::new(host, port));
-        }
-        Ok(t)
-    }
-
-    /// The node that serves `slot`.
-    pub fn get(&self, slot: u16) -> Option<&Endpoint> {
-        self.owner
-            .get(slot as usize)
-            .copied()
-            .flatten()
-            .map(|i| &self.endpoints[i as usize])
-    }
-
-    /// Gives `ranges` to `node`; returns how many slots changed node.
-    pub fn set(&mut self, ranges: &[(u16, u16)], node: &Endpoint) -> usize {
-        if self.owner.is_empty() {
-            self.owner = vec![None; SLOTS as usize];
-        }
-        let i = match self.endpoints.iter().position(|e| e == node) {
-            Some(i) => i,
-            None => {
-                self.endpoints.push(node.clone());
-                self.endpoints.len() - 1
-            }
-        } as u16;
-        let mut changed = 0;
-        for &(a, b) in ranges {
-            for s in a..=b {
-                let o = &mut self.owner[s as usize];
-                changed += usize::from(*o != Some(i));
-                *o = Some(i);
-            }
-        }
-        changed
-    }
-
-    /// Runs of slots served by one node, in slot order, as `(first, last,
-    /// "host:port")`.
-    pub fn ranges(&self) -> Vec<(u16, u16, String)> {
-        let mut out: Vec<(u16, u16, String)> = Vec::new();
-        for (s, o) in self.owner.iter().enumerate() {
-            let Some(o) = o else { continue };
-            let e = self.endpoints[*o as usize].to_string();
-            match out.last_mut() {
-                Some((_, last, node)) if *node == e && *last as usize + 1 == s => *last = s as u16,
-                _ => out.push((s as u16, s as u16, e)),
-            }
-        }
-        out
-    }
-
-    /// The nodes that serve at least one slot.
-    pub fn nodes(&self) -> Vec<Endpoint> {
-        let used: HashSet<u16> = self.owner.iter().flatten().copied().collect();
-        (0..self.endpoints.len())
-            .filter(|i| used.contains(&(*i as u16)))
-            .map(|i| self.endpoints[i].clone())
-            .collect()
-    }
-}
 
 /// A window an SMIGRATING opened on one node connection.
 struct OpenMove {
@@ -138,6 +33,7 @@ struct OpenMove {
 
 /// A cluster client's nodes, slot map and maintenance state.
 pub struct Cluster {
+    me: std::sync::Weak<Cluster>,
     shared: Arc<ClientShared>,
     table: Mutex<SlotTable>,
     nodes: Mutex<BTreeMap<String, Arc<ManagedConnection>>>,
@@ -217,7 +113,8 @@ impl Cluster {
                     continue;
                 }
             };
-            let cluster = Arc::new(Cluster {
+            let cluster = Arc::new_cyclic(|me| Cluster {
+                me: me.clone(),
                 shared: shared.clone(),
                 table: Mutex::new(table.clone()),
                 nodes: Mutex::new(BTreeMap::new()),
@@ -227,7 +124,8 @@ impl Cluster {
                 refreshing: tokio::sync::Mutex::new(()),
                 subscribers: Mutex::new(Vec::new()),
             });
-            let _ = shared.cluster.set(Arc::downgrade(&cluster));
+            let events: std::sync::Weak<dyn SlotEvents> = Arc::downgrade(&cluster) as _;
+            let _ = shared.cluster.set(events);
             match table.nodes().contains(&seed) {
                 true => {
                     cluster.nodes.lock().unwrap().insert(seed.to_string(), conn);
@@ -352,7 +250,7 @@ impl Cluster {
 
     /// Reads the slot map again in the background (once at a time).
     fn refresh_soon(&self) {
-        let Some(me) = self.shared.cluster.get().and_then(std::sync::Weak::upgrade) else {
+        let Some(me) = self.me.upgrade() else {
             return;
         };
         tokio::spawn(async move { me.refresh().await });
@@ -435,7 +333,7 @@ impl Cluster {
                     slots: changed,
                 },
             );
-            if let Some(me) = self.shared.cluster.get().and_then(std::sync::Weak::upgrade) {
+            if let Some(me) = self.me.upgrade() {
                 tokio::spawn(async move { me.reconcile().await });
             }
         }
@@ -508,7 +406,7 @@ impl Cluster {
     /// A node told connection `conn` it no longer serves sharded `channel`
     /// (its slot moved): subscribe where it is served now.
     pub(crate) fn on_unsubscribed(&self, conn: u64, channel: String) {
-        let Some(me) = self.shared.cluster.get().and_then(std::sync::Weak::upgrade) else {
+        let Some(me) = self.me.upgrade() else {
             return;
         };
         tokio::spawn(async move {
@@ -552,38 +450,23 @@ impl Cluster {
     }
 }
 
+impl SlotEvents for Cluster {
+    fn on_smigrating(&self, conn: u64, seq: i64, slots: &str) {
+        Cluster::on_smigrating(self, conn, seq, slots)
+    }
+
+    fn on_smigrated(&self, conn: u64, seq: i64, moves: &[SlotMove]) {
+        Cluster::on_smigrated(self, conn, seq, moves)
+    }
+
+    fn on_unsubscribed(&self, conn: u64, channel: String) {
+        Cluster::on_unsubscribed(self, conn, channel)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_cluster_slots_reply_becomes_runs_of_slots_per_node() {
-        let node = |host: &str| {
-            Value::Array(vec![
-                Value::BulkString(host.as_bytes().to_vec()),
-                Value::Int(12000),
-                Value::BulkString(b"id".to_vec()),
-            ])
-        };
-        let reply = Value::Array(vec![
-            Value::Array(vec![Value::Int(0), Value::Int(8191), node("127.0.1.1")]),
-            Value::Array(vec![Value::Int(8192), Value::Int(16383), node("127.0.2.1")]),
-        ]);
-        let mut t = SlotTable::from_cluster_slots(&reply).unwrap();
-        assert_eq!(t.get(5).unwrap().to_string(), "127.0.1.1:12000");
-        assert_eq!(
-            t.set(&[(4096, 8191)], &Endpoint::new("127.0.2.1", 12000)),
-            4096
-        );
-        assert_eq!(
-            t.ranges(),
-            vec![
-                (0, 4095, "127.0.1.1:12000".to_string()),
-                (4096, 16383, "127.0.2.1:12000".to_string())
-            ]
-        );
-        assert!(SlotTable::from_cluster_slots(&Value::Int(1)).is_err());
-    }
 
     #[test]
     fn commands_are_routed_by_their_first_key() {

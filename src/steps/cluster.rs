@@ -7,7 +7,7 @@ use cucumber::{given, then, when};
 
 use super::params::DurationParam;
 use super::{MaintWorld, StepResult};
-use crate::client::cluster::SlotTable;
+use crate::client::slot_table::SlotTable;
 use crate::client::ClientFactory;
 use crate::fault_injector::{Action, BdbId, DatabaseSpec, TimingOverrides};
 use crate::raw::RawConnection;

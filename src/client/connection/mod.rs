@@ -294,7 +294,7 @@ impl ManagedConnection {
     }
 
     /// The cluster client this connection belongs to, if any.
-    fn cluster(&self) -> Option<Arc<super::cluster::Cluster>> {
+    fn cluster(&self) -> Option<Arc<dyn super::slot_events::SlotEvents>> {
         self.shared.cluster.get().and_then(Weak::upgrade)
     }
 
