@@ -1,0 +1,161 @@
+//! What a proxy answers itself, never forwarding: `CLIENT
+//! MAINT_NOTIFICATIONS` (the opt-in and its replayed windows), the cluster
+//! topology replies (`CLUSTER SLOTS`, `CLUSTER SHARDS`, `CLUSTER NODES`) in
+//! the form the connection asked for, and the notifications the database
+//! announces to every connection.
+
+use super::*;
+
+impl Conn {
+    pub(super) fn flush_locals(&mut self) {
+        loop {
+            match self.fifo.front() {
+                Some(Entry::Local(_)) => {
+                    let Some(Entry::Local(c)) = self.fifo.pop_front() else {
+                        unreachable!()
+                    };
+                    self.answer_maint(&c);
+                }
+                Some(Entry::Canned(_)) => {
+                    let Some(Entry::Canned(b)) = self.fifo.pop_front() else {
+                        unreachable!()
+                    };
+                    self.out.extend_from_slice(&b);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    pub(super) fn answer_maint(&mut self, c: &Command) {
+        let sub = c.arg(2).to_ascii_uppercase();
+        let reply = match (sub.as_str(), c.args.len()) {
+            ("OFF", 3) => {
+                self.maint = None;
+                Ok(())
+            }
+            ("ON", 3) | ("ON", 5) if !self.db.cluster.maint_notifications() => Err(
+                "ERR maintenance notifications are disabled on this cluster (client_maint_notifications is false)".to_string(),
+            ),
+            ("ON", 3) | ("ON", 5) if self.proto != 3 => Err(
+                "ERR CLIENT MAINT_NOTIFICATIONS needs RESP3: send HELLO 3 first".to_string(),
+            ),
+            ("ON", 3) => {
+                self.maint = Some(if self.local_external {
+                    EndpointType::ExternalIp
+                } else {
+                    EndpointType::InternalIp
+                });
+                Ok(())
+            }
+            ("ON", 5) if c.arg(3).eq_ignore_ascii_case("moving-endpoint-type") => {
+                match EndpointType::parse(&c.arg(4)) {
+                    Ok(t) => {
+                        self.maint = Some(t);
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("ERR {e}")),
+                }
+            }
+            _ => Err(
+                "ERR syntax: CLIENT MAINT_NOTIFICATIONS ON [moving-endpoint-type <internal-ip|internal-fqdn|external-ip|external-fqdn|none>] | OFF"
+                    .to_string(),
+            ),
+        };
+        match reply {
+            Ok(()) => {
+                self.db.set_asked(self.id, self.maint);
+                self.db.ledger.maint(self.id, self.maint);
+                if self.maint.is_some() {
+                    let now = Instant::now();
+                    for a in self.db.on_opt_in(self.node, self.public, now) {
+                        self.push(&a, now);
+                    }
+                }
+                self.out.extend_from_slice(b"+OK\r\n");
+            }
+            Err(e) => {
+                self.out.extend_from_slice(b"-");
+                self.out.extend_from_slice(e.as_bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// The address form topology answers and redirects use on this
+    /// connection: the one it asked MOVING in, else the class of address it
+    /// came in on.
+    pub(super) fn topology_form(&self) -> EndpointType {
+        match self.maint {
+            Some(EndpointType::None) | None if self.local_external => EndpointType::ExternalIp,
+            Some(EndpointType::None) | None => EndpointType::InternalIp,
+            Some(t) => t,
+        }
+    }
+
+    /// What the proxy of an OSS Cluster API database answers itself:
+    /// ASKING (remembered for the next command), READONLY / READWRITE, and
+    /// the topology, with the proxies' addresses in this connection's form.
+    pub(super) fn cluster_local(&mut self, c: &Command, map: &SlotMap) -> Option<Bytes> {
+        let ok = || Some(Bytes::from_static(b"+OK\r\n"));
+        match c.name() {
+            "ASKING" => {
+                self.asking = true;
+                return ok();
+            }
+            "READONLY" | "READWRITE" => return ok(),
+            "CLUSTER" => {}
+            _ => return None,
+        }
+        let form = self.topology_form();
+        let (names, port) = (&self.db.naming, self.db.port);
+        let at = |n: Node| {
+            n.endpoint(form, names, port)
+                .expect("a topology form has an address")
+        };
+        Some(match c.arg(1).to_ascii_uppercase().as_str() {
+            "SLOTS" => slot_map::cluster_slots(map, at),
+            "SHARDS" => slot_map::cluster_shards(map, at, self.proto),
+            "NODES" => slot_map::cluster_nodes(map, at, self.node),
+            "INFO" => slot_map::cluster_info(map),
+            "MYID" => {
+                let id = slot_map::node_id(self.node);
+                Bytes::from(format!("${}\r\n{id}\r\n", id.len()))
+            }
+            _ => return None,
+        })
+    }
+
+    /// Acts on a control message; false when the connection must close.
+    pub(super) async fn on_control(
+        &mut self,
+        ctl: Option<Control>,
+        ups: &mut Vec<Option<Upstream>>,
+    ) -> Result<bool> {
+        match ctl {
+            Some(Control::Announce(a)) => self.announce(&a),
+            Some(Control::Resubscribe { shard, to, done }) => {
+                self.resubscribe(ups, shard, to).await?;
+                let _ = done.send(());
+            }
+            Some(Control::Close) | None => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub(super) fn push(&mut self, a: &Announcement, now: Instant) {
+        if let (Some(ty), 3) = (self.maint, self.proto) {
+            // With notifications turned off cluster-wide, the proxy sends none,
+            // also to connections that opted in before.
+            if self.db.cluster.maint_notifications() {
+                let bytes = a.bytes(ty, &self.db.naming, self.db.port, now);
+                self.out.extend_from_slice(&bytes);
+                self.db.ledger.pushed(self.id, pushed(a, ty, &self.db, now));
+            }
+        }
+    }
+
+    pub(super) fn announce(&mut self, a: &Announcement) {
+        self.push(a, Instant::now());
+    }
+}

@@ -1,0 +1,498 @@
+//! The endpoint proxy: one per (database, node), plus the public address.
+//! Here: accept, the session of a proxied client connection from accept to
+//! close, and its record in the server's ledger. Beside it: `local` (what the
+//! proxy answers itself, and the notifications it writes) and `forward`
+//! (commands to shards, replies back in order). Where each command goes
+//! among shards is in `routing`.
+//!
+//! Each client connection is one task that owns both sockets. Client commands are
+//! decoded with the RESP2 decoder (clients send arrays of bulk strings) and kept in
+//! order; replies from the shard are decoded with the decoder of the protocol the
+//! connection negotiated, so that a push is only ever written between whole reply
+//! frames. `CLIENT MAINT_NOTIFICATIONS` is answered here, in reply order; the
+//! shards never see it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedRwLockReadGuard};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::database::{Announcement, Control, DbShared, Node, Route};
+use super::framing::{take_commands, Command};
+use super::pubsub::Subscriptions;
+use super::routing::{self, merge, Merge, Plan, ShardedTx, CROSSSLOT, EXECABORT};
+use super::slot_map::{self, SlotMap};
+use super::upstream::{decode, read_upstreams, reserve, Decoded, Upstream};
+use crate::fault_injector::Timestamp;
+use crate::notification::{EndpointType, Notification};
+use crate::server_record::{CloseCause, PushSent};
+use crate::timing::{ACCEPT_RETRY, TLS_ACCEPT_WITHIN};
+
+/// Binds the database's port on `addrs` and serves them as `node` until `cancel`.
+pub async fn listen_node(
+    db: Arc<DbShared>,
+    node: Node,
+    addrs: &[SocketAddr],
+    tls: Option<TlsAcceptor>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let mut listeners = Vec::new();
+    for a in addrs {
+        listeners.push(bind(*a).map_err(|e| {
+            taken(
+                e,
+                format!("binding endpoint proxy of database {} on {a}", db.id),
+            )
+        })?);
+    }
+    for l in listeners {
+        let (db, cancel, tls) = (db.clone(), cancel.clone(), tls.clone());
+        tokio::spawn(async move {
+            accept_loop(l, cancel, move || node, false, tls, db).await;
+        });
+    }
+    Ok(())
+}
+
+/// Binds the public address; each new connection is served by the node that
+/// holds the endpoint at that moment.
+pub async fn listen_public(
+    db: Arc<DbShared>,
+    tls: Option<TlsAcceptor>,
+    cancel: CancellationToken,
+) -> Result<SocketAddr> {
+    let addr: SocketAddr = ([127, 0, 0, 1], db.port).into();
+    let l = bind(addr).map_err(|e| {
+        taken(
+            e,
+            format!("binding public address {addr} of database {}", db.id),
+        )
+    })?;
+    let picker = {
+        let db = db.clone();
+        move || db.active_node()
+    };
+    tokio::spawn(accept_loop(l, cancel, picker, true, tls, db));
+    Ok(addr)
+}
+
+/// Commands of one connection sent on to shards and not answered yet: a
+/// client that pipelines more waits for replies first. It bounds what a client
+/// that never reads its replies makes a shard hold for it (with 100 KB values,
+/// 25 MB rather than all it asked for); deep enough for any pipeline to run at
+/// full speed.
+mod forward;
+mod local;
+
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Commands read from one client and not sent on yet: past this, the proxy
+/// stops reading the client's socket.
+const MAX_PENDING: usize = 4096;
+
+/// A bind error in words that say what to do when the port is taken.
+fn taken(e: std::io::Error, what: String) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; the port is taken: pick another (`--port`, or `port` in create_database) or leave it out for a free one"
+        }
+        _ => "",
+    };
+    anyhow!("{what}: {e}{hint}")
+}
+
+/// Connections the kernel queues for a listener before it refuses more: a
+/// rebind sends every connection of a database to the new node at once.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with room for a whole database's connections arriving
+/// at once (tokio's default backlog of 1,024 drops handoffs of larger pools).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+async fn accept_loop(
+    l: TcpListener,
+    cancel: CancellationToken,
+    node: impl Fn() -> Node + Send + 'static,
+    public: bool,
+    tls: Option<TlsAcceptor>,
+    db: Arc<DbShared>,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = l.accept() => match r {
+                Ok((stream, _)) => {
+                    db.accepted_one();
+                    let (db, cancel, node, tls) = (db.clone(), cancel.clone(), node(), tls.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = accept(db, node, public, tls, stream, cancel).await {
+                            tracing::debug!("proxy connection ended: {e:#}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
+            }
+        }
+    }
+}
+
+/// What a forwarded command changes once its reply arrives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    Nothing,
+    /// `HELLO <v>`: the reply comes in protocol v, and so does the rest.
+    Hello(u8),
+    /// `RESET`: back to RESP2, no notifications.
+    Reset,
+    /// `QUIT`: close after the reply.
+    Quit,
+}
+
+/// Where the reply of one shard goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ReplyTo {
+    /// Straight to the client.
+    Client,
+    /// Nowhere: the proxy answered the client itself.
+    Discard,
+    /// Kept until the last part comes, then merged into one reply.
+    Part { merge: Merge, last: bool },
+}
+
+type RouteGuard = Arc<OwnedRwLockReadGuard<Route>>;
+
+enum Entry {
+    /// A command forwarded to a shard, waiting for its reply. Holding the
+    /// route keeps a switch-over from starting until the reply is in; a
+    /// blocking command, and whatever waits behind it on the same shard
+    /// connection, holds none (a client blocked forever must not veto
+    /// maintenance).
+    Upstream {
+        _guard: Option<RouteGuard>,
+        shard: usize,
+        after: After,
+        to: ReplyTo,
+    },
+    /// A command answered by the proxy, evaluated when it reaches the head.
+    Local(Command),
+    /// A reply the proxy made, sent when it reaches the head.
+    Canned(Bytes),
+}
+
+#[derive(Default)]
+struct Session {
+    hello: Option<Bytes>,
+    auth: Option<Bytes>,
+    select: Option<Bytes>,
+    setname: Option<Bytes>,
+    /// The protocol the last HELLO asks for: replies to a replayed session
+    /// come in it.
+    proto: Option<u8>,
+}
+
+struct Conn {
+    db: Arc<DbShared>,
+    /// Its id among the database's connections.
+    id: u64,
+    node: Node,
+    /// Accepted on the database's public address.
+    public: bool,
+    local_external: bool,
+    proto: u8,
+    maint: Option<EndpointType>,
+    fifo: VecDeque<Entry>,
+    out: BytesMut,
+    session: Session,
+    /// Held from WATCH or MULTI to EXEC or DISCARD: a transaction never
+    /// straddles two switch-overs.
+    transaction: Option<RouteGuard>,
+    in_multi: bool,
+    tx: ShardedTx,
+    /// Replies of a command sent to several shards, until the last arrives.
+    parts: Vec<Bytes>,
+    /// Pub/sub subscriptions per shard, moved to a shard's new primary.
+    subs: Subscriptions,
+    /// OSS Cluster API: the last command was ASKING; the next goes to the
+    /// shard importing its slot.
+    asking: bool,
+    closing: bool,
+}
+
+/// Sets up one accepted connection (TLS first, when the database has it), then
+/// serves it.
+async fn accept(
+    db: Arc<DbShared>,
+    node: Node,
+    public: bool,
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    cancel: CancellationToken,
+) -> Result<()> {
+    stream.set_nodelay(true)?;
+    let local = stream.local_addr()?;
+    let peer = stream.peer_addr()?;
+    let local_external = matches!(local.ip(), std::net::IpAddr::V4(ip) if ip == node.external_ip());
+    let at = Accepted {
+        node,
+        public,
+        local_external,
+        local,
+        peer,
+    };
+    match tls {
+        None => serve(db, at, stream, cancel).await,
+        Some(acceptor) => {
+            let tls = tokio::time::timeout(TLS_ACCEPT_WITHIN, acceptor.accept(stream))
+                .await
+                .context("the TLS handshake did not finish within 5 s")?
+                .context("TLS handshake")?;
+            serve(db, at, tls, cancel).await
+        }
+    }
+}
+
+/// Where and how a connection was accepted.
+struct Accepted {
+    node: Node,
+    /// On the database's public address.
+    public: bool,
+    /// On the node's external address.
+    local_external: bool,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+async fn serve<S>(
+    db: Arc<DbShared>,
+    at: Accepted,
+    stream: S,
+    cancel: CancellationToken,
+) -> Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Accepted {
+        node,
+        public,
+        local_external,
+        local,
+        peer,
+    } = at;
+    let (tx, mut control) = mpsc::unbounded_channel();
+    let id = db.register(node, tx);
+    db.ledger.accepted(id, node.index, public, local, peer);
+    let guard = Deregister(db.clone(), id);
+    let (mut cr, mut cw) = tokio::io::split(stream);
+    let mut conn = Conn {
+        db: db.clone(),
+        id,
+        node,
+        public,
+        local_external,
+        proto: 2,
+        maint: None,
+        fifo: VecDeque::new(),
+        out: BytesMut::new(),
+        session: Session::default(),
+        transaction: None,
+        in_multi: false,
+        tx: ShardedTx::default(),
+        parts: Vec::new(),
+        subs: Subscriptions::default(),
+        asking: false,
+        closing: false,
+    };
+    let mut cbuf = BytesMut::with_capacity(4096);
+    let mut pending: VecDeque<Command> = VecDeque::new();
+    let mut ups: Vec<Option<Upstream>> = Vec::new();
+    // Made once: each `cancelled()` registers with the token shared by every
+    // connection of the database.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    // Control messages that came while a write to the client was stalled.
+    let mut deferred: VecDeque<Control> = VecDeque::new();
+    // Why the connection ends, as the server's record says it; a close the
+    // server ordered has its cause recorded already.
+    let result: Result<CloseCause> = async {
+        loop {
+            while let Some(ctl) = deferred.pop_front() {
+                if !conn.on_control(Some(ctl), &mut ups).await? {
+                    return Ok(CloseCause::Shutdown);
+                }
+            }
+            // Commands the proxy answers take their place in reply order; those
+            // whose turn has come are answered, then everything buffered is sent.
+            while pending.front().is_some_and(Command::is_maint) {
+                let c = pending.pop_front().unwrap();
+                conn.fifo.push_back(Entry::Local(c));
+            }
+            conn.flush_locals();
+            if !conn.out.is_empty() {
+                if let Some(delay) = db.latency(node) {
+                    tokio::time::sleep(delay).await;
+                }
+                // A client that does not read stalls this write, and with it
+                // everything of this connection (back-pressure: nothing more
+                // is read from it or its shards); a close or a shutdown still
+                // ends it.
+                let write = cw.write_all(&conn.out);
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut cancelled => return Ok(CloseCause::Shutdown),
+                        r = &mut write => {
+                            r?;
+                            break;
+                        }
+                        ctl = control.recv() => match ctl {
+                            Some(Control::Close) | None => return Ok(CloseCause::Shutdown),
+                            Some(other) => deferred.push_back(other),
+                        },
+                    }
+                }
+                conn.out.clear();
+            }
+            if conn.closing && !conn.awaits_shards() {
+                return Ok(CloseCause::Client);
+            }
+            // Inside a transaction the route is held already: no waiting for it.
+            if let Some(guard) = conn.transaction.clone() {
+                if pending.front().is_some_and(|c| !c.is_maint()) && conn.fifo.len() < MAX_IN_FLIGHT {
+                    conn.forward(&mut ups, &mut pending, guard).await?;
+                    continue;
+                }
+            }
+            let wants_route = !pending.is_empty()
+                && conn.transaction.is_none()
+                && !conn.closing
+                && conn.fifo.len() < MAX_IN_FLIGHT;
+            tokio::select! {
+                biased;
+                _ = &mut cancelled => return Ok(CloseCause::Shutdown),
+                ctl = control.recv() => if !conn.on_control(ctl, &mut ups).await? {
+                    return Ok(CloseCause::Shutdown);
+                },
+                (shard, n) = read_upstreams(&mut ups) => {
+                    let closed = match n {
+                        Ok(0) => true,
+                        Ok(_) => false,
+                        Err(e) => {
+                            tracing::debug!("shard connection failed: {e}");
+                            true
+                        }
+                    };
+                    if closed {
+                        // A shard that stopped after a switch-over: reconnect on
+                        // the next command. With replies owed, the client must
+                        // learn that they are lost.
+                        if conn.awaits(shard) {
+                            bail!("shard closed the connection with replies outstanding");
+                        }
+                        ups[shard] = None;
+                        continue;
+                    }
+                    conn.on_upstream(&mut ups)?;
+                }
+                guard = db.route.clone().read_owned(), if wants_route => {
+                    conn.forward(&mut ups, &mut pending, Arc::new(guard)).await?;
+                }
+                n = async { reserve(&mut cbuf); cr.read_buf(&mut cbuf).await }, if pending.len() < MAX_PENDING => {
+                    if n? == 0 {
+                        return Ok(CloseCause::Client);
+                    }
+                    if let Err(e) = take_commands(&mut cbuf, &mut pending) {
+                        let msg = format!("-ERR {}\r\n", one_line(&e.to_string()));
+                        let _ = cw.write_all(msg.as_bytes()).await;
+                        bail!("malformed RESP from client: {e}");
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    let result = match result {
+        Ok(cause) => {
+            db.ledger.closed(id, cause, None);
+            Ok(())
+        }
+        Err(e) => {
+            db.ledger
+                .closed(id, CloseCause::Error, Some(one_line(&format!("{e:#}"))));
+            Err(e)
+        }
+    };
+    drop(guard);
+    result
+}
+
+/// What the server's record keeps of push `a`, written now to a connection
+/// that asked for `ty`.
+fn pushed(a: &Announcement, ty: EndpointType, db: &DbShared, now: Instant) -> PushSent {
+    let n = a.render(ty, &db.naming, db.port, now);
+    PushSent {
+        at: Timestamp::now(),
+        kind: n.as_ref().map_or("raw".into(), |n| n.kind().to_string()),
+        seq: n.as_ref().map(Notification::seq),
+        endpoint: match n {
+            Some(Notification::Moving { endpoint, .. }) => endpoint.map(|e| e.to_string()),
+            _ => None,
+        },
+    }
+}
+
+/// `text` as one line, fit for a RESP simple error.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+struct Deregister(Arc<DbShared>, u64);
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        self.0.deregister(self.1);
+    }
+}
+
+impl Conn {
+    /// True while some reply from a shard is owed.
+    fn awaits_shards(&self) -> bool {
+        self.fifo
+            .iter()
+            .any(|e| matches!(e, Entry::Upstream { .. }))
+    }
+
+    /// True when a reply owed by `shard` holds no route: a blocking command
+    /// is ahead of whatever is sent to that shard now.
+    fn behind_blocking(&self, shard: usize) -> bool {
+        self.fifo
+            .iter()
+            .any(|e| matches!(e, Entry::Upstream { _guard: None, shard: s, .. } if *s == shard))
+    }
+
+    /// True while a reply from `shard` is owed.
+    fn awaits(&self, shard: usize) -> bool {
+        self.fifo
+            .iter()
+            .any(|e| matches!(e, Entry::Upstream { shard: s, .. } if *s == shard))
+    }
+}
