@@ -3,50 +3,20 @@
 //! connections, the open maintenance windows and the sequence counter.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 
+pub use super::announcement::Announcement;
 use super::ledger::Ledger;
 use super::naming::Naming;
+pub use super::node::Node;
 use super::slot_map::SlotMap;
-use crate::notification::{Endpoint, EndpointType, Notification};
+use crate::notification::{EndpointType, Notification};
 use crate::server_record::CloseCause;
-
-/// The addresses of one emulated node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Node {
-    /// 1-based index.
-    pub index: usize,
-}
-
-impl Node {
-    /// `127.0.n.1`.
-    pub fn internal_ip(self) -> Ipv4Addr {
-        Ipv4Addr::new(127, 0, self.index as u8, 1)
-    }
-
-    /// `127.0.n.2`.
-    pub fn external_ip(self) -> Ipv4Addr {
-        Ipv4Addr::new(127, 0, self.index as u8, 2)
-    }
-
-    /// The endpoint of database port `port` on this node, in the form `ty` asks for.
-    /// Host names come from `names`; they resolve to the database's public
-    /// address, which follows the endpoint.
-    pub fn endpoint(self, ty: EndpointType, names: &Naming, port: u16) -> Option<Endpoint> {
-        match ty {
-            EndpointType::InternalIp => Some(Endpoint::new(self.internal_ip().to_string(), port)),
-            EndpointType::ExternalIp => Some(Endpoint::new(self.external_ip().to_string(), port)),
-            EndpointType::InternalFqdn => Some(Endpoint::new(names.node(self, false), port)),
-            EndpointType::ExternalFqdn => Some(Endpoint::new(names.node(self, true), port)),
-            EndpointType::None => None,
-        }
-    }
-}
 
 /// Where the proxies send traffic. Held for reading by every in-flight command;
 /// a switch-over takes it for writing, which waits for in-flight replies and holds
@@ -59,123 +29,6 @@ pub struct Route {
     /// An OSS Cluster API database: which set owns each slot and on which
     /// node each set's primary lives (each node's proxy fronts its own).
     pub cluster: Option<SlotMap>,
-}
-
-/// A notification to deliver, rendered per connection.
-#[derive(Clone, Debug)]
-pub enum Announcement {
-    /// MOVING to `target`; time left is computed from `deadline`.
-    Moving {
-        /// Event seq.
-        seq: i64,
-        /// When the old endpoint closes.
-        deadline: Instant,
-        /// Node the endpoint moves to.
-        target: Node,
-    },
-    /// A start notification whose time left is computed from `deadline`.
-    Start {
-        /// The notification as first sent.
-        notification: Notification,
-        /// When the window is expected to end.
-        deadline: Instant,
-    },
-    /// A completion.
-    Done(Notification),
-    /// SMIGRATED: slots moved from node to node, each node named in the form
-    /// the connection asked for.
-    SlotsMoved {
-        /// Its own seq.
-        seq: i64,
-        /// Source node, target node, slot list.
-        moves: Vec<(Node, Node, String)>,
-    },
-    /// Push bytes sent as they are (an emulator fault: any frame at all).
-    Raw(bytes::Bytes),
-}
-
-impl Announcement {
-    /// The push bytes for a connection that asked for `ty`, at `now`.
-    pub fn bytes(&self, ty: EndpointType, names: &Naming, port: u16, now: Instant) -> bytes::Bytes {
-        match self {
-            Announcement::Raw(b) => b.clone(),
-            typed => typed
-                .render(ty, names, port, now)
-                .map(|n| n.to_resp3())
-                .unwrap_or_default(),
-        }
-    }
-
-    /// The notification for a connection that asked for `ty`, at `now`
-    /// (`None` for a raw push).
-    pub fn render(
-        &self,
-        ty: EndpointType,
-        names: &Naming,
-        port: u16,
-        now: Instant,
-    ) -> Option<Notification> {
-        let left =
-            |deadline: Instant| deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64;
-        Some(match self {
-            Announcement::Moving {
-                seq,
-                deadline,
-                target,
-            } => Notification::Moving {
-                seq: *seq,
-                time_s: left(*deadline),
-                endpoint: target.endpoint(ty, names, port),
-            },
-            Announcement::Start {
-                notification,
-                deadline,
-            } => notification.with_time_s(left(*deadline)),
-            Announcement::Done(n) => n.clone(),
-            Announcement::SlotsMoved { seq, moves } => {
-                // A connection that asked for no MOVING address still needs
-                // to know where slots went.
-                let ty = match ty {
-                    EndpointType::None => EndpointType::InternalIp,
-                    ty => ty,
-                };
-                let at = |n: &Node| n.endpoint(ty, names, port).expect("a form with an address");
-                Notification::SMigrated {
-                    seq: *seq,
-                    moves: moves
-                        .iter()
-                        .map(|(from, to, slots)| crate::notification::SlotMove {
-                            source: at(from),
-                            target: at(to),
-                            slots: slots.clone(),
-                        })
-                        .collect(),
-                    rejected: Vec::new(),
-                }
-            }
-            Announcement::Raw(_) => return None,
-        })
-    }
-
-    fn is_moving(&self) -> bool {
-        match self {
-            Announcement::Moving { .. } => true,
-            Announcement::Start { notification, .. } => {
-                matches!(notification, Notification::Moving { .. })
-            }
-            _ => false,
-        }
-    }
-
-    fn seq(&self) -> Option<i64> {
-        match self {
-            Announcement::Moving { seq, .. } => Some(*seq),
-            Announcement::Start { notification, .. } => Some(notification.seq()),
-            Announcement::Done(n) => Some(n.seq()),
-            Announcement::SlotsMoved { seq, .. } => Some(*seq),
-            Announcement::Raw(_) => None,
-        }
-    }
 }
 
 /// A message to one proxied connection.

@@ -42,6 +42,7 @@
 //! database listens on port P on the node that holds its endpoint, and on its
 //! public address `127.0.0.1:P`, which routes to that node.
 
+mod announcement;
 pub mod api;
 pub mod catalogue;
 mod create;
@@ -54,6 +55,7 @@ mod jobs;
 mod keys;
 mod ledger;
 mod naming;
+mod node;
 mod operations;
 pub mod oss_cluster;
 mod proxy;
@@ -222,7 +224,8 @@ impl Database {
         let (connections, endpoint_moves) = self.shared.ledger.snapshot(name);
         let (names, port) = (&self.shared.naming, self.shared.port);
         let at = |n: Node, ty| {
-            n.endpoint(ty, names, port)
+            names
+                .endpoint(n, ty, port)
                 .map(|e| e.to_string())
                 .unwrap_or_default()
         };
@@ -515,7 +518,7 @@ impl Emulator {
         let mut out: Vec<EndpointType> = Vec::new();
         for node in self.nodes() {
             for ty in [InternalIp, ExternalIp, InternalFqdn, ExternalFqdn] {
-                let named = node.endpoint(ty, &self.config.naming, e.port);
+                let named = self.config.naming.endpoint(node, ty, e.port);
                 if named.as_ref() == Some(e) && !out.contains(&ty) {
                     out.push(ty);
                 }

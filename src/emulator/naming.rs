@@ -15,7 +15,8 @@
 use std::net::ToSocketAddrs;
 use std::sync::mpsc;
 
-use super::database::Node;
+use super::node::Node;
+use crate::notification::{Endpoint, EndpointType};
 use crate::timing::RESOLVE_CAP;
 
 /// The domain the emulator's names live in, when it resolves.
@@ -35,6 +36,19 @@ impl Default for Naming {
 }
 
 impl Naming {
+    /// The endpoint of database port `port` on `node`, in the form `ty`
+    /// asks for. Host names resolve to the database's public address, which
+    /// follows the endpoint.
+    pub fn endpoint(&self, node: Node, ty: EndpointType, port: u16) -> Option<Endpoint> {
+        match ty {
+            EndpointType::InternalIp => Some(Endpoint::new(node.internal_ip().to_string(), port)),
+            EndpointType::ExternalIp => Some(Endpoint::new(node.external_ip().to_string(), port)),
+            EndpointType::InternalFqdn => Some(Endpoint::new(self.node(node, false), port)),
+            EndpointType::ExternalFqdn => Some(Endpoint::new(self.node(node, true), port)),
+            EndpointType::None => None,
+        }
+    }
+
     /// Names under `domain`, whether or not it resolves (tests of the wire form).
     pub fn under(domain: &str) -> Self {
         Naming {

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
-use super::database::Node;
 use super::keys::{self, SLOTS};
+use super::node::Node;
 use crate::notification::Endpoint;
 
 /// Which shard set serves each slot, and where each set lives.

@@ -7,7 +7,7 @@
 //! on another node takes over). Pure: [`super::operations::slot_migrate`]
 //! carries a plan out.
 
-use super::database::Node;
+use super::node::Node;
 use super::slot_map::SlotMap;
 
 /// The effects `slot_migrate` emulates.

@@ -45,7 +45,7 @@ impl Conn {
                             match map.importing.get(&slot) {
                                 Some(&t) if asking && map.nodes[t] == node => Ok(t),
                                 _ => {
-                                    let e = map.node_of(slot).endpoint(form, names, port);
+                                    let e = names.endpoint(map.node_of(slot), form, port);
                                     let e = e.expect("a topology form has an address");
                                     Err(Bytes::from(format!(
                                         "-MOVED {slot} {}:{}\r\n",
@@ -280,7 +280,7 @@ impl Conn {
                             let form = self.topology_form();
                             let db = &self.db;
                             let rewritten = slot_map::rewrite_redirect(&raw, |addr| {
-                                db.shard_node(addr)?.endpoint(form, &db.naming, db.port)
+                                db.naming.endpoint(db.shard_node(addr)?, form, db.port)
                             });
                             db.ledger.redirected(self.id, &raw);
                             self.out

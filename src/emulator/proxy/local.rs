@@ -110,7 +110,8 @@ impl Conn {
         let form = self.topology_form();
         let (names, port) = (&self.db.naming, self.db.port);
         let at = |n: Node| {
-            n.endpoint(form, names, port)
+            names
+                .endpoint(n, form, port)
                 .expect("a topology form has an address")
         };
         Some(match c.arg(1).to_ascii_uppercase().as_str() {
