@@ -1,22 +1,20 @@
 //! The emulator over real sockets: maintenance windows and what each
-//! connection is sent, the fault injector API, the trigger catalogue, and
-//! process clean-up. The proxy byte for byte is in `proxy.rs`.
+//! connection is sent, what each effect sends, and process clean-up (its
+//! API's answers are in `emulator_api.rs`). The proxy byte for byte is in `proxy.rs`.
 #![forbid(unsafe_code)]
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{database, emulator, spawn_action};
-use maint_e2e::emulator::{api, Emulator};
+use common::{database, emulator, post, serve_api, spawn_action};
 use maint_e2e::fault_injector::ActionState;
 use maint_e2e::notification::{EndpointType, Kind, Notification};
 use maint_e2e::raw::{Frame, RawConnection};
 use maint_e2e::wait::{poll, Look};
 use maint_e2e::Action;
 use maint_e2e::DatabaseSpec;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -136,220 +134,6 @@ async fn moving_is_formatted_per_connection_and_the_old_node_closes_after_the_gr
     emu.shutdown().await;
 }
 
-/// The emulator's fault injector API on a free loopback port, until `cancel`.
-async fn serve_api(emu: &Arc<Emulator>, cancel: &CancellationToken) -> std::net::SocketAddr {
-    api::serve(
-        emu.clone(),
-        ([127, 0, 0, 1], 0).into(),
-        &api::ApiOptions::default(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap()
-}
-
-async fn post(url: &str, body: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/action"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_answers_bad_input_with_status_and_a_message() {
-    let emu = emulator(Duration::from_millis(100));
-    let (id, _) = database(&emu, false).await;
-    let cancel = CancellationToken::new();
-    let addr = serve_api(&emu, &cancel).await;
-    let url = format!("http://{addr}");
-    let cases: Vec<(String, u16, &str)> = vec![
-        ("{not json".into(), 400, "not JSON"),
-        ("[1,2]".into(), 422, "JSON object"),
-        (r#"{"type": "explode"}"#.into(), 422, "unknown action type"),
-        (
-            r#"{"type": "failover", "parameters": {}}"#.into(),
-            422,
-            "bdb_id",
-        ),
-        (
-            r#"{"type": "failover", "parameters": {"bdb_id": "x"}}"#.into(),
-            422,
-            "bdb_id",
-        ),
-        (
-            r#"{"type": "failover", "parameters": {"bdb_id": 99}}"#.into(),
-            422,
-            "no database with bdb_id 99",
-        ),
-        (
-            format!(r#"{{"type": "migrate", "parameters": {{"bdb_id": {id}, "target_node": 7}}}}"#),
-            202,
-            "",
-        ),
-    ];
-    for (body, want, msg) in cases {
-        let (status, v) = post(&url, &body).await;
-        if want == 202 {
-            // Accepted, then failed: the error is on the action.
-            assert_eq!(status, 200, "{body}: {v}");
-            let s = maint_e2e::fault_injector::FaultInjectorClient::new(&url)
-                .unwrap()
-                .wait(v["action_id"].as_str().unwrap(), Duration::from_secs(10))
-                .await
-                .unwrap();
-            assert_eq!(s.status, ActionState::Failed);
-            assert!(s.error_text().contains("target_node 7 does not exist"));
-            continue;
-        }
-        assert_eq!(status, want, "{body}: {v}");
-        assert!(v["error"].as_str().unwrap().contains(msg), "{body}: {v}");
-    }
-    let r = reqwest::get(format!("{url}/action/nope")).await.unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    let r = reqwest::get(format!("{url}/no/such/route")).await.unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    let v: Value = r.json().await.unwrap();
-    assert!(v["error"].as_str().unwrap().contains("POST /action"));
-
-    // A second action on a busy database is queued, as a real cluster
-    // queues it: pending until the first ends, then it runs.
-    let (s1, v1) = post(
-        &url,
-        &format!(r#"{{"type": "bind", "parameters": {{"bdb_id": {id}, "grace_s": 1}}}}"#),
-    )
-    .await;
-    assert_eq!(s1, 200, "{v1}");
-    let (s2, v2) = post(
-        &url,
-        &format!(r#"{{"type": "bind", "parameters": {{"bdb_id": {id}, "grace_s": 1}}}}"#),
-    )
-    .await;
-    assert_eq!(s2, 200, "{v2}");
-    let fi = maint_e2e::fault_injector::FaultInjectorClient::new(&url).unwrap();
-    let (a1, a2) = (
-        v1["action_id"].as_str().unwrap(),
-        v2["action_id"].as_str().unwrap(),
-    );
-    assert_eq!(fi.status(a2).await.unwrap().status, ActionState::Pending);
-    // Deleting a database with actions queued is refused, saying why.
-    let (s3, v3) = post(
-        &url,
-        &format!(r#"{{"type": "delete_database", "parameters": {{"bdb_id": {id}}}}}"#),
-    )
-    .await;
-    assert_eq!(s3, 409, "{v3}");
-    assert!(
-        v3["error"].as_str().unwrap().contains("queued or running"),
-        "{v3}"
-    );
-    let first = fi.wait(a1, Duration::from_secs(10)).await.unwrap();
-    let second = fi.wait(a2, Duration::from_secs(10)).await.unwrap();
-    assert!(first.status.is_success() && second.status.is_success());
-    assert!(
-        second.start_time.unwrap() >= first.end_time.unwrap(),
-        "the second bind ran before the first ended: {first:?} {second:?}"
-    );
-    let health: Value = reqwest::get(format!("{url}/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(health["status"], "ok");
-    cancel.cancel();
-    emu.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actions_go_pending_running_success_and_failures_carry_an_error() {
-    let emu = emulator(Duration::from_millis(300));
-    let cancel = CancellationToken::new();
-    let addr = serve_api(&emu, &cancel).await;
-    let fi =
-        maint_e2e::fault_injector::FaultInjectorClient::new(&format!("http://{addr}")).unwrap();
-    let created = fi
-        .create_database(
-            DatabaseSpec {
-                replication: Some(false),
-                ..DatabaseSpec::named("solo")
-            },
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap();
-    let id = created.bdb_id;
-    assert!(created.endpoints[0].starts_with("redis://127.0.0.1:"));
-
-    let action = fi.submit(&Action::migrate(id)).await.unwrap().action_id;
-    let seen = std::sync::Mutex::new(Vec::new());
-    let ended = poll(
-        Duration::from_millis(20),
-        Duration::from_secs(30),
-        || async {
-            let s = fi.status(&action).await?;
-            let mut states = seen.lock().unwrap();
-            if states.last() != Some(&s.status) {
-                states.push(s.status);
-            }
-            Ok::<_, maint_e2e::fault_injector::FaultInjectorError>(match s.is_terminal() {
-                true => Look::Ready(s),
-                false => Look::NotYet(s.status),
-            })
-        },
-    )
-    .await;
-    let s = ended.unwrap().unwrap();
-    assert!(s.end_time.is_some() && s.start_time.is_some());
-    let seen = seen.into_inner().unwrap();
-    assert_eq!(seen.last(), Some(&ActionState::Success), "{seen:?}");
-    let lifecycle = [
-        ActionState::Pending,
-        ActionState::Running,
-        ActionState::Success,
-    ];
-    assert!(seen.iter().all(|s| lifecycle.contains(s)), "{seen:?}");
-
-    let failed = fi.submit(&Action::failover(id)).await.unwrap().action_id;
-    let s = fi.wait(&failed, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(s.status, ActionState::Failed);
-    assert!(s.error_text().contains("no replica"));
-
-    let rladmin = Action::ExecuteRladminCommand {
-        rladmin_command: "status".into(),
-        bdb_id: None,
-    };
-    let status = fi.run(&rladmin, Duration::from_secs(10)).await.unwrap();
-    let text = status.output.unwrap()["output"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        text.contains("DATABASES:") && text.contains(&format!("db:{id} solo")),
-        "{text}"
-    );
-
-    let list: Value = reqwest::get(format!("http://{addr}/action"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["actions"].as_array().unwrap().len(), 4);
-
-    let delete = Action::DeleteDatabase {
-        bdb_id: maint_e2e::fault_injector::BdbId(id),
-    };
-    fi.run(&delete, Duration::from_secs(10)).await.unwrap();
-    assert!(emu.database(id).is_none());
-    cancel.cancel();
-    emu.shutdown().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_leaves_no_redis_server_behind() {
     let emu = emulator(Duration::from_millis(100));
@@ -422,93 +206,6 @@ async fn a_taken_port_is_refused_before_anything_starts() {
         "{err}"
     );
     assert!(emu.shard_pids().await.is_empty());
-    emu.shutdown().await;
-}
-
-async fn get(url: &str) -> (u16, Value) {
-    let r = reqwest::get(url).await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_trigger_catalogue_lists_every_standalone_effect_and_refuses_bad_queries() {
-    let emu = emulator(Duration::from_millis(100));
-    let cancel = CancellationToken::new();
-    let addr = serve_api(&emu, &cancel).await;
-    let url = format!("http://{addr}");
-    for effect in [
-        "data_movement_no_conn_drop",
-        "data_movement_conn_drop",
-        "conn_drop",
-        "dns_resolution_change",
-    ] {
-        let (status, body) = get(&format!(
-            "{url}/topology-change-standalone?effect={effect}&cluster_index=0"
-        ))
-        .await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["effect"], effect);
-        assert_eq!(body["cluster"]["nodes"].as_array().unwrap().len(), 3);
-        let triggers = body["triggers"].as_array().unwrap();
-        assert!(!triggers.is_empty());
-        for t in triggers {
-            assert_ne!(t["name"], "maintenance_mode");
-            let db = &t["requirements"][0]["dbconfig"];
-            assert_eq!(db["shards_count"], 1, "{t}");
-            // Callers keep the name up to its last two dashes.
-            assert!(
-                db["name"].as_str().unwrap().matches('-').count() >= 2,
-                "{t}"
-            );
-        }
-    }
-    let (status, body) = get(&format!("{url}/topology-change-standalone?effect=teleport")).await;
-    assert_eq!(status, 422);
-    assert!(
-        body["error"].as_str().unwrap().contains("conn_drop"),
-        "{body}"
-    );
-    let (status, body) = get(&format!("{url}/topology-change-standalone")).await;
-    assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("effect"), "{body}");
-    let (status, body) = get(&format!("{url}/slot-migrate?effect=teleport")).await;
-    assert_eq!(status, 422);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("slot-shuffle, add, remove, remove-add"),
-        "{body}"
-    );
-    let post_slots = |q: &str| {
-        let u = format!("{url}/slot-migrate?{q}");
-        async move {
-            let r = reqwest::Client::new().post(u).send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
-    };
-    let (status, body) = post_slots("bdb_id=1").await;
-    assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("effect"), "{body}");
-    // No such database: refused at once, saying which exist.
-    let (status, body) = post_slots("effect=add&bdb_id=1&variant=migrate").await;
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("no database with bdb_id 1"),
-        "{body}"
-    );
-    // rladmin status is cluster-wide: a bdb_id that does not exist is fine.
-    let (status, body) = post(
-        &url,
-        r#"{"type": "execute_rladmin_command", "parameters": {"rladmin_command": "status", "bdb_id": 99}}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    cancel.cancel();
     emu.shutdown().await;
 }
 
@@ -737,24 +434,5 @@ async fn moving_reaches_late_public_connections_and_is_resent_to_those_that_stay
         "{took:?}"
     );
     task.await.unwrap().unwrap();
-    emu.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timing_overrides_out_of_range_are_refused_with_their_name() {
-    let emu = emulator(Duration::from_millis(100));
-    let e = emu
-        .create_database(serde_json::from_value(json!({"name": "x", "grace_s": -1})).unwrap())
-        .await
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("grace_s must be"), "{e}");
-    let (id, _) = database(&emu, true).await;
-    let a =
-        Action::parse(&json!({"type": "failover", "parameters": {"bdb_id": id, "lead_s": 4000}}))
-            .unwrap();
-    let e = emu.run(&a).await.unwrap_err().to_string();
-    assert!(e.contains("lead_s must be"), "{e}");
     emu.shutdown().await;
 }

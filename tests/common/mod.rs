@@ -1,18 +1,19 @@
 //! What the emulator's integration tests share: an emulator with short
-//! timings, a database on it, an action run in the background, and a byte
-//! exchange with a proxy.
+//! timings, a database on it, an action run in the background, a byte
+//! exchange with a proxy, and the fault injector API on a loopback port.
 #![allow(dead_code)] // each test file uses its own part
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use maint_e2e::emulator::ActionError;
+use maint_e2e::emulator::{api, ActionError};
 use maint_e2e::emulator::{Emulator, EmulatorConfig, Timings};
 use maint_e2e::Action;
 use maint_e2e::DatabaseSpec;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 pub fn emulator(lead: Duration) -> Arc<Emulator> {
     Emulator::new(EmulatorConfig {
@@ -62,4 +63,36 @@ pub async fn exchange(s: &mut TcpStream, request: &[u8], expected: &[u8]) {
         String::from_utf8_lossy(&got),
         String::from_utf8_lossy(expected)
     );
+}
+
+/// The emulator's fault injector API on a free loopback port, until `cancel`.
+pub async fn serve_api(emu: &Arc<Emulator>, cancel: &CancellationToken) -> std::net::SocketAddr {
+    api::serve(
+        emu.clone(),
+        ([127, 0, 0, 1], 0).into(),
+        &api::ApiOptions::default(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Posts `body` to the API's `/action`: the status and the JSON answer.
+pub async fn post(url: &str, body: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/action"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs `url`: the status and the JSON answer.
+pub async fn get(url: &str) -> (u16, Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
 }
