@@ -12,14 +12,19 @@
 //! * [`client`]: the client under test, smart client handoffs on redis-rs over
 //!   its own TCP and TLS (trusted CA, client certificate, versions, credentials),
 //!   with pub/sub subscriptions that follow each handoff, and a cluster client
-//!   (`client::cluster`: a connection per node, slot routing, SMIGRATED);
+//!   (`client::cluster`: a connection per node, slot routing, SMIGRATED); its
+//!   relaxation state machine in `client::relax`. It imports nothing of the
+//!   suite below (`tests/layout.rs` keeps it so, and keeps imports free of
+//!   circles);
 //! * [`server_record`]: the server's record of a database (every client
 //!   connection from accept to close, every endpoint move), as the emulator
 //!   serves it and the suite's claims read it;
 //! * [`duration_text`]: durations written the one way features write them;
 //! * [`slots`]: hash slots, as the proxies and the cluster client compute them;
 //! * [`tracker`]: every client event of a scenario, and waiting on them;
-//! * [`timeline`]: every claim about a client, as a pure function over its events;
+//! * [`timeline`]: every claim about a client, as a pure function over its events
+//!   (by family), the server's record (`timeline::server`) or its requests
+//!   (`timeline::requests`);
 //! * [`workload`]: background traffic, error classes, acknowledged-write ledger;
 //! * [`raw`]: raw RESP connections, to check what a server sends byte for byte;
 //! * [`wait`]: the one way to wait, with a bound (on a notified change, or by polling);
