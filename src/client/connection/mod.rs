@@ -1,7 +1,7 @@
 //! One maintenance-aware connection: a redis-rs `MultiplexedConnection` that can
 //! be swapped for another, with its relax state and its handoffs. Here: its
 //! state, requests and their timeouts, and the wiring of its relaxation
-//! ([`super::relax`], the state machine) to timers and events. Beside it:
+//! (`client::relax`, the state machine) to timers and events. Beside it:
 //! `dial` (set-up and opt-in), `push` (the push loop and what each
 //! notification does), `handoff`, `blocking` (block times of commands).
 
