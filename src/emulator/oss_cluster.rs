@@ -150,19 +150,11 @@ pub async fn promote(replica: &Shard, primary: &Shard, within: Duration) -> Resu
     // It answers for the slots only once it holds them itself (else it
     // redirects to the old primary for a moment).
     let owns = poll(SERVER_POLL, within, || async {
-        let nodes = replica.admin(&["CLUSTER", "NODES"]).await?;
-        let me = nodes
-            .lines()
-            .find(|l| l.contains("myself"))
-            .unwrap_or("")
-            .to_string();
-        // id addr flags master ping pong epoch link slot...
-        anyhow::Ok(
-            match me.contains("master") && me.split_whitespace().count() > 8 {
-                true => Look::Ready(()),
-                false => Look::NotYet(me),
-            },
-        )
+        let me = myself(replica).await?;
+        anyhow::Ok(match holds_slots(&me) {
+            true => Look::Ready(()),
+            false => Look::NotYet(me),
+        })
     })
     .await?;
     if let Err(me) = owns {
@@ -172,6 +164,67 @@ pub async fn promote(replica: &Shard, primary: &Shard, within: Duration) -> Resu
         );
     }
     Ok(())
+}
+
+/// After a promotion, until the old primary follows: the promoted shard
+/// keeps its slots. A takeover's unilateral epoch can lose to the old
+/// primary's for a moment (it claims the slots back by gossip before it
+/// learns it follows); the promoted shard then takes them over again. Waits
+/// at most `within` for both to agree, for a few polls in a row.
+pub async fn keep_promotion(promoted: &Shard, old: &Shard, within: Duration) -> Result<()> {
+    let agreed = std::sync::atomic::AtomicU32::new(0);
+    let done = poll(SERVER_POLL, within, || {
+        let agreed = &agreed;
+        async move {
+            use std::sync::atomic::Ordering::Relaxed;
+            let me = myself(promoted).await?;
+            if !holds_slots(&me) {
+                agreed.store(0, Relaxed);
+                promoted
+                    .admin(&["CLUSTER", "FAILOVER", "TAKEOVER"])
+                    .await
+                    .ok();
+                return anyhow::Ok(Look::NotYet(format!("it lost its slots: {me}")));
+            }
+            let role = old.replication_field("role").await?;
+            if role.as_deref() != Some("slave") {
+                agreed.store(0, Relaxed);
+                return Ok(Look::NotYet(format!("the old primary is {role:?}")));
+            }
+            Ok(match agreed.fetch_add(1, Relaxed) + 1 >= AGREED_POLLS {
+                true => Look::Ready(()),
+                false => Look::NotYet("agreeing".into()),
+            })
+        }
+    })
+    .await?;
+    if let Err(why) = done {
+        bail!(
+            "shard {} and its old primary {} did not agree on its slots within {within:?}: {why}",
+            promoted.id,
+            old.id
+        );
+    }
+    Ok(())
+}
+
+/// Polls in a row on which a promoted shard and its old primary must agree.
+const AGREED_POLLS: u32 = 5;
+
+/// A shard's own line of `CLUSTER NODES`.
+async fn myself(shard: &Shard) -> Result<String> {
+    let nodes = shard.admin(&["CLUSTER", "NODES"]).await?;
+    Ok(nodes
+        .lines()
+        .find(|l| l.contains("myself"))
+        .unwrap_or("")
+        .to_string())
+}
+
+/// A `CLUSTER NODES` line of a primary that holds slots (id addr flags
+/// master ping pong epoch link slot...).
+fn holds_slots(line: &str) -> bool {
+    line.contains("master") && line.split_whitespace().count() > 8
 }
 
 /// Waits at most `within` until `shard` has `role` (`master`, `slave`).

@@ -283,9 +283,11 @@ async fn fail_over(
     .await;
     match promoted {
         Ok(()) => {
-            // The old primary learns by gossip that it follows now; no
-            // request goes to it meanwhile.
-            if let Err(e) = oss_cluster::wait_role(&set.primary, "slave", t.sync_timeout).await {
+            // The old primary learns by gossip that it follows now, and the
+            // promoted shard keeps its slots meanwhile.
+            if let Err(e) =
+                oss_cluster::keep_promotion(&replica, &set.primary, t.sync_timeout).await
+            {
                 tracing::warn!("after the failover of shard {}: {e:#}", set.primary.id);
             }
             let old = std::mem::replace(&mut set.primary, replica);
