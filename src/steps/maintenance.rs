@@ -105,6 +105,22 @@ async fn when_bind(w: &mut MaintWorld) -> StepResult {
     Ok(())
 }
 
+/// `bind` whose MOVING announces `grace` (on the emulator; a real cluster
+/// announces its own): a rebind of many connections on a small machine.
+#[when(expr = "the database endpoint is rebound to another node with a grace of {duration}")]
+async fn when_bind_grace(w: &mut MaintWorld, grace: DurationParam) -> StepResult {
+    let timing = TimingOverrides {
+        grace_s: Some(grace.bounded("the grace")?.as_secs_f64()),
+        ..TimingOverrides::default()
+    };
+    if !w.on_emulator() {
+        tracing::info!("a real cluster announces its own grace");
+    }
+    w.run_action(|bdb| Action::bind(bdb).with_timing(timing))
+        .await?;
+    Ok(())
+}
+
 /// `bind` with every MOVING sent twice, as several proxies may do (emulator only).
 #[when("the database endpoint is rebound to another node with MOVING sent twice")]
 async fn when_bind_repeated(w: &mut MaintWorld) -> StepResult {
