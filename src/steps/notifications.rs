@@ -9,7 +9,6 @@ use cucumber::then;
 use super::params::{EndpointForm, EndpointTypeParam, KindParam};
 use super::{MaintWorld, StepResult};
 use crate::notification::{Kind, Notification};
-use crate::timeline::requests::Relaxed;
 use crate::timeline::{self, server, Received};
 
 impl MaintWorld {
@@ -53,21 +52,9 @@ async fn then_relaxed_between(
     second: KindParam,
 ) -> StepResult {
     let (a, b) = w.wait_pair(&client, first.0, second.0).await?;
-    if let Some(configured) = w.client(&client)?.options().response_timeout {
-        let expect = Relaxed {
-            beyond: configured,
-            to: None,
-        };
-        if w.judge_relaxation(&client, &[(first.0, second.0)], expect)
-            .await?
-        {
-            return Ok(());
-        }
+    if w.window_judged(&client, first.0, second.0, None).await? {
+        return Ok(());
     }
-    w.not_checked(&format!(
-        "the timeout of requests {client:?} sent between {} and {} (the client's account decides)",
-        first.0, second.0
-    ));
     timeline::relaxed_over(&w.tracker.timeline(&client), a.conn, a.at, b.at)
         .map_err(|e| w.unmet(&client, e))?;
     Ok(())

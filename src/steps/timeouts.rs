@@ -75,6 +75,36 @@ impl MaintWorld {
         Ok(true)
     }
 
+    /// The window from `open` to `close` judged by `client`'s requests
+    /// (relaxed beyond its configured timeout, to `to` where a step names
+    /// it): `Ok(true)` when judged so. `Ok(false)` where no request can
+    /// judge it (no server record, or an unbounded configured timeout),
+    /// marked not checked: the caller falls back on the client's account.
+    pub async fn window_judged(
+        &self,
+        client: &str,
+        open: Kind,
+        close: Kind,
+        to: Option<Option<Duration>>,
+    ) -> Result<bool> {
+        if let Some(configured) = self.client(client)?.options().response_timeout {
+            let expect = Relaxed {
+                beyond: configured,
+                to,
+            };
+            if self
+                .judge_relaxation(client, &[(open, close)], expect)
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        self.not_checked(&format!(
+            "the timeout of requests {client:?} sent between {open} and {close} (the client's account decides)"
+        ));
+        Ok(false)
+    }
+
     /// What `client`'s traffic did so far, running or stopped.
     pub fn traffic_so_far(&self, client: &str) -> Result<Report> {
         let t = self.record(client)?.traffic.as_ref().ok_or_else(|| {
@@ -134,22 +164,11 @@ async fn then_relaxed_to(
     second: KindParam,
 ) -> StepResult {
     let (a, b) = w.wait_pair(&client, first.0, second.0).await?;
-    let configured = w.client(&client)?.options().response_timeout;
-    if let Some(configured) = configured {
-        let expect = Relaxed {
-            beyond: configured,
-            to: Some(timeout.0),
-        };
-        if w.judge_relaxation(&client, &[(first.0, second.0)], expect)
-            .await?
-        {
-            return Ok(());
-        }
+    if w.window_judged(&client, first.0, second.0, Some(timeout.0))
+        .await?
+    {
+        return Ok(());
     }
-    w.not_checked(&format!(
-        "the timeout of requests {client:?} sent between {} and {} (the client's account decides)",
-        first.0, second.0
-    ));
     let got = timeline::relaxed_over(&w.tracker.timeline(&client), a.conn, a.at, b.at)
         .map_err(|e| w.unmet(&client, e))?;
     if got != timeout.0 {
