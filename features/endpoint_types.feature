@@ -13,10 +13,12 @@ Feature: Endpoint types
   Scenario Outline: ET1-ET5 a client that asks for <type> receives it in MOVING and moves there
     Given a client "app" with 2 connections and maintenance notifications enabled and endpoint type <type>
     And steady traffic from "app"
+    Then the server has maintenance notifications on for every connection of "app", with endpoint type <type>
     When the database endpoint is rebound to another node
     Then "app" receives MOVING in the form <type> asks for
     And every connection of "app" hands off exactly once
     And every connection of "app" now uses the endpoint MOVING named
+    And the server sent no MOVING to a connection of "app" that arrived on the node the endpoint moved to
     And the traffic saw no errors
     And every acknowledged write is readable
     And the timeouts of "app" are back to their configured values

@@ -147,6 +147,11 @@ struct EmulatorArgs {
     /// Do not replay the last MIGRATED / FAILED_OVER to connections that opt in later.
     #[arg(long)]
     no_completion_replay: bool,
+    /// The most client connections a database serves at once; past it a
+    /// connection is told `-ERR max number of clients reached` (0: no limit;
+    /// `max_connections` in create_database sets it per database).
+    #[arg(long, default_value_t = maint_e2e::emulator::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Address of the fault injector API (loopback by default; anywhere else
     /// is logged as a warning).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -278,6 +283,7 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
         timings: Timings::default().with(&overrides),
         replay_completion: !args.no_completion_replay,
         naming: Naming::resolving(&args.domain),
+        max_connections: args.max_connections,
         keep_run_dir: args.keep_run_dir,
     })?;
     tracing::info!(run_dir = %emu.run_dir().display(), keep = args.keep_run_dir, "run directory");

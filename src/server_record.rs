@@ -271,3 +271,101 @@ impl DatabaseRecord {
             .filter(move |c| c.name.as_deref() == Some(name))
     }
 }
+
+/// What a server holds of one connection's opt-in, as `CLIENT
+/// MAINT_NOTIFICATIONS_INFO` answers it: the server's own word, on a real
+/// cluster as on the emulator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaintInfo {
+    /// `status` is `on`.
+    pub on: bool,
+    /// `moving-endpoint-type` of its `parameters`, when given.
+    pub endpoint_type: Option<String>,
+}
+
+impl MaintInfo {
+    /// Reads the reply: a map (a flat array of pairs over RESP2) of `status`
+    /// and `parameters`. `Err` says what is wrong with it.
+    pub fn from_reply(reply: &redis::Value) -> Result<MaintInfo, String> {
+        let status = field(reply, "status")?
+            .and_then(text)
+            .ok_or_else(|| format!("no status in {reply:?}"))?;
+        let endpoint_type = match field(reply, "parameters")? {
+            Some(p) => field(p, "moving-endpoint-type")?.and_then(text),
+            None => None,
+        };
+        match status.as_str() {
+            "on" | "off" => Ok(MaintInfo {
+                on: status == "on",
+                endpoint_type,
+            }),
+            other => Err(format!("status {other:?} is neither on nor off")),
+        }
+    }
+}
+
+/// The value under `key` of a map reply (or a flat array of pairs).
+fn field<'a>(reply: &'a redis::Value, key: &str) -> Result<Option<&'a redis::Value>, String> {
+    use redis::Value;
+    let pairs: Vec<(&Value, &Value)> = match reply {
+        Value::Map(m) => m.iter().map(|(k, v)| (k, v)).collect(),
+        Value::Array(a) if a.len() % 2 == 0 => a.chunks(2).map(|p| (&p[0], &p[1])).collect(),
+        other => return Err(format!("expected a map, got {other:?}")),
+    };
+    Ok(pairs
+        .into_iter()
+        .find(|(k, _)| text(k).is_some_and(|k| k.eq_ignore_ascii_case(key)))
+        .map(|(_, v)| v))
+}
+
+fn text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) | redis::Value::VerbatimString { text: s, .. } => {
+            Some(s.clone())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod maint_info_tests {
+    use super::MaintInfo;
+    use redis::Value;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn reads_the_map_and_the_flat_form() {
+        let on = Value::Map(vec![
+            (bulk("status"), bulk("on")),
+            (
+                bulk("parameters"),
+                Value::Map(vec![(bulk("moving-endpoint-type"), bulk("none"))]),
+            ),
+        ]);
+        assert_eq!(
+            MaintInfo::from_reply(&on).unwrap(),
+            MaintInfo {
+                on: true,
+                endpoint_type: Some("none".into())
+            }
+        );
+        let off = Value::Array(vec![
+            bulk("status"),
+            bulk("off"),
+            bulk("parameters"),
+            Value::Array(vec![]),
+        ]);
+        assert_eq!(
+            MaintInfo::from_reply(&off).unwrap(),
+            MaintInfo {
+                on: false,
+                endpoint_type: None
+            }
+        );
+        assert!(MaintInfo::from_reply(&bulk("on")).is_err());
+    }
+}

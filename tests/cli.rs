@@ -399,3 +399,81 @@ async fn an_api_token_given_on_the_command_line_guards_every_route_but_health() 
     let health = http.get(format!("{url}/health")).send().await.unwrap();
     assert_eq!(status(health), 200);
 }
+
+/// Out of file descriptors, the fault injector API neither spins nor floods
+/// its log: one line a second, with how many failures it stands for, and it
+/// answers again once connections close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_out_of_file_descriptors_backs_off_and_logs_once_a_second() {
+    const LIMIT: usize = 256;
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"")])
+        .args([BIN, "emulator", "--nodes", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let child = Emulator(child);
+    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let url = ready["fault_injector_url"].as_str().unwrap().to_string();
+    let addr = url.trim_start_matches("http://").to_string();
+    let in_use = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(in_use < LIMIT, "{in_use} descriptors in use at start");
+    // More connections than it has descriptors left: the kernel queues the
+    // rest, and every accept of them fails.
+    let mut held = Vec::new();
+    for _ in 0..(LIMIT - in_use + 20) {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    drop(held);
+    let health = async {
+        loop {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(2),
+                reqwest::get(format!("{url}/health")),
+            )
+            .await;
+            if let Ok(Ok(r)) = answer {
+                break r.status();
+            }
+        }
+    };
+    let status = tokio::time::timeout(Duration::from_secs(30), health)
+        .await
+        .expect("the API answers again once connections close");
+    assert!(status.is_success(), "{status}");
+    drop(child);
+    let lines: Vec<String> = log
+        .join()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.contains("could not accept"))
+        .collect();
+    // 2.5 s of failures: the first, then one a second.
+    assert!(
+        (2..=4).contains(&lines.len()),
+        "{} lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("times in the last second")),
+        "{}",
+        lines.join("\n")
+    );
+}

@@ -11,10 +11,12 @@ use common::{database, emulator, post, serve_api, spawn_action};
 use maint_e2e::fault_injector::ActionState;
 use maint_e2e::notification::{EndpointType, Kind, Notification};
 use maint_e2e::raw::{Frame, RawConnection};
+use maint_e2e::server_record::CloseCause;
 use maint_e2e::wait::{poll, Look};
 use maint_e2e::Action;
 use maint_e2e::DatabaseSpec;
 use serde_json::json;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -398,7 +400,8 @@ async fn injected_latency_delays_replies_while_it_lasts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn moving_reaches_late_public_connections_and_is_resent_to_those_that_stay() {
+async fn moving_reaches_late_public_connections_that_dialled_an_address_and_is_resent_to_those_that_stay(
+) {
     let emu = emulator(Duration::from_millis(100));
     let (id, addr) = database(&emu, false).await;
     let stays = RawConnection::connect(&addr, true, Some(None))
@@ -414,7 +417,8 @@ async fn moving_reaches_late_public_connections_and_is_resent_to_those_that_stay
         })
         .await
         .unwrap();
-    // A connection made through the public address during the window is told too.
+    // A connection made through the public address during the window that
+    // asks for an address is told too: it dialled the address being left.
     let late = RawConnection::connect(&addr, true, Some(None))
         .await
         .unwrap();
@@ -423,6 +427,22 @@ async fn moving_reaches_late_public_connections_and_is_resent_to_those_that_stay
         matches!(&frames[1], Frame::Push { notification: Ok(Some(n)), .. } if n.seq() == first.seq()),
         "{frames:?}"
     );
+    // One that asks for a host name or none came through the name, which
+    // leads where MOVING points already (as a handoff does): nothing.
+    for ty in [
+        EndpointType::InternalFqdn,
+        EndpointType::ExternalFqdn,
+        EndpointType::None,
+    ] {
+        let follows = RawConnection::connect(&addr, true, Some(Some(ty)))
+            .await
+            .unwrap();
+        let frames = follows.frames();
+        assert!(
+            !frames.iter().any(|f| matches!(f, Frame::Push { .. })),
+            "{ty}: {frames:?}"
+        );
+    }
     // The one that stays on the old node gets MOVING again half-way through.
     let again = stays
         .wait_until_count(Duration::from_secs(3), Kind::Moving, 2)
@@ -434,5 +454,55 @@ async fn moving_reaches_late_public_connections_and_is_resent_to_those_that_stay
         "{took:?}"
     );
     task.await.unwrap().unwrap();
+    emu.shutdown().await;
+}
+
+/// Past its `max_connections`, a database tells a new connection why and
+/// closes it, as Redis does past `maxclients`; the server's record keeps it;
+/// once a connection closes, there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_past_its_connection_limit_says_so_and_closes() {
+    let emu = emulator(Duration::from_millis(100));
+    let db = emu
+        .create_database(DatabaseSpec {
+            max_connections: Some(2),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", db.port());
+    let first = RawConnection::connect(&addr, false, None).await.unwrap();
+    let _second = RawConnection::connect(&addr, false, None).await.unwrap();
+    let mut third = TcpStream::connect(&addr).await.unwrap();
+    let mut said = String::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut said))
+        .await
+        .expect("closed in time")
+        .unwrap();
+    assert_eq!(said, "-ERR max number of clients reached\r\n");
+    let record = db.record(None, &emu.nodes()).await;
+    let refused = record.connections.last().unwrap();
+    assert_eq!(refused.closed_by, Some(CloseCause::Error));
+    assert!(
+        refused
+            .close_detail
+            .as_deref()
+            .is_some_and(|d| d.contains("at most 2 connections")),
+        "{refused:?}"
+    );
+    drop(first);
+    let room = poll(
+        Duration::from_millis(20),
+        Duration::from_secs(5),
+        || async {
+            anyhow::Ok(match RawConnection::connect(&addr, false, None).await {
+                Ok(c) if c.ping().await.is_ok() => Look::Ready(c),
+                _ => Look::NotYet(()),
+            })
+        },
+    )
+    .await
+    .unwrap();
+    assert!(room.is_ok(), "no room after a connection closed");
     emu.shutdown().await;
 }

@@ -304,3 +304,111 @@ async fn timing_overrides_out_of_range_are_refused_with_their_name() {
     assert!(e.contains("lead_s must be"), "{e}");
     emu.shutdown().await;
 }
+
+/// The rladmin commands clients' suites send: `status` and its sections,
+/// the grace tuned for later rebinds, a rebind away from a node, a failover
+/// and a node's shards migrated; a command that changes nothing fails, as
+/// rladmin exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rladmin_commands_run_on_the_cluster_and_a_no_op_fails() {
+    let emu = emulator(Duration::from_millis(100));
+    let (id, _) = database(&emu, true).await;
+    let rladmin = |command: String| {
+        let emu = emu.clone();
+        async move {
+            let action = Action::parse(&json!({
+                "type": "execute_rladmin_command",
+                "parameters": {"rladmin_command": command, "bdb_id": id}
+            }))
+            .unwrap();
+            emu.run(&action).await
+        }
+    };
+    let out = rladmin("status".into()).await.unwrap();
+    assert_eq!(out["node_id"], 1, "{out}");
+    let text = out["output"].as_str().unwrap();
+    for section in ["CLUSTER NODES:", "DATABASES:", "ENDPOINTS:", "SHARDS:"] {
+        assert!(text.contains(section), "{text}");
+    }
+    let shards = rladmin("status shards".into()).await.unwrap();
+    let text = shards["output"].as_str().unwrap().to_string();
+    assert!(
+        text.starts_with("SHARDS:") && !text.contains("DATABASES:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("db:{id} ")) && text.contains(" master "),
+        "{text}"
+    );
+
+    // The grace of later rebinds, then a rebind away from the endpoint's node.
+    rladmin("tune cluster endpoint_rebind_propagation_grace_time 1".into())
+        .await
+        .unwrap();
+    let db = emu.database(id).unwrap();
+    let from = db.active_node().index;
+    rladmin(format!("bind endpoint {id}:1 exclude {from}"))
+        .await
+        .unwrap();
+    let record = db.record(None, &emu.nodes()).await;
+    let m = record.endpoint_moves.last().expect("the endpoint moved");
+    assert_eq!(m.from, from);
+    assert_ne!(m.to, from);
+    let grace = m.grace_end.0.duration_since(m.at.0).unwrap();
+    assert_eq!(grace, Duration::from_secs(1), "the tuned grace");
+    // It is not on that node any more: nothing to do, a failure.
+    let e = rladmin(format!("bind endpoint {id}:1 exclude {from}"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rladmin exited with status 1"), "{e}");
+    let e = rladmin(format!("bind endpoint {id}:1 policy single"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already has proxy policy single"), "{e}");
+
+    // A failover of the database's shard by id, then its node's shards moved.
+    let shard = text
+        .lines()
+        .find(|l| l.contains(" master "))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("redis:")))
+        .unwrap()
+        .to_string();
+    rladmin(format!("failover shard {shard}")).await.unwrap();
+    let after = rladmin("status shards".into()).await.unwrap();
+    let text = after["output"].as_str().unwrap().to_string();
+    let primary_node = text
+        .lines()
+        .find(|l| l.contains(" master "))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("node:")))
+        .unwrap()
+        .to_string();
+    let to = emu
+        .nodes()
+        .into_iter()
+        .find(|n| format!("node:{}", n.index) != primary_node)
+        .unwrap()
+        .index;
+    let from_node = primary_node.trim_start_matches("node:");
+    rladmin(format!(
+        "migrate node {from_node} all_shards target_node {to}"
+    ))
+    .await
+    .unwrap();
+    let moved = rladmin("status shards".into()).await.unwrap();
+    let text = moved["output"].as_str().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" master ") && l.contains(&format!("node:{to} "))),
+        "{text}"
+    );
+    let e = rladmin(format!(
+        "migrate node {from_node} all_shards target_node {to}"
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("nothing to migrate"), "{e}");
+    emu.shutdown().await;
+}

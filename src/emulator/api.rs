@@ -221,13 +221,14 @@ pub async fn serve(
     let header_timeout = options.request_timeout;
     tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut errors = super::accept::AcceptErrors::new("the fault injector API");
         loop {
             let stream = tokio::select! {
                 _ = cancel.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        tracing::warn!("the fault injector API could not accept a connection: {e}");
+                        errors.failed(e).await;
                         continue;
                     }
                 },

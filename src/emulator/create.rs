@@ -276,6 +276,7 @@ impl Emulator {
             shared.replay_completion = spec
                 .replay_completion
                 .unwrap_or(self.config.replay_completion);
+            shared.max_connections = spec.max_connections.unwrap_or(self.config.max_connections);
             shared.naming = self.config.naming.clone();
             shared.cluster = self.cluster.clone();
             shared.key_specs = key_specs.clone();

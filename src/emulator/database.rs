@@ -97,6 +97,10 @@ pub struct DbShared {
     /// Send the last completion a node's proxy sent to connections that opt in
     /// on that node later.
     pub replay_completion: bool,
+    /// The most client connections the database serves at once (0: no limit);
+    /// past it a new connection is told `-ERR max number of clients reached`
+    /// and closed.
+    pub max_connections: usize,
     /// How the database's endpoints are named.
     pub naming: Naming,
     /// Settings of the whole cluster.
@@ -114,12 +118,15 @@ pub struct DbShared {
 #[derive(Debug)]
 pub struct ClusterSettings {
     maint_notifications: std::sync::atomic::AtomicBool,
+    /// `endpoint_rebind_propagation_grace_time`, once tuned.
+    rebind_grace: Mutex<Option<std::time::Duration>>,
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             maint_notifications: std::sync::atomic::AtomicBool::new(true),
+            rebind_grace: Mutex::new(None),
         }
     }
 }
@@ -134,6 +141,17 @@ impl ClusterSettings {
     /// Turns maintenance notifications on or off for the whole cluster.
     pub fn set_maint_notifications(&self, on: bool) {
         self.maint_notifications.store(on, Ordering::SeqCst);
+    }
+
+    /// The MOVING grace of every later rebind, as `rladmin tune cluster
+    /// endpoint_rebind_propagation_grace_time` set it; `None` until tuned.
+    pub fn rebind_grace(&self) -> Option<std::time::Duration> {
+        *self.rebind_grace.lock().unwrap()
+    }
+
+    /// Tunes the MOVING grace of later rebinds.
+    pub fn set_rebind_grace(&self, grace: std::time::Duration) {
+        *self.rebind_grace.lock().unwrap() = Some(grace);
     }
 }
 
@@ -169,6 +187,7 @@ impl DbShared {
             latency: Mutex::new(Vec::new()),
             latency_on: std::sync::atomic::AtomicBool::new(false),
             replay_completion: true,
+            max_connections: 0,
             naming: Naming::default(),
             cluster: Arc::new(ClusterSettings::default()),
             oss_cluster: false,
@@ -283,9 +302,19 @@ impl DbShared {
         self.accepted.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub fn register(&self, node: Node, control: mpsc::UnboundedSender<Control>) -> u64 {
+    /// Registers a new connection served on `node`; `Err` with its id when
+    /// the database already serves [`DbShared::max_connections`].
+    pub fn register(
+        &self,
+        node: Node,
+        control: mpsc::UnboundedSender<Control>,
+    ) -> Result<u64, u64> {
         let id = self.next_conn.fetch_add(1, Ordering::SeqCst);
-        self.conns.lock().unwrap().insert(
+        let mut conns = self.conns.lock().unwrap();
+        if self.max_connections > 0 && conns.len() >= self.max_connections {
+            return Err(id);
+        }
+        conns.insert(
             id,
             Registered {
                 node,
@@ -294,7 +323,7 @@ impl DbShared {
                 subscribed: false,
             },
         );
-        id
+        Ok(id)
     }
 
     /// Records the MOVING form connection `id` asked for.
@@ -460,10 +489,24 @@ impl DbShared {
     /// What a connection on `node` is sent when it opts in: the last completion
     /// that node's proxy sent (when replay is on), then every start announcement
     /// still open for it. A connection that arrives on a node through a handoff
-    /// is not sent a completion that another node's proxy sent. A connection
-    /// made through the public address during a MOVING window gets that MOVING
-    /// too: it resolved the name that is moving.
-    pub fn on_opt_in(&self, node: Node, public: bool, now: Instant) -> Vec<Arc<Announcement>> {
+    /// is not sent a completion that another node's proxy sent.
+    ///
+    /// A connection made through the public address during a MOVING window
+    /// gets that MOVING when it asked for an address (`internal-ip`,
+    /// `external-ip`): the public address stands for the one the database's
+    /// name led to before the move, the node going away. One that asked for a
+    /// host name or `none` came in through the name, which already leads to
+    /// the node MOVING points to: it is where MOVING would send it, so it is
+    /// sent nothing (a real cluster sends MOVING only to connections on the
+    /// node that is going away; sent to the connection a handoff opens, a
+    /// client that follows every MOVING would hand off again and again).
+    pub fn on_opt_in(
+        &self,
+        node: Node,
+        public: bool,
+        asked: EndpointType,
+        now: Instant,
+    ) -> Vec<Arc<Announcement>> {
         let mut out = Vec::new();
         if self.replay_completion {
             out.extend(
@@ -483,7 +526,8 @@ impl DbShared {
             windows
                 .iter()
                 .filter(|w| {
-                    w.node.is_none_or(|n| n == node) || (public && w.announcement.is_moving())
+                    w.node.is_none_or(|n| n == node)
+                        || (public && w.announcement.is_moving() && arrives_by_address(asked))
                 })
                 .map(|w| w.announcement.clone()),
         );
@@ -510,4 +554,11 @@ impl DbShared {
             let _ = c.control.send(Control::Close);
         }
     }
+}
+
+/// Whether a connection that asked MOVING in form `asked` dialled an address
+/// rather than a name: the only connections on the public address a MOVING
+/// can send elsewhere.
+fn arrives_by_address(asked: EndpointType) -> bool {
+    matches!(asked, EndpointType::InternalIp | EndpointType::ExternalIp)
 }

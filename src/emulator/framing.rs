@@ -28,7 +28,8 @@ pub(super) struct Command {
     pub(super) args: Vec<Bytes>,
     /// The command's name, upper-cased once.
     name: String,
-    /// `CLIENT MAINT_NOTIFICATIONS ...`, answered by the proxy.
+    /// `CLIENT MAINT_NOTIFICATIONS ...` and `CLIENT MAINT_NOTIFICATIONS_INFO`,
+    /// answered by the proxy.
     maint: bool,
 }
 
@@ -37,9 +38,10 @@ impl Command {
     pub(super) fn new(raw: Bytes, args: Vec<Bytes>) -> Command {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
         let maint = name == "CLIENT"
-            && args
-                .get(1)
-                .is_some_and(|a| a.eq_ignore_ascii_case(b"MAINT_NOTIFICATIONS"));
+            && args.get(1).is_some_and(|a| {
+                a.eq_ignore_ascii_case(b"MAINT_NOTIFICATIONS")
+                    || a.eq_ignore_ascii_case(b"MAINT_NOTIFICATIONS_INFO")
+            });
         Command {
             raw,
             args,

@@ -42,6 +42,7 @@
 //! database listens on port P on the node that holds its endpoint, and on its
 //! public address `127.0.0.1:P`, which routes to that node.
 
+mod accept;
 mod announcement;
 pub mod api;
 pub mod catalogue;
@@ -110,6 +111,14 @@ pub const DATABASE_PORTS: std::ops::Range<u16> = 10000..20000;
 /// cannot have; callers that retry on the next port look for these words.
 pub const PORT_UNAVAILABLE: &str = "port_unavailable: Unavailable or invalid port";
 
+/// The most client connections a database serves at once by default: far
+/// more than any scenario opens (1,000 in the largest, twice that while they
+/// hand off), and with two descriptors each (the client's and the shard's)
+/// well inside a process's usual limit, so that a client that opens
+/// connections without end is refused, clearly, before the emulator runs out
+/// of file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
 /// How the emulator is built.
 #[derive(Clone, Debug)]
 pub struct EmulatorConfig {
@@ -123,6 +132,9 @@ pub struct EmulatorConfig {
     pub replay_completion: bool,
     /// Host names of the cluster (see [`naming`]).
     pub naming: naming::Naming,
+    /// The most client connections a database serves at once (0: no limit),
+    /// unless `create_database` says otherwise.
+    pub max_connections: usize,
     /// Keep the run directory (shard logs, certificates and private keys) when
     /// the emulator stops; by default it is removed.
     pub keep_run_dir: bool,
@@ -135,6 +147,7 @@ impl Default for EmulatorConfig {
             timings: Timings::default(),
             replay_completion: true,
             naming: naming::Naming::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             keep_run_dir: false,
         }
     }

@@ -300,9 +300,9 @@ pub enum Action {
         /// The settings.
         config: serde_json::Map<String, Value>,
     },
-    /// `rladmin status`.
+    /// An `rladmin` command (see the emulator's `rladmin` module for those it runs).
     ExecuteRladminCommand {
-        /// Only `status` is emulated.
+        /// The command line, without `rladmin`.
         rladmin_command: String,
         /// Database (optional).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -473,7 +473,14 @@ impl Action {
                     .first()
                     .and_then(|(_, a)| a.bdb_id())
             }),
-            // `rladmin status` is cluster-wide: any bdb_id, or none, will do.
+            // An rladmin command that changes a database runs in its turn;
+            // `status` and `tune` are cluster-wide: any bdb_id, or none, will do.
+            Action::ExecuteRladminCommand {
+                rladmin_command,
+                bdb_id,
+            } if rladmin_changes_a_database(rladmin_command) => bdb_id
+                .map(|b| b.0)
+                .or_else(|| rladmin_endpoint_db(rladmin_command)),
             Action::ExecuteRladminCommand { .. }
             | Action::CreateDatabase { .. }
             | Action::UpdateClusterConfig { .. } => None,
@@ -490,5 +497,26 @@ impl Action {
                 | Action::DmcRestart { .. }
                 | Action::SendPush { .. }
         )
+    }
+}
+
+/// Whether rladmin `command` changes a database (not `status`, not `tune`).
+fn rladmin_changes_a_database(command: &str) -> bool {
+    !matches!(
+        command.split_whitespace().next(),
+        Some("status" | "tune") | None
+    )
+}
+
+/// The database of `bind endpoint <db>:<n> ...`.
+fn rladmin_endpoint_db(command: &str) -> Option<u64> {
+    match command.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["bind", "endpoint", uid, ..] => uid
+            .trim_start_matches("endpoint:")
+            .split(':')
+            .next()?
+            .parse()
+            .ok(),
+        _ => None,
     }
 }

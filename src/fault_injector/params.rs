@@ -139,6 +139,11 @@ pub struct DatabaseSpec {
     /// the emulator's setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_completion: Option<bool>,
+    /// The most client connections the database serves at once, 0 for no
+    /// limit (default: the emulator's setting), as a real cluster's
+    /// `max_connections`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
     /// Every other setting a caller sent: accepted, not emulated.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,

@@ -98,6 +98,25 @@ async fn then_one_handoff_each_everywhere(w: &mut MaintWorld) -> StepResult {
     Ok(())
 }
 
+/// The server decides: no connection of `client` that a handoff opened on
+/// the new node was sent the MOVING it followed.
+#[then(
+    expr = "the server sent no MOVING to a connection of {string} that arrived on the node the endpoint moved to"
+)]
+async fn then_no_moving_on_arrival(w: &mut MaintWorld, client: String) -> StepResult {
+    let name = w.server_name(&client)?;
+    let record = w
+        .settled_record(&client, |r, now| server::handoffs_settled(r, &name, now))
+        .await?;
+    match record {
+        Some(r) => server::no_moving_on_arrival(&r, &name).map_err(|e| w.unmet(&client, e))?,
+        None => w.not_checked(&format!(
+            "what the server sent the connections {client:?} opened on the new node"
+        )),
+    }
+    Ok(())
+}
+
 /// Every connection handed off before the grace of its MOVING ended (the
 /// server's record: each arrived on the new node within the grace).
 #[then(expr = "every connection of {string} handed off within the grace of its MOVING")]

@@ -7,12 +7,13 @@ use anyhow::{anyhow, Result};
 use cucumber::gherkin::Step;
 use cucumber::{given, then, when};
 
-use super::params::{KindParam, ModeParam};
+use super::params::{EndpointTypeParam, KindParam, ModeParam};
 use super::{MaintWorld, StepResult};
-use crate::client::{ClientFactory, MaintState, Protocol};
+use crate::client::{ClientError, ClientFactory, MaintState, Protocol};
 use crate::config::{DatabaseConfig, DatabaseEndpoint};
 use crate::emulator::{redis_server_bin, Shard, ShardSpec};
 use crate::raw::{Frame, RawConnection};
+use crate::server_record::MaintInfo;
 
 impl MaintWorld {
     /// Records the outcome of creating a client: the client, or why it failed.
@@ -31,6 +32,74 @@ impl MaintWorld {
             None => self.env()?.factory.create(name, o).await,
         };
         self.add_client(name, made)
+    }
+
+    /// What the server says of each connection's opt-in, asked on that
+    /// connection with `CLIENT MAINT_NOTIFICATIONS_INFO`: the server's own
+    /// record, on a real cluster as on the emulator. `None` where the server
+    /// does not know the command (a plain redis-server, an older cluster).
+    pub(super) async fn server_opt_ins(
+        &self,
+        client: &str,
+    ) -> Result<Option<Vec<(u64, MaintInfo)>>> {
+        let mut out = Vec::new();
+        let mut info = redis::cmd("CLIENT");
+        info.arg("MAINT_NOTIFICATIONS_INFO");
+        for c in self.client(client)?.connections() {
+            match c.query(&info).await {
+                Ok(reply) => {
+                    let read = MaintInfo::from_reply(&reply).map_err(|e| {
+                        anyhow!("the server's answer to CLIENT MAINT_NOTIFICATIONS_INFO on connection {}: {e}", c.id)
+                    })?;
+                    out.push((c.id, read));
+                }
+                Err(ClientError::Server(e)) => {
+                    tracing::info!(
+                        "the server does not answer CLIENT MAINT_NOTIFICATIONS_INFO: {e}"
+                    );
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(anyhow!(
+                        "asking the server for connection {}'s opt-in: {e}",
+                        c.id
+                    ))
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// The server decides that every connection of `client` has maintenance
+    /// notifications off; where it cannot say, the client's account does.
+    async fn judge_off(&self, client: &str) -> Result<()> {
+        match self.server_opt_ins(client).await? {
+            Some(infos) => {
+                let on: Vec<String> = infos
+                    .iter()
+                    .filter(|(_, i)| i.on)
+                    .map(|(id, i)| format!("connection {id}: on, {:?}", i.endpoint_type))
+                    .collect();
+                if !on.is_empty() {
+                    fail!(
+                        "the server has maintenance notifications on for {} connection(s) of {client:?}:\n  {}",
+                        on.len(),
+                        on.join("\n  ")
+                    );
+                }
+            }
+            None => {
+                self.not_checked(&format!(
+                    "the server's record of {client:?}'s opt-in (the client's own account decides instead)"
+                ));
+                for s in self.maint_states(client)? {
+                    if matches!(s, MaintState::On(_)) {
+                        fail!("a connection of {client:?} is {s:?}, expected off");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn maint_states(&self, client: &str) -> Result<Vec<MaintState>> {
@@ -108,9 +177,11 @@ async fn then_connect_failed(w: &mut MaintWorld, client: String, text: String) -
     }
 }
 
-/// Every connection has the feature off because the server refused it.
+/// Every connection has the feature off because the server refused it: the
+/// server holds it off (where it can say), and the client saw the refusal.
 #[then(expr = "{string} has maintenance notifications off because the server refused them")]
 async fn then_refused(w: &mut MaintWorld, client: String) -> StepResult {
+    w.judge_off(&client).await?;
     for s in w.maint_states(&client)? {
         if !matches!(s, MaintState::Refused(_)) {
             fail!("a connection of {client:?} is {s:?}, expected refused by the server");
@@ -122,10 +193,41 @@ async fn then_refused(w: &mut MaintWorld, client: String) -> StepResult {
 /// Every connection has the feature off (never asked, or refused).
 #[then(expr = "{string} has maintenance notifications off")]
 async fn then_off(w: &mut MaintWorld, client: String) -> StepResult {
-    for s in w.maint_states(&client)? {
-        if matches!(s, MaintState::On(_)) {
-            fail!("a connection of {client:?} is {s:?}, expected off");
-        }
+    w.judge_off(&client).await?;
+    Ok(())
+}
+
+/// The server says, on each connection of `client`, that it opted in for
+/// MOVING in form `ty` (`CLIENT MAINT_NOTIFICATIONS_INFO`).
+#[then(
+    expr = "the server has maintenance notifications on for every connection of {string}, with endpoint type {endpoint_type}"
+)]
+async fn then_server_on(w: &mut MaintWorld, client: String, ty: EndpointTypeParam) -> StepResult {
+    let Some(infos) = w.server_opt_ins(&client).await? else {
+        w.not_checked(&format!(
+            "the server's record of {client:?}'s opt-in: it does not answer CLIENT MAINT_NOTIFICATIONS_INFO"
+        ));
+        return Ok(());
+    };
+    let want = ty.0.as_str();
+    let wrong: Vec<String> = infos
+        .iter()
+        .filter(|(_, i)| !i.on || i.endpoint_type.as_deref() != Some(want))
+        .map(|(id, i)| {
+            format!(
+                "connection {id}: {}, endpoint type {:?}",
+                if i.on { "on" } else { "off" },
+                i.endpoint_type
+            )
+        })
+        .collect();
+    if infos.is_empty() || !wrong.is_empty() {
+        fail!(
+            "the server holds {} of the {} connection(s) of {client:?} otherwise than on with {want}:\n  {}",
+            wrong.len(),
+            infos.len(),
+            wrong.join("\n  ")
+        );
     }
     Ok(())
 }

@@ -132,6 +132,44 @@ pub fn handed_off_by_server(record: &DatabaseRecord, name: &str) -> Claim {
     Ok(())
 }
 
+/// No connection of `name` that arrived on the node the endpoint moved to
+/// was sent that move's MOVING: a real cluster sends MOVING to the
+/// connections of the node going away, never to the one a handoff opens
+/// (a client that follows every MOVING would hand off from it again).
+pub fn no_moving_on_arrival(record: &DatabaseRecord, name: &str) -> Claim {
+    let seen = moves_seen(record, name);
+    if seen.is_empty() {
+        return Err(no_move_found(record, name));
+    }
+    for s in &seen {
+        let m = s.at;
+        if s.arrived.is_empty() {
+            unmet!(
+                "no connection of {name:?} arrived on node {} after the endpoint moved there (at {}): nothing to judge",
+                m.to,
+                m.at
+            );
+        }
+        let sent: Vec<String> = s
+            .arrived
+            .iter()
+            .filter(|c| c.pushes_of("MOVING").any(|p| p.seq == Some(m.seq)))
+            .map(|c| c.describe())
+            .collect();
+        if !sent.is_empty() {
+            unmet!(
+                "the server sent the MOVING (seq {}) of the move to node {} to {} of the {} connection(s) of {name:?} that arrived there:\n  {}",
+                m.seq,
+                m.to,
+                sent.len(),
+                s.arrived.len(),
+                sent.join("\n  ")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Every connection of `name` left on the old node moved promptly: the new
 /// node accepted each arrival within `within` of the move's start, and the
 /// client closed every connection it left (see [`handed_off_by_server`]).

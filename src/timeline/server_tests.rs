@@ -254,3 +254,19 @@ fn connections_move_from_the_move_to_their_last_arrival_or_close() {
     assert_eq!(moving_span(&handed_off(), "app"), Some((t(1000), t(1300))));
     assert_eq!(moving_span(&handed_off(), "other"), None);
 }
+
+#[test]
+fn a_moving_sent_to_a_connection_that_arrived_on_the_new_node_is_caught() {
+    no_moving_on_arrival(&handed_off(), "app").unwrap();
+    let mut r = handed_off();
+    let arrived = r.connections.iter_mut().find(|c| c.id == 3).unwrap();
+    moving(arrived, 1100, Some("node-2.maint-e2e.localhost:12000"));
+    let e = no_moving_on_arrival(&r, "app").unwrap_err().to_string();
+    assert!(e.contains("to 1 of the 2 connection(s)"), "{e}");
+    // Another move's MOVING is not this one's.
+    r.connections[2].pushes[0].seq = Some(3);
+    no_moving_on_arrival(&r, "app").unwrap();
+    // No arrival: nothing to judge is not a pass.
+    let none = record(vec![conn(1, 1, 0, Some((1200, CloseCause::Client)))]);
+    assert!(no_moving_on_arrival(&none, "app").is_err());
+}

@@ -158,8 +158,9 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
         Action::DeleteDatabase { bdb_id } => databases::delete(emu, bdb_id.0).await,
         Action::UpdateClusterConfig { config } => cluster::update(emu, config),
         Action::ExecuteRladminCommand {
-            rladmin_command, ..
-        } => rladmin::run(emu, rladmin_command).await,
+            rladmin_command,
+            bdb_id,
+        } => rladmin::run(emu, bdb_id.map(|b| b.0), rladmin_command).await,
     }
 }
 
@@ -221,10 +222,15 @@ pub(crate) fn finish(db: &Database, seq: i64, completion: Notification, drop_com
     }
 }
 
-/// The database's timings with an action's overrides applied.
+/// The database's timings, with the cluster's tuned rebind grace and then an
+/// action's overrides applied.
 pub(crate) fn timings(db: &Database, o: &TimingOverrides) -> Result<Timings, ActionError> {
     o.validate()?;
-    Ok(db.timings.with(o))
+    let mut base = db.timings.clone();
+    if let Some(grace) = db.shared.cluster.rebind_grace() {
+        base.moving_grace = grace;
+    }
+    Ok(base.with(o))
 }
 
 /// The node `n` names, or a refusal that names `field` and the nodes there are.

@@ -28,6 +28,11 @@ impl Conn {
     }
 
     pub(super) fn answer_maint(&mut self, c: &Command) {
+        if c.arg(1).eq_ignore_ascii_case("MAINT_NOTIFICATIONS_INFO") {
+            let info = maint_info(self.maint, self.proto, c.args.len());
+            self.out.extend_from_slice(&info);
+            return;
+        }
         let sub = c.arg(2).to_ascii_uppercase();
         let reply = match (sub.as_str(), c.args.len()) {
             ("OFF", 3) => {
@@ -66,9 +71,9 @@ impl Conn {
             Ok(()) => {
                 self.db.set_asked(self.id, self.maint);
                 self.db.ledger.maint(self.id, self.maint);
-                if self.maint.is_some() {
+                if let Some(asked) = self.maint {
                     let now = Instant::now();
-                    for a in self.db.on_opt_in(self.node, self.public, now) {
+                    for a in self.db.on_opt_in(self.node, self.public, asked, now) {
                         self.push(&a, now);
                     }
                 }
@@ -158,5 +163,55 @@ impl Conn {
 
     pub(super) fn announce(&mut self, a: &Announcement) {
         self.push(a, Instant::now());
+    }
+}
+
+/// `CLIENT MAINT_NOTIFICATIONS_INFO`: what the server holds of the
+/// connection's opt-in, as clients' suites read it back. A map (a flat array
+/// in RESP2) of `status` (`on` / `off`) and `parameters`, itself a map
+/// holding `moving-endpoint-type` as the connection asked for it, empty when
+/// it is off. `n` is the command's argument count: it takes none.
+fn maint_info(maint: Option<EndpointType>, proto: u8, n: usize) -> Vec<u8> {
+    if n != 2 {
+        return b"-ERR wrong number of arguments for 'client|maint_notifications_info' command\r\n"
+            .to_vec();
+    }
+    let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+    let map = |pairs: usize| match proto {
+        3 => format!("%{pairs}\r\n"),
+        _ => format!("*{}\r\n", pairs * 2),
+    };
+    let mut out = map(2);
+    out += &bulk("status");
+    out += &bulk(if maint.is_some() { "on" } else { "off" });
+    out += &bulk("parameters");
+    match maint {
+        Some(ty) => {
+            out += &map(1);
+            out += &bulk("moving-endpoint-type");
+            out += &bulk(ty.as_str());
+        }
+        None => out += &map(0),
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_is_a_map_of_status_and_the_type_asked_for() {
+        let on = maint_info(Some(EndpointType::ExternalFqdn), 3, 2);
+        assert_eq!(
+            String::from_utf8(on).unwrap(),
+            "%2\r\n$6\r\nstatus\r\n$2\r\non\r\n$10\r\nparameters\r\n%1\r\n$20\r\nmoving-endpoint-type\r\n$13\r\nexternal-fqdn\r\n"
+        );
+        let off = maint_info(None, 2, 2);
+        assert_eq!(
+            String::from_utf8(off).unwrap(),
+            "*4\r\n$6\r\nstatus\r\n$3\r\noff\r\n$10\r\nparameters\r\n*0\r\n"
+        );
+        assert!(maint_info(None, 3, 3).starts_with(b"-ERR wrong number of arguments"));
     }
 }

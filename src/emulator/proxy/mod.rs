@@ -34,7 +34,7 @@ use super::upstream::{decode, read_upstreams, reserve, Decoded, Upstream};
 use crate::fault_injector::Timestamp;
 use crate::notification::{EndpointType, Notification};
 use crate::server_record::{CloseCause, PushSent};
-use crate::timing::{ACCEPT_RETRY, TLS_ACCEPT_WITHIN};
+use crate::timing::TLS_ACCEPT_WITHIN;
 
 /// Binds the database's port on `addrs` and serves them as `node` until `cancel`.
 pub async fn listen_node(
@@ -133,6 +133,11 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     db: Arc<DbShared>,
 ) {
+    let what = match public {
+        true => format!("the public address of database {}", db.id),
+        false => format!("the proxy of database {} on node {}", db.id, node().index),
+    };
+    let mut errors = super::accept::AcceptErrors::new(what);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -146,10 +151,7 @@ async fn accept_loop(
                         }
                     });
                 }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(ACCEPT_RETRY).await;
-                }
+                Err(e) => errors.failed(e).await,
             }
         }
     }
@@ -298,7 +300,10 @@ where
         peer,
     } = at;
     let (tx, mut control) = mpsc::unbounded_channel();
-    let id = db.register(node, tx);
+    let id = match db.register(node, tx) {
+        Ok(id) => id,
+        Err(id) => return refuse_over_limit(&db, id, node, public, local, peer, stream).await,
+    };
     db.ledger.accepted(id, node.index, public, local, peer);
     let guard = Deregister(db.clone(), id);
     let (mut cr, mut cw) = tokio::io::split(stream);
@@ -463,6 +468,38 @@ fn pushed(a: &Announcement, ty: EndpointType, db: &DbShared, now: Instant) -> Pu
 /// `text` as one line, fit for a RESP simple error.
 fn one_line(text: &str) -> String {
     text.replace(['\r', '\n'], " ")
+}
+
+/// What Redis answers a connection past `maxclients`, before it closes it.
+pub const MAX_CLIENTS_REACHED: &str = "ERR max number of clients reached";
+
+/// Tells a connection past the database's limit why, and closes it; the
+/// server's record keeps it, closed on an error.
+async fn refuse_over_limit<S>(
+    db: &DbShared,
+    id: u64,
+    node: Node,
+    public: bool,
+    local: SocketAddr,
+    peer: SocketAddr,
+    mut stream: S,
+) -> Result<()>
+where
+    S: tokio::io::AsyncWrite + Unpin,
+{
+    db.ledger.accepted(id, node.index, public, local, peer);
+    let detail = format!(
+        "{MAX_CLIENTS_REACHED} (the database serves at most {} connections)",
+        db.max_connections
+    );
+    db.ledger
+        .closed(id, CloseCause::Error, Some(detail.clone()));
+    tracing::warn!(bdb_id = db.id, "{detail}");
+    stream
+        .write_all(format!("-{MAX_CLIENTS_REACHED}\r\n").as_bytes())
+        .await?;
+    stream.shutdown().await?;
+    Ok(())
 }
 
 struct Deregister(Arc<DbShared>, u64);
