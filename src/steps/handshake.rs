@@ -89,9 +89,10 @@ impl MaintWorld {
                 }
             }
             None => {
-                self.not_checked(&format!(
-                    "the server's record of {client:?}'s opt-in (the client's own account decides instead)"
-                ));
+                self.not_checked_because(
+                    &format!("the server's record of {client:?}'s opt-in (the client's own account decides instead)"),
+                    "the server does not answer CLIENT MAINT_NOTIFICATIONS_INFO",
+                );
                 for s in self.maint_states(client)? {
                     if matches!(s, MaintState::On(_)) {
                         fail!("a connection of {client:?} is {s:?}, expected off");
@@ -204,9 +205,10 @@ async fn then_off(w: &mut MaintWorld, client: String) -> StepResult {
 )]
 async fn then_server_on(w: &mut MaintWorld, client: String, ty: EndpointTypeParam) -> StepResult {
     let Some(infos) = w.server_opt_ins(&client).await? else {
-        w.not_checked(&format!(
-            "the server's record of {client:?}'s opt-in: it does not answer CLIENT MAINT_NOTIFICATIONS_INFO"
-        ));
+        w.not_checked_because(
+            &format!("the server's record of {client:?}'s opt-in"),
+            "the server does not answer CLIENT MAINT_NOTIFICATIONS_INFO",
+        );
         return Ok(());
     };
     let want = ty.0.as_str();

@@ -124,9 +124,15 @@ impl MaintWorld {
     /// why: on the console now, and in the living document, its JSON and
     /// cucumber JSON as the scenario's own state (never as checked).
     pub fn not_checked(&self, what: &str) {
-        let line = format!(
-            "{what}: the target keeps no server record (a real cluster's fault injector has no GET /emulator/databases/{{bdb_id}}/record)"
+        self.not_checked_because(
+            what,
+            "the target keeps no server record (a real cluster's fault injector has no GET /emulator/databases/{bdb_id}/record)",
         );
+    }
+
+    /// The same, for another reason than a missing server record.
+    pub fn not_checked_because(&self, what: &str, why: &str) {
+        let line = format!("{what}: {why}");
         eprintln!("not checked: {line}");
         self.unchecked.lock().unwrap().push(line);
     }
