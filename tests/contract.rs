@@ -176,6 +176,10 @@ async fn action_status_and_list_have_the_shapes_typed_clients_decode() {
     assert_rfc3339(&done["start_time"], "start_time");
     assert_rfc3339(&done["end_time"], "end_time");
     assert!(done["output"].is_object(), "output is a map: {done}");
+    // rladmin's answer: the text it printed and the node it ran on (an integer).
+    assert_eq!(keys(&done["output"]), ["node_id", "output"]);
+    assert!(done["output"]["node_id"].is_u64(), "{done}");
+    assert!(done["output"]["output"].is_string(), "{done}");
     assert!(done["start_time"].as_str() <= done["end_time"].as_str());
 
     let failed = api

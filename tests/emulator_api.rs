@@ -42,6 +42,18 @@ async fn the_api_answers_bad_input_with_status_and_a_message() {
             "no database with bdb_id 99",
         ),
         (
+            r#"{"type": "delete_database", "parameters": {"cluster_index": 0}}"#.into(),
+            422,
+            "delete_database needs bdb_id, or \"delete_all\": true",
+        ),
+        (
+            format!(
+                r#"{{"type": "delete_database", "parameters": {{"bdb_id": {id}, "delete_all": true}}}}"#
+            ),
+            422,
+            "not both",
+        ),
+        (
             format!(r#"{{"type": "migrate", "parameters": {{"bdb_id": {id}, "target_node": 7}}}}"#),
             202,
             "",
@@ -196,9 +208,7 @@ async fn actions_go_pending_running_success_and_failures_carry_an_error() {
         .unwrap();
     assert_eq!(list["actions"].as_array().unwrap().len(), 4);
 
-    let delete = Action::DeleteDatabase {
-        bdb_id: maint_e2e::fault_injector::BdbId(id),
-    };
+    let delete = Action::delete_database(id);
     fi.run(&delete, Duration::from_secs(10)).await.unwrap();
     assert!(emu.database(id).is_none());
     cancel.cancel();
@@ -410,5 +420,69 @@ async fn rladmin_commands_run_on_the_cluster_and_a_no_op_fails() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("nothing to migrate"), "{e}");
+    emu.shutdown().await;
+}
+
+/// `delete_database` with `delete_all`, as the newest suites start: every
+/// database goes, its shard processes with it; a database busy with an
+/// action is answered `db_busy`, which clients retry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_all_deletes_every_database_unless_one_is_busy() {
+    let emu = emulator(Duration::from_millis(100));
+    let (a, _) = database(&emu, true).await;
+    database(&emu, false).await;
+    let cancel = CancellationToken::new();
+    let url = format!("http://{}", serve_api(&emu, &cancel).await);
+    let fi = maint_e2e::fault_injector::FaultInjectorClient::new(&url).unwrap();
+    // A failover keeps database `a` busy for a while.
+    let busy = fi.submit(&Action::failover(a)).await.unwrap().action_id;
+    let delete_all =
+        r#"{"type": "delete_database", "parameters": {"cluster_index": 0, "delete_all": true}}"#;
+    let (status, answer) = post(&url, delete_all).await;
+    let refused = match status {
+        409 => answer.to_string(),
+        _ => fi
+            .wait(
+                answer["action_id"].as_str().unwrap(),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap()
+            .error_text(),
+    };
+    assert!(refused.contains(r#""error_code":"db_busy""#), "{refused}");
+    fi.wait(&busy, Duration::from_secs(30)).await.unwrap();
+    let pids = emu.shard_pids().await;
+    assert!(!pids.is_empty());
+    let (status, answer) = post(&url, delete_all).await;
+    assert_eq!(status, 200, "{answer}");
+    let done = fi
+        .wait(
+            answer["action_id"].as_str().unwrap(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, ActionState::Success, "{done:?}");
+    assert!(emu.databases().is_empty());
+    assert!(emu.shard_pids().await.is_empty());
+    for pid in pids {
+        let gone = poll(
+            Duration::from_millis(20),
+            Duration::from_secs(5),
+            || async {
+                anyhow::Ok(
+                    match std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                        false => Look::Ready(()),
+                        true => Look::NotYet(()),
+                    },
+                )
+            },
+        )
+        .await
+        .unwrap();
+        assert!(gone.is_ok(), "shard process {pid} outlived delete_all");
+    }
+    cancel.cancel();
     emu.shutdown().await;
 }

@@ -109,10 +109,7 @@ impl ActionStore {
         if let (Action::DeleteDatabase { .. }, Some(db)) = (&action, &db) {
             let n = db.actions_queued();
             if n > 0 {
-                return Err(ActionError::Conflict(format!(
-                    "database {} has {n} action(s) queued or running; delete it once they finish",
-                    db.shared.id
-                )));
+                return Err(ActionError::Conflict(db_busy(db.shared.id, n)));
             }
         }
         // Maintenance on one database runs one action at a time, in the order
@@ -186,4 +183,16 @@ fn check(emu: &Emulator, action: &Action) -> Result<(), ActionError> {
         _ => {}
     }
     Ok(())
+}
+
+/// What a real cluster answers a request on a database that is busy with an
+/// action (clients' suites retry when the text holds `"error_code":"db_busy"`).
+pub(super) fn db_busy(bdb_id: u64, queued: usize) -> String {
+    serde_json::json!({
+        "error_code": "db_busy",
+        "description": format!(
+            "database {bdb_id} has {queued} action(s) queued or running; delete it once they finish"
+        ),
+    })
+    .to_string()
 }

@@ -32,7 +32,8 @@
 //!   cluster settings, databases);
 //! * [`catalogue`]: which trigger produces each effect (standalone and slot
 //!   migration catalogues);
-//! * `rladmin`: the text `rladmin status` prints;
+//! * `rladmin`: the rladmin commands suites send, and what they print;
+//! * `accept`: a listener's failed accepts, backed off and logged once a second;
 //! * [`tls`]: the emulator's CA and the endpoints' server certificate;
 //! * [`api`]: the fault injector's HTTP API: HTTP in, the
 //!   [`crate::fault_injector`] contract out;

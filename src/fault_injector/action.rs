@@ -289,10 +289,18 @@ pub enum Action {
         /// Its configuration.
         database_config: DatabaseSpec,
     },
-    /// Delete a database.
+    /// Delete a database, or (`delete_all`) every database of the cluster, as
+    /// the newest suites clean up before they start.
     DeleteDatabase {
-        /// Database.
-        bdb_id: BdbId,
+        /// Database (absent with `delete_all`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bdb_id: Option<BdbId>,
+        /// Every database of the cluster.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delete_all: Option<bool>,
+        /// The cluster (the emulator has one: 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster_index: Option<u64>,
     },
     /// Cluster settings, as a real cluster's `PUT /v1/cluster` takes them:
     /// `client_maint_notifications` turns maintenance notifications on or off.
@@ -399,6 +407,15 @@ impl Action {
         self
     }
 
+    /// `delete_database` of database `id`.
+    pub fn delete_database(id: u64) -> Action {
+        Action::DeleteDatabase {
+            bdb_id: Some(BdbId(id)),
+            delete_all: None,
+            cluster_index: None,
+        }
+    }
+
     /// Parses `{"type", "parameters"}`, with messages that say what to fix.
     pub fn parse(body: &Value) -> Result<Action, BadRequest> {
         let Some(obj) = body.as_object() else {
@@ -427,8 +444,28 @@ impl Action {
             body["parameters"] = json!({});
         }
         normalize_parameters(&mut body["parameters"])?;
-        serde_json::from_value(body)
-            .map_err(|e| BadRequest(format!("bad parameters for {ty}: {e}")))
+        let action: Action = serde_json::from_value(body)
+            .map_err(|e| BadRequest(format!("bad parameters for {ty}: {e}")))?;
+        if let Action::DeleteDatabase {
+            bdb_id, delete_all, ..
+        } = &action
+        {
+            match (bdb_id, delete_all.unwrap_or(false)) {
+                (None, false) => {
+                    return Err(BadRequest(
+                        "delete_database needs bdb_id, or \"delete_all\": true for every database"
+                            .into(),
+                    ))
+                }
+                (Some(_), true) => {
+                    return Err(BadRequest(
+                        "delete_database takes bdb_id or \"delete_all\": true, not both".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(action)
     }
 
     /// The wire type name.
@@ -465,8 +502,8 @@ impl Action {
             | Action::NetworkFailure { bdb_id, .. }
             | Action::DmcRestart { bdb_id, .. }
             | Action::ShardFailure { bdb_id, .. }
-            | Action::SendPush { bdb_id, .. }
-            | Action::DeleteDatabase { bdb_id } => Some(bdb_id.0),
+            | Action::SendPush { bdb_id, .. } => Some(bdb_id.0),
+            Action::DeleteDatabase { bdb_id, .. } => bdb_id.map(|b| b.0),
             Action::SequenceOfActions { bdb_id, actions } => bdb_id.map(|b| b.0).or_else(|| {
                 sequence_steps(None, actions)
                     .ok()?

@@ -191,9 +191,7 @@ impl MaintWorld {
     pub async fn delete_created(&mut self) {
         let Some(env) = self.env.as_ref() else { return };
         for (name, created) in std::mem::take(&mut self.injector.created) {
-            let action = Action::DeleteDatabase {
-                bdb_id: BdbId(created.bdb_id),
-            };
+            let action = Action::delete_database(created.bdb_id);
             if let Err(e) = env
                 .fault_injector
                 .run(&action, CREATE_DATABASE_WITHIN)
@@ -300,7 +298,7 @@ async fn when_create_single(w: &mut MaintWorld, name: String) -> StepResult {
 #[when(expr = "the database {string} is deleted through the fault injector")]
 async fn when_delete(w: &mut MaintWorld, name: String) -> StepResult {
     let id = w.created(&name)?.bdb_id;
-    let action = Action::DeleteDatabase { bdb_id: BdbId(id) };
+    let action = Action::delete_database(id);
     w.env()?.fault_injector.run(&action, w.patience()).await?;
     if let Some(created) = w.injector.created.remove(&name) {
         w.injector.deleted.insert(name, created);

@@ -155,7 +155,10 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             push::send(&db, elements)
         }
         Action::CreateDatabase { database_config } => databases::create(emu, database_config).await,
-        Action::DeleteDatabase { bdb_id } => databases::delete(emu, bdb_id.0).await,
+        Action::DeleteDatabase {
+            bdb_id: Some(id), ..
+        } => databases::delete(emu, id.0).await,
+        Action::DeleteDatabase { bdb_id: None, .. } => databases::delete_all(emu).await,
         Action::UpdateClusterConfig { config } => cluster::update(emu, config),
         Action::ExecuteRladminCommand {
             rladmin_command,
