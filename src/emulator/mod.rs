@@ -29,10 +29,9 @@
 //!   failed);
 //! * `operations`: what each action does, one file per operation (failover,
 //!   migrate, bind, topology changes, slot migration, latency, pushes,
-//!   cluster settings, databases);
+//!   cluster settings, databases, rladmin);
 //! * [`catalogue`]: which trigger produces each effect (standalone and slot
 //!   migration catalogues);
-//! * `rladmin`: the rladmin commands suites send, and what they print;
 //! * `accept`: a listener's failed accepts, backed off and logged once a second;
 //! * [`tls`]: the emulator's CA and the endpoints' server certificate;
 //! * [`api`]: the fault injector's HTTP API: HTTP in, the
@@ -62,7 +61,6 @@ mod operations;
 pub mod oss_cluster;
 mod proxy;
 mod pubsub;
-mod rladmin;
 mod routing;
 mod shard;
 pub mod slot_map;

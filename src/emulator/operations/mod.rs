@@ -16,6 +16,7 @@ pub mod latency;
 pub mod migrate;
 pub mod push;
 pub mod restart;
+pub mod rladmin;
 pub mod shard_failure;
 pub mod slot_migrate;
 pub mod topology;
@@ -25,9 +26,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use super::catalogue;
 use super::database::Node;
 use super::error::failed_because;
-use super::{catalogue, rladmin};
 use super::{ActionError, Database, Emulator, Shards, Timings};
 use crate::fault_injector::{sequence_steps, Action, TimingOverrides};
 use crate::notification::{EndpointType, Notification};

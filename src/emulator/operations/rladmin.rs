@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::operations::{bind, failover, migrate, timings};
-use super::{ActionError, Database, Emulator};
+use super::{bind, failover, migrate, timings};
+use crate::emulator::{ActionError, Database, Emulator};
 use crate::fault_injector::TimingOverrides;
 
 /// The node rladmin runs on.
@@ -223,7 +223,7 @@ fn database(
 
 /// A command that would change nothing: rladmin exits non-zero.
 fn no_op(what: String) -> ActionError {
-    super::error::failed_because(format!("rladmin exited with status 1: {what}"))
+    crate::emulator::error::failed_because(format!("rladmin exited with status 1: {what}"))
 }
 
 /// What `rladmin status` prints (one section, or all).
