@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{emulator, spawn_action};
-use maint_e2e::notification::Kind;
+use maint_e2e::notification::{EndpointType, Kind};
 use maint_e2e::raw::RawConnection;
 use maint_e2e::slots::slot;
 use maint_e2e::{DatabaseSpec, Notification};
@@ -59,6 +59,15 @@ async fn slots_move_for_real_between_the_proxies_of_two_nodes() {
     );
     let nodes = text(&c1.command(&["CLUSTER", "NODES"]).await.unwrap());
     assert!(nodes.contains("myself,master"), "{nodes}");
+    // The topology is the database's (internal IPs), whatever MOVING form a
+    // connection asked for: one that asked for external IPs gets the same.
+    let external = RawConnection::connect(&node(first), true, Some(Some(EndpointType::ExternalIp)))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&external.command(&["CLUSTER", "SLOTS"]).await.unwrap()),
+        slots
+    );
     // COMMAND in RESP3 (sets that hold maps) comes through whole, as
     // cluster clients read it first.
     let mut rc = redis::Client::open(format!("redis://{}/?protocol=resp3", node(first)))
@@ -125,6 +134,18 @@ async fn slots_move_for_real_between_the_proxies_of_two_nodes() {
     assert_eq!(moves[0].source.to_string(), node(first));
     assert_eq!(moves[0].target.to_string(), node(second));
     assert_eq!(moves[0].slots, "4096-8191");
+    // SMIGRATED names the nodes as CLUSTER SLOTS does, on every connection.
+    let (_, told) = external
+        .wait_notification(Duration::from_secs(5), "SMIGRATED", |n| {
+            n.kind() == Kind::SMigrated
+        })
+        .await
+        .unwrap();
+    let Notification::SMigrated { moves: seen, .. } = &told else {
+        unreachable!()
+    };
+    assert_eq!(seen[0].source.to_string(), node(first));
+    assert_eq!(seen[0].target.to_string(), node(second));
 
     // Every key is where the new map says, with its value.
     let after = db.slot_map().await.unwrap();

@@ -486,3 +486,31 @@ async fn delete_all_deletes_every_database_unless_one_is_busy() {
     cancel.cancel();
     emu.shutdown().await;
 }
+
+/// `reset_cluster`, as node-redis's cluster specs start: every database
+/// deleted, cluster settings back to their defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_cluster_deletes_every_database_and_restores_the_settings() {
+    let emu = emulator(Duration::from_millis(100));
+    database(&emu, false).await;
+    let run = |body: Value| {
+        let emu = emu.clone();
+        async move { emu.run(&Action::parse(&body).unwrap()).await }
+    };
+    run(json!({"type": "update_cluster_config", "parameters": {"config": {"client_maint_notifications": false}}}))
+        .await
+        .unwrap();
+    run(json!({"type": "execute_rladmin_command", "parameters": {
+        "rladmin_command": "tune cluster endpoint_rebind_propagation_grace_time 3"}}))
+    .await
+    .unwrap();
+    let out = run(json!({"type": "reset_cluster", "parameters": {
+        "clean_all_dbs": true, "clean_maintenance_mode": true}}))
+    .await
+    .unwrap();
+    assert_eq!(out["deleted"].as_array().map(Vec::len), Some(1), "{out}");
+    assert!(emu.databases().is_empty());
+    assert!(emu.cluster.maint_notifications());
+    assert_eq!(emu.cluster.rebind_grace(), None);
+    emu.shutdown().await;
+}

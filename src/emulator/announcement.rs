@@ -35,6 +35,10 @@ pub enum Announcement {
         seq: i64,
         /// Source node, target node, slot list.
         moves: Vec<(Node, Node, String)>,
+        /// The address form of the database's topology
+        /// (`oss_cluster_api_preferred_ip_type`): every connection gets the
+        /// addresses `CLUSTER SLOTS` gives it, whatever MOVING form it asked for.
+        form: EndpointType,
     },
     /// Push bytes sent as they are (an emulator fault: any frame at all).
     Raw(bytes::Bytes),
@@ -78,17 +82,11 @@ impl Announcement {
                 deadline,
             } => notification.with_time_s(left(*deadline)),
             Announcement::Done(n) => n.clone(),
-            Announcement::SlotsMoved { seq, moves } => {
-                // A connection that asked for no MOVING address still needs
-                // to know where slots went.
-                let ty = match ty {
-                    EndpointType::None => EndpointType::InternalIp,
-                    ty => ty,
-                };
+            Announcement::SlotsMoved { seq, moves, form } => {
                 let at = |n: &Node| {
                     names
-                        .endpoint(*n, ty, port)
-                        .expect("a form with an address")
+                        .endpoint(*n, *form, port)
+                        .expect("a topology form has an address")
                 };
                 Notification::SMigrated {
                     seq: *seq,

@@ -389,7 +389,12 @@ impl Emulator {
         }
         // Held together, so that each address is checked while the others are taken.
         let held: Result<Vec<_>, _> = addrs.iter().map(std::net::TcpListener::bind).collect();
-        held.is_ok()
+        // The public address on `::1` too, where the machine has IPv6 loopback.
+        let v6_free = match std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, port)) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::AddrInUse,
+        };
+        held.is_ok() && v6_free
     }
 
     /// A port free on the public address and on every node, from the range a

@@ -153,6 +153,12 @@ impl ClusterSettings {
     pub fn set_rebind_grace(&self, grace: std::time::Duration) {
         *self.rebind_grace.lock().unwrap() = Some(grace);
     }
+
+    /// Every setting back to its default.
+    pub fn reset(&self) {
+        self.set_maint_notifications(true);
+        *self.rebind_grace.lock().unwrap() = None;
+    }
 }
 
 /// Latency injected on the replies of one node (or of every node).
@@ -217,6 +223,15 @@ impl DbShared {
     /// The node of the primary shard at `addr`.
     pub fn shard_node(&self, addr: SocketAddr) -> Option<Node> {
         self.shard_nodes.lock().unwrap().get(&addr).copied()
+    }
+
+    /// The address form of an OSS Cluster API database's topology (`CLUSTER
+    /// SLOTS`, redirects, SMIGRATED): its `oss_cluster_api_preferred_ip_type`.
+    pub fn cluster_form(&self) -> EndpointType {
+        match self.external_ips {
+            true => EndpointType::ExternalIp,
+            false => EndpointType::InternalIp,
+        }
     }
 
     /// Records whether the proxy on `node` serves this database.

@@ -68,7 +68,7 @@ impl Naming {
             Naming::under(domain)
         } else {
             tracing::warn!(
-                "host names under {domain} do not resolve to loopback on this machine (its resolver does not map *.localhost, as systemd-resolved or nss-myhostname would); the database's host name and the FQDN forms of MOVING use localhost instead"
+                "host names under {domain} do not resolve to loopback on this machine (its resolver does not map *.localhost, as systemd-resolved or nss-myhostname would: on Debian or Ubuntu, `apt-get install libnss-myhostname`); the database's host name and the FQDN forms of MOVING use localhost instead"
             );
             Naming::default()
         }

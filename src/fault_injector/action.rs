@@ -308,6 +308,20 @@ pub enum Action {
         /// The settings.
         config: serde_json::Map<String, Value>,
     },
+    /// Brings the cluster back to where suites start from: every database
+    /// deleted (`clean_all_dbs`), no node left in maintenance mode
+    /// (`clean_maintenance_mode`), cluster settings back to their defaults.
+    ResetCluster {
+        /// Delete every database.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clean_all_dbs: Option<bool>,
+        /// Take every node out of maintenance mode.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clean_maintenance_mode: Option<bool>,
+        /// The cluster (the emulator has one: 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster_index: Option<u64>,
+    },
     /// An `rladmin` command (see the emulator's `rladmin` module for those it runs).
     ExecuteRladminCommand {
         /// The command line, without `rladmin`.
@@ -335,6 +349,7 @@ pub const ACTION_TYPES: &[&str] = &[
     "delete_database",
     "update_cluster_config",
     "execute_rladmin_command",
+    "reset_cluster",
 ];
 
 impl Action {
@@ -486,6 +501,7 @@ impl Action {
             Action::DeleteDatabase { .. } => "delete_database",
             Action::UpdateClusterConfig { .. } => "update_cluster_config",
             Action::ExecuteRladminCommand { .. } => "execute_rladmin_command",
+            Action::ResetCluster { .. } => "reset_cluster",
         }
     }
 
@@ -519,6 +535,7 @@ impl Action {
                 .map(|b| b.0)
                 .or_else(|| rladmin_endpoint_db(rladmin_command)),
             Action::ExecuteRladminCommand { .. }
+            | Action::ResetCluster { .. }
             | Action::CreateDatabase { .. }
             | Action::UpdateClusterConfig { .. } => None,
         }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{MaintWorld, StepResult};
 use crate::client::ClientFactory;
 use crate::config::{DatabaseConfig, EndpointsFile, Target};
-use crate::emulator::{api, Emulator, EmulatorConfig, Timings};
+use crate::emulator::{api, Emulator, EmulatorConfig, Naming, Timings, DEFAULT_DOMAIN};
 use crate::fault_injector::{DatabaseSpec, FaultInjectorClient};
 use crate::timing::{CLUSTER_GRACE, CREATE_DATABASE_WITHIN, EMULATOR_GRACE};
 
@@ -58,6 +58,16 @@ impl Env {
     }
 }
 
+/// The host names of the embedded emulator, as `maint-e2e emulator` names
+/// them: under its domain where this machine resolves it, `localhost`
+/// otherwise (probed once a run, and said once).
+fn embedded_naming() -> Naming {
+    static NAMING: std::sync::OnceLock<Naming> = std::sync::OnceLock::new();
+    NAMING
+        .get_or_init(|| Naming::resolving(DEFAULT_DOMAIN))
+        .clone()
+}
+
 impl MaintWorld {
     /// The environment, or an error saying which step sets it up.
     pub fn env(&self) -> Result<&Env> {
@@ -79,6 +89,7 @@ impl MaintWorld {
                 let emulator = Emulator::new(EmulatorConfig {
                     nodes: 3,
                     timings: Timings::fast(EMULATOR_GRACE),
+                    naming: embedded_naming(),
                     ..EmulatorConfig::default()
                 })?;
                 let cancel = CancellationToken::new();

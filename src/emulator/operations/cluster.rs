@@ -36,3 +36,10 @@ pub fn update(emu: &Emulator, config: &Map<String, Value>) -> Result<Value, Acti
     }
     Ok(json!({ "config": applied, "ignored": ignored }))
 }
+
+/// Cluster settings back to their defaults (`reset_cluster`): maintenance
+/// notifications on, the rebind grace untuned. Returns the settings now.
+pub fn reset(emu: &Emulator) -> Value {
+    emu.cluster.reset();
+    json!({ MAINT_NOTIFICATIONS: true, "endpoint_rebind_propagation_grace_time": null })
+}

@@ -160,6 +160,14 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             bdb_id: Some(id), ..
         } => databases::delete(emu, id.0).await,
         Action::DeleteDatabase { bdb_id: None, .. } => databases::delete_all(emu).await,
+        Action::ResetCluster { clean_all_dbs, .. } => {
+            let deleted = match clean_all_dbs {
+                Some(true) => databases::delete_all(emu).await?["deleted"].take(),
+                _ => serde_json::json!([]),
+            };
+            let settings = cluster::reset(emu);
+            Ok(serde_json::json!({ "deleted": deleted, "cluster_config": settings }))
+        }
         Action::UpdateClusterConfig { config } => cluster::update(emu, config),
         Action::ExecuteRladminCommand {
             rladmin_command,

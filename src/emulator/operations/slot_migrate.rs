@@ -192,6 +192,7 @@ pub async fn slot_migrate(
         let a = std::sync::Arc::new(Announcement::SlotsMoved {
             seq,
             moves: triplets.clone(),
+            form: db.shared.cluster_form(),
         });
         db.shared.deliver(&a, Some(n));
     }

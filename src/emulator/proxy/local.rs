@@ -87,20 +87,18 @@ impl Conn {
         }
     }
 
-    /// The address form topology answers and redirects use on this
-    /// connection: the one it asked MOVING in, else the class of address it
-    /// came in on.
+    /// The address form topology answers and redirects use: the
+    /// database's (`oss_cluster_api_preferred_ip_type`), the same on every
+    /// connection, as on a real cluster. A client learns the topology on one
+    /// connection and is told of slot moves on another: the addresses must
+    /// agree, whatever MOVING form each connection asked for.
     pub(super) fn topology_form(&self) -> EndpointType {
-        match self.maint {
-            Some(EndpointType::None) | None if self.local_external => EndpointType::ExternalIp,
-            Some(EndpointType::None) | None => EndpointType::InternalIp,
-            Some(t) => t,
-        }
+        self.db.cluster_form()
     }
 
     /// What the proxy of an OSS Cluster API database answers itself:
     /// ASKING (remembered for the next command), READONLY / READWRITE, and
-    /// the topology, with the proxies' addresses in this connection's form.
+    /// the topology, with the proxies' addresses in the database's form.
     pub(super) fn cluster_local(&mut self, c: &Command, map: &SlotMap) -> Option<Bytes> {
         let ok = || Some(Bytes::from_static(b"+OK\r\n"));
         match c.name() {

@@ -62,25 +62,52 @@ pub async fn listen_node(
     Ok(())
 }
 
-/// Binds the public address; each new connection is served by the node that
-/// holds the endpoint at that moment.
+/// Binds the public address, `127.0.0.1` and `::1` on the database's port
+/// (host names under `.localhost` resolve to both, `::1` first); each new
+/// connection is served by the node that holds the endpoint at that moment.
+/// A machine without IPv6 loopback gets the IPv4 address alone.
 pub async fn listen_public(
     db: Arc<DbShared>,
     tls: Option<TlsAcceptor>,
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
     let addr: SocketAddr = ([127, 0, 0, 1], db.port).into();
-    let l = bind(addr).map_err(|e| {
+    let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, db.port).into();
+    let mut listeners = vec![bind(addr).map_err(|e| {
         taken(
             e,
             format!("binding public address {addr} of database {}", db.id),
         )
-    })?;
-    let picker = {
-        let db = db.clone();
-        move || db.active_node()
-    };
-    tokio::spawn(accept_loop(l, cancel, picker, true, tls, db));
+    })?];
+    match bind(v6) {
+        Ok(l) => listeners.push(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(taken(
+                e,
+                format!("binding public address {v6} of database {}", db.id),
+            ))
+        }
+        Err(e) => {
+            tracing::info!(
+                bdb_id = db.id,
+                "no IPv6 loopback here: the public address is {addr} alone ({e})"
+            );
+        }
+    }
+    for l in listeners {
+        let picker = {
+            let db = db.clone();
+            move || db.active_node()
+        };
+        tokio::spawn(accept_loop(
+            l,
+            cancel.clone(),
+            picker,
+            true,
+            tls.clone(),
+            db.clone(),
+        ));
+    }
     Ok(addr)
 }
 
