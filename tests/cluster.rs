@@ -281,3 +281,50 @@ async fn a_failover_moves_a_shards_slots_to_its_replicas_node() {
     assert!(slots.contains(&format!("127.0.{joined}.1")), "{slots}");
     emu.shutdown().await;
 }
+
+/// The `failover` action on an OSS Cluster API database: the shard's
+/// replica takes over with `CLUSTER FAILOVER` (never `REPLICAOF`, which
+/// cluster mode refuses), its slots are served from the replica's node, and
+/// the change is announced as any topology change, SMIGRATING then SMIGRATED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failover_action_on_a_cluster_database_moves_the_shard_to_its_replica() {
+    let (emu, db) = two_shard_cluster(true).await;
+    let port = db.port();
+    let before = db.slot_map().await.unwrap();
+    let a = before.node_of(0).index;
+    let pa = RawConnection::connect(&format!("127.0.{a}.1:{port}"), true, Some(None))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&pa.command(&["SET", "{bar}k", "v"]).await.unwrap()),
+        "+OK\r\n"
+    );
+    let first = db.shard_sets().await[0].clone();
+    assert_eq!(first.primary_node, a);
+    let shard = first.primary_id;
+    let out = spawn_action(
+        &emu,
+        json!({"type": "failover", "parameters": {"bdb_id": db.id(), "shard_id": shard}}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let after = db.slot_map().await.unwrap();
+    let to = after.node_of(0).index;
+    assert_ne!(to, a, "{out}");
+    assert_eq!(out["moves"][0]["slots"], "0-8191", "{out}");
+    let told: Vec<Kind> = pa
+        .pushes()
+        .into_iter()
+        .filter_map(|(_, n)| n.ok().flatten().map(|n| n.kind()))
+        .collect();
+    assert_eq!(told, [Kind::SMigrating, Kind::SMigrated], "{out}");
+    let pt = RawConnection::connect(&format!("127.0.{to}.1:{port}"), true, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&pt.command(&["GET", "{bar}k"]).await.unwrap()),
+        "$1\r\nv\r\n"
+    );
+    emu.shutdown().await;
+}

@@ -44,7 +44,13 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
         } => {
             let d = emu.existing_database(bdb_id.0)?;
             let t = timings(&d, timing)?;
-            failover::failover(&d, &t, *drop_completion, shard_id.map(|s| s.0)).await
+            let shard_id = shard_id.map(|s| s.0);
+            match d.shared.oss_cluster {
+                // A cluster's replica takes over with CLUSTER FAILOVER, and
+                // its slots move to its node: a topology change.
+                true => slot_migrate::fail_over_shards(emu, &d, &t, shard_id).await,
+                false => failover::failover(&d, &t, *drop_completion, shard_id).await,
+            }
         }
         Action::Migrate {
             bdb_id,

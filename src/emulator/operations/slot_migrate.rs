@@ -91,6 +91,84 @@ pub async fn slot_migrate(
         }
     }
     .map_err(invalid)?;
+    let done = run_plan(emu, db, t, &mut shards, &map, &plan, by_failover).await?;
+    Ok(json!({
+        "effect": effect,
+        "trigger": trigger,
+        "smigrating_seqs": done.smigrating_seqs,
+        "smigrated_seqs": done.smigrated_seqs,
+        "moves": done.moves,
+        "joined_node": plan.joins.map(|n| n.index),
+        "left_node": plan.leaves.map(|n| n.index),
+    }))
+}
+
+/// A failover of an OSS Cluster API database (the `failover` action): each
+/// selected primary's replica on another node takes over with `CLUSTER
+/// FAILOVER`, and its slots are served from that node from then on; as any
+/// topology change of such a database, announced with SMIGRATING and
+/// SMIGRATED on every node.
+pub async fn fail_over_shards(
+    emu: &Emulator,
+    db: &std::sync::Arc<Database>,
+    t: &Timings,
+    shard_id: Option<u32>,
+) -> Result<Value, ActionError> {
+    let mut shards = db.shards.lock().await;
+    let sets = super::selected(&shards, shard_id, db)?;
+    let no_replica: Vec<u32> = sets
+        .iter()
+        .filter(|&&i| shards.sets[i].replica.is_none())
+        .map(|&i| shards.sets[i].primary.id)
+        .collect();
+    if !no_replica.is_empty() {
+        return Err(ActionError::Invalid(format!(
+            "shard(s) {no_replica:?} of database {} have no replica to fail over to; create it with replication: true",
+            db.shared.id
+        )));
+    }
+    let map = db
+        .shared
+        .route
+        .read()
+        .await
+        .cluster
+        .clone()
+        .expect("an OSS Cluster API route");
+    let plan = crate::emulator::slot_plan::Plan {
+        moves: Vec::new(),
+        failovers: sets,
+        joins: None,
+        leaves: None,
+    };
+    let done = run_plan(emu, db, t, &mut shards, &map, &plan, true).await?;
+    Ok(json!({
+        "smigrating_seqs": done.smigrating_seqs,
+        "smigrated_seqs": done.smigrated_seqs,
+        "moves": done.moves,
+        "shards": plan.failovers.iter().map(|&i| shards.sets[i].primary.id).collect::<Vec<_>>(),
+    }))
+}
+
+/// What running a plan announced and moved.
+struct Ran {
+    smigrating_seqs: Vec<i64>,
+    smigrated_seqs: Vec<i64>,
+    moves: Vec<Value>,
+}
+
+/// Runs `plan` on `db` (whose shards are `shards`, its map before `map`):
+/// SMIGRATING from every node, the moves and failovers, SMIGRATED from
+/// every node, and a node that leaves stops after a while.
+async fn run_plan(
+    emu: &Emulator,
+    db: &std::sync::Arc<Database>,
+    t: &Timings,
+    shards: &mut crate::emulator::Shards,
+    map: &SlotMap,
+    plan: &crate::emulator::slot_plan::Plan,
+    by_failover: bool,
+) -> Result<Ran, ActionError> {
     // A failover's new primaries are served by their node's proxy.
     for &set in &plan.failovers {
         if let Some(r) = &shards.sets[set].replica {
@@ -214,19 +292,20 @@ pub async fn slot_migrate(
             }
         });
     }
-    Ok(json!({
-        "effect": effect,
-        "trigger": trigger,
-        "smigrating_seqs": windows,
-        "smigrated_seqs": seqs,
-        "moves": triplets.iter().map(|(a, b, slots)| json!({
-            "source_node": a.index,
-            "target_node": b.index,
-            "slots": slots,
-        })).collect::<Vec<_>>(),
-        "joined_node": plan.joins.map(|n| n.index),
-        "left_node": plan.leaves.map(|n| n.index),
-    }))
+    Ok(Ran {
+        smigrating_seqs: windows,
+        smigrated_seqs: seqs,
+        moves: triplets
+            .iter()
+            .map(|(a, b, slots)| {
+                json!({
+                    "source_node": a.index,
+                    "target_node": b.index,
+                    "slots": slots,
+                })
+            })
+            .collect(),
+    })
 }
 
 /// The nodes that serve slots of `db` now.
