@@ -60,10 +60,10 @@ impl MaintWorld {
                     return Ok(None);
                 }
                 Err(e) => {
-                    return Err(anyhow!(
-                        "asking the server for connection {}'s opt-in: {e}",
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "asking the server for connection {}'s opt-in",
                         c.id
-                    ))
+                    )))
                 }
             }
         }
