@@ -313,6 +313,13 @@ async fn the_failover_action_on_a_cluster_database_moves_the_shard_to_its_replic
     let to = after.node_of(0).index;
     assert_ne!(to, a, "{out}");
     assert_eq!(out["moves"][0]["slots"], "0-8191", "{out}");
+    // The action ends once every node wrote SMIGRATED; it is read a moment
+    // later.
+    pa.wait_notification(Duration::from_secs(5), "SMIGRATED", |n| {
+        n.kind() == Kind::SMigrated
+    })
+    .await
+    .unwrap();
     let told: Vec<Kind> = pa
         .pushes()
         .into_iter()
