@@ -54,14 +54,7 @@ pub async fn slot_migrate(
         .transpose()?;
     let target = target.map(|n| Node { index: n });
     let mut shards = db.shards.lock().await;
-    let map = db
-        .shared
-        .route
-        .read()
-        .await
-        .cluster
-        .clone()
-        .expect("an OSS Cluster API route");
+    let map = db.slot_map().await.expect("an OSS Cluster API route");
     // A node that holds no slot of this database: one of the cluster's, else
     // one that joins it.
     let serving = map.serving_nodes();
@@ -127,14 +120,7 @@ pub async fn fail_over_shards(
             db.shared.id
         )));
     }
-    let map = db
-        .shared
-        .route
-        .read()
-        .await
-        .cluster
-        .clone()
-        .expect("an OSS Cluster API route");
+    let map = db.slot_map().await.expect("an OSS Cluster API route");
     let plan = crate::emulator::slot_plan::Plan {
         moves: Vec::new(),
         failovers: sets,
