@@ -25,6 +25,10 @@ pub enum CloseCause {
     Restart,
     /// A node left an OSS Cluster API database and its proxy stopped.
     NodeLeft,
+    /// The node failed (`node_failure`): its proxies and shards went down.
+    NodeFailure,
+    /// The proxy stopped (`proxy_failure`).
+    ProxyFailure,
     /// The database was deleted or the emulator stopped.
     Shutdown,
     /// The proxy ended it on an error (malformed input, a shard lost with
@@ -252,6 +256,8 @@ impl CloseCause {
             CloseCause::GraceEnd => "grace_end",
             CloseCause::Restart => "restart",
             CloseCause::NodeLeft => "node_left",
+            CloseCause::NodeFailure => "node_failure",
+            CloseCause::ProxyFailure => "proxy_failure",
             CloseCause::Shutdown => "shutdown",
             CloseCause::Error => "error",
         }

@@ -125,6 +125,13 @@ pub const GRACE_MARGIN: Duration = Duration::from_secs(5);
 /// How long a name may take to resolve before it counts as not resolving.
 pub const RESOLVE_CAP: Duration = Duration::from_secs(2);
 
+// ---- Outages (node_failure, proxy_failure) ----
+
+/// How long a rebooted node stays down.
+pub const NODE_REBOOT_DOWNTIME: Duration = Duration::from_secs(1);
+/// How long a restarted proxy (`proxy_failure` restart) stays down.
+pub const PROXY_RESTART_DOWNTIME: Duration = Duration::from_millis(200);
+
 // ---- Shard processes ----
 
 /// How long the guard around a new `redis-server` may take to report its PID.

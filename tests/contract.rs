@@ -187,6 +187,15 @@ async fn action_status_and_list_have_the_shapes_typed_clients_decode() {
         .await;
     assert_eq!(failed["status"], "failed");
     assert!(failed["error"].is_string(), "{failed}");
+    // Where it failed, as a text: the action, then its cause.
+    let traceback = failed["traceback"]
+        .as_str()
+        .expect("a failure carries a traceback");
+    assert!(
+        traceback.starts_with("action ") && traceback.contains("(failover) failed\n"),
+        "{traceback}"
+    );
+    assert!(traceback.contains("shard 99"), "{traceback}");
     assert_rfc3339(&failed["end_time"], "end_time");
 
     let (code, list) = api.get("/action").await;

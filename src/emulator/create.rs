@@ -90,7 +90,7 @@ impl Emulator {
         args: &[String],
         cluster: bool,
     ) -> Result<Shards> {
-        let nodes = self.nodes();
+        let nodes = self.up_nodes();
         let mut shards = Shards::default();
         for i in 0..count {
             let started = async {
@@ -193,7 +193,7 @@ impl Emulator {
         }
         let id = self.next_db.fetch_add(1, Ordering::SeqCst);
         let name = name.unwrap_or_else(|| format!("db{id}"));
-        let nodes = self.nodes();
+        let nodes = self.up_nodes();
         let first = (id as usize - 1) % nodes.len();
         let failed = ActionError::from;
         let mut shards = self

@@ -215,6 +215,11 @@ impl DbShared {
         v
     }
 
+    /// Whether the proxy on `node` serves this database now.
+    pub fn is_serving(&self, node: Node) -> bool {
+        self.serving.lock().unwrap().contains(&node.index)
+    }
+
     /// Records that the primary shard at `addr` lives on `node`.
     pub fn set_shard_node(&self, addr: SocketAddr, node: Node) {
         self.shard_nodes.lock().unwrap().insert(addr, node);

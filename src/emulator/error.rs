@@ -24,6 +24,19 @@ impl ActionError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         ActionError::Invalid(msg.into())
     }
+
+    /// Where the failure of action `what` came from: a line for it, then one
+    /// per cause, the outermost first.
+    pub fn traceback(&self, what: &str) -> String {
+        let mut lines = vec![format!("{what} failed")];
+        match self {
+            ActionError::Failed(e) => {
+                lines.extend(e.chain().map(|c| format!("  caused by: {c}")));
+            }
+            other => lines.push(format!("  refused: {other}")),
+        }
+        lines.join("\n")
+    }
 }
 
 impl From<BadRequest> for ActionError {

@@ -21,6 +21,7 @@ struct Job {
     action_type: &'static str,
     state: ActionState,
     error: Option<String>,
+    traceback: Option<String>,
     output: Option<Value>,
     submitted_at: Timestamp,
     start_time: Option<Timestamp>,
@@ -49,6 +50,7 @@ impl ActionStore {
             status: j.state,
             error: j.error.clone().map(Value::from),
             output: j.output.clone(),
+            traceback: j.traceback.clone(),
             start_time: j.start_time.or(Some(j.submitted_at)),
             end_time: j.end_time,
         })
@@ -85,6 +87,7 @@ impl ActionStore {
                 action_type,
                 state: ActionState::Pending,
                 error: None,
+                traceback: None,
                 output: None,
                 submitted_at: Timestamp::now(),
                 start_time: None,
@@ -155,6 +158,8 @@ impl ActionStore {
                         tracing::warn!(action = j.action_type, "action failed: {e}");
                         j.state = ActionState::Failed;
                         j.error = Some(e.to_string());
+                        j.traceback =
+                            Some(e.traceback(&format!("action {} ({})", j.id, j.action_type)));
                     }
                 }
             });

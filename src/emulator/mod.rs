@@ -32,6 +32,9 @@
 //!   cluster settings, databases, rladmin);
 //! * [`catalogue`]: which trigger produces each effect (standalone and slot
 //!   migration catalogues);
+//! * `outages`: the nodes and proxies a fault took down, and what comes back
+//!   with them;
+//! * `record`: the server's record of a database, as the suite reads it;
 //! * `accept`: a listener's failed accepts, backed off and logged once a second;
 //! * [`tls`]: the emulator's CA and the endpoints' server certificate;
 //! * [`api`]: the fault injector's HTTP API: HTTP in, the
@@ -59,8 +62,10 @@ mod naming;
 mod node;
 mod operations;
 pub mod oss_cluster;
+mod outages;
 mod proxy;
 mod pubsub;
+mod record;
 mod routing;
 mod shard;
 pub mod slot_map;
@@ -81,7 +86,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseConfig, DatabaseEndpoint, EndpointsFile};
-use crate::server_record::{CloseCause, DatabaseRecord, NodeEndpoints, ShardRecord};
+use crate::server_record::CloseCause;
 pub use database::Node;
 use database::{ClusterSettings, DbShared};
 pub use error::ActionError;
@@ -227,54 +232,6 @@ impl Database {
     /// The node that holds the endpoint.
     pub fn active_node(&self) -> Node {
         self.shared.active_node()
-    }
-
-    /// The server's record: its client connections (those named `name`, when
-    /// given), the endpoint's moves, and its endpoint on each of `nodes`.
-    pub async fn record(&self, name: Option<&str>, nodes: &[Node]) -> DatabaseRecord {
-        use EndpointType::*;
-        let (connections, endpoint_moves) = self.shared.ledger.snapshot(name);
-        let (names, port) = (&self.shared.naming, self.shared.port);
-        let at = |n: Node, ty| {
-            names
-                .endpoint(n, ty, port)
-                .map(|e| e.to_string())
-                .unwrap_or_default()
-        };
-        DatabaseRecord {
-            bdb_id: self.shared.id,
-            endpoint_node: self.shared.active_node().index,
-            accepted_total: self.shared.connections_accepted(),
-            nodes: nodes
-                .iter()
-                .map(|&n| NodeEndpoints {
-                    node: n.index,
-                    internal_ip: at(n, InternalIp),
-                    external_ip: at(n, ExternalIp),
-                    internal_fqdn: at(n, InternalFqdn),
-                    external_fqdn: at(n, ExternalFqdn),
-                })
-                .collect(),
-            connections,
-            endpoint_moves,
-            slot_moves: self.shared.ledger.slot_moves(),
-            shards: {
-                let sets = self.shard_sets().await;
-                let primaries = sets.iter().map(|s| ShardRecord {
-                    addr: s.primary.to_string(),
-                    node: s.primary_node,
-                    role: "primary".into(),
-                });
-                let replicas = sets.iter().filter_map(|s| {
-                    Some(ShardRecord {
-                        addr: s.replica?.to_string(),
-                        node: s.replica_node?,
-                        role: "replica".into(),
-                    })
-                });
-                primaries.chain(replicas).collect()
-            },
-        }
     }
 
     /// Proxied connections open on `node`.
@@ -457,6 +414,8 @@ pub struct Emulator {
     next_db: AtomicU64,
     next_shard: AtomicU32,
     tls: Mutex<Option<Arc<tls::TlsMaterial>>>,
+    /// Nodes and proxies down.
+    outages: outages::Outages,
     key_specs: tokio::sync::OnceCell<Arc<keys::KeySpecs>>,
     cancel: CancellationToken,
 }
@@ -483,6 +442,7 @@ impl Emulator {
             next_db: AtomicU64::new(1),
             next_shard: AtomicU32::new(1),
             tls: Mutex::new(None),
+            outages: outages::Outages::default(),
             key_specs: tokio::sync::OnceCell::new(),
             cancel: CancellationToken::new(),
         }))
@@ -498,6 +458,16 @@ impl Emulator {
     pub fn nodes(&self) -> Vec<Node> {
         (1..=self.config.nodes)
             .map(|index| Node { index })
+            .collect()
+    }
+
+    /// The nodes that are up (not stopped by `node_failure`): where shards
+    /// and endpoints can go.
+    pub fn up_nodes(&self) -> Vec<Node> {
+        let nodes = self.nodes();
+        nodes
+            .into_iter()
+            .filter(|n| !self.outages.node_down(n.index))
             .collect()
     }
 
@@ -564,6 +534,7 @@ impl Emulator {
             .unwrap()
             .remove(&id)
             .ok_or_else(|| ActionError::Invalid(format!("no database with bdb_id {id}")))?;
+        self.outages.forget_database(id);
         db.shutdown().await;
         Ok(())
     }

@@ -258,15 +258,46 @@ pub enum Action {
         shard_id: Option<ShardId>,
     },
     /// The endpoint is cut off the network for a while: nothing reaches its
-    /// clients until the failure ends (then everything held does).
+    /// clients until the failure ends (then everything held does); the
+    /// action ends once the network is back.
     NetworkFailure {
         /// Database.
         bdb_id: BdbId,
-        /// How long the failure lasts, in seconds.
+        /// How long the failure lasts, in seconds (the newest suites send it
+        /// as `delay`).
+        #[serde(alias = "delay")]
         duration_s: f64,
         /// Only on this node (default: every node and the public address).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<NodeRef>,
+    },
+    /// A node fails: every shard and proxy on it goes down (`stop`), comes
+    /// back (`start`), or both (`reboot`, the default).
+    NodeFailure {
+        /// The node.
+        node_id: NodeRef,
+        /// `reboot`, `stop` or `start`.
+        #[serde(default)]
+        method: NodeMethod,
+        /// Accepted as callers send it; the emulator's node stops at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shutdown_timeout: Option<f64>,
+        /// Accepted as callers send it; the emulator's node starts at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        startup_timeout: Option<f64>,
+    },
+    /// A proxy fails: on `node_id`, or on the node that holds `bdb_id`'s
+    /// endpoint; for that database alone, or (with `node_id` alone) for
+    /// every database it serves.
+    ProxyFailure {
+        /// Database (default: every database the node's proxy serves).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bdb_id: Option<BdbId>,
+        /// The node (default: the one that holds the database's endpoint).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_id: Option<NodeRef>,
+        /// `stop`, `start` or `restart`.
+        action: ProxyCommand,
     },
     /// Emulator fault: send one push frame, built from JSON, to every opted-in
     /// connection (strings, integers, null and arrays; the first is its name).
@@ -332,6 +363,31 @@ pub enum Action {
     },
 }
 
+/// What `node_failure` does to its node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeMethod {
+    /// Down, then back.
+    #[default]
+    Reboot,
+    /// Down, until a `start`.
+    Stop,
+    /// Back after a `stop`.
+    Start,
+}
+
+/// What `proxy_failure` does to its proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyCommand {
+    /// Stops serving: its connections dropped, its address refusing.
+    Stop,
+    /// Serves again after a `stop`.
+    Start,
+    /// Stops, then serves again.
+    Restart,
+}
+
 /// Action types of the contract.
 pub const ACTION_TYPES: &[&str] = &[
     "failover",
@@ -343,6 +399,8 @@ pub const ACTION_TYPES: &[&str] = &[
     "network_failure",
     "dmc_restart",
     "shard_failure",
+    "node_failure",
+    "proxy_failure",
     "sequence_of_actions",
     "send_push",
     "create_database",
@@ -480,6 +538,16 @@ impl Action {
                 _ => {}
             }
         }
+        if let Action::ProxyFailure {
+            bdb_id: None,
+            node_id: None,
+            ..
+        } = &action
+        {
+            return Err(BadRequest(
+                "proxy_failure needs bdb_id (the proxy that holds its endpoint) or node_id (every database that node's proxy serves)".into(),
+            ));
+        }
         Ok(action)
     }
 
@@ -495,6 +563,8 @@ impl Action {
             Action::NetworkFailure { .. } => "network_failure",
             Action::DmcRestart { .. } => "dmc_restart",
             Action::ShardFailure { .. } => "shard_failure",
+            Action::NodeFailure { .. } => "node_failure",
+            Action::ProxyFailure { .. } => "proxy_failure",
             Action::SequenceOfActions { .. } => "sequence_of_actions",
             Action::SendPush { .. } => "send_push",
             Action::CreateDatabase { .. } => "create_database",
@@ -519,7 +589,9 @@ impl Action {
             | Action::DmcRestart { bdb_id, .. }
             | Action::ShardFailure { bdb_id, .. }
             | Action::SendPush { bdb_id, .. } => Some(bdb_id.0),
-            Action::DeleteDatabase { bdb_id, .. } => bdb_id.map(|b| b.0),
+            Action::DeleteDatabase { bdb_id, .. } | Action::ProxyFailure { bdb_id, .. } => {
+                bdb_id.map(|b| b.0)
+            }
             Action::SequenceOfActions { bdb_id, actions } => bdb_id.map(|b| b.0).or_else(|| {
                 sequence_steps(None, actions)
                     .ok()?
@@ -534,7 +606,10 @@ impl Action {
             } if rladmin_changes_a_database(rladmin_command) => bdb_id
                 .map(|b| b.0)
                 .or_else(|| rladmin_endpoint_db(rladmin_command)),
+            // A node's failure strikes every database on it, whatever each
+            // is doing: it waits for no turn.
             Action::ExecuteRladminCommand { .. }
+            | Action::NodeFailure { .. }
             | Action::ResetCluster { .. }
             | Action::CreateDatabase { .. }
             | Action::UpdateClusterConfig { .. } => None,
@@ -549,6 +624,7 @@ impl Action {
             Action::NetworkLatency { .. }
                 | Action::NetworkFailure { .. }
                 | Action::DmcRestart { .. }
+                | Action::ProxyFailure { .. }
                 | Action::SendPush { .. }
         )
     }

@@ -17,7 +17,10 @@ pub mod params;
 pub mod status;
 pub mod time;
 
-pub use action::{normalize_parameters, sequence_steps, Action, SequenceStep, ACTION_TYPES};
+pub use action::{
+    normalize_parameters, sequence_steps, Action, NodeMethod, ProxyCommand, SequenceStep,
+    ACTION_TYPES,
+};
 pub use client::{FaultInjectorClient, FaultInjectorError};
 pub use params::{id_from, AclUser, BdbId, DatabaseSpec, NodeRef, ShardId, TimingOverrides};
 pub use status::{

@@ -78,6 +78,10 @@ pub struct ActionStatus {
     /// What it produced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// Where a failure came from, one cause a line, the outermost first
+    /// (failed actions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
     /// When it started running (when it was submitted, while pending).
     #[serde(default)]
     pub start_time: Option<Timestamp>,

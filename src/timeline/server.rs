@@ -246,7 +246,7 @@ pub fn cut_at_grace_end(record: &DatabaseRecord, name: &str) -> Claim {
 }
 
 /// The server cut off no connection of `name`: none ended at a grace end,
-/// a proxy restart, a node leaving or an error (the client closed each it
+/// a proxy restart or failure, a node leaving or failing, or an error (the client closed each it
 /// closed; the database's own shutdown aside).
 pub fn none_cut_off(record: &DatabaseRecord, name: &str) -> Claim {
     let cut: Vec<String> = record
@@ -258,6 +258,8 @@ pub fn none_cut_off(record: &DatabaseRecord, name: &str) -> Claim {
                     CloseCause::GraceEnd
                         | CloseCause::Restart
                         | CloseCause::NodeLeft
+                        | CloseCause::NodeFailure
+                        | CloseCause::ProxyFailure
                         | CloseCause::Error
                 )
             ) && c.closed_at.is_some()

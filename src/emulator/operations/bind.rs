@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::check_node;
+use super::{check_node, next_up_node};
 use crate::emulator::database::Announcement;
 use crate::emulator::error::failed;
 use crate::emulator::{ActionError, Database, Emulator, Timings};
@@ -23,7 +23,6 @@ pub async fn bind(
     target: Option<usize>,
     repeat: u32,
 ) -> Result<Value, ActionError> {
-    let nodes = emu.nodes();
     let from = db.shared.active_node();
     let to = match target {
         Some(t) if t == from.index => {
@@ -32,12 +31,11 @@ pub async fn bind(
             )))
         }
         Some(t) => check_node(emu, t, "target_node")?,
-        None if nodes.len() == 1 => {
-            return Err(ActionError::Invalid(
-                "bind needs a second node to move the endpoint to; start the emulator with --nodes 2 or more".into(),
-            ))
-        }
-        None => nodes[from.index % nodes.len()],
+        None => next_up_node(emu, from).ok_or_else(|| {
+            ActionError::Invalid(
+                "bind needs a second node that is up to move the endpoint to; start the emulator with --nodes 2 or more".into(),
+            )
+        })?,
     };
     db.listen_on(to).await.map_err(failed)?;
     let grace = t.moving_grace;

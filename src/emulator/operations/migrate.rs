@@ -26,7 +26,7 @@ pub async fn migrate(
     }
     let mut shards = db.shards.lock().await;
     let sets = selected(&shards, shard_id, db)?;
-    let nodes = emu.nodes();
+    let nodes = emu.up_nodes();
     // Where each set moves: the target, or a node that holds neither its
     // primary nor its replica (any other node when there is none).
     let mut targets = Vec::new();

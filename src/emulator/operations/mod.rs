@@ -1,7 +1,9 @@
 //! What each action does to the emulated cluster, one file per operation:
 //! [`failover`], [`migrate`], [`bind`], [`topology`] (the catalogue's
 //! triggers), [`latency`] (latency and network failure), [`restart`] (a
-//! proxy restart), [`shard_failure`] (a shard process killed), [`push`], [`cluster`] (cluster settings) and
+//! proxy restart), [`proxy_failure`] (a proxy stopped and started),
+//! [`node_failure`] (a node down and back), [`shard_failure`] (a shard
+//! process killed), [`push`], [`cluster`] (cluster settings) and
 //! [`databases`] (create and delete). [`run`] dispatches; the maintenance
 //! operations share the helpers below: each holds traffic only for the
 //! switch itself and sends its notifications from the one encoder.
@@ -14,6 +16,8 @@ pub mod databases;
 pub mod failover;
 pub mod latency;
 pub mod migrate;
+pub mod node_failure;
+pub mod proxy_failure;
 pub mod push;
 pub mod restart;
 pub mod rladmin;
@@ -113,6 +117,17 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             Ok(out)
         }
         Action::DmcRestart { .. } => restart::dmc_restart(emu, action),
+        Action::NodeFailure {
+            node_id, method, ..
+        } => node_failure::node_failure(emu, node_id.0, *method).await,
+        Action::ProxyFailure {
+            bdb_id,
+            node_id,
+            action,
+        } => {
+            proxy_failure::proxy_failure(emu, bdb_id.map(|b| b.0), node_id.map(|n| n.0), *action)
+                .await
+        }
         Action::ShardFailure { bdb_id, shard_id } => {
             let d = emu.existing_database(bdb_id.0)?;
             let t = timings(&d, &TimingOverrides::default())?;
@@ -251,7 +266,8 @@ pub(crate) fn timings(db: &Database, o: &TimingOverrides) -> Result<Timings, Act
     Ok(base.with(o))
 }
 
-/// The node `n` names, or a refusal that names `field` and the nodes there are.
+/// The node `n` names, or a refusal that names `field` and the nodes there
+/// are (or says that node is down).
 pub(crate) fn check_node(emu: &Emulator, n: usize, field: &str) -> Result<Node, ActionError> {
     let count = emu.config.nodes;
     if n == 0 || n > count {
@@ -259,7 +275,22 @@ pub(crate) fn check_node(emu: &Emulator, n: usize, field: &str) -> Result<Node, 
             "{field} {n} does not exist; nodes are 1..={count}"
         )));
     }
+    if emu.outages.node_down(n) {
+        return Err(ActionError::Invalid(format!(
+            "{field} {n} is down (node_failure stopped it); start it first with node_failure method start"
+        )));
+    }
     Ok(Node { index: n })
+}
+
+/// The node after `from` in ring order that is up (not `from`), if any.
+pub(crate) fn next_up_node(emu: &Emulator, from: Node) -> Option<Node> {
+    let count = emu.config.nodes;
+    (1..count)
+        .map(|k| Node {
+            index: (from.index - 1 + k) % count + 1,
+        })
+        .find(|n| !emu.outages.node_down(n.index))
 }
 
 /// How long a MIGRATING / FAILING_OVER window over `sets` shard sets is

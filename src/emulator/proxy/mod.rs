@@ -276,6 +276,16 @@ async fn accept(
     stream: TcpStream,
     cancel: CancellationToken,
 ) -> Result<()> {
+    if public && !db.is_serving(node) {
+        // The node that holds the endpoint has no proxy up (a proxy or node
+        // failure): the connection ends at once, as a refused one would.
+        tracing::debug!(
+            bdb_id = db.id,
+            node = node.index,
+            "public address: no proxy up on the endpoint's node"
+        );
+        return Ok(());
+    }
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
     let peer = stream.peer_addr()?;
