@@ -77,7 +77,7 @@ async fn stop(emu: &Emulator, n: usize) -> Result<Value, ActionError> {
         if let Some(set) = shards
             .sets
             .iter()
-            .find(|s| s.primary.node == n && !s.replica.as_ref().is_some_and(|r| r.node != n))
+            .find(|s| s.primary.node == n && s.replica.as_ref().is_none_or(|r| r.node == n))
         {
             return Err(ActionError::Invalid(format!(
                 "primary shard {} of database {} lives on node {n} with no replica on another node: its data would be lost; create the database with replication: true",
