@@ -104,3 +104,30 @@ Feature: Faults and odd pushes
       | maintenance | maintenance step                                |
       | a failover  | the database fails over                         |
       | a migration | the database's shard migrates to another node   |
+
+  @emulator
+  Scenario: FA8 the node that holds the endpoint and the primary reboots: the replica takes over, the endpoint moves without MOVING, and only requests made while the node was down fail
+    Nobody announces a node's failure. Every connection to the node drops,
+    and new ones are refused until the endpoint has moved to a node that is
+    up. The replica was in sync when the node went down; a write
+    acknowledged in the last moment before may not have reached it.
+
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the node that holds the database endpoint reboots
+    Then "app" received no MOVING
+    And every connection of "app" was dropped and connected again
+    And the traffic saw only connection or timeout errors, all while the fault lasted, and recovered
+    And at most 2 acknowledged writes were lost
+
+  Scenario: FA9 the endpoint's proxy stops for a while: its connections drop, new ones are refused until it starts again, and only requests made while it was down fail
+    However many requests the client tries while the proxy is down, each
+    fails at once; none fails before the proxy stops or after it is back,
+    and nothing written is lost: the shards never stopped.
+
+    Given a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the database's proxy stops for 1 s
+    Then every connection of "app" was dropped and connected again
+    And the traffic saw only connection errors, all while the fault lasted, and recovered
+    And every acknowledged write is readable

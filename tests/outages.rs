@@ -234,3 +234,77 @@ async fn a_node_failure_that_would_lose_data_is_refused() {
     assert_eq!(db.active_node(), Node { index: node });
     emu.shutdown().await;
 }
+
+/// A cluster database's node fails: its shard's replica on another node
+/// takes its slots over, unannounced; the topology the other nodes answer
+/// names that node; the data is there; back, the node holds a replica that
+/// joined the cluster again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_databases_failed_node_gives_its_slots_to_the_replicas_node() {
+    let emu = emulator(Duration::from_millis(100));
+    let db = emu
+        .create_database(maint_e2e::DatabaseSpec {
+            oss_cluster: Some(true),
+            shards_count: Some(2),
+            replication: Some(true),
+            ..maint_e2e::DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    let port = db.port();
+    let before = db.slot_map().await.unwrap();
+    let (a, b) = (before.node_of(0).index, before.node_of(16383).index);
+    let pb = RawConnection::connect(&format!("127.0.{b}.1:{port}"), true, Some(None))
+        .await
+        .unwrap();
+    let pa = RawConnection::connect(&format!("127.0.{a}.1:{port}"), true, Some(None))
+        .await
+        .unwrap();
+    assert_eq!(
+        pa.command(&["SET", "{bar}k", "v"]).await.unwrap(),
+        b"+OK\r\n"
+    );
+    let out = emu
+        .run(&action(
+            json!({"type": "node_failure", "parameters": {"node_id": a, "method": "stop"}}),
+        ))
+        .await
+        .unwrap();
+    pa.wait_closed(Duration::from_secs(2)).await.unwrap();
+    let after = db.slot_map().await.unwrap();
+    let to = after.node_of(0).index;
+    assert!(to != a, "{out}");
+    let slots =
+        String::from_utf8_lossy(&pb.command(&["CLUSTER", "SLOTS"]).await.unwrap()).into_owned();
+    assert!(!slots.contains(&format!("127.0.{a}.1")), "{slots}");
+    assert!(slots.contains(&format!("127.0.{to}.1")), "{slots}");
+    let pt = RawConnection::connect(&format!("127.0.{to}.1:{port}"), true, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        pt.command(&["GET", "{bar}k"]).await.unwrap(),
+        b"$1\r\nv\r\n"
+    );
+    // Nothing was announced to the connections that stayed.
+    assert!(pb.pushes().is_empty(), "{:?}", pb.pushes());
+
+    emu.run(&action(
+        json!({"type": "node_failure", "parameters": {"node_id": a, "method": "start"}}),
+    ))
+    .await
+    .unwrap();
+    let sets = db.shard_sets().await;
+    let first = sets.iter().find(|s| s.slots.0 == 0).unwrap();
+    assert_eq!(first.replica_node, Some(a), "{sets:?}");
+    // The new replica follows the promoted primary in the cluster.
+    let replica = RawConnection::connect(&first.replica.unwrap().to_string(), false, None)
+        .await
+        .unwrap();
+    let role = replica.command(&["ROLE"]).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&role).contains("slave"),
+        "{}",
+        String::from_utf8_lossy(&role)
+    );
+    emu.shutdown().await;
+}

@@ -48,18 +48,24 @@ pub async fn form(
     for s in &everyone[1..] {
         meet(s, first).await?;
     }
-    // A replica can follow its primary once it knows of it.
     for (i, r) in replicas {
         let primary = primaries.get(*i).with_context(|| {
             format!("a replica names primary {i}; there are {}", primaries.len())
         })?;
-        let id = node_id(primary).await?;
-        wait_knows(r, &id, within).await?;
-        r.admin(&["CLUSTER", "REPLICATE", &id]).await?;
+        follow(r, primary, within).await?;
     }
     for s in &everyone {
         wait_whole(s, Some(everyone.len()), within).await?;
     }
+    Ok(())
+}
+
+/// Makes `replica` (a member of `primary`'s cluster) follow `primary`, once
+/// it knows of it (waiting at most `within`).
+pub async fn follow(replica: &Shard, primary: &Shard, within: Duration) -> Result<()> {
+    let id = node_id(primary).await?;
+    wait_knows(replica, &id, within).await?;
+    replica.admin(&["CLUSTER", "REPLICATE", &id]).await?;
     Ok(())
 }
 

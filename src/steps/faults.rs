@@ -4,10 +4,11 @@
 use anyhow::anyhow;
 use cucumber::{then, when};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::params::DurationParam;
 use super::{MaintWorld, StepResult};
-use crate::fault_injector::{Action, BdbId};
+use crate::fault_injector::{Action, BdbId, NodeMethod, NodeRef, ProxyCommand};
 use crate::timeline::{self, PushFate};
 
 /// `dmc_restart`: every connection of the endpoint's proxy dropped at once,
@@ -89,6 +90,95 @@ async fn then_errors_bounded(
     }
     Ok(())
 }
+
+/// `node_failure` (reboot) of the node that holds the endpoint (the server's
+/// record names it): its shards die, the replicas take over, the endpoint
+/// moves to another node unannounced; the step returns once the node is back.
+#[when("the node that holds the database endpoint reboots")]
+async fn when_endpoint_node_reboots(w: &mut MaintWorld) -> StepResult {
+    let Some(record) = w.server_record_all().await? else {
+        fail!(
+            "which node holds the endpoint is read from the emulator's record; this target keeps none"
+        );
+    };
+    let node = record.endpoint_node;
+    w.run_action(|_| Action::NodeFailure {
+        node_id: NodeRef(node),
+        method: NodeMethod::Reboot,
+        shutdown_timeout: None,
+        startup_timeout: None,
+    })
+    .await?;
+    Ok(())
+}
+
+/// `proxy_failure` stop, then start `down` later: the proxy that holds the
+/// endpoint drops its connections and refuses new ones for that long.
+#[when(expr = "the database's proxy stops for {duration}")]
+async fn when_proxy_stops(w: &mut MaintWorld, down: DurationParam) -> StepResult {
+    let down = down.bounded("how long the proxy stays down")?;
+    let proxy = |action| {
+        move |bdb| Action::ProxyFailure {
+            bdb_id: Some(BdbId(bdb)),
+            node_id: None,
+            action,
+        }
+    };
+    w.run_action(proxy(ProxyCommand::Stop)).await?;
+    // The outage's length is the scenario's to choose: nothing to await.
+    tokio::time::sleep(down).await;
+    w.run_action(proxy(ProxyCommand::Start)).await?;
+    Ok(())
+}
+
+/// Every error of every client's traffic is of the class named (or of
+/// either of two) and came while the scenario's outage lasted (from the
+/// first fault action's start to the last one's end); requests succeeded
+/// after it. An outage may cost every request made while it lasts.
+#[then(
+    regex = r"^the traffic saw only (\w+)(?: or (\w+))? errors, all while the fault lasted, and recovered$"
+)]
+async fn then_errors_during(w: &mut MaintWorld, class: String, other: String) -> StepResult {
+    let classes: Vec<&str> = [class.as_str(), other.as_str()]
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .collect();
+    let faults: Vec<_> = w
+        .actions
+        .iter()
+        .filter(|a| FAULTS.contains(&a.action_type))
+        .collect();
+    let (Some(first), Some(last)) = (faults.first(), faults.last()) else {
+        fail!(
+            "no fault ran in this scenario (one of {})",
+            FAULTS.join(", ")
+        );
+    };
+    let fault = (first.started, last.ended.unwrap_or_else(Instant::now));
+    for name in w.stop_traffic().await? {
+        let (report, phases) = w.traffic_report(&name)?;
+        timeline::errors_only_during(report, &classes, fault, crate::timing::BAND_SLACK).map_err(
+            |e| {
+                w.unmet(
+                    &name,
+                    timeline::Unmet(format!(
+                        "{e}\n{}",
+                        timeline::describe_phases(report, &phases)
+                    )),
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The actions that are outages: what `all while the fault lasted` spans.
+const FAULTS: &[&str] = &[
+    "node_failure",
+    "proxy_failure",
+    "network_failure",
+    "dmc_restart",
+];
 
 /// `shard_failure`: the first primary shard's process killed; returns once
 /// the replica took over.

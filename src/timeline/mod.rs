@@ -17,7 +17,9 @@ mod latency;
 
 pub use crate::duration_text::show;
 pub use cluster::{each_move_applied_once, relaxed_until_smigrated, slot_maps_equal, MovesApplied};
-pub use faults::{errors_bounded, push_handled_on_each, reconnected_each, PushFate};
+pub use faults::{
+    errors_bounded, errors_only_during, push_handled_on_each, reconnected_each, PushFate,
+};
 pub use handoff::*;
 pub use latency::{handoff_window, latency_quantile, p99_under, p99_within_factor, pace_kept};
 pub use pubsub::{delivered_through_moves, every_message_received, Delivery, Published};

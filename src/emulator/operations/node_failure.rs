@@ -8,9 +8,17 @@
 //! public address in between are refused), as the cluster's watchdog does.
 //! While it is down no shard or endpoint is placed on it.
 //!
-//! Back: it holds a new replica for each shard set that lost a shard there,
-//! and its proxies serve the databases whose endpoint did not leave it. The
-//! primaries and endpoints that moved stay where they went.
+//! An OSS Cluster API database's primary on the node is taken over by its
+//! replica (`CLUSTER FAILOVER TAKEOVER`) and its slots are served from the
+//! replica's node; clients learn it from the topology the other nodes
+//! answer, as nothing is announced. The takeover runs the instant before the
+//! node's shards die, so it never waits for a cluster timeout; what clients
+//! see is the same: the node's connections drop and its slots move.
+//!
+//! Back: it holds a new replica for each shard set that lost a shard there
+//! (joined to the cluster, for a cluster database), and its proxies serve the
+//! standalone databases whose endpoint did not leave it. The primaries and
+//! endpoints that moved stay where they went.
 
 use std::sync::Arc;
 
@@ -21,7 +29,7 @@ use crate::emulator::database::Node;
 use crate::emulator::error::failed;
 use crate::emulator::outages::NodeDown;
 use crate::emulator::shard::wait_caught_up;
-use crate::emulator::{ActionError, Database, Emulator};
+use crate::emulator::{oss_cluster, ActionError, Database, Emulator, Shard};
 use crate::fault_injector::{NodeMethod, Timestamp, TimingOverrides};
 use crate::server_record::{CloseCause, EndpointMove};
 
@@ -64,16 +72,6 @@ async fn stop(emu: &Emulator, n: usize) -> Result<Value, ActionError> {
         locked.push(d.shards.lock().await);
     }
     for (d, shards) in dbs.iter().zip(&locked) {
-        let on_node = shards
-            .sets
-            .iter()
-            .any(|s| s.primary.node == n || s.replica.as_ref().is_some_and(|r| r.node == n));
-        if d.shared.oss_cluster && (on_node || d.shared.is_serving(node)) {
-            return Err(ActionError::Invalid(format!(
-                "node {n} serves OSS Cluster API database {}; node_failure runs on nodes of standalone databases only (use failover or slot_migrate on a cluster database)",
-                d.id()
-            )));
-        }
         if let Some(set) = shards
             .sets
             .iter()
@@ -106,13 +104,17 @@ async fn stop(emu: &Emulator, n: usize) -> Result<Value, ActionError> {
         let had_endpoint = d.shared.active_node() == node;
         if serving {
             d.stop_on(node, CloseCause::NodeFailure);
-            if !had_endpoint {
+            // A cluster database's proxy serves where its primaries are:
+            // none will be on this node when it is back.
+            if !had_endpoint && !d.shared.oss_cluster {
                 held.proxies.push(d.id());
             }
         }
-        // Every process on the node dies at once.
+        let cluster = d.shared.oss_cluster;
+        // Every process on the node dies at once (a cluster's primaries the
+        // instant after their takeover, below).
         for set in &shards.sets {
-            if set.primary.node == n {
+            if set.primary.node == n && !cluster {
                 set.primary.kill();
             }
             if let Some(r) = set.replica.as_ref().filter(|r| r.node == n) {
@@ -124,8 +126,25 @@ async fn stop(emu: &Emulator, n: usize) -> Result<Value, ActionError> {
             let set = &mut shards.sets[i];
             if set.primary.node == n {
                 let replica = set.replica.as_ref().expect("checked above");
+                if cluster {
+                    // The replica's node serves the slots from now on.
+                    d.listen_on(Node {
+                        index: replica.node,
+                    })
+                    .await
+                    .map_err(failed)?;
+                }
+                let old = &set.primary;
                 switch_over(&t, d, i, || async {
-                    replica.replicate(None).await.map_err(failed)?;
+                    match cluster {
+                        true => {
+                            oss_cluster::promote(replica, old, t.sync_timeout)
+                                .await
+                                .map_err(failed)?;
+                            old.kill();
+                        }
+                        false => replica.replicate(None).await.map_err(failed)?,
+                    }
                     Ok(replica.addr)
                 })
                 .await?;
@@ -176,6 +195,37 @@ async fn move_endpoint(
     Ok(to.index)
 }
 
+/// A new replica of `primary` on `node`: one that follows it, for a
+/// standalone database; for a cluster database, a cluster-mode shard that
+/// joins the cluster and replicates it.
+async fn new_replica(
+    emu: &Emulator,
+    d: &Database,
+    node: Node,
+    primary: &Shard,
+) -> anyhow::Result<Shard> {
+    let (password, args) = (d.password.clone(), &d.shard_args);
+    if !d.shared.oss_cluster {
+        return emu
+            .start_shard(node, Some(primary.addr), password, args)
+            .await;
+    }
+    let new = emu.start_shard_in(node, None, password, args, true).await?;
+    d.shared.set_shard_node(new.addr, node);
+    let within = d.timings.sync_timeout;
+    let joined = async {
+        oss_cluster::join(&[primary], &new, within).await?;
+        oss_cluster::follow(&new, primary, within).await
+    };
+    match joined.await {
+        Ok(()) => Ok(new),
+        Err(e) => {
+            new.stop().await;
+            Err(e)
+        }
+    }
+}
+
 /// Brings node `n` back.
 async fn start(emu: &Emulator, n: usize) -> Result<Value, ActionError> {
     let Some(held) = emu.outages.node_started(n) else {
@@ -193,15 +243,7 @@ async fn start(emu: &Emulator, n: usize) -> Result<Value, ActionError> {
         let Some(set) = shards.sets.get_mut(i).filter(|s| s.replica.is_none()) else {
             continue;
         };
-        match emu
-            .start_shard(
-                node,
-                Some(set.primary.addr),
-                d.password.clone(),
-                &d.shard_args,
-            )
-            .await
-        {
+        match new_replica(emu, &d, node, &set.primary).await {
             Ok(r) => {
                 replicas.push(json!({ "bdb_id": id, "shard_id": r.id }));
                 set.replica = Some(r);
