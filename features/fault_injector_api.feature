@@ -59,7 +59,21 @@ Feature: Fault injector API
       | data_movement_no_conn_drop |
       | data_movement_conn_drop    |
       | conn_drop                  |
-      | dns_resolution_change      |
+
+  Scenario: FI8 the dns_resolution_change effect is not announced: the old node drops its connections, and the client reconnects by the database's name to the new node
+    A resolver's change reaches no client: no push, and the connections
+    left on the old node are dropped. The client comes back through the
+    name, which leads to the new node now. As for any unannounced move, at
+    most two requests per stream fail (see FA4).
+
+    Given a standalone database
+    And a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When the fault injector produces the dns_resolution_change effect with its first trigger
+    Then "app" received no MOVING
+    And every connection of "app" was dropped and connected again
+    And the traffic saw at most 8 connection errors, and recovered
+    And every acknowledged write is readable
 
   Scenario: FI3 a database is created, listed, used, and deleted
     Given a standalone database

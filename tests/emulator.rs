@@ -254,7 +254,7 @@ async fn each_standalone_effect_sends_what_the_catalogue_promises() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(out["trigger"], "shard_migrate_endpoint_follows");
+    assert_eq!(out["trigger"], "migrate");
     // The endpoint followed the data to its node.
     assert_eq!(
         out["result"]["migrate"]["node"],
@@ -289,16 +289,31 @@ async fn each_standalone_effect_sends_what_the_catalogue_promises() {
     );
     moved.wait_closed(Duration::from_secs(3)).await.unwrap();
 
-    for e in ["conn_drop", "dns_resolution_change"] {
+    // conn_drop: MOVING, then the close; dns_resolution_change: the close
+    // alone, the public address leading to the new node.
+    for (e, pushes) in [("conn_drop", 1), ("dns_resolution_change", 0)] {
         let p = RawConnection::connect(&addr, true, Some(None))
             .await
             .unwrap();
-        spawn_action(&emu, effect(e)).await.unwrap().unwrap();
-        p.wait_notification(Duration::from_secs(3), e, |n| n.kind() == Kind::Moving)
-            .await
-            .unwrap();
+        let before = emu.database(id).unwrap().active_node();
+        let out = spawn_action(&emu, effect(e)).await.unwrap().unwrap();
         p.wait_closed(Duration::from_secs(3)).await.unwrap();
+        // (A MOVING is sent again half-way through the grace: one seq.)
+        let mut moving: Vec<i64> = received(&p)
+            .iter()
+            .filter(|(k, _)| *k == Kind::Moving)
+            .map(|(_, seq)| *seq)
+            .collect();
+        moving.dedup();
+        let moving = moving.len();
+        assert_eq!(moving, pushes, "{e}: {out}");
+        assert_ne!(emu.database(id).unwrap().active_node(), before, "{e}: {out}");
     }
+    // The older trigger names still run.
+    let old = json!({"type": "topology_change_standalone", "parameters": {
+        "bdb_id": id, "effect": "data_movement_no_conn_drop", "trigger": "shard_failover"}});
+    let out = spawn_action(&emu, old).await.unwrap().unwrap();
+    assert_eq!(out["trigger"], "failover", "{out}");
     let bad = Action::parse(
         &json!({"type": "topology_change_standalone", "parameters": {
         "bdb_id": id, "effect": "conn_drop", "trigger": "maintenance_mode"}}),

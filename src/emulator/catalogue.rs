@@ -15,6 +15,9 @@ pub enum Steps {
     Failover,
     /// MOVING; the endpoint moves; the old one closes after the grace.
     Bind,
+    /// No push: the database's name and public address lead to another
+    /// node; the old node closes its connections after the grace.
+    AddressChange,
     /// A migration, then the endpoint follows the data (MOVING).
     MigrateThenBind,
 }
@@ -24,8 +27,10 @@ pub enum Steps {
 pub struct Trigger {
     /// The effect it produces.
     pub effect: &'static str,
-    /// Its name.
+    /// Its name, as real clusters' catalogues give it.
     pub name: &'static str,
+    /// Older names it is also called by.
+    pub aliases: &'static [&'static str],
     /// What it does, in a sentence.
     pub description: &'static str,
     /// What it runs.
@@ -36,33 +41,38 @@ pub struct Trigger {
 pub const TRIGGERS: &[Trigger] = &[
     Trigger {
         effect: "data_movement_no_conn_drop",
-        name: "shard_migrate",
+        name: "migrate",
+        aliases: &["shard_migrate"],
         description: "MIGRATING, the primary shard is copied to a new redis-server on another node and traffic switches to it, MIGRATED; connections stay open",
         steps: Steps::Migrate,
     },
     Trigger {
         effect: "data_movement_no_conn_drop",
-        name: "shard_failover",
+        name: "failover",
+        aliases: &["shard_failover"],
         description: "FAILING_OVER, the replica is promoted once it has caught up, FAILED_OVER; connections stay open",
         steps: Steps::Failover,
     },
     Trigger {
         effect: "data_movement_conn_drop",
-        name: "shard_migrate_endpoint_follows",
+        name: "migrate",
+        aliases: &["shard_migrate_endpoint_follows"],
         description: "MIGRATING, the primary shard moves to another node, MIGRATED; a notification lead later the endpoint moves to that node: MOVING, and connections left on the old endpoint are closed after the grace",
         steps: Steps::MigrateThenBind,
     },
     Trigger {
         effect: "conn_drop",
         name: "endpoint_rebind",
+        aliases: &[],
         description: "the endpoint moves to another node: MOVING, and connections left on the old endpoint are closed after the grace",
         steps: Steps::Bind,
     },
     Trigger {
         effect: "dns_resolution_change",
         name: "endpoint_address_change",
-        description: "the database's public address now routes to another node: MOVING in the form each connection asked for; the old node closes its connections after the grace",
-        steps: Steps::Bind,
+        aliases: &[],
+        description: "the database's name and public address now lead to another node, and nobody is told: no push; the old node closes its connections after the grace",
+        steps: Steps::AddressChange,
     },
 ];
 
@@ -91,7 +101,7 @@ pub fn resolve(effect: &str, name: Option<&str>) -> Result<&'static Trigger, Act
         Some(n) => of_effect
             .iter()
             .copied()
-            .find(|t| t.name == n)
+            .find(|t| t.name == n || t.aliases.contains(&n))
             .ok_or_else(|| {
                 ActionError::Invalid(format!(
                     "effect {effect} has no trigger {n:?}; its triggers are {}",

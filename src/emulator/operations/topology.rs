@@ -23,6 +23,9 @@ pub async fn topology_change(
         Steps::Migrate => migrate(emu, db, t, target, skip_end, None).await?.0,
         Steps::Failover => failover(db, t, skip_end, None).await?,
         Steps::Bind => bind(emu, db, t, None, target, 1).await?,
+        // An unannounced move: what a resolver's change looks like to a
+        // client that connected by name.
+        Steps::AddressChange => bind(emu, db, t, None, target, 0).await?,
         Steps::MigrateThenBind => {
             // Data and endpoint move together: prefer a node that holds
             // neither the endpoint nor a shard of this database.
