@@ -307,7 +307,11 @@ async fn each_standalone_effect_sends_what_the_catalogue_promises() {
         moving.dedup();
         let moving = moving.len();
         assert_eq!(moving, pushes, "{e}: {out}");
-        assert_ne!(emu.database(id).unwrap().active_node(), before, "{e}: {out}");
+        assert_ne!(
+            emu.database(id).unwrap().active_node(),
+            before,
+            "{e}: {out}"
+        );
     }
     // The older trigger names still run.
     let old = json!({"type": "topology_change_standalone", "parameters": {

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{database, emulator, get, post, serve_api};
+use common::{database, emulator, get, post, serve_api, wait_status};
 use maint_e2e::fault_injector::ActionState;
 use maint_e2e::wait::{poll, Look};
 use maint_e2e::{Action, DatabaseSpec};
@@ -238,8 +238,16 @@ async fn the_trigger_catalogue_lists_every_standalone_effect_and_refuses_bad_que
         assert!(!triggers.is_empty());
         for t in triggers {
             assert_ne!(t["name"], "maintenance_mode");
+            let configs: Vec<&str> = t["requirements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["config"].as_str().unwrap())
+                .collect();
+            assert_eq!(configs, ["single", "scaled_single"], "{t}");
             let db = &t["requirements"][0]["dbconfig"];
             assert_eq!(db["shards_count"], 1, "{t}");
+            assert!(db["port"].is_u64(), "{t}");
             // Callers keep the name up to its last two dashes.
             assert!(
                 db["name"].as_str().unwrap().matches('-').count() >= 2,
@@ -247,6 +255,65 @@ async fn the_trigger_catalogue_lists_every_standalone_effect_and_refuses_bad_que
             );
         }
     }
+    // With the TLS shapes: each requirement's dbconfig creates the database
+    // its config names, on the port it offers; names and ports are never
+    // offered twice.
+    let catalogue = |q: &'static str| {
+        let u = format!("{url}/topology-change-standalone?effect=conn_drop&cluster_index=0{q}");
+        async move {
+            let (status, body) = get(&u).await;
+            assert_eq!(status, 200, "{body}");
+            body["triggers"][0]["requirements"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let first = catalogue("&include_tls=true").await;
+    let second = catalogue("&include_tls=true").await;
+    let offered = |r: &[Value], key: &str| -> Vec<String> {
+        r.iter().map(|r| r["dbconfig"][key].to_string()).collect()
+    };
+    for key in ["name", "port"] {
+        let mut all = [offered(&first, key), offered(&second, key)].concat();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 8, "{key} offered twice: {all:?}");
+    }
+    for r in &first {
+        let (status, accepted) = post(
+            &url,
+            &json!({"type": "create_database", "parameters": {"database_config": r["dbconfig"]}})
+                .to_string(),
+        )
+        .await;
+        assert_eq!(status, 200, "{accepted}");
+        let id = accepted["action_id"].as_str().unwrap();
+        let done = wait_status(&url, id).await;
+        let out = &done["output"];
+        assert_eq!(done["status"], "success", "{r}: {done}");
+        assert_eq!(out["port"], r["dbconfig"]["port"], "{r}: {out}");
+        let db = emu.database(out["bdb_id"].as_u64().unwrap()).unwrap();
+        let (shards, tls, mtls) = match r["config"].as_str().unwrap() {
+            "single" => (1, false, false),
+            "scaled_single" => (2, false, false),
+            "single_tls" => (1, true, false),
+            "mtls" => (1, true, true),
+            other => panic!("unknown config {other}"),
+        };
+        assert_eq!(db.shard_sets().await.len(), shards, "{r}");
+        assert_eq!(db.tls_policy().is_some(), tls, "{r}");
+        assert_eq!(db.tls_policy().is_some_and(|p| p.client_auth), mtls, "{r}");
+    }
+    let (status, body) = get(&format!(
+        "{url}/topology-change-standalone?effect=conn_drop&include_tls=maybe"
+    ))
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("include_tls"),
+        "{body}"
+    );
     let (status, body) = get(&format!("{url}/topology-change-standalone?effect=teleport")).await;
     assert_eq!(status, 422);
     assert!(
@@ -276,13 +343,13 @@ async fn the_trigger_catalogue_lists_every_standalone_effect_and_refuses_bad_que
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("effect"), "{body}");
     // No such database: refused at once, saying which exist.
-    let (status, body) = post_slots("effect=add&bdb_id=1&variant=migrate").await;
+    let (status, body) = post_slots("effect=add&bdb_id=99&variant=migrate").await;
     assert_eq!(status, 422, "{body}");
     assert!(
         body["error"]
             .as_str()
             .unwrap()
-            .contains("no database with bdb_id 1"),
+            .contains("no database with bdb_id 99"),
         "{body}"
     );
     // rladmin status is cluster-wide: a bdb_id that does not exist is fine.

@@ -348,7 +348,18 @@ async fn standalone_triggers(State(s): State<AppState>, Query(q): Params) -> Res
             ),
         );
     };
-    match catalogue::standalone(&s.emulator, effect) {
+    let include_tls = match q.get("include_tls").map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "true" || v == "1" => true,
+        Some(v) if v == "false" || v == "0" => false,
+        Some(v) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("include_tls is true or false, got {v:?}"),
+            )
+        }
+    };
+    match catalogue::standalone(&s.emulator, effect, include_tls) {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
     }

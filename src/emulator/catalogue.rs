@@ -4,7 +4,9 @@
 
 use serde_json::{json, Value};
 
-use super::{ActionError, Emulator};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::{ActionError, Emulator, DATABASE_PORTS};
 
 /// What a trigger runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,32 +117,81 @@ pub fn resolve(effect: &str, name: Option<&str>) -> Result<&'static Trigger, Act
     }
 }
 
-/// The body of `GET /topology-change-standalone?effect=E`.
-pub fn standalone(emu: &Emulator, effect: &str) -> Result<Value, ActionError> {
+/// The database shapes a standalone trigger can be run on, as `config`
+/// names them: `(config, shards, TLS, mutual TLS, what it is)`. The TLS
+/// ones are listed only when asked for (`include_tls=true`).
+const CONFIGS: &[(&str, usize, bool, bool, &str)] = &[
+    ("single", 1, false, false, "a standalone database with one primary shard and a replica on another node"),
+    ("scaled_single", 2, false, false, "a standalone database with two primary shards behind one endpoint, each with a replica on another node"),
+    ("single_tls", 1, true, false, "the single database, its endpoint behind TLS"),
+    ("mtls", 1, true, true, "the single database, its endpoint behind TLS that requires a client certificate"),
+];
+
+/// Calls of the catalogue so far (names and ports differ from one call to
+/// the next: suites that run side by side never ask for the same database).
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The next port offered to a requirement (walks the database ports).
+static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+
+/// The body of `GET /topology-change-standalone?effect=E[&include_tls=true]`:
+/// each trigger with a requirement per database shape (`config`), each
+/// with a `dbconfig` that `create_database` takes as it is, its name and
+/// port unique to this call.
+pub fn standalone(emu: &Emulator, effect: &str, include_tls: bool) -> Result<Value, ActionError> {
     resolve(effect, None)?;
+    let call = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
     let triggers: Vec<Value> = TRIGGERS
         .iter()
         .filter(|t| t.effect == effect)
         .map(|t| {
+            let requirements: Vec<Value> = CONFIGS
+                .iter()
+                .filter(|(_, _, tls, _, _)| include_tls || !tls)
+                .map(|&(config, shards, tls, mtls, description)| {
+                    let mut dbconfig = json!({
+                        // Callers keep the part before the last two dashes
+                        // as the name of the database they create.
+                        "name": format!(
+                            "maint-e2e-{}-{}-c{call}-db-1",
+                            t.name.replace('_', ""),
+                            config.replace('_', "")
+                        ),
+                        "port": offered_port(emu),
+                        "shards_count": shards,
+                        "replication": true,
+                        "oss_cluster": false,
+                        "tls": tls,
+                    });
+                    if mtls {
+                        dbconfig["enforce_client_authentication"] = json!("enabled");
+                    }
+                    json!({ "config": config, "dbconfig": dbconfig, "description": description })
+                })
+                .collect();
             json!({
                 "name": t.name,
                 "description": t.description,
-                "requirements": [{
-                    "dbconfig": {
-                        // Callers keep the part before the last two dashes as
-                        // the name of the database they create.
-                        "name": format!("maint-e2e-{}-db-1", t.name.replace('_', "")),
-                        "shards_count": 1,
-                        "replication": true,
-                        "oss_cluster": false,
-                        "tls": false,
-                    },
-                    "description": "a standalone database with one primary shard and a replica on another node",
-                }],
+                "requirements": requirements,
             })
         })
         .collect();
     Ok(json!({ "effect": effect, "cluster": cluster(emu), "triggers": triggers }))
+}
+
+/// A database port that is free now and was not offered before in this
+/// process (until the range wraps).
+fn offered_port(emu: &Emulator) -> u16 {
+    let (first, len) = (DATABASE_PORTS.start, DATABASE_PORTS.len());
+    let start = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+    for i in 0..len {
+        let port = first + ((start + i) % len) as u16;
+        if emu.check_port(port).is_ok() {
+            NEXT_PORT.fetch_add(i, Ordering::Relaxed);
+            return port;
+        }
+    }
+    first + (start % len) as u16
 }
 
 /// The body of `GET /slot-migrate?effect=E`: the triggers the emulator

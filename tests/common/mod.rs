@@ -96,3 +96,18 @@ pub async fn get(url: &str) -> (u16, Value) {
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
+
+/// Polls `GET {url}/action/{id}` until the action ends (at most a minute);
+/// its last status.
+pub async fn wait_status(url: &str, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, s) = get(&format!("{url}/action/{id}")).await;
+        if matches!(s["status"].as_str(), Some("success" | "failed"))
+            || tokio::time::Instant::now() > deadline
+        {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
