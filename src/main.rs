@@ -163,6 +163,10 @@ struct EmulatorArgs {
     /// Port of the `standalone` database (default: a free port).
     #[arg(long)]
     port: Option<u16>,
+    /// Port of the discovery service (the Sentinel protocol) on every node,
+    /// 8001 as on Redis Enterprise; 0 for one that is free on every node.
+    #[arg(long, default_value_t = maint_e2e::emulator::discovery::DEFAULT_PORT)]
+    discovery_port: u16,
     /// Password of the `standalone` database's default user.
     #[arg(long)]
     password: Option<String>,
@@ -304,6 +308,8 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
             ..api::ApiOptions::default()
         };
         let api_addr = api::serve(emu.clone(), args.api, &options, cancel.clone()).await?;
+        emu.serve_discovery(args.discovery_port, cancel.clone())
+            .await?;
         let path = args.endpoints_out.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("maint-e2e-endpoints-{}.json", std::process::id()))
         });

@@ -65,6 +65,7 @@ fn factory_for(port: u16, tls: bool) -> ClientFactory {
                 port,
             }],
             raw_endpoints: None,
+            discovery_endpoints: Vec::new(),
         },
         Arc::new(NoEvents),
     )

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod connection;
+mod discovery;
 mod error;
 pub mod events;
 mod options;
@@ -73,6 +74,9 @@ pub(crate) struct ClientShared {
     pub handoff_turns: tokio::sync::Semaphore,
     /// A cluster client's nodes and slot map (set once it connected).
     pub(crate) cluster: std::sync::OnceLock<std::sync::Weak<dyn slot_events::SlotEvents>>,
+    /// Where the discovery service says the database is (a client that
+    /// finds it there).
+    pub discovered: Mutex<Option<Endpoint>>,
 }
 
 impl ClientShared {
@@ -98,6 +102,9 @@ impl ClientShared {
                 return r.endpoint.clone();
             }
         }
+        if let Some(e) = self.discovered.lock().unwrap().as_ref() {
+            return e.clone();
+        }
         let e = self.db.primary_endpoint();
         Endpoint::new(e.host.clone(), e.port)
     }
@@ -110,6 +117,8 @@ pub struct Client {
     conns: Mutex<Vec<Arc<ManagedConnection>>>,
     next: AtomicUsize,
     cluster: Option<Arc<cluster::Cluster>>,
+    /// The subscription to the discovery service's `+switch-master`.
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Client {
@@ -169,6 +178,9 @@ impl Client {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        if let Some(w) = self.watcher.lock().unwrap().take() {
+            w.abort();
+        }
         if let Some(c) = &self.cluster {
             c.close().await;
         }
@@ -278,7 +290,17 @@ impl ClientFactory {
             sockets: Arc::default(),
             handoff_turns: tokio::sync::Semaphore::new(options.handoff_workers.max(1)),
             cluster: std::sync::OnceLock::new(),
+            discovered: Mutex::new(None),
         });
+        let discovery_name = match options.discovery && !self.cluster {
+            true => {
+                let name = discovery::name(&shared).await;
+                let at = discovery::resolve(&shared, &name).await?;
+                *shared.discovered.lock().unwrap() = Some(at);
+                Some(name)
+            }
+            false => None,
+        };
         if self.cluster {
             let seeds = self
                 .db
@@ -292,6 +314,7 @@ impl ClientFactory {
                 conns: Mutex::new(Vec::new()),
                 next: AtomicUsize::new(0),
                 cluster: Some(cluster),
+                watcher: Mutex::new(None),
             });
             self.clients.lock().unwrap().push(client.clone());
             return Ok(client);
@@ -301,7 +324,13 @@ impl ClientFactory {
             conns: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
             cluster: None,
+            watcher: Mutex::new(None),
         });
+        if let Some(name) = discovery_name {
+            let services = self.db.discovery_endpoints.clone();
+            let w = discovery::watch(Arc::downgrade(&client), services, name);
+            *client.watcher.lock().unwrap() = Some(w);
+        }
         for _ in 0..options.pool_size {
             if let Err(e) = client.add_connection().await {
                 client.close().await;

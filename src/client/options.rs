@@ -95,6 +95,14 @@ pub struct ClientOptions {
     /// (test-only switch: off makes a client that learns a moved slot only
     /// from its own MOVED, for negative controls).
     pub refresh_on_moved: bool,
+    /// Find the database through the cluster's discovery service (the
+    /// endpoints file's `discovery_endpoints`), as a Sentinel client does,
+    /// rather than dial its endpoint.
+    pub discovery: bool,
+    /// With discovery: move every connection when `+switch-master` names
+    /// the database (test-only switch: off makes a client that ignores it,
+    /// for negative controls).
+    pub follow_switch_master: bool,
     /// TLS settings, used when the database is a TLS one.
     pub tls: TlsOptions,
     /// User name instead of the endpoints file's.
@@ -126,6 +134,8 @@ impl Default for ClientOptions {
             hand_off: true,
             resubscribe: true,
             refresh_on_moved: true,
+            discovery: false,
+            follow_switch_master: true,
             tls: TlsOptions::default(),
             username: None,
             password: None,
@@ -170,6 +180,8 @@ impl ClientOptions {
             ("handoffs", on_off(self.hand_off)),
             ("resubscribe", on_off(self.resubscribe)),
             ("slot map refresh on MOVED", on_off(self.refresh_on_moved)),
+            ("discovery service", on_off(self.discovery)),
+            ("+switch-master", on_off(self.follow_switch_master)),
             ("TLS verification", on_off(self.tls.verify)),
             ("TLS versions", self.tls.versions()),
             (

@@ -198,6 +198,8 @@ pub struct DatabaseConfig {
     pub endpoints: Vec<DatabaseEndpoint>,
     /// Enterprise's raw endpoint description, kept as given.
     pub raw_endpoints: Option<Value>,
+    /// The discovery service (`host:port` of each node's Sentinel port).
+    pub discovery_endpoints: Vec<String>,
 }
 
 impl DatabaseConfig {
@@ -212,6 +214,7 @@ impl DatabaseConfig {
             certificates_location: None,
             endpoints: vec![endpoint],
             raw_endpoints: None,
+            discovery_endpoints: Vec::new(),
         }
     }
 
@@ -248,6 +251,12 @@ impl DatabaseConfig {
         );
         if let Some(r) = &self.raw_endpoints {
             m.insert("raw_endpoints".into(), r.clone());
+        }
+        if !self.discovery_endpoints.is_empty() {
+            m.insert(
+                "discovery_endpoints".into(),
+                self.discovery_endpoints.clone().into(),
+            );
         }
         Value::Object(m)
     }
@@ -382,6 +391,34 @@ impl EndpointsFile {
                     certificates_location: string("certificatesLocation")?.map(PathBuf::from),
                     endpoints,
                     raw_endpoints: db.get("raw_endpoints").cloned(),
+                    discovery_endpoints: match db.get("discovery_endpoints") {
+                        None | Some(Value::Null) => Vec::new(),
+                        Some(Value::Array(list)) => list
+                            .iter()
+                            .enumerate()
+                            .map(|(i, e)| match e {
+                                Value::String(s) => Ok(s.clone()),
+                                other => Err(field(
+                                    name,
+                                    &format!("discovery_endpoints[{i}]"),
+                                    format!(
+                                        "expected a host:port string, found {}",
+                                        kind_of(other)
+                                    ),
+                                )),
+                            })
+                            .collect::<Result<Vec<_>, _>>()?,
+                        Some(other) => {
+                            return Err(field(
+                                name,
+                                "discovery_endpoints",
+                                format!(
+                                    "expected a list of host:port strings, found {}",
+                                    kind_of(other)
+                                ),
+                            ))
+                        }
+                    },
                 },
             );
         }

@@ -53,6 +53,14 @@ fn errors_name_file_database_field_and_expectation() {
             "expected true or false",
         ),
         (json!({"db": {}}), "is missing"),
+        (
+            json!({"db": {"endpoints": ["redis://a:1"], "discovery_endpoints": [8001]}}),
+            "discovery_endpoints[0]",
+        ),
+        (
+            json!({"db": {"endpoints": ["redis://a:1"], "discovery_endpoints": "a:1"}}),
+            "list of host:port strings",
+        ),
         (json!([1]), "JSON object of named databases"),
     ];
     for (v, want) in cases {
@@ -61,6 +69,19 @@ fn errors_name_file_database_field_and_expectation() {
             .to_string();
         assert!(err.contains("f.json") && err.contains(want), "{err}");
     }
+}
+
+#[test]
+fn discovery_endpoints_are_read_and_written_back() {
+    let v = json!({"db": {"tls": false, "endpoints": ["redis://a:1"],
+        "discovery_endpoints": ["127.0.1.1:8001", "127.0.2.1:8001"]}});
+    let f = EndpointsFile::from_value("f.json", &v).unwrap();
+    let db = f.database("db").unwrap();
+    assert_eq!(db.discovery_endpoints, ["127.0.1.1:8001", "127.0.2.1:8001"]);
+    assert_eq!(
+        db.to_json()["discovery_endpoints"],
+        v["db"]["discovery_endpoints"]
+    );
 }
 
 #[test]

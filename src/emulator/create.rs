@@ -279,6 +279,7 @@ impl Emulator {
             shared.max_connections = spec.max_connections.unwrap_or(self.config.max_connections);
             shared.naming = self.config.naming.clone();
             shared.cluster = self.cluster.clone();
+            shared.discovery = self.discovery.clone();
             shared.key_specs = key_specs.clone();
             let shared = Arc::new(shared);
             let db = Arc::new(Database {

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 
 pub use super::announcement::Announcement;
+pub use super::cluster_settings::ClusterSettings;
 use super::ledger::Ledger;
 use super::naming::Naming;
 pub use super::node::Node;
@@ -111,54 +112,8 @@ pub struct DbShared {
     pub external_ips: bool,
     /// The server's record: every client connection, every endpoint move.
     pub ledger: Ledger,
-}
-
-/// Settings of the cluster that every database's proxies read
-/// (`update_cluster_config`).
-#[derive(Debug)]
-pub struct ClusterSettings {
-    maint_notifications: std::sync::atomic::AtomicBool,
-    /// `endpoint_rebind_propagation_grace_time`, once tuned.
-    rebind_grace: Mutex<Option<std::time::Duration>>,
-}
-
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        ClusterSettings {
-            maint_notifications: std::sync::atomic::AtomicBool::new(true),
-            rebind_grace: Mutex::new(None),
-        }
-    }
-}
-
-impl ClusterSettings {
-    /// `client_maint_notifications`: whether the proxies accept
-    /// `CLIENT MAINT_NOTIFICATIONS ON` and send notifications at all.
-    pub fn maint_notifications(&self) -> bool {
-        self.maint_notifications.load(Ordering::SeqCst)
-    }
-
-    /// Turns maintenance notifications on or off for the whole cluster.
-    pub fn set_maint_notifications(&self, on: bool) {
-        self.maint_notifications.store(on, Ordering::SeqCst);
-    }
-
-    /// The MOVING grace of every later rebind, as `rladmin tune cluster
-    /// endpoint_rebind_propagation_grace_time` set it; `None` until tuned.
-    pub fn rebind_grace(&self) -> Option<std::time::Duration> {
-        *self.rebind_grace.lock().unwrap()
-    }
-
-    /// Tunes the MOVING grace of later rebinds.
-    pub fn set_rebind_grace(&self, grace: std::time::Duration) {
-        *self.rebind_grace.lock().unwrap() = Some(grace);
-    }
-
-    /// Every setting back to its default.
-    pub fn reset(&self) {
-        self.set_maint_notifications(true);
-        *self.rebind_grace.lock().unwrap() = None;
-    }
+    /// The discovery service: told when the endpoint moves.
+    pub discovery: Arc<super::discovery::Hub>,
 }
 
 /// Latency injected on the replies of one node (or of every node).
@@ -199,6 +154,7 @@ impl DbShared {
             oss_cluster: false,
             external_ips: false,
             ledger: Ledger::default(),
+            discovery: Arc::default(),
         }
     }
 
@@ -298,8 +254,18 @@ impl DbShared {
     }
 
     /// Routes the public address to `node`.
+    /// Routes the public address to `node`; Sentinel clients of the
+    /// discovery service hear of the move.
     pub fn set_active_node(&self, node: Node) {
-        self.active_node.store(node.index, Ordering::SeqCst);
+        let from = self.active_node.swap(node.index, Ordering::SeqCst);
+        if from != node.index {
+            self.discovery.publish(super::discovery::Switch {
+                name: self.name.clone(),
+                port: self.port,
+                from: Node { index: from },
+                to: node,
+            });
+        }
     }
 
     /// Takes the seq for a new event: N for its start, N+1 reserved for its completion.

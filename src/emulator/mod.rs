@@ -35,6 +35,8 @@
 //! * `outages`: the nodes and proxies a fault took down, and what comes back
 //!   with them;
 //! * `record`: the server's record of a database, as the suite reads it;
+//! * [`discovery`]: the discovery service (the Sentinel protocol on every
+//!   node);
 //! * `accept`: a listener's failed accepts, backed off and logged once a second;
 //! * [`tls`]: the emulator's CA and the endpoints' server certificate;
 //! * [`api`]: the fault injector's HTTP API: HTTP in, the
@@ -49,8 +51,10 @@ mod accept;
 mod announcement;
 pub mod api;
 pub mod catalogue;
+mod cluster_settings;
 mod create;
 mod database;
+pub mod discovery;
 mod error;
 mod framing;
 #[cfg(test)]
@@ -306,6 +310,7 @@ impl Database {
             certificates_location: self.tls.as_ref().map(|t| t.material.dir.clone()),
             endpoints: self.endpoints(),
             raw_endpoints: Some(json!([self.raw_endpoint()])),
+            discovery_endpoints: self.shared.discovery.endpoints(),
         }
     }
 
@@ -416,6 +421,8 @@ pub struct Emulator {
     tls: Mutex<Option<Arc<tls::TlsMaterial>>>,
     /// Nodes and proxies down.
     outages: outages::Outages,
+    /// The discovery service's state (where it listens, the moves it tells).
+    discovery: Arc<discovery::Hub>,
     key_specs: tokio::sync::OnceCell<Arc<keys::KeySpecs>>,
     cancel: CancellationToken,
 }
@@ -433,6 +440,7 @@ impl Emulator {
             .disable_cleanup(config.keep_run_dir)
             .tempdir()
             .context("creating the emulator's working directory")?;
+        let nodes = config.nodes;
         Ok(Arc::new(Emulator {
             config,
             cluster: Arc::new(ClusterSettings::default()),
@@ -443,6 +451,7 @@ impl Emulator {
             next_shard: AtomicU32::new(1),
             tls: Mutex::new(None),
             outages: outages::Outages::default(),
+            discovery: Arc::new(discovery::Hub::new(nodes)),
             key_specs: tokio::sync::OnceCell::new(),
             cancel: CancellationToken::new(),
         }))
@@ -452,6 +461,16 @@ impl Emulator {
     /// emulator stops, unless `keep_run_dir`).
     pub fn run_dir(&self) -> &std::path::Path {
         self.workdir.path()
+    }
+
+    /// Starts the discovery service on `port` of every node (0: a port free
+    /// on all of them), until `cancel`; returns the port.
+    pub async fn serve_discovery(
+        self: &Arc<Self>,
+        port: u16,
+        cancel: CancellationToken,
+    ) -> Result<u16> {
+        discovery::serve(self.clone(), port, cancel).await
     }
 
     /// The cluster's nodes.

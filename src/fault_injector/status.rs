@@ -178,6 +178,7 @@ impl CreatedDatabase {
             certificates_location: None,
             endpoints,
             raw_endpoints: Some(self.raw_endpoints.clone()),
+            discovery_endpoints: Vec::new(),
         })
     }
 }

@@ -63,6 +63,8 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             "handoffs" => o.hand_off = on_off(name, value)?,
             "resubscribe" => o.resubscribe = on_off(name, value)?,
             "slot map refresh on MOVED" => o.refresh_on_moved = on_off(name, value)?,
+            "discovery service" => o.discovery = on_off(name, value)?,
+            "+switch-master" => o.follow_switch_master = on_off(name, value)?,
             "TLS verification" => o.tls.verify = on_off(name, value)?,
             "trusted CA" => {
                 o.tls.ca = match value {
@@ -114,7 +116,7 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             }
             other => {
                 return Err(anyhow!(
-                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout, max handoff retries, handoff workers, TLS verification, trusted CA, TLS versions, client certificate, password, and (to prove a scenario can fail) relaxation, handoffs, resubscribe and slot map refresh on MOVED, on or off"
+                    "unknown setting {other:?}; the settings are response timeout, relaxed timeout, relaxed window max, post-handoff tail, handoff timeout, connect timeout, max handoff retries, handoff workers, TLS verification, trusted CA, TLS versions, client certificate, password, discovery service (on or off), and (to prove a scenario can fail) relaxation, handoffs, resubscribe, slot map refresh on MOVED and +switch-master, on or off"
                 ))
             }
         }

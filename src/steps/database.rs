@@ -100,6 +100,9 @@ impl MaintWorld {
                     cancel.clone(),
                 )
                 .await?;
+                // The discovery service, on a port of its own: scenarios run
+                // side by side, each with its emulator.
+                emulator.serve_discovery(0, cancel.clone()).await?;
                 let fi = FaultInjectorClient::new(&format!("http://{addr}"))?;
                 let created = fi
                     .create_database(

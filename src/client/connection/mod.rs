@@ -239,6 +239,12 @@ impl ManagedConnection {
         &self.subs
     }
 
+    /// Moves to `target`, as a handoff does (the discovery service said the
+    /// database is there now).
+    pub(crate) async fn move_to(&self, target: Endpoint) {
+        self.handoff(0, target).await;
+    }
+
     /// Closes it for good.
     pub async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
