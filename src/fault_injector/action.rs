@@ -9,53 +9,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::params::{BdbId, DatabaseSpec, NodeRef, ShardId, TimingOverrides};
+use super::params::{
+    BdbId, DatabaseSpec, NodeMethod, NodeRef, ProxyCommand, ShardId, TimingOverrides,
+};
+pub use super::sequence::SequenceStep;
 use super::BadRequest;
-
-/// One step of `sequence_of_actions` (note the inner key `params`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SequenceStep {
-    /// Action type.
-    #[serde(rename = "type")]
-    pub action_type: String,
-    /// Its parameters (also read from `parameters`); `bdb_id` defaults to
-    /// the sequence's.
-    #[serde(default, alias = "parameters")]
-    pub params: Value,
-    /// How long to wait before it: seconds, or a duration such as `"1500ms"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay: Option<Value>,
-}
-
-impl SequenceStep {
-    /// The delay before this step, checked.
-    pub fn delay(&self) -> Result<Duration, BadRequest> {
-        let bad = |v: &Value| {
-            BadRequest(format!(
-                "delay is a number of seconds between 0 and 3600 or a duration such as \"1500ms\", got {v}"
-            ))
-        };
-        let d = match &self.delay {
-            None | Some(Value::Null) => return Ok(Duration::ZERO),
-            Some(Value::Number(n)) => n
-                .as_f64()
-                .filter(|s| (0.0..=3600.0).contains(s))
-                .map(Duration::from_secs_f64)
-                .ok_or_else(|| bad(self.delay.as_ref().unwrap()))?,
-            Some(Value::String(s)) => match s.trim().parse::<f64>() {
-                Ok(secs) if (0.0..=3600.0).contains(&secs) => Duration::from_secs_f64(secs),
-                Ok(_) => return Err(bad(self.delay.as_ref().unwrap())),
-                Err(_) => humantime::parse_duration(s.trim())
-                    .map_err(|_| bad(self.delay.as_ref().unwrap()))?,
-            },
-            Some(other) => return Err(bad(other)),
-        };
-        if d > Duration::from_secs(3600) {
-            return Err(bad(self.delay.as_ref().unwrap()));
-        }
-        Ok(d)
-    }
-}
 
 /// The steps of a sequence as typed actions with their delays; each step's
 /// `bdb_id` defaults to the sequence's.
@@ -361,31 +319,6 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bdb_id: Option<BdbId>,
     },
-}
-
-/// What `node_failure` does to its node.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeMethod {
-    /// Down, then back.
-    #[default]
-    Reboot,
-    /// Down, until a `start`.
-    Stop,
-    /// Back after a `stop`.
-    Start,
-}
-
-/// What `proxy_failure` does to its proxy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProxyCommand {
-    /// Stops serving: its connections dropped, its address refusing.
-    Stop,
-    /// Serves again after a `stop`.
-    Start,
-    /// Stops, then serves again.
-    Restart,
 }
 
 /// Action types of the contract.

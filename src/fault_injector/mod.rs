@@ -14,15 +14,16 @@
 pub mod action;
 pub mod client;
 pub mod params;
+mod sequence;
 pub mod status;
 pub mod time;
 
-pub use action::{
-    normalize_parameters, sequence_steps, Action, NodeMethod, ProxyCommand, SequenceStep,
-    ACTION_TYPES,
-};
+pub use action::{normalize_parameters, sequence_steps, Action, SequenceStep, ACTION_TYPES};
 pub use client::{FaultInjectorClient, FaultInjectorError};
-pub use params::{id_from, AclUser, BdbId, DatabaseSpec, NodeRef, ShardId, TimingOverrides};
+pub use params::{
+    id_from, AclUser, BdbId, DatabaseSpec, NodeMethod, NodeRef, ProxyCommand, ShardId,
+    TimingOverrides,
+};
 pub use status::{
     ActionAccepted, ActionList, ActionState, ActionStatus, ActionSummary, ApiError, CreatedDatabase,
 };

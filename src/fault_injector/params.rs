@@ -257,3 +257,28 @@ impl TimingOverrides {
         Ok(())
     }
 }
+
+/// What `node_failure` does to its node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeMethod {
+    /// Down, then back.
+    #[default]
+    Reboot,
+    /// Down, until a `start`.
+    Stop,
+    /// Back after a `stop`.
+    Start,
+}
+
+/// What `proxy_failure` does to its proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyCommand {
+    /// Stops serving: its connections dropped, its address refusing.
+    Stop,
+    /// Serves again after a `stop`.
+    Start,
+    /// Stops, then serves again.
+    Restart,
+}
