@@ -92,7 +92,15 @@ impl Drop for Emulator {
 /// Starts the emulator; returns it and its ready line.
 fn start(extra: &[&str]) -> (Emulator, Value) {
     let mut child = Command::new(BIN)
-        .args(["emulator", "--nodes", "2", "--grace-s", "1"])
+        .args([
+            "emulator",
+            "--discovery-port",
+            "0",
+            "--nodes",
+            "2",
+            "--grace-s",
+            "1",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -240,14 +248,14 @@ async fn a_killed_emulator_leaves_no_redis_server_behind() {
 #[test]
 fn bad_options_and_a_missing_redis_server_are_clear_errors() {
     let out = Command::new(BIN)
-        .args(["emulator", "--nodes", "0"])
+        .args(["emulator", "--discovery-port", "0", "--nodes", "0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--nodes must be between 1 and 250"));
 
     let out = Command::new(BIN)
-        .args(["emulator"])
+        .args(["emulator", "--discovery-port", "0"])
         .env("REDIS_SERVER_BIN", "/nonexistent/redis-server")
         .output()
         .unwrap();
@@ -259,7 +267,7 @@ fn bad_options_and_a_missing_redis_server_are_clear_errors() {
     );
 
     let out = Command::new(BIN)
-        .args(["emulator"])
+        .args(["emulator", "--discovery-port", "0"])
         .env_remove("REDIS_SERVER_BIN")
         .env("PATH", "/nonexistent")
         .output()
@@ -277,7 +285,7 @@ fn bad_options_and_a_missing_redis_server_are_clear_errors() {
     .unwrap();
     Command::new("chmod").arg("+x").arg(&old).status().unwrap();
     let out = Command::new(BIN)
-        .args(["emulator"])
+        .args(["emulator", "--discovery-port", "0"])
         .env("REDIS_SERVER_BIN", &old)
         .output()
         .unwrap();
@@ -297,7 +305,7 @@ fn a_taken_api_port_is_a_one_line_error_that_says_what_to_do() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = Command::new(BIN)
-        .args(["emulator", "--api", &addr])
+        .args(["emulator", "--discovery-port", "0", "--api", &addr])
         .env("RUST_LOG", "error")
         .output()
         .unwrap();
@@ -313,10 +321,40 @@ fn a_taken_api_port_is_a_one_line_error_that_says_what_to_do() {
     );
 }
 
+#[test]
+fn a_taken_discovery_port_is_an_error_that_says_what_to_do() {
+    // Taken on node 2's internal address: every node's must be free.
+    let taken = std::net::TcpListener::bind("127.0.2.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(BIN)
+        .args(["emulator", "--nodes", "2", "--discovery-port", &port])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!(
+            "binding the discovery service on 127.0.2.1:{port}"
+        )) && last.contains("--discovery-port"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn print_env_gives_the_exports_other_suites_read() {
     let mut child = Command::new(BIN)
-        .args(["emulator", "--nodes", "2", "--grace-s", "1", "--print-env"])
+        .args([
+            "emulator",
+            "--discovery-port",
+            "0",
+            "--nodes",
+            "2",
+            "--grace-s",
+            "1",
+            "--print-env",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -408,7 +446,7 @@ async fn an_api_out_of_file_descriptors_backs_off_and_logs_once_a_second() {
     const LIMIT: usize = 256;
     let mut child = Command::new("sh")
         .args(["-c", &format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"")])
-        .args([BIN, "emulator", "--nodes", "1"])
+        .args([BIN, "emulator", "--discovery-port", "0", "--nodes", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -90,6 +90,7 @@ impl EmulatorProcess {
                 "0.1",
             ])
             .args(["--hold-s", "0.1", "--settle-s", "0.2", "--window-s", "0.5"])
+            .args(["--discovery-port", "0"])
             .arg("--endpoints-out")
             .arg(&endpoints)
             .stdin(Stdio::null())
