@@ -335,3 +335,67 @@ async fn the_failover_action_on_a_cluster_database_moves_the_shard_to_its_replic
     );
     emu.shutdown().await;
 }
+
+/// `shard_failure` and `migrate` on an OSS Cluster API database, as
+/// node-redis's and Jedis's suites send them: a shard that dies is taken
+/// over by its replica, unannounced, and a new replica joins the cluster on
+/// the dead one's node; a migrated shard's slots move for real to a node
+/// that held none (SMIGRATING, SMIGRATED), its keys with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_failure_and_migrate_work_on_a_cluster_database() {
+    let (emu, db) = two_shard_cluster(true).await;
+    let port = db.port();
+    let first = db.shard_sets().await[0].clone();
+    let a = first.primary_node;
+    let pa = RawConnection::connect(&format!("127.0.{a}.1:{port}"), true, Some(None))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&pa.command(&["SET", "{bar}k", "v"]).await.unwrap()),
+        "+OK\r\n"
+    );
+    let holds = |node: usize| {
+        let pn = format!("127.0.{node}.1:{port}");
+        async move {
+            let c = RawConnection::connect(&pn, true, None).await.unwrap();
+            text(&c.command(&["GET", "{bar}k"]).await.unwrap())
+        }
+    };
+
+    // The first shard dies: its replica takes over, its node serves slot 0.
+    let out = spawn_action(
+        &emu,
+        json!({"type": "shard_failure", "parameters": {"bdb_id": db.id(), "shard_id": first.primary_id}}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let now = db.slot_map().await.unwrap().node_of(0).index;
+    assert_eq!(Some(now), first.replica_node, "{out}");
+    assert_eq!(holds(now).await, "$1\r\nv\r\n");
+    let after = db.shard_sets().await[0].clone();
+    assert_eq!(
+        after.replica_node,
+        Some(a),
+        "a new replica on the dead one's node: {out}"
+    );
+
+    // That shard migrates: its node's slots go to a node that held none.
+    let out = spawn_action(
+        &emu,
+        json!({"type": "migrate", "parameters": {"bdb_id": db.id(), "shard_id": after.primary_id}}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let to = db.slot_map().await.unwrap().node_of(0).index;
+    assert_ne!(to, now, "{out}");
+    assert_eq!(holds(to).await, "$1\r\nv\r\n");
+    assert!(
+        out["smigrated_seqs"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
+        "{out}"
+    );
+    emu.shutdown().await;
+}

@@ -23,6 +23,8 @@ pub mod restart;
 pub mod rladmin;
 pub mod shard_failure;
 pub mod slot_migrate;
+mod slot_moves;
+mod takeover;
 pub mod topology;
 
 use std::sync::Arc;
@@ -66,9 +68,21 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             let d = emu.existing_database(bdb_id.0)?;
             let t = timings(&d, timing)?;
             let target = target_node.map(|n| n.0);
-            migrate::migrate(emu, &d, &t, target, *drop_completion, shard_id.map(|s| s.0))
-                .await
-                .map(|(out, _)| out)
+            let shard_id = shard_id.map(|s| s.0);
+            match d.shared.oss_cluster {
+                // A cluster's shard moves to a node that held no slot of it
+                // (its slots migrate for real, announced with SMIGRATING and
+                // SMIGRATED); the node it left leaves.
+                true => {
+                    let source = slot_migrate::node_of_shard(&d, shard_id).await?;
+                    let effect = "remove-add";
+                    slot_migrate::slot_migrate(emu, &d, &t, effect, None, Some(source), target)
+                        .await
+                }
+                false => migrate::migrate(emu, &d, &t, target, *drop_completion, shard_id)
+                    .await
+                    .map(|(out, _)| out),
+            }
         }
         Action::TopologyChangeStandalone {
             bdb_id,

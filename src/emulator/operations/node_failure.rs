@@ -24,12 +24,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{check_node, next_up_node, switch_over, timings};
+use super::takeover::{new_replica, take_over};
+use super::{check_node, next_up_node, timings};
 use crate::emulator::database::Node;
 use crate::emulator::error::failed;
 use crate::emulator::outages::NodeDown;
 use crate::emulator::shard::wait_caught_up;
-use crate::emulator::{oss_cluster, ActionError, Database, Emulator, Shard};
+use crate::emulator::{ActionError, Database, Emulator};
 use crate::fault_injector::{NodeMethod, Timestamp, TimingOverrides};
 use crate::server_record::{CloseCause, EndpointMove};
 
@@ -110,13 +111,10 @@ async fn stop(emu: &Emulator, n: usize) -> Result<Value, ActionError> {
                 held.proxies.push(d.id());
             }
         }
-        let cluster = d.shared.oss_cluster;
-        // Every process on the node dies at once (a cluster's primaries the
-        // instant after their takeover, below).
+        // Every process on the node dies at once: its replicas here, its
+        // primaries as their replicas take over (a cluster's the instant
+        // after the takeover).
         for set in &shards.sets {
-            if set.primary.node == n && !cluster {
-                set.primary.kill();
-            }
             if let Some(r) = set.replica.as_ref().filter(|r| r.node == n) {
                 r.kill();
             }
@@ -125,32 +123,9 @@ async fn stop(emu: &Emulator, n: usize) -> Result<Value, ActionError> {
         for i in 0..shards.sets.len() {
             let set = &mut shards.sets[i];
             if set.primary.node == n {
-                let replica = set.replica.as_ref().expect("checked above");
-                if cluster {
-                    // The replica's node serves the slots from now on.
-                    d.listen_on(Node {
-                        index: replica.node,
-                    })
-                    .await
-                    .map_err(failed)?;
-                }
-                let old = &set.primary;
-                switch_over(&t, d, i, || async {
-                    match cluster {
-                        true => {
-                            oss_cluster::promote(replica, old, t.sync_timeout)
-                                .await
-                                .map_err(failed)?;
-                            old.kill();
-                        }
-                        false => replica.replicate(None).await.map_err(failed)?,
-                    }
-                    Ok(replica.addr)
-                })
-                .await?;
-                let new = set.replica.take().expect("checked above");
-                promoted.push(new.id);
-                std::mem::replace(&mut set.primary, new).stop().await;
+                let dead = take_over(d, &t, set, i).await?;
+                promoted.push(set.primary.id);
+                dead.stop().await;
                 held.lost_shards.push((d.id(), i));
             } else if let Some(r) = set.replica.take_if(|r| r.node == n) {
                 r.stop().await;
@@ -193,37 +168,6 @@ async fn move_endpoint(
     });
     d.shared.set_active_node(to);
     Ok(to.index)
-}
-
-/// A new replica of `primary` on `node`: one that follows it, for a
-/// standalone database; for a cluster database, a cluster-mode shard that
-/// joins the cluster and replicates it.
-async fn new_replica(
-    emu: &Emulator,
-    d: &Database,
-    node: Node,
-    primary: &Shard,
-) -> anyhow::Result<Shard> {
-    let (password, args) = (d.password.clone(), &d.shard_args);
-    if !d.shared.oss_cluster {
-        return emu
-            .start_shard(node, Some(primary.addr), password, args)
-            .await;
-    }
-    let new = emu.start_shard_in(node, None, password, args, true).await?;
-    d.shared.set_shard_node(new.addr, node);
-    let within = d.timings.sync_timeout;
-    let joined = async {
-        oss_cluster::join(&[primary], &new, within).await?;
-        oss_cluster::follow(&new, primary, within).await
-    };
-    match joined.await {
-        Ok(()) => Ok(new),
-        Err(e) => {
-            new.stop().await;
-            Err(e)
-        }
-    }
 }
 
 /// Brings node `n` back.

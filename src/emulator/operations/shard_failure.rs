@@ -2,12 +2,15 @@
 //! it owed are lost with it (their connections closed, as a proxy does);
 //! new ones wait while the cluster notices and promotes the replica (the
 //! hold), then go to it. A new replica is built on the dead one's node. No
-//! notification is sent: nothing announced it.
+//! notification is sent: nothing announced it. On an OSS Cluster API
+//! database the replica takes the slots over and its node serves them; the
+//! new replica joins the cluster.
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{selected, switch_over};
+use super::selected;
+use super::takeover::{new_replica, take_over};
 use crate::emulator::database::Node;
 use crate::emulator::error::failed;
 use crate::emulator::shard::wait_caught_up;
@@ -36,30 +39,13 @@ pub async fn shard_failure(
     wait_caught_up(&set.primary, replica, t.sync_timeout)
         .await
         .map_err(failed)?;
-    let killed = &set.primary;
-    let (pid, dead_node, dead_id) = (killed.pid(), killed.node, killed.id);
-    killed.kill();
+    let (pid, dead_node, dead_id) = (set.primary.pid(), set.primary.node, set.primary.id);
     let began = Instant::now();
     let set = &mut shards.sets[i];
-    let replica = set.replica.as_ref().expect("checked above");
-    switch_over(t, db, i, || async {
-        replica.replicate(None).await.map_err(failed)?;
-        Ok(replica.addr)
-    })
-    .await?;
+    let dead = take_over(db, t, set, i).await?;
     let took = began.elapsed();
-    let promoted = set.replica.take().expect("checked above");
-    let dead = std::mem::replace(&mut set.primary, promoted);
     dead.stop().await;
-    match emu
-        .start_shard(
-            Node { index: dead_node },
-            Some(set.primary.addr),
-            db.password.clone(),
-            &db.shard_args,
-        )
-        .await
-    {
+    match new_replica(emu, db, Node { index: dead_node }, &set.primary).await {
         Ok(r) => set.replica = Some(r),
         Err(e) => tracing::warn!("no new replica after the shard failure: {e:#}"),
     }
