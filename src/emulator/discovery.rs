@@ -113,20 +113,30 @@ impl Hub {
 /// Listens on `port` (0: one that is free on every node) of every node's
 /// internal and external address; serves until `cancel`. Returns the port.
 pub async fn serve(emu: Arc<Emulator>, port: u16, cancel: CancellationToken) -> Result<u16> {
-    let port = match port {
-        0 => free_port(&emu)?,
-        p => p,
-    };
-    let mut listeners = Vec::new();
-    for node in emu.nodes() {
-        for ip in [node.internal_ip(), node.external_ip()] {
-            let addr = SocketAddr::from((ip, port));
-            let l = TcpListener::bind(addr).await.with_context(|| {
-                format!("binding the discovery service on {addr} (choose another port with --discovery-port, or 0 for a free one)")
-            })?;
-            listeners.push(l);
+    // A port picked free can be taken by another emulator before it is
+    // bound (scenarios start theirs side by side): another is picked then.
+    let (port, listeners) = match port {
+        0 => {
+            let mut last = None;
+            let mut bound = None;
+            for _ in 0..FREE_PORT_TRIES {
+                let p = free_port(&emu)?;
+                match bind_all(&emu, p).await {
+                    Ok(l) => {
+                        bound = Some((p, l));
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            match (bound, last) {
+                (Some(b), _) => b,
+                (None, Some(e)) => return Err(e),
+                (None, None) => anyhow::bail!("no port tried for the discovery service"),
+            }
         }
-    }
+        p => (p, bind_all(&emu, p).await?),
+    };
     if emu.discovery.port.set(port).is_err() {
         anyhow::bail!("the discovery service already runs");
     }
@@ -154,6 +164,24 @@ pub async fn serve(emu: Arc<Emulator>, port: u16, cancel: CancellationToken) -> 
     }
     tracing::info!(port, "discovery service (Sentinel protocol) on every node");
     Ok(port)
+}
+
+/// Ports a free discovery port is picked from before giving up.
+const FREE_PORT_TRIES: usize = 5;
+
+/// Listeners on `port` of every node's internal and external address.
+async fn bind_all(emu: &Emulator, port: u16) -> Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for node in emu.nodes() {
+        for ip in [node.internal_ip(), node.external_ip()] {
+            let addr = SocketAddr::from((ip, port));
+            let l = TcpListener::bind(addr).await.with_context(|| {
+                format!("binding the discovery service on {addr} (choose another port with --discovery-port, or 0 for a free one)")
+            })?;
+            listeners.push(l);
+        }
+    }
+    Ok(listeners)
 }
 
 /// A port free on every node's addresses.
