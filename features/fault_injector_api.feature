@@ -115,3 +115,19 @@ Feature: Fault injector API
     And every acknowledged write is readable
     When a client "strict" with maintenance notifications enabled connects
     Then connecting "strict" fails with an error that says "disabled"
+
+  @emulator
+  Scenario: FI9 a rebind grace tuned through rladmin is the grace of the next rebind: the server keeps it, and the client hands off within it
+    `rladmin tune cluster endpoint_rebind_propagation_grace_time` sets the
+    grace of every rebind after it, cluster-wide (here 3 s, where this
+    suite's rebinds otherwise have 2 s); the cluster's settings are brought
+    back when the scenario ends.
+
+    Given a standalone database
+    And a client "app" with 2 connections and maintenance notifications enabled
+    And steady traffic from "app"
+    When rladmin tunes the cluster's endpoint rebind grace to 3 s
+    And the database endpoint is rebound to another node
+    Then the server gave the endpoint's last move a grace of 3 s
+    And every connection of "app" hands off exactly once
+    And the traffic saw no errors

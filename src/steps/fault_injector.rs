@@ -32,6 +32,9 @@ pub struct InjectorRecord {
     /// A step turned maintenance notifications off cluster-wide: the teardown
     /// turns them back on (the setting outlives the scenario on a cluster).
     pub notifications_turned_off: bool,
+    /// A step tuned the cluster's rebind grace through rladmin: the teardown
+    /// brings the cluster's settings back (`reset_cluster`, on the emulator).
+    pub grace_tuned: bool,
 }
 
 impl InjectorRecord {

@@ -105,6 +105,23 @@ async fn when_bind(w: &mut MaintWorld) -> StepResult {
     Ok(())
 }
 
+/// `rladmin tune cluster endpoint_rebind_propagation_grace_time`: the grace
+/// of every later rebind (emulator: its settings are reset at teardown).
+#[when(expr = "rladmin tunes the cluster's endpoint rebind grace to {duration}")]
+async fn when_tune_grace(w: &mut MaintWorld, grace: DurationParam) -> StepResult {
+    if !w.emulator_target().await? {
+        fail!("tuning the rebind grace is for the emulator here: a real cluster's setting outlives the scenario, and nothing here restores it");
+    }
+    let secs = grace.bounded("the grace")?.as_secs_f64();
+    w.injector.grace_tuned = true;
+    w.run_action(|_| Action::ExecuteRladminCommand {
+        rladmin_command: format!("tune cluster endpoint_rebind_propagation_grace_time {secs}"),
+        bdb_id: None,
+    })
+    .await?;
+    Ok(())
+}
+
 /// `bind` whose MOVING announces `grace` (on the emulator; a real cluster
 /// announces its own): a rebind of many connections on a small machine.
 #[when(expr = "the database endpoint is rebound to another node with a grace of {duration}")]

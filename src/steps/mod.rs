@@ -432,6 +432,19 @@ impl MaintWorld {
                 tracing::warn!("turning maintenance notifications back on: {e:#}");
             }
         }
+        if std::mem::take(&mut self.injector.grace_tuned) {
+            let reset = crate::fault_injector::Action::ResetCluster {
+                clean_all_dbs: None,
+                clean_maintenance_mode: None,
+                cluster_index: None,
+            };
+            let patience = self.patience();
+            if let Ok(env) = self.env() {
+                if let Err(e) = env.fault_injector.run(&reset, patience).await {
+                    tracing::warn!("bringing the cluster's settings back: {e:#}");
+                }
+            }
+        }
         self.delete_created().await;
         self.raw.clear();
         for r in self.clients.values_mut() {

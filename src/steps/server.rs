@@ -137,3 +137,18 @@ impl MaintWorld {
         self.unchecked.lock().unwrap().push(line);
     }
 }
+
+/// The server's record of the endpoint's last move: its grace.
+#[cucumber::then(expr = "the server gave the endpoint's last move a grace of {duration}")]
+async fn then_move_grace(
+    w: &mut MaintWorld,
+    grace: super::params::DurationParam,
+) -> super::StepResult {
+    let want = grace.bounded("the grace")?;
+    let Some(r) = w.server_record_all().await? else {
+        w.not_checked("the grace of the endpoint's move (the server keeps no record here)");
+        return Ok(());
+    };
+    server::move_grace(&r, want, crate::timing::TIGHT_SLACK).map_err(|e| anyhow!("{}", e.0))?;
+    Ok(())
+}

@@ -346,6 +346,35 @@ pub fn no_moved_after_smigrated(
     Ok(())
 }
 
+/// The server gave the endpoint's last move a grace of `want` (its end
+/// minus its start, within `slack`): the grace a rebind really had, as the
+/// server kept it, whatever MOVING told clients.
+pub fn move_grace(
+    record: &DatabaseRecord,
+    want: std::time::Duration,
+    slack: std::time::Duration,
+) -> Claim {
+    let Some(m) = record.endpoint_moves.last() else {
+        unmet!(
+            "the server recorded no move of the endpoint of database {}",
+            record.bdb_id
+        );
+    };
+    let had = m.grace_end.0.duration_since(m.at.0).unwrap_or_default();
+    if had.abs_diff(want) > slack {
+        unmet!(
+            "the endpoint's last move (seq {}, node {} to node {}) had a grace of {}, not {} (slack {})",
+            m.seq,
+            m.from,
+            m.to,
+            crate::duration_text::show(Some(had)),
+            crate::duration_text::show(Some(want)),
+            crate::duration_text::show(Some(slack))
+        );
+    }
+    Ok(())
+}
+
 /// Keys the shards themselves hold in the slots of one move: on the
 /// primaries of the node the slots left, and of the node they moved to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -270,3 +270,17 @@ fn a_moving_sent_to_a_connection_that_arrived_on_the_new_node_is_caught() {
     let none = record(vec![conn(1, 1, 0, Some((1200, CloseCause::Client)))]);
     assert!(no_moving_on_arrival(&none, "app").is_err());
 }
+
+#[test]
+fn a_moves_grace_is_read_off_the_record() {
+    let r = record(Vec::new());
+    let ms = std::time::Duration::from_millis;
+    assert_eq!(move_grace(&r, ms(2000), ms(200)), Ok(()));
+    let e = move_grace(&r, ms(3000), ms(200)).unwrap_err().0;
+    assert!(e.contains("had a grace of 2 s, not 3 s"), "{e}");
+    let none = DatabaseRecord {
+        endpoint_moves: Vec::new(),
+        ..record(Vec::new())
+    };
+    assert!(move_grace(&none, ms(2000), ms(200)).is_err());
+}
