@@ -131,3 +131,11 @@ Feature: Fault injector API
     Then the server gave the endpoint's last move a grace of 3 s
     And every connection of "app" hands off exactly once
     And the traffic saw no errors
+
+  Scenario: FI10 a database busy with an action is not deleted: the refusal says db_busy, as the clients' suites that retry look for, and once the action ended it is deleted
+    Given a standalone database
+    When a database "fi10-db" is created through the fault injector
+    And a failover of "fi10-db" is posted to the fault injector
+    And the database "fi10-db" is deleted through the fault injector, retrying while it is busy
+    Then the fault injector refuses it with an error that says "\"error_code\":\"db_busy\""
+    And rladmin status no longer lists "fi10-db"

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use cucumber::{given, then, when};
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 
 use super::{MaintWorld, StepResult};
 use crate::client::ClientFactory;
@@ -309,6 +310,36 @@ async fn when_delete(w: &mut MaintWorld, name: String) -> StepResult {
     Ok(())
 }
 
+/// `delete_database` of a database that may be busy with an action, as the
+/// newest suites delete: refused while busy (the refusal is recorded), tried
+/// again every half second until it is deleted.
+#[when(
+    expr = "the database {string} is deleted through the fault injector, retrying while it is busy"
+)]
+async fn when_delete_retrying(w: &mut MaintWorld, name: String) -> StepResult {
+    let id = w.created(&name)?.bdb_id;
+    let action = Action::delete_database(id);
+    let fi = w.env()?.fault_injector.clone();
+    let deadline = Instant::now() + w.patience();
+    loop {
+        match fi.run(&action, w.patience()).await {
+            Ok(_) => break,
+            Err(e) if e.to_string().contains("db_busy") && Instant::now() < deadline => {
+                w.injector.refusal = Some(e.to_string());
+                tokio::time::sleep(DELETE_RETRY_PAUSE).await;
+            }
+            Err(e) => fail!("deleting {name:?}: {e}"),
+        }
+    }
+    if let Some(created) = w.injector.created.remove(&name) {
+        w.injector.deleted.insert(name, created);
+    }
+    Ok(())
+}
+
+/// Pause between deletions of a busy database (clients' suites wait 5 s).
+const DELETE_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// The output of the last `create_database` has what callers read.
 #[then("its description has bdb_id, endpoints, username, password, tls and raw_endpoints")]
 async fn then_description(w: &mut MaintWorld) -> StepResult {
@@ -412,7 +443,7 @@ async fn when_create_next(w: &mut MaintWorld, name: String) -> StepResult {
     fail!("20 ports after {taken} were all unavailable")
 }
 
-/// The last `create_database` was refused, saying `text`.
+/// The last refusal of a `create_database` or a `delete_database` says `text`.
 #[then(expr = "the fault injector refuses it with an error that says {string}")]
 async fn then_refused_saying(w: &mut MaintWorld, text: String) -> StepResult {
     match &w.injector.refusal {
