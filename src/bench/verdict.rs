@@ -15,7 +15,8 @@ pub const FD_SLACK: u64 = 16;
 
 /// The lowest ratio of the emulator's throughput to the plain forwarder's a
 /// run may show, in every row: full runs (release build) measure 0.83 to
-/// 1.08; smoke runs (a debug build, one short round) 0.38 to 0.70.
+/// 1.08; smoke runs (a debug build, the median of three short rounds) 0.3
+/// to 0.7 (BENCHMARKS.md).
 pub fn overhead_floor(size: Size) -> f64 {
     match size {
         Size::Smoke => 0.2,
