@@ -300,18 +300,25 @@ fn bad_options_and_a_missing_redis_server_are_clear_errors() {
     assert_eq!(errors.len(), 1, "one line: {err}");
 }
 
-#[test]
-fn a_taken_api_port_is_a_one_line_error_that_says_what_to_do() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap().to_string();
+/// Runs the binary with `args`, which must exit 1; its stderr and the last
+/// line of it.
+fn refused(args: &[&str]) -> (String, String) {
     let out = Command::new(BIN)
-        .args(["emulator", "--discovery-port", "0", "--api", &addr])
+        .args(args)
         .env("RUST_LOG", "error")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.trim().lines().last().unwrap_or_default();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let last = err.trim().lines().last().unwrap_or_default().to_string();
+    (err, last)
+}
+
+#[test]
+fn a_taken_api_port_is_a_one_line_error_that_says_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (err, last) = refused(&["emulator", "--discovery-port", "0", "--api", &addr]);
     assert!(
         last.starts_with(&format!(
             "error: binding the fault injector API on {addr}: "
@@ -326,14 +333,7 @@ fn a_taken_discovery_port_is_an_error_that_says_what_to_do() {
     // Taken on node 2's internal address: every node's must be free.
     let taken = std::net::TcpListener::bind("127.0.2.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = Command::new(BIN)
-        .args(["emulator", "--nodes", "2", "--discovery-port", &port])
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.trim().lines().last().unwrap_or_default();
+    let (err, last) = refused(&["emulator", "--nodes", "2", "--discovery-port", &port]);
     assert!(
         last.contains(&format!(
             "binding the discovery service on 127.0.2.1:{port}"
