@@ -61,10 +61,12 @@ Feature: Fault injector API
       | conn_drop                  |
 
   Scenario: FI8 the dns_resolution_change effect is not announced: the old node drops its connections, and the client reconnects by the database's name to the new node
-    A resolver's change reaches no client: no push, and the connections
-    left on the old node are dropped. The client comes back through the
-    name, which leads to the new node now. As for any unannounced move, at
-    most two requests per stream fail (see FA4).
+    A resolver's change reaches no client: no push, and the old node lets
+    each connection it holds go at its next pause after a reply. The client
+    comes back through the name, which leads to the new node now. A client
+    that waits for each reply before it sends again loses nothing; one that
+    multiplexes may have sent into the closing connection: as for any
+    unannounced move, at most two requests per stream fail (see FA4).
 
     Given a standalone database
     And a client "app" with 2 connections and maintenance notifications enabled

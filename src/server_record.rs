@@ -23,6 +23,10 @@ pub enum CloseCause {
     GraceEnd,
     /// The proxy restarted (`dmc_restart`): dropped without notice.
     Restart,
+    /// The endpoint's name was pointed at another node, unannounced
+    /// (`dns_resolution_change`): the old node closed the connection at its
+    /// next pause, once every reply it owed was written.
+    AddressChange,
     /// A node left an OSS Cluster API database and its proxy stopped.
     NodeLeft,
     /// The node failed (`node_failure`): its proxies and shards went down.
@@ -254,6 +258,7 @@ impl CloseCause {
         match self {
             CloseCause::Client => "client",
             CloseCause::GraceEnd => "grace_end",
+            CloseCause::AddressChange => "address_change",
             CloseCause::Restart => "restart",
             CloseCause::NodeLeft => "node_left",
             CloseCause::NodeFailure => "node_failure",

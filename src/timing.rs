@@ -131,6 +131,10 @@ pub const RESOLVE_CAP: Duration = Duration::from_secs(2);
 pub const NODE_REBOOT_DOWNTIME: Duration = Duration::from_secs(1);
 /// How long a restarted proxy (`proxy_failure` restart) stays down.
 pub const PROXY_RESTART_DOWNTIME: Duration = Duration::from_millis(200);
+/// A connection the proxy drains (`dns_resolution_change`) closes at its
+/// next pause, or after this long if it never pauses (a client that
+/// pipelines without end, or holds a transaction open).
+pub const DRAIN_WITHIN: Duration = Duration::from_secs(1);
 
 // ---- Shard processes ----
 

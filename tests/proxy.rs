@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::{database, emulator, exchange, spawn_action};
 use maint_e2e::notification::Kind;
 use maint_e2e::raw::RawConnection;
+use maint_e2e::server_record::CloseCause;
 use maint_e2e::wait::{poll, Look};
 use maint_e2e::Action;
 use maint_e2e::DatabaseSpec;
@@ -402,5 +403,77 @@ async fn half_a_command_waits_for_the_rest_and_holds_up_no_one_else() {
         healthy.command(&["GET", "half"]).await.unwrap(),
         b"$10\r\nhelloworld\r\n"
     );
+    emu.shutdown().await;
+}
+
+/// `dns_resolution_change` moves the endpoint unannounced, and the old node
+/// lets each connection go at its next pause after a reply (as clients'
+/// suites that send without retries expect): a request in flight is
+/// answered, so is one sent just after the change, and the end of the
+/// stream follows the reply. A connection that sends nothing is let go
+/// within `DRAIN_WITHIN`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_change_lets_each_connection_go_after_a_reply() {
+    let emu = emulator(Duration::from_millis(100));
+    let (id, addr) = database(&emu, true).await;
+    let db = emu.database(id).unwrap();
+    let from = db.active_node();
+    let old = format!("{}:{}", from.internal_ip(), db.port());
+    let [busy, late, idle] = [(); 3].map(|_| RawConnection::connect(&addr, true, None));
+    let (busy, late, idle) = (
+        busy.await.unwrap(),
+        late.await.unwrap(),
+        idle.await.unwrap(),
+    );
+    for c in [&busy, &late, &idle] {
+        c.command(&["CLIENT", "SETNAME", "drained"]).await.unwrap();
+    }
+    let action = spawn_action(
+        &emu,
+        json!({"type": "topology_change_standalone", "parameters": {
+            "bdb_id": id, "effect": "dns_resolution_change"}}),
+    );
+    // In flight when the grace (3 s) ends and the old node lets go.
+    let busy = tokio::spawn(async move {
+        let reply = busy.command(&["BLPOP", "nothing", "3.5"]).await;
+        (reply, busy)
+    });
+    // The old node stops taking connections when it starts letting go.
+    let refused = poll(
+        Duration::from_millis(20),
+        Duration::from_secs(6),
+        || async {
+            anyhow::Ok(match TcpStream::connect(&old).await {
+                Err(_) => Look::Ready(()),
+                Ok(_) => Look::NotYet(()),
+            })
+        },
+    )
+    .await
+    .unwrap();
+    assert!(refused.is_ok(), "the old node still takes connections");
+    assert_eq!(late.command(&["PING"]).await.unwrap(), b"+PONG\r\n");
+    late.wait_closed(Duration::from_secs(1)).await.unwrap();
+    idle.wait_closed(maint_e2e::timing::DRAIN_WITHIN + Duration::from_secs(1))
+        .await
+        .unwrap();
+    let (reply, busy) = busy.await.unwrap();
+    assert_eq!(
+        reply.unwrap(),
+        b"_\r\n",
+        "the request in flight was cut off"
+    );
+    busy.wait_closed(Duration::from_secs(1)).await.unwrap();
+    action.await.unwrap().unwrap();
+
+    let record = db.record(None, &emu.nodes()).await;
+    let ours: Vec<_> = record.named("drained").collect();
+    assert_eq!(ours.len(), 3, "{record:?}");
+    for c in ours {
+        assert_eq!(c.closed_by, Some(CloseCause::AddressChange), "{c:?}");
+    }
+    for c in [&late, &idle] {
+        assert!(c.pushes().is_empty(), "an address change is not announced");
+    }
     emu.shutdown().await;
 }

@@ -297,7 +297,7 @@ impl Emulator {
             });
             let started = async {
                 let acceptor = db.tls.as_ref().map(|t| t.acceptor.clone());
-                proxy::listen_public(shared.clone(), acceptor, db.cancel.clone()).await?;
+                proxy::listen::listen_public(shared.clone(), acceptor, db.cancel.clone()).await?;
                 // Each node that holds a primary fronts it (an OSS Cluster
                 // API database); else the endpoint lives on one node.
                 let mut at = vec![nodes[first]];

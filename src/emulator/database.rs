@@ -39,6 +39,11 @@ pub enum Control {
     Announce(Arc<Announcement>),
     /// Close the connection now (the server's record says why).
     Close,
+    /// Close the connection at its next pause after a reply: once a reply
+    /// was written and no other is owed nor a command half read (or, for a
+    /// connection that sends nothing or never pauses, at
+    /// [`crate::timing::DRAIN_WITHIN`]).
+    Drain,
     /// Shard set `shard` is served at `to` from now on: subscribe there to
     /// what the connection is subscribed to on its old primary, then say so.
     Resubscribe {
@@ -531,6 +536,17 @@ impl DbShared {
             }
         }
         n
+    }
+
+    /// Closes the connections on `node` at their next pause, because of
+    /// `cause`.
+    pub fn drain_node(&self, node: Node, cause: CloseCause) {
+        for (id, c) in self.conns.lock().unwrap().iter() {
+            if c.node == node {
+                self.ledger.closing(*id, cause);
+                let _ = c.control.send(Control::Drain);
+            }
+        }
     }
 
     /// Closes every connection, because of `cause`.

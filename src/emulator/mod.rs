@@ -62,6 +62,7 @@ mod framing_props;
 mod jobs;
 mod keys;
 mod ledger;
+mod listeners;
 mod naming;
 mod node;
 mod operations;
@@ -178,7 +179,8 @@ pub struct Database {
     pub(crate) shards: tokio::sync::Mutex<Shards>,
     /// `redis-server` options every shard of this database starts with.
     shard_args: Vec<String>,
-    listeners: Mutex<HashMap<usize, CancellationToken>>,
+    /// The proxy of each node that serves the database.
+    listeners: Mutex<HashMap<usize, listeners::Listener>>,
     cancel: CancellationToken,
     /// Actions on this database run one at a time, in the order they were
     /// submitted (as a real cluster queues them); this is their turn.
@@ -369,35 +371,6 @@ impl Database {
     /// Actions queued or running on the database.
     pub fn actions_queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)
-    }
-
-    /// Starts the endpoint proxy of this database on `node`.
-    pub async fn listen_on(&self, node: Node) -> Result<()> {
-        if self.listeners.lock().unwrap().contains_key(&node.index) {
-            return Ok(());
-        }
-        let token = self.cancel.child_token();
-        let port = self.shared.port;
-        let addrs: Vec<SocketAddr> = vec![
-            (node.internal_ip(), port).into(),
-            (node.external_ip(), port).into(),
-        ];
-        let acceptor = self.tls.as_ref().map(|t| t.acceptor.clone());
-        proxy::listen_node(self.shared.clone(), node, &addrs, acceptor, token.clone()).await?;
-        self.listeners.lock().unwrap().insert(node.index, token);
-        self.shared.set_serving(node, true);
-        Ok(())
-    }
-
-    /// Stops listening on `node` and closes its connections, because of
-    /// `cause` (what the server's record says of each).
-    pub fn stop_on(&self, node: Node, cause: CloseCause) {
-        // Recorded before the listener's token ends the connections' tasks.
-        self.shared.close_node(node, cause);
-        if let Some(t) = self.listeners.lock().unwrap().remove(&node.index) {
-            t.cancel();
-        }
-        self.shared.set_serving(node, false);
     }
 
     async fn shutdown(&self) {

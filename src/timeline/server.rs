@@ -246,7 +246,7 @@ pub fn cut_at_grace_end(record: &DatabaseRecord, name: &str) -> Claim {
 }
 
 /// The server cut off no connection of `name`: none ended at a grace end,
-/// a proxy restart or failure, a node leaving or failing, or an error (the client closed each it
+/// an address change, a proxy restart or failure, a node leaving or failing, or an error (the client closed each it
 /// closed; the database's own shutdown aside).
 pub fn none_cut_off(record: &DatabaseRecord, name: &str) -> Claim {
     let cut: Vec<String> = record
@@ -256,6 +256,7 @@ pub fn none_cut_off(record: &DatabaseRecord, name: &str) -> Claim {
                 c.closed_by,
                 Some(
                     CloseCause::GraceEnd
+                        | CloseCause::AddressChange
                         | CloseCause::Restart
                         | CloseCause::NodeLeft
                         | CloseCause::NodeFailure

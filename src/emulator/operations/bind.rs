@@ -12,7 +12,7 @@ use crate::emulator::error::failed;
 use crate::emulator::{ActionError, Database, Emulator, Timings};
 use crate::fault_injector::Timestamp;
 use crate::notification::EndpointType;
-use crate::server_record::EndpointMove;
+use crate::server_record::{CloseCause, EndpointMove};
 
 /// Moves the endpoint of `db` to `target` (the next node when `None`).
 pub async fn bind(
@@ -79,7 +79,12 @@ pub async fn bind(
         db.shared.deliver(a, Some(from));
     }
     tokio::time::sleep_until(deadline).await;
-    db.stop_on(from, crate::server_record::CloseCause::GraceEnd);
+    match repeat {
+        // Unannounced: the name leads to the new node now, and the old one
+        // lets each connection go at its next pause.
+        0 => db.drain_on(from, CloseCause::AddressChange),
+        _ => db.stop_on(from, CloseCause::GraceEnd),
+    }
     db.shared.close_window(seq);
     Ok(json!({
         "seq": seq,

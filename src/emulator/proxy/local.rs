@@ -142,6 +142,10 @@ impl Conn {
                 self.resubscribe(ups, shard, to).await?;
                 let _ = done.send(());
             }
+            Some(Control::Drain) => {
+                self.drain_by
+                    .get_or_insert(Instant::now() + crate::timing::DRAIN_WITHIN);
+            }
             Some(Control::Close) | None => return Ok(false),
         }
         Ok(true)

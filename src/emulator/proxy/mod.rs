@@ -1,6 +1,7 @@
 //! The endpoint proxy: one per (database, node), plus the public address.
-//! Here: accept, the session of a proxied client connection from accept to
-//! close, and its record in the server's ledger. Beside it: `local` (what the
+//! Here: the session of a proxied client connection from accept to close,
+//! and its record in the server's ledger. Beside it: `listen` (where it
+//! listens, and what happens to a connection before its session), `local` (what the
 //! proxy answers itself, and the notifications it writes) and `forward`
 //! (commands to shards, replies back in order). Where each command goes
 //! among shards is in `routing`.
@@ -19,10 +20,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedRwLockReadGuard};
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::database::{Announcement, Control, DbShared, Node, Route};
@@ -34,82 +33,6 @@ use super::upstream::{decode, read_upstreams, reserve, Decoded, Upstream};
 use crate::fault_injector::Timestamp;
 use crate::notification::{EndpointType, Notification};
 use crate::server_record::{CloseCause, PushSent};
-use crate::timing::TLS_ACCEPT_WITHIN;
-
-/// Binds the database's port on `addrs` and serves them as `node` until `cancel`.
-pub async fn listen_node(
-    db: Arc<DbShared>,
-    node: Node,
-    addrs: &[SocketAddr],
-    tls: Option<TlsAcceptor>,
-    cancel: CancellationToken,
-) -> Result<()> {
-    let mut listeners = Vec::new();
-    for a in addrs {
-        listeners.push(bind(*a).map_err(|e| {
-            taken(
-                e,
-                format!("binding endpoint proxy of database {} on {a}", db.id),
-            )
-        })?);
-    }
-    for l in listeners {
-        let (db, cancel, tls) = (db.clone(), cancel.clone(), tls.clone());
-        tokio::spawn(async move {
-            accept_loop(l, cancel, move || node, false, tls, db).await;
-        });
-    }
-    Ok(())
-}
-
-/// Binds the public address, `127.0.0.1` and `::1` on the database's port
-/// (host names under `.localhost` resolve to both, `::1` first); each new
-/// connection is served by the node that holds the endpoint at that moment.
-/// A machine without IPv6 loopback gets the IPv4 address alone.
-pub async fn listen_public(
-    db: Arc<DbShared>,
-    tls: Option<TlsAcceptor>,
-    cancel: CancellationToken,
-) -> Result<SocketAddr> {
-    let addr: SocketAddr = ([127, 0, 0, 1], db.port).into();
-    let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, db.port).into();
-    let mut listeners = vec![bind(addr).map_err(|e| {
-        taken(
-            e,
-            format!("binding public address {addr} of database {}", db.id),
-        )
-    })?];
-    match bind(v6) {
-        Ok(l) => listeners.push(l),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            return Err(taken(
-                e,
-                format!("binding public address {v6} of database {}", db.id),
-            ))
-        }
-        Err(e) => {
-            tracing::info!(
-                bdb_id = db.id,
-                "no IPv6 loopback here: the public address is {addr} alone ({e})"
-            );
-        }
-    }
-    for l in listeners {
-        let picker = {
-            let db = db.clone();
-            move || db.active_node()
-        };
-        tokio::spawn(accept_loop(
-            l,
-            cancel.clone(),
-            picker,
-            true,
-            tls.clone(),
-            db.clone(),
-        ));
-    }
-    Ok(addr)
-}
 
 /// Commands of one connection sent on to shards and not answered yet: a
 /// client that pipelines more waits for replies first. It bounds what a client
@@ -117,6 +40,7 @@ pub async fn listen_public(
 /// 25 MB rather than all it asked for); deep enough for any pipeline to run at
 /// full speed.
 mod forward;
+pub mod listen;
 mod local;
 
 const MAX_IN_FLIGHT: usize = 256;
@@ -124,65 +48,6 @@ const MAX_IN_FLIGHT: usize = 256;
 /// Commands read from one client and not sent on yet: past this, the proxy
 /// stops reading the client's socket.
 const MAX_PENDING: usize = 4096;
-
-/// A bind error in words that say what to do when the port is taken.
-fn taken(e: std::io::Error, what: String) -> anyhow::Error {
-    let hint = match e.kind() {
-        std::io::ErrorKind::AddrInUse => {
-            "; the port is taken: pick another (`--port`, or `port` in create_database) or leave it out for a free one"
-        }
-        _ => "",
-    };
-    anyhow!("{what}: {e}{hint}")
-}
-
-/// Connections the kernel queues for a listener before it refuses more: a
-/// rebind sends every connection of a database to the new node at once.
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// A listener on `addr` with room for a whole database's connections arriving
-/// at once (tokio's default backlog of 1,024 drops handoffs of larger pools).
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
-async fn accept_loop(
-    l: TcpListener,
-    cancel: CancellationToken,
-    node: impl Fn() -> Node + Send + 'static,
-    public: bool,
-    tls: Option<TlsAcceptor>,
-    db: Arc<DbShared>,
-) {
-    let what = match public {
-        true => format!("the public address of database {}", db.id),
-        false => format!("the proxy of database {} on node {}", db.id, node().index),
-    };
-    let mut errors = super::accept::AcceptErrors::new(what);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = l.accept() => match r {
-                Ok((stream, _)) => {
-                    db.accepted_one();
-                    let (db, cancel, node, tls) = (db.clone(), cancel.clone(), node(), tls.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = accept(db, node, public, tls, stream, cancel).await {
-                            tracing::debug!("proxy connection ended: {e:#}");
-                        }
-                    });
-                }
-                Err(e) => errors.failed(e).await,
-            }
-        }
-    }
-}
 
 /// What a forwarded command changes once its reply arrives.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -264,63 +129,26 @@ struct Conn {
     /// shard importing its slot.
     asking: bool,
     closing: bool,
-}
-
-/// Sets up one accepted connection (TLS first, when the database has it), then
-/// serves it.
-async fn accept(
-    db: Arc<DbShared>,
-    node: Node,
-    public: bool,
-    tls: Option<TlsAcceptor>,
-    stream: TcpStream,
-    cancel: CancellationToken,
-) -> Result<()> {
-    if public && !db.is_serving(node) {
-        // The node that holds the endpoint has no proxy up (a proxy or node
-        // failure): the connection ends at once, as a refused one would.
-        tracing::debug!(
-            bdb_id = db.id,
-            node = node.index,
-            "public address: no proxy up on the endpoint's node"
-        );
-        return Ok(());
-    }
-    stream.set_nodelay(true)?;
-    let local = stream.local_addr()?;
-    let peer = stream.peer_addr()?;
-    let local_external = matches!(local.ip(), std::net::IpAddr::V4(ip) if ip == node.external_ip());
-    let at = Accepted {
-        node,
-        public,
-        local_external,
-        local,
-        peer,
-    };
-    match tls {
-        None => serve(db, at, stream, cancel).await,
-        Some(acceptor) => {
-            let tls = tokio::time::timeout(TLS_ACCEPT_WITHIN, acceptor.accept(stream))
-                .await
-                .context("the TLS handshake did not finish within 5 s")?
-                .context("TLS handshake")?;
-            serve(db, at, tls, cancel).await
-        }
-    }
+    /// Drained (`Control::Drain`): closes at its next pause after a reply,
+    /// or by then.
+    drain_by: Option<Instant>,
+    /// Drained, and a reply was written since.
+    drain_answered: bool,
 }
 
 /// Where and how a connection was accepted.
-struct Accepted {
-    node: Node,
+pub(super) struct Accepted {
+    pub(super) node: Node,
     /// On the database's public address.
-    public: bool,
+    pub(super) public: bool,
     /// On the node's external address.
-    local_external: bool,
-    local: SocketAddr,
-    peer: SocketAddr,
+    pub(super) local_external: bool,
+    pub(super) local: SocketAddr,
+    pub(super) peer: SocketAddr,
 }
 
-async fn serve<S>(
+/// Serves one accepted connection until it closes.
+pub(super) async fn serve<S>(
     db: Arc<DbShared>,
     at: Accepted,
     stream: S,
@@ -362,6 +190,8 @@ where
         subs: Subscriptions::default(),
         asking: false,
         closing: false,
+        drain_by: None,
+        drain_answered: false,
     };
     let mut cbuf = BytesMut::with_capacity(4096);
     let mut pending: VecDeque<Command> = VecDeque::new();
@@ -413,9 +243,22 @@ where
                     }
                 }
                 conn.out.clear();
+                conn.drain_answered = conn.drain_by.is_some();
             }
             if conn.closing && !conn.awaits_shards() {
                 return Ok(CloseCause::Client);
+            }
+            // Drained: closed at the pause after a reply, where a client that
+            // reads each reply before it sends again finds the end of the
+            // stream right behind the reply, not a request cut off. (Closed
+            // at once while idle, it would race the client's next request.)
+            if conn.drain_answered
+                && pending.is_empty()
+                && cbuf.is_empty()
+                && conn.fifo.is_empty()
+                && conn.transaction.is_none()
+            {
+                return Ok(CloseCause::Shutdown);
             }
             // Inside a transaction the route is held already: no waiting for it.
             if let Some(guard) = conn.transaction.clone() {
@@ -431,6 +274,9 @@ where
             tokio::select! {
                 biased;
                 _ = &mut cancelled => return Ok(CloseCause::Shutdown),
+                _ = sleep_until_some(conn.drain_by), if conn.drain_by.is_some() => {
+                    return Ok(CloseCause::Shutdown);
+                }
                 ctl = control.recv() => if !conn.on_control(ctl, &mut ups).await? {
                     return Ok(CloseCause::Shutdown);
                 },
@@ -485,6 +331,14 @@ where
     };
     drop(guard);
     result
+}
+
+/// Sleeps until `at` (forever when `None`).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the server's record keeps of push `a`, written now to a connection
