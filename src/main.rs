@@ -313,7 +313,7 @@ async fn run_emulator(args: EmulatorArgs) -> Result<()> {
         let path = args.endpoints_out.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("maint-e2e-endpoints-{}.json", std::process::id()))
         });
-        let text = serde_json::to_string_pretty(&emu.endpoints_file().to_json())?;
+        let text = emu.endpoints_file().to_text();
         std::fs::write(&path, text)
             .with_context(|| format!("writing the endpoints file {}", path.display()))?;
         let url = format!("http://{api_addr}");

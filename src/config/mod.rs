@@ -444,6 +444,25 @@ impl EndpointsFile {
             })
     }
 
+    /// The file as text, its databases in `bdb_id` order (the order a
+    /// cluster created them, the standard standalone database first): clients'
+    /// suites that take the file's first database (node-redis's) get a
+    /// standalone one, as on a real cluster's file, not the first by name.
+    pub fn to_text(&self) -> String {
+        let mut dbs: Vec<(&String, &DatabaseConfig)> = self.databases.iter().collect();
+        dbs.sort_by_key(|(name, d)| (d.bdb_id.unwrap_or(u64::MAX), (*name).clone()));
+        let body: Vec<String> = dbs
+            .iter()
+            .map(|(name, d)| {
+                let value = serde_json::to_string_pretty(&d.to_json())
+                    .expect("JSON values render")
+                    .replace('\n', "\n  ");
+                format!("  {}: {value}", Value::from(name.as_str()))
+            })
+            .collect();
+        format!("{{\n{}\n}}\n", body.join(",\n"))
+    }
+
     /// The file as JSON.
     pub fn to_json(&self) -> Value {
         Value::Object(

@@ -110,3 +110,21 @@ fn broken_file_says_which_and_why() {
         .to_string();
     assert!(err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn the_written_file_lists_databases_in_bdb_id_order_and_reads_back() {
+    let v = json!({
+        "a-cluster": {"bdb_id": 2, "endpoints": ["redis://127.0.0.1:7001"]},
+        "standalone": {"bdb_id": 1, "endpoints": ["redis://127.0.0.1:12000"]},
+        "no-id": {"endpoints": ["redis://127.0.0.1:7002"]}
+    });
+    let f = EndpointsFile::from_value("x.json", &v).unwrap();
+    let text = f.to_text();
+    let order: Vec<usize> = ["\"standalone\"", "\"a-cluster\"", "\"no-id\""]
+        .iter()
+        .map(|k| text.find(k).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    let back: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(EndpointsFile::from_value("x.json", &back).unwrap(), f);
+}
