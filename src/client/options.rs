@@ -91,6 +91,10 @@ pub struct ClientOptions {
     /// one it replaces was subscribed to (test-only switch: off makes a
     /// subscriber that goes deaf after a move, for negative controls).
     pub resubscribe: bool,
+    /// Dial again when the connection in use was lost (test-only switch:
+    /// off makes a client that stays down after a drop, for negative
+    /// controls).
+    pub reconnect: bool,
     /// A cluster client reads the whole slot map again after a `MOVED`
     /// (test-only switch: off makes a client that learns a moved slot only
     /// from its own MOVED, for negative controls).
@@ -133,6 +137,7 @@ impl Default for ClientOptions {
             relax: true,
             hand_off: true,
             resubscribe: true,
+            reconnect: true,
             refresh_on_moved: true,
             discovery: false,
             follow_switch_master: true,
@@ -179,6 +184,7 @@ impl ClientOptions {
             ("relaxation", on_off(self.relax)),
             ("handoffs", on_off(self.hand_off)),
             ("resubscribe", on_off(self.resubscribe)),
+            ("reconnect", on_off(self.reconnect)),
             ("slot map refresh on MOVED", on_off(self.refresh_on_moved)),
             ("discovery service", on_off(self.discovery)),
             ("+switch-master", on_off(self.follow_switch_master)),

@@ -62,6 +62,7 @@ pub fn apply_setting_rows(rows: &[Vec<String>], o: &mut ClientOptions) -> anyhow
             "relaxation" => o.relax = on_off(name, value)?,
             "handoffs" => o.hand_off = on_off(name, value)?,
             "resubscribe" => o.resubscribe = on_off(name, value)?,
+            "reconnect" => o.reconnect = on_off(name, value)?,
             "slot map refresh on MOVED" => o.refresh_on_moved = on_off(name, value)?,
             "discovery service" => o.discovery = on_off(name, value)?,
             "+switch-master" => o.follow_switch_master = on_off(name, value)?,

@@ -265,6 +265,14 @@ impl ManagedConnection {
                 cause: None,
             });
         }
+        if !self.shared.options.reconnect {
+            return Err(ClientError::Connection {
+                context:
+                    "the connection was lost, and this client does not reconnect (reconnect: off)"
+                        .into(),
+                cause: None,
+            });
+        }
         let a = self.dial(&self.target()).await?;
         *self.current.lock().unwrap() = Some(a.clone());
         Ok(a)
