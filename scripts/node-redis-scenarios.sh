@@ -29,7 +29,9 @@ if [ "$(cat "$tree/.commit" 2>/dev/null)" != "$commit" ]; then
   rm -rf "$tree"
   mkdir -p "$tree"
   git -C "$src" archive HEAD | tar -x -C "$tree"
-  (cd "$tree" && npm install --no-audit --no-fund --loglevel=error)
+  # The packages build (tsc) as node-redis's own CI does: the OSS Cluster
+  # specs load @redis/test-utils from its dist/.
+  (cd "$tree" && npm install --no-audit --no-fund --loglevel=error && npx tsc --build)
   echo "$commit" >"$tree/.commit"
 fi
 echo "node-redis $(git -C "$src" log -1 --format='%h %s')"

@@ -488,6 +488,17 @@ async fn a_completion_is_replayed_only_on_the_node_whose_proxy_sent_it() {
     let moved = opted_in(&format!("{}:{port}", new_node.internal_ip())).await;
     moved.ping().await.unwrap();
     assert_eq!(migrated(&moved), 0, "{:?}", moved.pushes());
+    // The endpoint's proxy on a node it left forgets what it sent: back on
+    // the old node, a new connection there is replayed nothing (a handoff
+    // that lands on a node the endpoint held long ago must not count an old
+    // MIGRATED as a new one).
+    let s = api
+        .run(json!({"type": "bind", "parameters": {"bdb_id": id, "target_node": old_node.index.to_string()}}))
+        .await;
+    assert_eq!(s["status"], "success", "{s}");
+    let back = opted_in(&format!("{}:{port}", old_node.internal_ip())).await;
+    back.ping().await.unwrap();
+    assert_eq!(migrated(&back), 0, "{:?}", back.pushes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -477,6 +477,12 @@ impl DbShared {
         self.deliver(&done, None);
     }
 
+    /// The endpoint left `node`: its proxy there forgets the completion it
+    /// retained (when the endpoint comes back, it is a new one).
+    pub fn forget_completion(&self, node: Node) {
+        self.last_completion.lock().unwrap().remove(&node.index);
+    }
+
     /// What a connection on `node` is sent when it opts in: the last completion
     /// that node's proxy sent (when replay is on), then every start announcement
     /// still open for it. A connection that arrives on a node through a handoff

@@ -57,6 +57,7 @@ impl Database {
             l.conns.cancel();
         }
         self.shared.set_serving(node, false);
+        self.shared.forget_completion(node);
     }
 
     /// Stops listening on `node` and closes each of its connections at its
@@ -66,6 +67,7 @@ impl Database {
             l.accepting.cancel();
         }
         self.shared.set_serving(node, false);
+        self.shared.forget_completion(node);
         self.shared.drain_node(node, cause);
     }
 }
