@@ -74,16 +74,13 @@ Feature: OSS Cluster API: hash slots that move between nodes
     Then every connection of "app" that received SMIGRATING stayed relaxed until SMIGRATED, then came back
     And the traffic saw no errors
 
-  @emulator
   Scenario: CL10 negative control: a cluster client that ignores SMIGRATED and learns each moved slot only from its own MOVED keeps being redirected
     Notifications disabled, and no re-read of the slot map after a MOVED:
     only MOVED, one slot at a time, tells it where the slots went, so the
     server redirects its requests long after SMIGRATED announced the new
     owners. (A client that re-reads the whole map after its first MOVED
     learns it before SMIGRATED here: the slots change owners in batches,
-    each redirected, before SMIGRATED goes out.) Run on the embedded
-    emulator: against a separate `maint-e2e emulator` this control has held
-    its claim in some runs, for a reason not yet found.
+    each redirected, before SMIGRATED goes out.)
 
     Given a client "naive" with maintenance notifications disabled and these settings:
       | slot map refresh on MOVED | off |

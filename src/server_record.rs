@@ -86,7 +86,7 @@ pub struct ConnectionRecord {
     pub pushes: Vec<PushSent>,
     /// How many pushes were written to it in all.
     pub pushes_total: u64,
-    /// The redirects (`-MOVED`, `-ASK`) it was answered (the first
+    /// The redirects (`-MOVED`, `-ASK`) it was answered (the latest
     /// [`PUSHES_KEPT`]).
     #[serde(default)]
     pub redirects: Vec<Redirect>,

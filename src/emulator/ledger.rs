@@ -98,16 +98,21 @@ impl Ledger {
     }
 
     /// Connection `id` was answered `reply`: kept when it is a redirect
-    /// (`-MOVED <slot> <addr>`, `-ASK <slot> <addr>`).
+    /// (`-MOVED <slot> <addr>`, `-ASK <slot> <addr>`), the latest
+    /// [`PUSHES_KEPT`] of them.
     pub fn redirected(&self, id: u64, reply: &[u8]) {
         let Some(r) = parse_redirect(reply) else {
             return;
         };
         self.with(id, |c| {
             c.redirects_total += 1;
-            if c.redirects.len() < PUSHES_KEPT {
-                c.redirects.push(r);
+            // The latest are kept: a claim asks whether any came after a
+            // moment (SMIGRATED), and a client that was redirected many
+            // times before it must not hide the ones after.
+            if c.redirects.len() == PUSHES_KEPT {
+                c.redirects.remove(0);
             }
+            c.redirects.push(r);
         });
     }
 
@@ -255,6 +260,24 @@ mod tests {
         assert_eq!(all[0].redirects_total, 2);
         assert_eq!((r[0].kind.as_str(), r[0].slot), ("MOVED", 1234));
         assert_eq!((r[1].kind.as_str(), r[1].slot), ("ASK", 7));
+    }
+
+    #[test]
+    fn the_latest_redirects_are_kept() {
+        let l = Ledger::default();
+        l.accepted(1, 1, false, addr("127.0.1.1:1"), addr("127.0.0.1:2"));
+        let n = PUSHES_KEPT as u16 + 10;
+        for slot in 0..n {
+            l.redirected(1, format!("-MOVED {slot} 127.0.2.1:12000\r\n").as_bytes());
+        }
+        let (all, _) = l.snapshot(None);
+        let r = &all[0].redirects;
+        assert_eq!(all[0].redirects_total, u64::from(n));
+        assert_eq!(r.len(), PUSHES_KEPT);
+        // The one after many others is there: a claim about what came late
+        // sees it.
+        assert_eq!(r.last().unwrap().slot, n - 1);
+        assert_eq!(r[0].slot, 10);
     }
 
     #[test]
