@@ -249,10 +249,7 @@ async fn a_created_database_is_described_as_a_real_cluster_describes_it() {
         out["endpoints"],
         json!([format!("redis://127.0.0.1:{port}")])
     );
-    assert_eq!(
-        out["ignored"],
-        json!(["auto_upgrade", "module_list", "shards_placement"])
-    );
+    assert_eq!(out["ignored"], json!(["auto_upgrade", "module_list"]));
     let raw = &out["raw_endpoints"][0];
     assert_eq!(
         keys(raw),
@@ -292,6 +289,7 @@ async fn a_created_database_is_described_as_a_real_cluster_describes_it() {
     // Bad settings are refused at once, saying what would do.
     for (config, says) in [
         (json!({"eviction_policy": "sometimes"}), "allkeys-lru"),
+        (json!({"shards_placement": "clumped"}), "dense, sparse"),
         (json!({"memory_size": 1000}), "memory_size"),
         (json!({"shards_count": 99}), "shards_count"),
         (json!({"shards_count": 2, "sharding": false}), "sharding"),

@@ -73,7 +73,7 @@ pub const TRIGGERS: &[Trigger] = &[
         effect: "dns_resolution_change",
         name: "endpoint_address_change",
         aliases: &[],
-        description: "the database's name and public address now lead to another node, and nobody is told: no push; the old node closes its connections after the grace",
+        description: "the database's name and public address now lead to another node, and nobody is told: no push; after the grace the old node lets each connection go at its next pause after a reply",
         steps: Steps::AddressChange,
     },
 ];
@@ -221,6 +221,10 @@ pub fn slot_migrate(emu: &Emulator, effect: &str) -> Result<Value, ActionError> 
         ("slot-shuffle", _) => 2 * nodes,
         _ => nodes,
     };
+    // Adding a node by failover keeps every node that served slots: both
+    // primaries start on one node, and one of them fails over to the next
+    // (node-redis counts one master more after an add).
+    let dense = |trigger: &str| effect == "add" && trigger == "failover";
     let how = |trigger: &str| match trigger {
         "failover" => "by failover: a shard's replica on another node takes over its slots",
         _ => {
@@ -244,12 +248,14 @@ pub fn slot_migrate(emu: &Emulator, effect: &str) -> Result<Value, ActionError> 
                         "oss_cluster": true,
                         "oss_cluster_api_preferred_ip_type": ip,
                         "proxy_policy": "all-master-shards",
+                        "shards_placement": if dense(t) { "dense" } else { "sparse" },
                         "tls": false,
                     },
                     "cluster": { "min_nodes": nodes.min(2), "actual_nodes": nodes },
                     "oss_cluster_api": { "ip_type": ip, "endpoint_type": "ip" },
                     "description": format!(
-                        "an OSS Cluster API database of {shards} primary shard(s){} over {nodes} nodes, its nodes named by {ip} IP",
+                        "an OSS Cluster API database of {shards} primary shard(s){}{} over {nodes} nodes, its nodes named by {ip} IP",
+                        if dense(t) { " on one node" } else { "" },
                         if replication { ", each with a replica on the next node" } else { "" }
                     ),
                 }))

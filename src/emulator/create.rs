@@ -78,7 +78,8 @@ impl Emulator {
     }
 
     /// Starts the shards of a new database: `count` primaries on consecutive
-    /// nodes from `first`, each with a replica on the next node when asked.
+    /// nodes from `first` (all on `first` when `dense`), each with a replica
+    /// on the next node when asked.
     /// In cluster mode they are made one Redis Cluster, the slots split
     /// evenly among the primaries in order.
     async fn start_shards(
@@ -89,14 +90,16 @@ impl Emulator {
         password: &Option<String>,
         args: &[String],
         cluster: bool,
+        dense: bool,
     ) -> Result<Shards> {
         let nodes = self.up_nodes();
         let mut shards = Shards::default();
         for i in 0..count {
+            let at = if dense { first } else { first + i };
             let started = async {
                 let primary = self
                     .start_shard_in(
-                        nodes[(first + i) % nodes.len()],
+                        nodes[at % nodes.len()],
                         None,
                         password.clone(),
                         args,
@@ -104,7 +107,7 @@ impl Emulator {
                     )
                     .await?;
                 let replica = if replication {
-                    let node = nodes[(first + i + 1) % nodes.len()];
+                    let node = nodes[(at + 1) % nodes.len()];
                     // A cluster replica follows its primary once formed.
                     let of = (!cluster).then_some(primary.addr);
                     match self
@@ -195,6 +198,7 @@ impl Emulator {
         let name = name.unwrap_or_else(|| format!("db{id}"));
         let nodes = self.up_nodes();
         let first = (id as usize - 1) % nodes.len();
+        let dense = spec.dense()?;
         let failed = ActionError::from;
         let mut shards = self
             .start_shards(
@@ -204,6 +208,7 @@ impl Emulator {
                 &spec.password,
                 &shard_args,
                 cluster,
+                dense,
             )
             .await
             .map_err(failed)?;

@@ -176,6 +176,7 @@ fn check(emu: &Emulator, action: &Action) -> Result<(), ActionError> {
             let shards = database_config.shard_count()?;
             database_config.shard_args(shards)?;
             database_config.tls_policy()?;
+            database_config.dense()?;
             database_config.timing.validate()?;
             if let Some(p) = database_config.wanted_port() {
                 emu.check_port(p)?;

@@ -262,10 +262,20 @@ pub fn plan_failover(
             })
         }
         "add" => {
+            // A node is added and none leaves when the set that fails over
+            // shares its node with another (a dense database).
+            let sets = map.serving_sets();
+            let keeps_serving = |n: Node| sets.iter().filter(|&&s| map.nodes[s] == n).count() > 1;
             let (set, to) = one(
-                &|c| !serving.contains(&c.2),
-                "no shard has its replica on a node that serves no slot",
-            )?;
+                &|c| !serving.contains(&c.2) && keeps_serving(c.1),
+                "no shard shares its node and has its replica on a node that serves no slot",
+            )
+            .or_else(|_| {
+                one(
+                    &|c| !serving.contains(&c.2),
+                    "no shard has its replica on a node that serves no slot",
+                )
+            })?;
             Ok(Plan {
                 moves: Vec::new(),
                 failovers: vec![set],
@@ -404,6 +414,12 @@ mod tests {
             (swap.failovers, swap.joins, swap.leaves),
             (vec![1], Some(n(3)), Some(n(2)))
         );
+        // A dense database (both sets on node 1, replicas on node 2): an
+        // add keeps node 1 serving, one master more.
+        let dense = SlotMap::even(vec![n(1), n(1)]);
+        let add = plan_failover(&dense, &[Some(n(2)), Some(n(2))], "add", None, None).unwrap();
+        assert_eq!(add.joins, Some(n(2)));
+        assert_eq!(add.failovers.len(), 1, "{add:?}");
         // No replica: nothing can fail over, and the error says what to do.
         let e = plan_failover(&map, &[None, None], "slot-shuffle", None, None).unwrap_err();
         assert!(

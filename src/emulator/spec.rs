@@ -131,6 +131,17 @@ impl DatabaseSpec {
         }
         Ok(n)
     }
+
+    /// Whether every primary goes on one node (`shards_placement: dense`).
+    pub(crate) fn dense(&self) -> Result<bool, ActionError> {
+        match self.shards_placement.as_deref() {
+            None | Some("sparse") => Ok(false),
+            Some("dense") => Ok(true),
+            Some(other) => Err(ActionError::Invalid(format!(
+                "shards_placement {other:?} is not one of dense, sparse"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

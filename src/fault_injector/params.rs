@@ -144,6 +144,11 @@ pub struct DatabaseSpec {
     /// `max_connections`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Where the primaries go: `sparse` (the default: one node after
+    /// another) or `dense` (all on one node, replicas on the next), as a
+    /// real cluster's `shards_placement`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards_placement: Option<String>,
     /// Every other setting a caller sent: accepted, not emulated.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
