@@ -84,18 +84,17 @@ impl Emulator {
     /// evenly among the primaries in order.
     async fn start_shards(
         &self,
-        first: usize,
+        placement: Placement,
         count: usize,
         replication: bool,
         password: &Option<String>,
         args: &[String],
         cluster: bool,
-        dense: bool,
     ) -> Result<Shards> {
         let nodes = self.up_nodes();
         let mut shards = Shards::default();
         for i in 0..count {
-            let at = if dense { first } else { first + i };
+            let at = placement.primary(i);
             let started = async {
                 let primary = self
                     .start_shard_in(
@@ -202,13 +201,12 @@ impl Emulator {
         let failed = ActionError::from;
         let mut shards = self
             .start_shards(
-                first,
+                Placement { first, dense },
                 count as usize,
                 spec.replication.unwrap_or(true),
                 &spec.password,
                 &shard_args,
                 cluster,
-                dense,
             )
             .await
             .map_err(failed)?;
@@ -423,5 +421,23 @@ impl Emulator {
                     "no port in {DATABASE_PORTS:?} is free on 127.0.0.1 and every node address; stop what holds them or pass a port"
                 )
             })
+    }
+}
+
+/// Where a new database's primaries go: on consecutive nodes from `first`,
+/// or all on `first` (`dense`).
+#[derive(Clone, Copy)]
+struct Placement {
+    first: usize,
+    dense: bool,
+}
+
+impl Placement {
+    /// The node (its position among the nodes up) of primary `i`.
+    fn primary(self, i: usize) -> usize {
+        match self.dense {
+            true => self.first,
+            false => self.first + i,
+        }
     }
 }
