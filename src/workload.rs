@@ -225,6 +225,13 @@ impl Workload {
                                 op: format!("BLPOP {key} (held {hold:?})"),
                                 error,
                             });
+                            // A request that fails at once (a client that
+                            // stays down) is tried again at the traffic's
+                            // pace, not in a spin.
+                            tokio::select! {
+                                _ = stop.cancelled() => {}
+                                _ = tokio::time::sleep(crate::timing::TRAFFIC_PACE) => {}
+                            }
                             continue;
                         }
                     }
