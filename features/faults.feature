@@ -134,11 +134,13 @@ Feature: Faults and odd pushes
 
   Scenario: FA10 negative control: a client that never dials again after the proxy's outage keeps failing, and the outage claim says so
     The same outage as FA9, for a client whose connections stay down once
-    dropped: its requests fail on after the proxy is back, and the claim FA9
-    makes of a good client fails for it.
+    dropped: its requests fail on after the proxy is back, and the claims FA9
+    makes of a good client fail for it: the server holds none of its
+    connections again, and its traffic fails after the fault.
 
     Given a client "stuck" with 2 connections and maintenance notifications enabled and these settings:
       | reconnect | off |
     And steady traffic from "stuck"
     When the database's proxy stops for 1 s
-    Then the claim fails that the traffic saw only connection errors, all while the fault lasted, and recovered, saying "after the fault ended"
+    Then the claim fails that every connection of "stuck" was dropped and connected again, saying "did not connect again"
+    And the claim fails that the traffic saw only connection errors, all while the fault lasted, and recovered, saying "after the fault ended"

@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use super::params::DurationParam;
 use super::{MaintWorld, StepResult};
 use crate::fault_injector::{Action, BdbId, NodeMethod, NodeRef, ProxyCommand};
-use crate::timeline::{self, PushFate};
+use crate::server_record::DatabaseRecord;
+use crate::timeline::{self, server, PushFate};
 
 /// `dmc_restart`: every connection of the endpoint's proxy dropped at once,
 /// without notice; the step returns once it happened.
@@ -47,18 +48,29 @@ async fn when_network_fails(w: &mut MaintWorld, lasting: DurationParam) -> StepR
 }
 
 /// Every connection of the client was closed by the server and connected
-/// again.
+/// again: the server's record decides (its closes, and the connections it
+/// accepted after). A target without a record says so, and only the client's
+/// own account is there to wait on.
 #[then(expr = "every connection of {string} was dropped and connected again")]
 async fn then_reconnected(w: &mut MaintWorld, client: String) -> StepResult {
-    let conns = w.connection_ids(&client)?;
-    w.tracker
-        .wait_on(
-            &client,
-            w.patience(),
-            "every connection to come back",
-            |events| timeline::reconnected_each(events, &conns).ok(),
-        )
-        .await?;
+    let name = w.server_name(&client)?;
+    let settled = |r: &DatabaseRecord, _| server::cut_and_reconnected(r, &name).is_ok();
+    match w.settled_record(&client, settled).await? {
+        Some(record) => server::cut_and_reconnected(&record, &name)
+            .map_err(|e| w.unmet(&client, e))?,
+        None => {
+            w.not_checked("which connections the server cut off, and the ones it accepted after");
+            let conns = w.connection_ids(&client)?;
+            w.tracker
+                .wait_on(
+                    &client,
+                    w.patience(),
+                    "every connection to come back",
+                    |events| timeline::reconnected_each(events, &conns).ok(),
+                )
+                .await?;
+        }
+    }
     Ok(())
 }
 

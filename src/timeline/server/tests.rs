@@ -284,3 +284,28 @@ fn a_moves_grace_is_read_off_the_record() {
     };
     assert!(move_grace(&none, ms(2000), ms(200)).is_err());
 }
+
+/// Two connections cut off at 1 s by a proxy restart, then those two that
+/// replaced them (the client's reconnection), and what a client that does not
+/// reconnect, or a fault that spared one, leaves instead.
+#[test]
+fn a_cut_is_judged_by_the_server_closes_and_the_connections_after_it() {
+    let cut = |id| conn(id, 1, 0, Some((1000 + id, CloseCause::Restart)));
+    let reconnected = record(vec![cut(1), cut(2), conn(3, 1, 1100, None), conn(4, 1, 1200, None)]);
+    cut_and_reconnected(&reconnected, "app").unwrap();
+
+    let stayed_down = record(vec![cut(1), cut(2)]);
+    let e = cut_and_reconnected(&stayed_down, "app").unwrap_err();
+    assert!(e.0.contains("holds 0 opened since"), "{e}");
+
+    let one_back = record(vec![cut(1), cut(2), conn(3, 1, 1100, None)]);
+    assert!(cut_and_reconnected(&one_back, "app").is_err());
+
+    let spared = record(vec![cut(1), conn(2, 1, 0, None), conn(3, 1, 1100, None)]);
+    let e = cut_and_reconnected(&spared, "app").unwrap_err();
+    assert!(e.0.contains("1 of the 2"), "{e}");
+
+    let untouched = record(vec![conn(1, 1, 0, Some((900, CloseCause::Client)))]);
+    let e = cut_and_reconnected(&untouched, "app").unwrap_err();
+    assert!(e.0.contains("cut off no connection"), "{e}");
+}

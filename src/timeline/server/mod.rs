@@ -245,108 +245,6 @@ pub fn cut_at_grace_end(record: &DatabaseRecord, name: &str) -> Claim {
     Ok(())
 }
 
-/// The server cut off no connection of `name`: none ended at a grace end,
-/// an address change, a proxy restart or failure, a node leaving or failing, or an error (the client closed each it
-/// closed; the database's own shutdown aside).
-pub fn none_cut_off(record: &DatabaseRecord, name: &str) -> Claim {
-    let cut: Vec<String> = record
-        .named(name)
-        .filter(|c| {
-            matches!(
-                c.closed_by,
-                Some(
-                    CloseCause::GraceEnd
-                        | CloseCause::AddressChange
-                        | CloseCause::Restart
-                        | CloseCause::NodeLeft
-                        | CloseCause::NodeFailure
-                        | CloseCause::ProxyFailure
-                        | CloseCause::Error
-                )
-            ) && c.closed_at.is_some()
-        })
-        .map(|c| c.describe())
-        .collect();
-    if !cut.is_empty() {
-        unmet!(
-            "the server cut off {} connection(s) of {name:?}:\n  {}",
-            cut.len(),
-            cut.join("\n  ")
-        );
-    }
-    Ok(())
-}
-
-/// The most connections of `name` the server held open at once, and when.
-pub fn peak_open(record: &DatabaseRecord, name: &str) -> (usize, Option<Timestamp>) {
-    // Opens before closes at the same instant: a close and an open at once
-    // count both.
-    let mut edges: Vec<(Timestamp, i8)> = Vec::new();
-    for c in record.named(name) {
-        edges.push((c.accepted_at, 1));
-        if let Some(at) = c.closed_at {
-            edges.push((at, -1));
-        }
-    }
-    edges.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    let (mut open, mut peak, mut when) = (0i64, 0i64, None);
-    for (at, d) in edges {
-        open += i64::from(d);
-        if open > peak {
-            (peak, when) = (open, Some(at));
-        }
-    }
-    (peak.max(0) as usize, when)
-}
-
-/// The server never held more connections of `name` open at once than
-/// `bound`.
-pub fn open_at_most(record: &DatabaseRecord, name: &str, bound: usize) -> Claim {
-    let (peak, when) = peak_open(record, name);
-    if peak > bound {
-        unmet!(
-            "the server held {peak} connections of {name:?} open at once (at {}), more than {bound}",
-            when.map(|t| t.to_string()).unwrap_or_default()
-        );
-    }
-    Ok(())
-}
-
-/// Once the server announced the last slot migration (SMIGRATED) and
-/// `applied_within` passed, it answered no request of `name` with `-MOVED`:
-/// a client that applied SMIGRATED sends each key to its new node itself.
-pub fn no_moved_after_smigrated(
-    record: &DatabaseRecord,
-    name: &str,
-    applied_within: std::time::Duration,
-) -> Claim {
-    let Some(last) = record.slot_moves.last() else {
-        unmet!(
-            "the server recorded no slot migration of database {}",
-            record.bdb_id
-        );
-    };
-    let after = Timestamp(last.at.0 + applied_within);
-    let late: Vec<String> = record
-        .named(name)
-        .flat_map(|c| {
-            c.redirects
-                .iter()
-                .filter(|r| r.kind == "MOVED" && r.at > after)
-                .map(move |r| format!("MOVED {} at {} on connection {}", r.slot, r.at, c.id))
-        })
-        .collect();
-    if !late.is_empty() {
-        unmet!(
-            "the server answered {} request(s) of {name:?} with MOVED after it announced the slots' new owners (SMIGRATED at {}, {applied_within:?} to apply it); first: {}",
-            late.len(),
-            last.at,
-            late[..late.len().min(5)].join("; ")
-        );
-    }
-    Ok(())
-}
-
 /// The server gave the endpoint's last move a grace of `want` (its end
 /// minus its start, within `slack`): the grace a rebind really had, as the
 /// server kept it, whatever MOVING told clients.
@@ -372,50 +270,6 @@ pub fn move_grace(
             crate::duration_text::show(Some(want)),
             crate::duration_text::show(Some(slack))
         );
-    }
-    Ok(())
-}
-
-/// Keys the shards themselves hold in the slots of one move: on the
-/// primaries of the node the slots left, and of the node they moved to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeysOfMove {
-    /// The move.
-    pub from: usize,
-    /// Where to.
-    pub to: usize,
-    /// Its slots.
-    pub slots: String,
-    /// Keys in those slots on the node they left.
-    pub on_source: u64,
-    /// Keys in those slots on the node they moved to.
-    pub on_target: u64,
-}
-
-/// Every moved slot's keys are on the node it moved to, none on the node it
-/// left, and the target holds some (the traffic wrote into those slots).
-pub fn keys_where_slots_went(moves: &[KeysOfMove]) -> Claim {
-    if moves.is_empty() {
-        unmet!("the server recorded no slot move");
-    }
-    for m in moves {
-        if m.on_source > 0 {
-            unmet!(
-                "node {} still holds {} key(s) in slots {} it gave to node {}",
-                m.from,
-                m.on_source,
-                m.slots,
-                m.to
-            );
-        }
-        if m.on_target == 0 {
-            unmet!(
-                "node {} holds no key in slots {} that moved to it from node {}: the keys did not go with them",
-                m.to,
-                m.slots,
-                m.from
-            );
-        }
     }
     Ok(())
 }
@@ -562,6 +416,11 @@ fn no_move_found(record: &DatabaseRecord, name: &str) -> Unmet {
     ))
 }
 
+mod cluster;
+mod connections;
+
+pub use cluster::*;
+pub use connections::*;
+
 #[cfg(test)]
-#[path = "server_tests.rs"]
 mod tests;

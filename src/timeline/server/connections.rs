@@ -1,0 +1,125 @@
+//! Claims on a client's connections as the server held them: who cut
+//! them off, how many were open at once.
+
+use super::super::{Claim, Unmet};
+use crate::fault_injector::Timestamp;
+use crate::server_record::{CloseCause, DatabaseRecord};
+
+/// The server cut off no connection of `name`: none ended at a grace end,
+/// an address change, a proxy restart or failure, a node leaving or failing, or an error (the client closed each it
+/// closed; the database's own shutdown aside).
+pub fn none_cut_off(record: &DatabaseRecord, name: &str) -> Claim {
+    let cut: Vec<String> = record
+        .named(name)
+        .filter(|c| {
+            matches!(
+                c.closed_by,
+                Some(
+                    CloseCause::GraceEnd
+                        | CloseCause::AddressChange
+                        | CloseCause::Restart
+                        | CloseCause::NodeLeft
+                        | CloseCause::NodeFailure
+                        | CloseCause::ProxyFailure
+                        | CloseCause::Error
+                )
+            ) && c.closed_at.is_some()
+        })
+        .map(|c| c.describe())
+        .collect();
+    if !cut.is_empty() {
+        unmet!(
+            "the server cut off {} connection(s) of {name:?}:\n  {}",
+            cut.len(),
+            cut.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// The most connections of `name` the server held open at once, and when.
+pub fn peak_open(record: &DatabaseRecord, name: &str) -> (usize, Option<Timestamp>) {
+    // Opens before closes at the same instant: a close and an open at once
+    // count both.
+    let mut edges: Vec<(Timestamp, i8)> = Vec::new();
+    for c in record.named(name) {
+        edges.push((c.accepted_at, 1));
+        if let Some(at) = c.closed_at {
+            edges.push((at, -1));
+        }
+    }
+    edges.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let (mut open, mut peak, mut when) = (0i64, 0i64, None);
+    for (at, d) in edges {
+        open += i64::from(d);
+        if open > peak {
+            (peak, when) = (open, Some(at));
+        }
+    }
+    (peak.max(0) as usize, when)
+}
+
+/// The server never held more connections of `name` open at once than
+/// `bound`.
+pub fn open_at_most(record: &DatabaseRecord, name: &str, bound: usize) -> Claim {
+    let (peak, when) = peak_open(record, name);
+    if peak > bound {
+        unmet!(
+            "the server held {peak} connections of {name:?} open at once (at {}), more than {bound}",
+            when.map(|t| t.to_string()).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// A server-side close: the server (not the client, not the database's
+/// shutdown) ended the connection.
+fn cut_by_server(cause: Option<CloseCause>) -> bool {
+    !matches!(cause, None | Some(CloseCause::Client | CloseCause::Shutdown))
+}
+
+/// The server cut off every connection of `name` it held when it first cut
+/// one (a restart, an address change, a node or proxy failure, ...), and the
+/// client connected again: it holds at least as many connections open now,
+/// all accepted after that first cut.
+pub fn cut_and_reconnected(record: &DatabaseRecord, name: &str) -> Claim {
+    let Some(first) = record
+        .named(name)
+        .filter(|c| cut_by_server(c.closed_by))
+        .filter_map(|c| c.closed_at)
+        .min()
+    else {
+        unmet!(
+            "the server cut off no connection of {name:?}: {} recorded, none closed by the server",
+            record.named(name).count()
+        );
+    };
+    let held: Vec<_> = record
+        .named(name)
+        .filter(|c| c.accepted_at <= first && c.closed_at.is_none_or(|at| at >= first))
+        .collect();
+    let kept: Vec<String> = held
+        .iter()
+        .filter(|c| !cut_by_server(c.closed_by))
+        .map(|c| c.describe())
+        .collect();
+    if !kept.is_empty() {
+        unmet!(
+            "the server first cut off a connection of {name:?} at {first}, but {} of the {} it held then did not end by the server's hand:\n  {}",
+            kept.len(),
+            held.len(),
+            kept.join("\n  ")
+        );
+    }
+    let again = record
+        .named(name)
+        .filter(|c| c.accepted_at > first && c.closed_at.is_none())
+        .count();
+    if again < held.len() {
+        unmet!(
+            "the server cut off the {} connection(s) of {name:?} it held at {first}, and holds {again} opened since: the client did not connect again",
+            held.len()
+        );
+    }
+    Ok(())
+}
