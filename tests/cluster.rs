@@ -399,3 +399,77 @@ async fn shard_failure_and_migrate_work_on_a_cluster_database() {
     );
     emu.shutdown().await;
 }
+
+/// A sharded subscriber (RESP2, so confirmations and messages are replies)
+/// of two channels in different slots of one shard keeps both across that
+/// shard's failover: the proxy subscribes again on the promoted shard one
+/// channel at a time (a shard in cluster mode refuses one SSUBSCRIBE of
+/// several slots with CROSSSLOT), and the connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_subscription_of_several_slots_survives_a_failover() {
+    let (emu, db) = two_shard_cluster(true).await;
+    let port = db.port();
+    let before = db.slot_map().await.unwrap();
+    let a = before.node_of(0).index;
+    let first = db.shard_sets().await[0].clone();
+    assert_eq!(first.primary_node, a);
+    // Two channels of the first shard's slots, in different slots.
+    let mut channels: Vec<String> = Vec::new();
+    for i in 0.. {
+        let c = format!("news:{i}");
+        let s = slot(c.as_bytes());
+        if before.node_of(s).index == a && channels.iter().all(|o| slot(o.as_bytes()) != s) {
+            channels.push(c);
+        }
+        if channels.len() == 2 {
+            break;
+        }
+    }
+    let sub = RawConnection::connect(&format!("127.0.{a}.1:{port}"), false, None)
+        .await
+        .unwrap();
+    for c in &channels {
+        let ok = text(&sub.command(&["SSUBSCRIBE", c]).await.unwrap());
+        assert!(ok.contains("ssubscribe"), "{ok}");
+    }
+    let out = spawn_action(
+        &emu,
+        json!({"type": "failover", "parameters": {"bdb_id": db.id(), "shard_id": first.primary_id}}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let to = db.slot_map().await.unwrap().node_of(0).index;
+    assert_ne!(to, a, "{out}");
+    let publisher = RawConnection::connect(&format!("127.0.{to}.1:{port}"), false, None)
+        .await
+        .unwrap();
+    for c in &channels {
+        let n = text(&publisher.command(&["SPUBLISH", c, "after"]).await.unwrap());
+        assert_eq!(n, ":1\r\n", "{c}: the promoted shard has no subscriber of it ({out})");
+    }
+    // Both messages, awaited (a subscriber's connection sends nothing back).
+    let messages = || -> Vec<String> {
+        sub.frames()
+            .into_iter()
+            .filter_map(|f| match f {
+                maint_e2e::raw::Frame::Reply { raw, .. } => Some(text(&raw)),
+                _ => None,
+            })
+            .filter(|r| r.contains("smessage") && r.contains("after"))
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while messages().len() < channels.len() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = messages();
+    for c in &channels {
+        assert!(
+            got.iter().any(|m| m.contains(c.as_str())),
+            "{c}: no message after the failover; got {got:?}"
+        );
+    }
+    assert!(sub.closed_at().is_none());
+    emu.shutdown().await;
+}

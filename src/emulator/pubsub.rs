@@ -83,10 +83,19 @@ impl Subscriptions {
             if set.is_empty() {
                 continue;
             }
-            let args: Vec<&[u8]> = std::iter::once(command.as_bytes())
-                .chain(set.iter().map(|b| &b[..]))
-                .collect();
-            out.extend_from_slice(&framing::encode(&args));
+            // A shard in cluster mode takes a sharded subscription's
+            // channels in one command only when they share a slot (else
+            // CROSSSLOT): one command per channel.
+            let groups: Vec<Vec<&Bytes>> = match *command {
+                "SSUBSCRIBE" => set.iter().map(|c| vec![c]).collect(),
+                _ => vec![set.iter().collect()],
+            };
+            for group in groups {
+                let args: Vec<&[u8]> = std::iter::once(command.as_bytes())
+                    .chain(group.iter().map(|b| &b[..]))
+                    .collect();
+                out.extend_from_slice(&framing::encode(&args));
+            }
             confirmations += set.len();
         }
         (out, confirmations)
@@ -110,18 +119,24 @@ mod tests {
         assert!(!s.track(&cmd(&["GET", "k"]), [0]));
         assert!(s.track(&cmd(&["subscribe", "a", "b"]), [0]));
         assert!(s.track(&cmd(&["SSUBSCRIBE", "s"]), [1]));
+        assert!(s.track(&cmd(&["SSUBSCRIBE", "t"]), [1]));
         assert!(s.on(0) && s.on(1) && !s.on(2));
         let (raw, n) = s.replay(0);
         assert_eq!(&raw[..], b"*3\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n$1\r\nb\r\n");
         assert_eq!(n, 2);
         let (raw, n) = s.replay(1);
-        assert_eq!(&raw[..], b"*2\r\n$10\r\nSSUBSCRIBE\r\n$1\r\ns\r\n");
-        assert_eq!(n, 1);
+        // One command per sharded channel: channels of several slots in
+        // one SSUBSCRIBE are refused (CROSSSLOT).
+        assert_eq!(
+            &raw[..],
+            b"*2\r\n$10\r\nSSUBSCRIBE\r\n$1\r\ns\r\n*2\r\n$10\r\nSSUBSCRIBE\r\n$1\r\nt\r\n"
+        );
+        assert_eq!(n, 2);
         s.track(&cmd(&["UNSUBSCRIBE", "a"]), [0]);
         assert_eq!(s.replay(0).1, 1);
         s.track(&cmd(&["UNSUBSCRIBE"]), [0]);
         assert!(!s.on(0));
-        s.track(&cmd(&["SUNSUBSCRIBE", "s"]), [1]);
+        s.track(&cmd(&["SUNSUBSCRIBE", "s", "t"]), [1]);
         assert!(!s.any());
         assert_eq!(s.replay(5).1, 0);
     }

@@ -52,7 +52,15 @@ impl Upstream {
         let mut left = session.len() + confirmations;
         let mut buf = BytesMut::new();
         while left > 0 {
-            if decode(&mut buf, proto)?.is_some() {
+            if let Some(d) = decode(&mut buf, proto)? {
+                // The session's answers go unread; a subscription refused
+                // is lost, and says why at once.
+                if let (Decoded::Reply { raw, error: true }, true) = (&d, left <= confirmations) {
+                    bail!(
+                        "new shard {addr} refused a subscription replayed on it: {}",
+                        String::from_utf8_lossy(raw).trim_end()
+                    );
+                }
                 left -= 1;
                 continue;
             }

@@ -300,7 +300,9 @@ impl Conn {
                 }
             }
         }
-        // A shard no reply is owed by sends only pushes (pub/sub messages).
+        // A shard no reply is owed by sends only pushes (pub/sub messages),
+        // and, to a subscriber in RESP2, its messages and the confirmations
+        // after a command's first as replies.
         for (i, u) in ups.iter_mut().enumerate() {
             let owed = self
                 .fifo
@@ -309,11 +311,13 @@ impl Conn {
             let Some(u) = u.as_mut().filter(|_| !owed) else {
                 continue;
             };
+            let subscribed = self.subs.on(i);
             while let Some(d) = decode(&mut u.buf, self.proto)
                 .with_context(|| format!("malformed reply from shard {}", u.addr))?
             {
                 match d {
                     Decoded::Push(raw) => self.out.extend_from_slice(&raw),
+                    Decoded::Reply { raw, .. } if subscribed => self.out.extend_from_slice(&raw),
                     Decoded::Reply { raw, .. } => tracing::debug!(
                         "dropped a reply no command was waiting for from shard {}: {:?}",
                         u.addr,
