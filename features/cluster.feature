@@ -74,6 +74,20 @@ Feature: OSS Cluster API: hash slots that move between nodes
     Then every connection of "app" that received SMIGRATING stayed relaxed until SMIGRATED, then came back
     And the traffic saw no errors
 
+  Scenario: CL9 every primary fails over under traffic: each shard's slots move to its replica's node, and the client follows
+    A cluster's failover promotes each primary's replica (CLUSTER FAILOVER)
+    on another node: every node gives its slots to one node and takes
+    another's, announced as any slot move. The old primaries stop claiming
+    their slots before the move is announced done, so no two nodes answer
+    for a slot at once.
+
+    When the database fails over
+    Then "app" needed no MOVED once SMIGRATED said where the slots went
+    And the traffic saw no errors
+    And every acknowledged write is readable
+    And the shards hold every moved slot's keys on the node it moved to, and none on the node it left
+    And the slot map of "app" matches the cluster's
+
   Scenario: CL10 negative control: a cluster client that ignores SMIGRATED and learns each moved slot only from its own MOVED keeps being redirected
     Notifications disabled, and no re-read of the slot map after a MOVED:
     only MOVED, one slot at a time, tells it where the slots went, so the
@@ -86,5 +100,17 @@ Feature: OSS Cluster API: hash slots that move between nodes
       | slot map refresh on MOVED | off |
     And steady traffic from "naive"
     When half of one node's slots move to another node
+    Then "app" needed no MOVED once SMIGRATED said where the slots went
+    And the claim fails that "naive" needed no MOVED once SMIGRATED said where the slots went, saying "with MOVED after"
+
+  Scenario: CL11 negative control: a cluster client that ignores SMIGRATED keeps being redirected after every primary fails over
+    CL9's failover, for a client with notifications disabled that learns
+    each slot's new node only from its own MOVED: the server redirects its
+    requests long after SMIGRATED said where the slots went.
+
+    Given a client "naive" with maintenance notifications disabled and these settings:
+      | slot map refresh on MOVED | off |
+    And steady traffic from "naive"
+    When the database fails over
     Then "app" needed no MOVED once SMIGRATED said where the slots went
     And the claim fails that "naive" needed no MOVED once SMIGRATED said where the slots went, saying "with MOVED after"
