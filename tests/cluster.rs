@@ -446,7 +446,10 @@ async fn a_sharded_subscription_of_several_slots_survives_a_failover() {
         .unwrap();
     for c in &channels {
         let n = text(&publisher.command(&["SPUBLISH", c, "after"]).await.unwrap());
-        assert_eq!(n, ":1\r\n", "{c}: the promoted shard has no subscriber of it ({out})");
+        assert_eq!(
+            n, ":1\r\n",
+            "{c}: the promoted shard has no subscriber of it ({out})"
+        );
     }
     // Both messages, awaited (a subscriber's connection sends nothing back).
     let messages = || -> Vec<String> {

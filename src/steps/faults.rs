@@ -56,8 +56,9 @@ async fn then_reconnected(w: &mut MaintWorld, client: String) -> StepResult {
     let name = w.server_name(&client)?;
     let settled = |r: &DatabaseRecord, _| server::cut_and_reconnected(r, &name).is_ok();
     match w.settled_record(&client, settled).await? {
-        Some(record) => server::cut_and_reconnected(&record, &name)
-            .map_err(|e| w.unmet(&client, e))?,
+        Some(record) => {
+            server::cut_and_reconnected(&record, &name).map_err(|e| w.unmet(&client, e))?
+        }
         None => {
             w.not_checked("which connections the server cut off, and the ones it accepted after");
             let conns = w.connection_ids(&client)?;

@@ -75,7 +75,10 @@ pub fn open_at_most(record: &DatabaseRecord, name: &str, bound: usize) -> Claim 
 /// A server-side close: the server (not the client, not the database's
 /// shutdown) ended the connection.
 fn cut_by_server(cause: Option<CloseCause>) -> bool {
-    !matches!(cause, None | Some(CloseCause::Client | CloseCause::Shutdown))
+    !matches!(
+        cause,
+        None | Some(CloseCause::Client | CloseCause::Shutdown)
+    )
 }
 
 /// The server cut off every connection of `name` it held when it first cut

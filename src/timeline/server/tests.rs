@@ -291,7 +291,12 @@ fn a_moves_grace_is_read_off_the_record() {
 #[test]
 fn a_cut_is_judged_by_the_server_closes_and_the_connections_after_it() {
     let cut = |id| conn(id, 1, 0, Some((1000 + id, CloseCause::Restart)));
-    let reconnected = record(vec![cut(1), cut(2), conn(3, 1, 1100, None), conn(4, 1, 1200, None)]);
+    let reconnected = record(vec![
+        cut(1),
+        cut(2),
+        conn(3, 1, 1100, None),
+        conn(4, 1, 1200, None),
+    ]);
     cut_and_reconnected(&reconnected, "app").unwrap();
 
     let stayed_down = record(vec![cut(1), cut(2)]);
