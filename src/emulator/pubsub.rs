@@ -56,6 +56,23 @@ impl Subscriptions {
         true
     }
 
+    /// Follows a push from `shard`: an unsolicited `sunsubscribe` (a shard
+    /// that lost the channel's slot unsubscribes its subscribers) ends the
+    /// subscription there, as the client is told, so that it is not replayed
+    /// on the shard's new primary behind the client's back (the client
+    /// subscribes again itself). A confirmation of the client's own
+    /// SUNSUBSCRIBE changes nothing more.
+    pub(super) fn on_push(&mut self, raw: &[u8], shard: usize) {
+        let Some(channel) = sunsubscribed(raw) else {
+            return;
+        };
+        let c = Command::new(
+            Bytes::new(),
+            vec![Bytes::from_static(b"SUNSUBSCRIBE"), channel],
+        );
+        self.track(&c, [shard]);
+    }
+
     /// True when some shard connection is subscribed to something.
     pub(super) fn any(&self) -> bool {
         self.shards
@@ -102,6 +119,21 @@ impl Subscriptions {
     }
 }
 
+/// The channel of a RESP3 `sunsubscribe` push (`>3`, the kind, the
+/// channel, the count left).
+fn sunsubscribed(raw: &[u8]) -> Option<Bytes> {
+    let rest = raw.strip_prefix(b">3\r\n$12\r\n")?;
+    let (kind, rest) = rest.split_at_checked(12)?;
+    if !kind.eq_ignore_ascii_case(b"sunsubscribe") {
+        return None;
+    }
+    let rest = rest.strip_prefix(b"\r\n$")?;
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    let len: usize = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    let channel = rest.get(end + 2..end + 2 + len)?;
+    Some(Bytes::copy_from_slice(channel))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +171,25 @@ mod tests {
         s.track(&cmd(&["SUNSUBSCRIBE", "s", "t"]), [1]);
         assert!(!s.any());
         assert_eq!(s.replay(5).1, 0);
+    }
+
+    #[test]
+    fn a_shard_that_unsubscribes_a_sharded_channel_ends_its_replay() {
+        let mut s = Subscriptions::default();
+        s.track(&cmd(&["SSUBSCRIBE", "news"]), [1]);
+        s.track(&cmd(&["SSUBSCRIBE", "sport"]), [1]);
+        // A message, a confirmation, and another shard's unsubscribe,
+        // change nothing.
+        s.on_push(b">3\r\n$8\r\nsmessage\r\n$4\r\nnews\r\n$1\r\nx\r\n", 1);
+        s.on_push(b">3\r\n$10\r\nssubscribe\r\n$4\r\nnews\r\n:1\r\n", 1);
+        assert_eq!(s.replay(1).1, 2);
+        s.on_push(b">3\r\n$12\r\nsunsubscribe\r\n$4\r\nnews\r\n:1\r\n", 0);
+        assert_eq!(s.replay(1).1, 2);
+        s.on_push(b">3\r\n$12\r\nSUNSUBSCRIBE\r\n$4\r\nnews\r\n:1\r\n", 1);
+        let (raw, n) = s.replay(1);
+        assert_eq!(n, 1);
+        assert_eq!(&raw[..], b"*2\r\n$10\r\nSSUBSCRIBE\r\n$5\r\nsport\r\n");
+        s.on_push(b">3\r\n$12\r\nsunsubscribe\r\n$5\r\nsport\r\n:0\r\n", 1);
+        assert!(!s.any());
     }
 }

@@ -260,7 +260,7 @@ impl Conn {
                 break;
             };
             match d {
-                Decoded::Push(raw) => self.out.extend_from_slice(&raw),
+                Decoded::Push(raw) => self.pass_push(&raw, shard),
                 Decoded::Reply { raw, error } => {
                     let Some(Entry::Upstream { to, .. }) = self.fifo.pop_front() else {
                         unreachable!()
@@ -316,7 +316,7 @@ impl Conn {
                 .with_context(|| format!("malformed reply from shard {}", u.addr))?
             {
                 match d {
-                    Decoded::Push(raw) => self.out.extend_from_slice(&raw),
+                    Decoded::Push(raw) => self.pass_push(&raw, i),
                     Decoded::Reply { raw, .. } if subscribed => self.out.extend_from_slice(&raw),
                     Decoded::Reply { raw, .. } => tracing::debug!(
                         "dropped a reply no command was waiting for from shard {}: {:?}",
@@ -327,6 +327,14 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Passes on a push from shard set `shard`, minding what it says of
+    /// the connection's subscriptions there.
+    fn pass_push(&mut self, raw: &[u8], shard: usize) {
+        self.subs.on_push(raw, shard);
+        self.db.set_subscribed(self.id, self.subs.any());
+        self.out.extend_from_slice(raw);
     }
 
     /// Shard set `shard` is served at `to` now: a connection subscribed on
