@@ -114,3 +114,29 @@ Feature: OSS Cluster API: hash slots that move between nodes
     When the database fails over
     Then "app" needed no MOVED once SMIGRATED said where the slots went
     And the claim fails that "naive" needed no MOVED once SMIGRATED said where the slots went, saying "with MOVED after"
+
+  Scenario: CL12 a sharded channel's subscriber keeps receiving when every primary fails over
+    Each shard's replica, on another node, takes over its slots, and a node
+    may leave the slot map. The subscription goes where its slot went: the
+    client subscribes again there when a node unsubscribes it, and before it
+    closes its connection to a node that no longer serves a slot. A message
+    published in between may reach nobody (the server says so); every other
+    arrives, in order.
+
+    Given a client "listener" with maintenance notifications enabled
+    And "listener" subscribes to a sharded channel of hash slot 5000
+    And "app" publishes steadily to the channel "listener" subscribed to
+    When the database fails over
+    Then "listener" received every message "app" published while subscribed, and kept receiving after the move
+
+  Scenario: CL13 negative control: a sharded subscriber that does not subscribe again loses its channel when every primary fails over
+    CL12's failover, for a subscriber that neither follows a node's
+    unsubscribe nor takes its subscriptions along when a node leaves its
+    slot map: nothing published after the move reaches it.
+
+    Given a client "listener" with maintenance notifications enabled and these settings:
+      | resubscribe | off |
+    And "listener" subscribes to a sharded channel of hash slot 5000
+    And "app" publishes steadily to the channel "listener" subscribed to
+    When the database fails over
+    Then the claim fails that "listener" received every message "app" published while subscribed, and kept receiving after the move, saying "did not resume"

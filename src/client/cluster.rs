@@ -280,6 +280,14 @@ impl Cluster {
             leaving.iter().filter_map(|k| n.remove(k)).collect()
         };
         for c in gone {
+            // Its subscriptions go to the nodes that serve their slots now,
+            // before it closes: a node that left the map may never say so
+            // with a sunsubscribe (its proxy kept the subscription alive).
+            for (kind, channel) in c.subscriptions().held() {
+                c.subscriptions().remove(kind, &channel);
+                self.subscribe_again(c.id, kind, &channel, "its node left the slot map")
+                    .await;
+            }
             c.close().await;
         }
         for node in nodes {
@@ -410,21 +418,37 @@ impl Cluster {
             return;
         };
         tokio::spawn(async move {
-            match me.subscribe(ChannelKind::Sharded, &channel).await {
-                Ok(c) => me.shared.emit(
-                    c.id,
-                    EventKind::Resubscribed {
-                        endpoint: c.endpoint().map(|e| e.to_string()).unwrap_or_default(),
-                        channels: 1,
-                    },
-                ),
-                Err(e) => tracing::warn!(
-                    client = %me.shared.name,
-                    conn,
-                    "subscribing again to {channel:?} after its slot moved: {e}"
-                ),
-            }
+            me.subscribe_again(conn, ChannelKind::Sharded, &channel, "its slot moved")
+                .await
         });
+    }
+
+    /// Subscribes to `channel` again, where the slot map says it is served,
+    /// because connection `conn` no longer holds it (`why`).
+    /// Not with `resubscribe` off (a negative control's client).
+    async fn subscribe_again(&self, conn: u64, kind: ChannelKind, channel: &str, why: &str) {
+        if !self.shared.options.resubscribe {
+            tracing::info!(
+                client = %self.shared.name,
+                conn,
+                "not subscribing again to {channel:?} after {why}: resubscribe is off"
+            );
+            return;
+        }
+        match self.subscribe(kind, channel).await {
+            Ok(c) => self.shared.emit(
+                c.id,
+                EventKind::Resubscribed {
+                    endpoint: c.endpoint().map(|e| e.to_string()).unwrap_or_default(),
+                    channels: 1,
+                },
+            ),
+            Err(e) => tracing::warn!(
+                client = %self.shared.name,
+                conn,
+                "subscribing again to {channel:?} after {why}: {e}"
+            ),
+        }
     }
 
     /// Every message its subscriptions received, on any connection, in
