@@ -45,6 +45,30 @@ async fn resp2_and_resp3_connections_get_byte_exact_replies() {
     emu.shutdown().await;
 }
 
+/// A RESP2 subscriber of several channels gets a confirmation per channel,
+/// on subscribing and on unsubscribing (each a reply the proxy passes on,
+/// none dropped as unowed), and is back in step after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resp2_subscriber_gets_every_confirmation() {
+    let emu = emulator(Duration::from_millis(100));
+    let (_, addr) = database(&emu, false).await;
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    exchange(
+        &mut s,
+        b"*3\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n$1\r\nb\r\n",
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n",
+    )
+    .await;
+    exchange(
+        &mut s,
+        b"*3\r\n$11\r\nUNSUBSCRIBE\r\n$1\r\na\r\n$1\r\nb\r\n",
+        b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n",
+    )
+    .await;
+    exchange(&mut s, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n").await;
+    emu.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maint_notifications_are_answered_by_the_proxy_in_reply_order() {
     let emu = emulator(Duration::from_millis(100));

@@ -30,12 +30,7 @@ impl Subscriptions {
     /// Follows `c`, sent to `shards`: a (un)subscribe changes what they hold.
     /// Returns true when `c` was one.
     pub(super) fn track(&mut self, c: &Command, shards: impl IntoIterator<Item = usize>) -> bool {
-        let name = c.name();
-        let Some((kind, subscribe)) = KINDS.iter().enumerate().find_map(|(i, (s, u))| {
-            (name == *s)
-                .then_some((i, true))
-                .or((name == *u).then_some((i, false)))
-        }) else {
+        let Some((kind, subscribe)) = kind_of(c) else {
             return false;
         };
         for shard in shards {
@@ -54,6 +49,22 @@ impl Subscriptions {
             }
         }
         true
+    }
+
+    /// How many confirmations shard `shard` answers `c` with (asked before
+    /// [`Self::track`] follows it): one per channel or pattern named, or, for
+    /// an unsubscribe from all, one per subscription held there (at least
+    /// one); `None` for a command that is no (un)subscribe.
+    pub(super) fn confirmations(&self, c: &Command, shard: usize) -> Option<usize> {
+        let (kind, subscribe) = kind_of(c)?;
+        let named = c.args.len() - 1;
+        Some(
+            match (subscribe, named) {
+                (false, 0) => self.shards.get(shard).map_or(0, |s| s.0[kind].len()),
+                _ => named,
+            }
+            .max(1),
+        )
     }
 
     /// Follows a push from `shard`: an unsolicited `sunsubscribe` (a shard
@@ -119,6 +130,17 @@ impl Subscriptions {
     }
 }
 
+/// The kind of (un)subscribe `c` is (an index of [`KINDS`]), and whether it
+/// subscribes; `None` for any other command.
+fn kind_of(c: &Command) -> Option<(usize, bool)> {
+    let name = c.name();
+    KINDS.iter().enumerate().find_map(|(i, (s, u))| {
+        (name == *s)
+            .then_some((i, true))
+            .or((name == *u).then_some((i, false)))
+    })
+}
+
 /// The channel of a RESP3 `sunsubscribe` push (`>3`, the kind, the
 /// channel, the count left).
 fn sunsubscribed(raw: &[u8]) -> Option<Bytes> {
@@ -164,6 +186,10 @@ mod tests {
             b"*2\r\n$10\r\nSSUBSCRIBE\r\n$1\r\ns\r\n*2\r\n$10\r\nSSUBSCRIBE\r\n$1\r\nt\r\n"
         );
         assert_eq!(n, 2);
+        assert_eq!(s.confirmations(&cmd(&["GET", "k"]), 0), None);
+        assert_eq!(s.confirmations(&cmd(&["UNSUBSCRIBE"]), 0), Some(2));
+        assert_eq!(s.confirmations(&cmd(&["UNSUBSCRIBE", "a"]), 0), Some(1));
+        assert_eq!(s.confirmations(&cmd(&["PUNSUBSCRIBE"]), 0), Some(1));
         s.track(&cmd(&["UNSUBSCRIBE", "a"]), [0]);
         assert_eq!(s.replay(0).1, 1);
         s.track(&cmd(&["UNSUBSCRIBE"]), [0]);

@@ -22,6 +22,9 @@ impl Conn {
         while pending.front().is_some_and(|c| !c.is_maint()) && self.fifo.len() < MAX_IN_FLIGHT {
             let c = pending.pop_front().unwrap();
             let mut asking = false;
+            // In RESP2, an (un)subscribe of several channels is answered by
+            // as many replies, each owed to the client.
+            let mut confirmations = 1;
             let plan = match &guard.cluster {
                 None => routing::plan(
                     &c,
@@ -86,6 +89,10 @@ impl Conn {
                         ups[t] = Some(self.connect_upstream(guard.upstreams[t], t).await?);
                     }
                 }
+                confirmations = match targets[..] {
+                    [t] if self.proto == 2 => self.subs.confirmations(&c, t).unwrap_or(1),
+                    _ => 1,
+                };
                 if self.subs.track(&c, targets.clone()) {
                     self.db.set_subscribed(self.id, self.subs.any());
                 }
@@ -178,6 +185,14 @@ impl Conn {
                     after,
                     to,
                 });
+                for _ in 1..confirmations {
+                    self.fifo.push_back(Entry::Upstream {
+                        _guard: (!unguarded).then(|| guard.clone()),
+                        shard: t,
+                        after: After::Nothing,
+                        to: ReplyTo::Client,
+                    });
+                }
             }
             if exec_aborted {
                 self.fifo
