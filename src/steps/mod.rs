@@ -27,6 +27,7 @@ pub mod controls;
 pub mod database;
 pub mod fault_injector;
 pub mod faults;
+pub mod fi_databases;
 pub mod handoff;
 pub mod handshake;
 pub mod maintenance;
