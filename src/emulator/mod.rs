@@ -5,7 +5,8 @@
 //! * `create`: how a database comes to be (shards, port, endpoint proxies);
 //! * `spec`: what the emulator makes of a `database_config`;
 //! * [`timing`]: every timing knob of the maintenance ([`Timings`]);
-//! * [`database`]: state the proxies of one database share;
+//! * [`database`]: state the proxies of one database share (its maintenance
+//!   windows in `database::windows`);
 //! * [`proxy`]: the RESP-aware endpoint proxy that emits notifications;
 //! * `framing`: a client's bytes read as commands, as `redis-server` reads
 //!   them (arrays, inline commands, its limits and its error words);
