@@ -283,12 +283,20 @@ impl Cluster {
             // Its subscriptions go to the nodes that serve their slots now,
             // before it closes: a node that left the map may never say so
             // with a sunsubscribe (its proxy kept the subscription alive).
-            for (kind, channel) in c.subscriptions().held() {
-                c.subscriptions().remove(kind, &channel);
-                self.subscribe_again(c.id, kind, &channel, "its node left the slot map")
+            let held = c.subscriptions().held();
+            for (kind, channel) in &held {
+                // Held here until held there: a message on its way to the old
+                // connection meanwhile is still taken.
+                self.subscribe_again(c.id, *kind, channel, "its node left the slot map")
                     .await;
+                c.subscriptions().remove(*kind, channel);
             }
-            c.close().await;
+            // A subscriber's connection goes at once: left open by handles
+            // still held, it would go on hearing what it no longer holds.
+            match held.is_empty() {
+                true => c.close().await,
+                false => c.close_now().await,
+            }
         }
         for node in nodes {
             if let Err(e) = self.node(&node).await {

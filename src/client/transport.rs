@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
 
 use super::tls::ClientTls;
 use super::{Cause, ClientError, ClientOptions, Protocol};
@@ -87,10 +88,11 @@ impl Drop for OpenSocket {
     }
 }
 
-/// Opens a connection to `target`; the TLS version negotiated, if any. The
-/// connection's driver runs on its own task and ends when the last handle of
-/// the connection is dropped or the server closes it; `gauge` counts the
-/// socket until then.
+/// Opens a connection to `target`; the TLS version negotiated, if any, and
+/// a handle that ends the connection's driver. The driver runs on its own
+/// task and ends when the last handle of the connection is dropped, the
+/// server closes it, or it is aborted (a connection closed for good must hear
+/// nothing more); `gauge` counts the socket until then.
 pub(crate) async fn open(
     target: &Endpoint,
     settings: &redis::RedisConnectionInfo,
@@ -98,7 +100,7 @@ pub(crate) async fn open(
     connect_timeout: Duration,
     tls: Option<&ClientTls>,
     gauge: &Arc<SocketGauge>,
-) -> Result<(MultiplexedConnection, Option<&'static str>), ClientError> {
+) -> Result<(MultiplexedConnection, Option<&'static str>, AbortHandle), ClientError> {
     let context = || format!("connecting to {target}");
     let tcp = tokio::time::timeout(
         connect_timeout,
@@ -125,11 +127,11 @@ pub(crate) async fn open(
         let (conn, driver) = MultiplexedConnection::new_with_config(settings, tcp, cfg)
             .await
             .map_err(set_up_failed)?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _socket = socket;
             driver.await
         });
-        return Ok((conn, None));
+        return Ok((conn, None, task.abort_handle()));
     };
     let handshake = || format!("TLS handshake with {target}");
     let name = ClientTls::server_name(&target.host)?;
@@ -145,9 +147,9 @@ pub(crate) async fn open(
     let (conn, driver) = MultiplexedConnection::new_with_config(settings, stream, cfg)
         .await
         .map_err(set_up_failed)?;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _socket = socket;
         driver.await
     });
-    Ok((conn, Some(version)))
+    Ok((conn, Some(version), task.abort_handle()))
 }

@@ -193,6 +193,12 @@ async fn then_received_every(
     Ok(())
 }
 
+/// Messages published after the step that judges delivery through moves
+/// began, before the publisher stops: about 300 ms at the publisher's pace,
+/// well past the client's last reaction to the move (a connection it drops
+/// as its node leaves the slot map, some 50 ms after SMIGRATED).
+const MESSAGES_AFTER_MOVE: usize = 30;
+
 /// A cluster client's subscriber: every message the server delivered to a
 /// subscriber reached it, in order, through slot moves; messages published
 /// while it was subscribing again on the channel's new node (the server
@@ -205,6 +211,26 @@ async fn then_received_through_moves(
     subscriber: String,
     publisher: String,
 ) -> StepResult {
+    // The move's last effects (a connection the client drops as its node
+    // leaves the slot map) come as the action ends: the publisher goes on
+    // until a few messages went out after this step began, so that whether
+    // delivery resumed is seen, not the race of the last message.
+    let ledger = w
+        .record(&publisher)?
+        .publisher
+        .as_ref()
+        .map(|p| p.ledger.clone())
+        .ok_or_else(|| anyhow!("{publisher:?} published nothing"))?;
+    let from = ledger.lock().unwrap().len();
+    let _ = crate::wait::poll(PUBLISH_PACE, w.patience(), || async {
+        anyhow::Ok(
+            match ledger.lock().unwrap().len() >= from + MESSAGES_AFTER_MOVE {
+                true => crate::wait::Look::Ready(()),
+                false => crate::wait::Look::NotYet(()),
+            },
+        )
+    })
+    .await;
     let published = w.stop_publisher(&publisher).await?;
     let c = w.client(&subscriber)?;
     let cluster = c

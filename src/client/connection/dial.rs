@@ -38,7 +38,7 @@ impl ManagedConnection {
         )
         .await
         .map_err(|e| ClientError::connection(context.clone(), e))?;
-        let (mut conn, tls) = setup?;
+        let (mut conn, tls, driver) = setup?;
         if o.protocol == Protocol::Resp3 {
             self.listen(generation, rx, setup_rx);
         }
@@ -61,6 +61,7 @@ impl ManagedConnection {
         }
         Ok(Active {
             conn,
+            driver,
             tls,
             generation,
             endpoint: target.clone(),

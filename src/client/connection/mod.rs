@@ -37,6 +37,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Clone)]
 struct Active {
     conn: MultiplexedConnection,
+    /// Ends the connection's driver (and so its socket) at once.
+    driver: tokio::task::AbortHandle,
     /// The TLS version negotiated, `None` for a plain connection.
     tls: Option<&'static str>,
     generation: u64,
@@ -245,10 +247,21 @@ impl ManagedConnection {
         self.handoff(0, target).await;
     }
 
-    /// Closes it for good.
+    /// Closes it for good; requests in flight hold handles of it and finish
+    /// first.
     pub async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.current.lock().unwrap().take();
+    }
+
+    /// Closes it for good at once, its socket too, whoever still holds a
+    /// handle of it: a subscriber's connection then hears nothing more (the
+    /// server drops its subscriptions with it).
+    pub async fn close_now(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(a) = self.current.lock().unwrap().take() {
+            a.driver.abort();
+        }
     }
 
     async fn active(&self) -> Result<Active, ClientError> {
