@@ -4,6 +4,12 @@
 # FAULT_INJECTION_API_URL and REDIS_ENDPOINTS_CONFIG_PATH. The emulator is
 # stopped (by its PID) on exit.
 start_emulator() {
+  # The suites' FQDN tests need the cluster's names to resolve to loopback
+  # (the emulator falls back to `localhost` and says so only in its log).
+  if ! getent hosts redis-0.maint-e2e.localhost >/dev/null 2>&1; then
+    echo "warning: host names under .localhost do not resolve here; the FQDN tests will fail." >&2
+    echo "         On Debian or Ubuntu: apt-get install libnss-myhostname (and 'myhostname' on the hosts line of /etc/nsswitch.conf)." >&2
+  fi
   cargo build --release --bin maint-e2e
   local out="$work/emulator.json"
   rm -f "$out"
