@@ -199,6 +199,12 @@ async fn then_received_every(
 /// as its node leaves the slot map, some 50 ms after SMIGRATED).
 const MESSAGES_AFTER_MOVE: usize = 30;
 
+/// The last messages that must tell one story (each reached no subscriber,
+/// or each was received) before delivery is judged: about 100 ms at the
+/// publisher's pace, so that a connection let go late (on a loaded
+/// machine) is judged by what follows it, not by the message it took along.
+const SETTLED_TAIL: usize = 10;
+
 /// A cluster client's subscriber: every message the server delivered to a
 /// subscriber reached it, in order, through slot moves; messages published
 /// while it was subscribing again on the channel's new node (the server
@@ -221,10 +227,19 @@ async fn then_received_through_moves(
         .as_ref()
         .map(|p| p.ledger.clone())
         .ok_or_else(|| anyhow!("{publisher:?} published nothing"))?;
+    let c = w.client(&subscriber)?;
+    let cluster = c
+        .cluster()
+        .ok_or_else(|| anyhow!("{subscriber:?} is not a cluster client"))?
+        .clone();
     let from = ledger.lock().unwrap().len();
     let _ = crate::wait::poll(PUBLISH_PACE, w.patience(), || async {
+        let payloads: Vec<String> = cluster.received().into_iter().map(|m| m.payload).collect();
+        let ledger = ledger.lock().unwrap();
         anyhow::Ok(
-            match ledger.lock().unwrap().len() >= from + MESSAGES_AFTER_MOVE {
+            match ledger.len() >= from + MESSAGES_AFTER_MOVE
+                && timeline::delivery_settled(&ledger, &payloads, SETTLED_TAIL)
+            {
                 true => crate::wait::Look::Ready(()),
                 false => crate::wait::Look::NotYet(()),
             },
@@ -232,11 +247,6 @@ async fn then_received_through_moves(
     })
     .await;
     let published = w.stop_publisher(&publisher).await?;
-    let c = w.client(&subscriber)?;
-    let cluster = c
-        .cluster()
-        .ok_or_else(|| anyhow!("{subscriber:?} is not a cluster client"))?
-        .clone();
     let check = || {
         let payloads: Vec<String> = cluster.received().into_iter().map(|m| m.payload).collect();
         timeline::delivered_through_moves(&published, &payloads)

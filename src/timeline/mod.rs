@@ -22,7 +22,9 @@ pub use faults::{
 };
 pub use handoff::*;
 pub use latency::{handoff_window, latency_quantile, p99_under, p99_within_factor, pace_kept};
-pub use pubsub::{delivered_through_moves, every_message_received, Delivery, Published};
+pub use pubsub::{
+    delivered_through_moves, delivery_settled, every_message_received, Delivery, Published,
+};
 pub use relaxation::*;
 pub use traffic::*;
 
