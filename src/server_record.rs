@@ -158,6 +158,19 @@ pub struct EndpointMove {
     pub announced: bool,
 }
 
+/// A stretch in which the server held the database's requests: a shard set
+/// switched over (failover, migration), new requests waiting for it and
+/// those in flight finishing first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SwitchOver {
+    /// The shard set that switched.
+    pub shard_set: usize,
+    /// When the server began holding requests (it asked for them to drain).
+    pub from: Timestamp,
+    /// When requests flowed again, to the new primary.
+    pub to: Timestamp,
+}
+
 /// The database's endpoint on one node, in every form MOVING can name it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeEndpoints {
@@ -209,6 +222,9 @@ pub struct DatabaseRecord {
     /// Its shards' own processes, primaries first.
     #[serde(default)]
     pub shards: Vec<ShardRecord>,
+    /// Every switch-over that held its requests, in order.
+    #[serde(default)]
+    pub switch_overs: Vec<SwitchOver>,
 }
 
 impl ConnectionRecord {

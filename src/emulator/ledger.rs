@@ -14,13 +14,13 @@ use crate::fault_injector::Timestamp;
 use crate::notification::EndpointType;
 use crate::server_record::{
     CloseCause, ConnectionRecord, EndpointMove, PushSent, Redirect, SlotMoveRecord, SlotsMoved,
-    PUSHES_KEPT,
+    SwitchOver, PUSHES_KEPT,
 };
 
 /// Closed connections kept.
 pub const CLOSED_KEPT: usize = 20_000;
 
-/// Endpoint moves kept.
+/// Endpoint moves (and switch-overs) kept.
 const MOVES_KEPT: usize = 1_000;
 
 /// The record of one database.
@@ -35,6 +35,7 @@ struct Inner {
     closed: VecDeque<ConnectionRecord>,
     moves: VecDeque<EndpointMove>,
     slot_moves: VecDeque<SlotsMoved>,
+    switch_overs: VecDeque<SwitchOver>,
 }
 
 impl Ledger {
@@ -159,6 +160,26 @@ impl Ledger {
         while inner.moves.len() > MOVES_KEPT {
             inner.moves.pop_front();
         }
+    }
+
+    /// A switch-over held the database's requests.
+    pub fn switched_over(&self, s: SwitchOver) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.switch_overs.push_back(s);
+        while inner.switch_overs.len() > MOVES_KEPT {
+            inner.switch_overs.pop_front();
+        }
+    }
+
+    /// The switch-overs that held requests, in order.
+    pub fn switch_overs(&self) -> Vec<SwitchOver> {
+        self.inner
+            .lock()
+            .unwrap()
+            .switch_overs
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The slot migrations that completed.

@@ -36,6 +36,7 @@ impl Database {
             connections,
             endpoint_moves,
             slot_moves: self.shared.ledger.slot_moves(),
+            switch_overs: self.shared.ledger.switch_overs(),
             shards: {
                 let sets = self.shard_sets().await;
                 let primaries = sets.iter().map(|s| ShardRecord {

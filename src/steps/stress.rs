@@ -221,33 +221,81 @@ impl MaintWorld {
 /// first action.
 #[then("the traffic of every client kept at least half its pace from before the maintenance while the endpoint moved")]
 async fn then_pace_kept(w: &mut MaintWorld) -> StepResult {
+    pace_kept_in(w, Span::EndpointMove).await
+}
+
+/// The same over the whole maintenance, from the first action posted to
+/// the last one ended, except while the server held every request (a
+/// shard set switching over, by the server's record): there no client
+/// completes anything, and outside them the traffic must move on.
+#[then("the traffic of every client kept at least half its pace from before the maintenance throughout the maintenance, except while the server held every request")]
+async fn then_pace_kept_throughout(w: &mut MaintWorld) -> StepResult {
+    pace_kept_in(w, Span::Maintenance).await
+}
+
+/// Which stretch a pace claim is about.
+#[derive(Clone, Copy, PartialEq)]
+enum Span {
+    /// The last endpoint move, to its grace end.
+    EndpointMove,
+    /// The first action posted to the last one ended.
+    Maintenance,
+}
+
+async fn pace_kept_in(w: &mut MaintWorld, span: Span) -> StepResult {
     let (first_action, last_action) = match (w.actions.first(), w.actions.last()) {
         (Some(f), Some(l)) => (f.started, (l.started, l.ended.unwrap_or_else(Instant::now))),
         _ => fail!("no maintenance ran in this scenario"),
     };
+    let last_ended = w
+        .actions
+        .iter()
+        .map(|a| a.ended.unwrap_or_else(Instant::now))
+        .max()
+        .unwrap_or(last_action.1);
     let names = w.stop_traffic().await?;
     let record = w.server_record_all().await?;
+    if span == Span::Maintenance && record.is_none() {
+        w.not_checked(
+            "when the server held every request (the pace is measured over the whole maintenance)",
+        );
+    }
     for name in names {
         let (report, _) = w.traffic_report(&name)?;
-        let during = match record.as_ref().and_then(|r| r.endpoint_moves.last()) {
-            Some(m) => (
+        let during = match (span, record.as_ref().and_then(|r| r.endpoint_moves.last())) {
+            (Span::Maintenance, _) => (first_action, last_ended),
+            (Span::EndpointMove, Some(m)) => (
                 report.clock.instant(m.at.0),
                 report.clock.instant(m.grace_end.0),
             ),
-            None => last_action,
+            (Span::EndpointMove, None) => last_action,
+        };
+        let held: Vec<(Instant, Instant)> = match (span, &record) {
+            (Span::Maintenance, Some(r)) => r
+                .switch_overs
+                .iter()
+                .map(|s| (report.clock.instant(s.from.0), report.clock.instant(s.to.0)))
+                .collect(),
+            _ => Vec::new(),
         };
         let start = report.successes.first().copied().unwrap_or(first_action);
         let (before, kept) = timeline::pace_kept(
             report,
             (start, first_action),
             during,
+            &held,
             PACE_KEPT,
             TRAFFIC_PHASE_MIN,
         )
         .map_err(|e| w.unmet(&name, e))?;
+        let what = match span {
+            Span::EndpointMove => "while the endpoint moved",
+            Span::Maintenance => "throughout the maintenance",
+        };
         eprintln!(
-            "{name:?}: {kept:.0} operations a second while the endpoint moved ({:?}), {before:.0} before the maintenance",
-            during.1 - during.0
+            "{name:?}: {kept:.0} operations a second {what} ({:?}, {} switch-over(s) held every request), {before:.0} before the maintenance",
+            during.1 - during.0,
+            held.len()
         );
     }
     Ok(())

@@ -225,6 +225,7 @@ where
 {
     let timeout = t.drain_timeout;
     let asked = Instant::now();
+    let from = crate::fault_injector::Timestamp::now();
     let mut gate = tokio::time::timeout(timeout, db.shared.route.clone().write_owned())
         .await
         .map_err(|_| {
@@ -238,6 +239,7 @@ where
     tokio::time::sleep(t.hold).await;
     let upstream = switch().await?;
     gate.upstreams[index] = upstream;
+
     // An OSS Cluster API database: the set's slots are served from the
     // new primary's node now.
     if let (Some(map), Some(node)) = (gate.cluster.as_mut(), db.shared.shard_node(upstream)) {
@@ -248,6 +250,14 @@ where
     db.shared
         .move_subscriptions(index, upstream, crate::timing::SUBSCRIPTIONS_MOVE_WITHIN)
         .await;
+    drop(gate);
+    db.shared
+        .ledger
+        .switched_over(crate::server_record::SwitchOver {
+            shard_set: index,
+            from,
+            to: crate::fault_injector::Timestamp::now(),
+        });
     tracing::debug!(
         bdb_id = db.shared.id,
         shard_set = index,

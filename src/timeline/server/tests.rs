@@ -61,6 +61,7 @@ fn record(connections: Vec<ConnectionRecord>) -> DatabaseRecord {
         }],
         slot_moves: Vec::new(),
         shards: Vec::new(),
+        switch_overs: Vec::new(),
     }
 }
 
