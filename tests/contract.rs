@@ -877,10 +877,13 @@ async fn the_server_record_has_every_connection_and_move_field_by_field() {
             "endpoint_node",
             "nodes",
             "shards",
-            "slot_moves"
+            "slot_moves",
+            "switch_overs"
         ]
     );
     assert_eq!(all["slot_moves"], json!([]));
+    // Nothing switched over yet.
+    assert_eq!(all["switch_overs"], json!([]));
     // The shard itself, on node 1 (no replication asked).
     let shards = all["shards"].as_array().unwrap();
     assert_eq!(shards.len(), 1, "{all}");
@@ -920,6 +923,20 @@ async fn the_server_record_has_every_connection_and_move_field_by_field() {
     assert!(m["seq"].is_i64() && m["announced"].as_bool() == Some(true));
     assert_rfc3339(&m["at"], "at");
     assert_rfc3339(&m["grace_end"], "grace_end");
+
+    // A migration's switch-over held every request for a while.
+    let migrated = api
+        .run(json!({"type": "migrate", "parameters": {"bdb_id": id}}))
+        .await;
+    assert_eq!(migrated["status"], "success", "{migrated}");
+    let (_, after) = api.get(&format!("/emulator/databases/{id}/record")).await;
+    let held = after["switch_overs"].as_array().unwrap();
+    assert_eq!(held.len(), 1, "{after}");
+    assert_eq!(keys(&held[0]), ["from", "shard_set", "to"]);
+    assert_eq!(held[0]["shard_set"].as_u64(), Some(0));
+    assert_rfc3339(&held[0]["from"], "from");
+    assert_rfc3339(&held[0]["to"], "to");
+    assert!(held[0]["from"].as_str() < held[0]["to"].as_str(), "{after}");
 
     // One name: only its connections.
     let (code, named) = api
