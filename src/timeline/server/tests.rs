@@ -315,3 +315,32 @@ fn a_cut_is_judged_by_the_server_closes_and_the_connections_after_it() {
     let e = cut_and_reconnected(&untouched, "app").unwrap_err();
     assert!(e.0.contains("cut off no connection"), "{e}");
 }
+
+/// MOVING's endpoint, read off what the server wrote: the one it named, an
+/// error where it wrote none, or two forms to one client.
+#[test]
+fn where_moving_sent_a_client_is_what_the_server_wrote() {
+    let r = handed_off();
+    assert_eq!(
+        moving_named(&r, "app"),
+        Ok((7, 2, Some("127.0.2.1:12000".into())))
+    );
+    let mut silent = handed_off();
+    for c in &mut silent.connections {
+        c.pushes.clear();
+    }
+    let e = moving_named(&silent, "app").unwrap_err().0;
+    assert!(e.contains("sent no MOVING (seq 7)"), "{e}");
+    let mut two = handed_off();
+    two.connections[1].pushes[0].endpoint = Some("node2.example:12000".into());
+    let e = moving_named(&two, "app").unwrap_err().0;
+    assert!(e.contains("one form per client expected"), "{e}");
+    // MOVING null: the configured address.
+    let mut null = handed_off();
+    for c in &mut null.connections {
+        for p in &mut c.pushes {
+            p.endpoint = None;
+        }
+    }
+    assert_eq!(moving_named(&null, "app"), Ok((7, 2, None)));
+}
