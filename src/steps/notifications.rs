@@ -39,7 +39,8 @@ async fn then_pair(
     first: KindParam,
     second: KindParam,
 ) -> StepResult {
-    w.wait_pair(&client, first.0, second.0).await?;
+    let (a, b) = w.wait_pair(&client, first.0, second.0).await?;
+    w.server_wrote(&client, &[&a, &b]).await?;
     Ok(())
 }
 
@@ -60,7 +61,7 @@ async fn then_relaxed_between(
     Ok(())
 }
 
-/// A MOVING of the given form arrived.
+/// A MOVING of the given form arrived, as the server wrote it.
 #[then(expr = "{string} receives MOVING with {endpoint_form}")]
 async fn then_moving_form(w: &mut MaintWorld, client: String, form: EndpointForm) -> StepResult {
     let moving = w.wait_moving(&client).await?;
@@ -73,6 +74,7 @@ async fn then_moving_form(w: &mut MaintWorld, client: String, form: EndpointForm
             moving.notification
         );
     }
+    w.server_wrote(&client, &[&moving]).await?;
     Ok(())
 }
 

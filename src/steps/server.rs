@@ -79,6 +79,37 @@ impl MaintWorld {
         Ok(Some(r.unwrap_or_else(|last| last)))
     }
 
+    /// What `client` says it read on one connection, the server wrote to one
+    /// connection of it (waits for the record to show it).
+    pub async fn server_wrote(
+        &self,
+        client: &str,
+        read: &[&crate::timeline::Received],
+    ) -> Result<()> {
+        if self.env.is_none() {
+            // A client of a server that is not the database under test.
+            return Ok(());
+        }
+        let name = self.server_name(client)?;
+        let wanted: Vec<(&str, i64)> = read
+            .iter()
+            .map(|r| (r.notification.kind().as_str(), r.notification.seq()))
+            .collect();
+        let Some(r) = self
+            .settled_record(client, |r, _| {
+                server::wrote_to_one_connection(r, &name, &wanted).is_ok()
+            })
+            .await?
+        else {
+            self.not_checked(&format!(
+                "whether the server wrote what {client:?} says it read"
+            ));
+            return Ok(());
+        };
+        server::wrote_to_one_connection(&r, &name, &wanted).map_err(|e| self.unmet(client, e))?;
+        Ok(())
+    }
+
     /// The server wrote no push of `kind` (none at all, when `None`) to any
     /// connection of `client`, decodable or not, set-up replays included.
     pub async fn server_sent_none(&self, client: &str, kind: Option<Kind>) -> Result<()> {

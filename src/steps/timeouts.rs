@@ -130,10 +130,12 @@ async fn when_receives(w: &mut MaintWorld, client: String, kind: KindParam) -> S
     Ok(())
 }
 
-/// A live notification of `kind` arrived (waits for it).
+/// A live notification of `kind` arrived (waits for it), and the server
+/// wrote it.
 #[then(expr = "{string} receives {kind}")]
 async fn then_receives(w: &mut MaintWorld, client: String, kind: KindParam) -> StepResult {
-    w.wait_received(&client, kind.0).await?;
+    let got = w.wait_received(&client, kind.0).await?;
+    w.server_wrote(&client, &[&got]).await?;
     Ok(())
 }
 

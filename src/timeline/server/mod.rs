@@ -376,6 +376,38 @@ pub fn pushes_sent(record: &DatabaseRecord, name: &str, kind: Option<&str>) -> u
         .sum()
 }
 
+/// The server wrote every push of `wanted` (kind, sequence number) to one
+/// connection of `name`: what a client says it read, the server had sent.
+pub fn wrote_to_one_connection(
+    record: &DatabaseRecord,
+    name: &str,
+    wanted: &[(&str, i64)],
+) -> Claim {
+    let has = |c: &ConnectionRecord, (kind, seq): &(&str, i64)| {
+        c.pushes_of(kind).any(|p| p.seq == Some(*seq))
+    };
+    if record.named(name).any(|c| wanted.iter().all(|w| has(c, w))) {
+        return Ok(());
+    }
+    let what: Vec<String> = wanted.iter().map(|(k, s)| format!("{k} {s}")).collect();
+    let written: Vec<String> = record
+        .named(name)
+        .flat_map(|c| {
+            c.pushes
+                .iter()
+                .map(move |p| format!("{} {} (connection {})", p.kind, p.seq.unwrap_or(-1), c.id))
+        })
+        .collect();
+    unmet!(
+        "the server's record shows no connection of {name:?} written {}; it wrote: {}",
+        what.join(" and "),
+        match written.is_empty() {
+            true => "nothing".to_string(),
+            false => written.join(", "),
+        }
+    );
+}
+
 /// The windows the server held open on every connection of `name` at once:
 /// on each connection, from a push of kind `open` to the next push of kind
 /// `close` it wrote there (a window not yet completed is left out).

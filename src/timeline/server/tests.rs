@@ -344,3 +344,37 @@ fn where_moving_sent_a_client_is_what_the_server_wrote() {
     }
     assert_eq!(moving_named(&null, "app"), Ok((7, 2, None)));
 }
+
+/// What a client read, the server wrote: one connection had every push of
+/// the list, with its sequence number.
+#[test]
+fn a_push_the_client_read_is_one_the_server_wrote() {
+    let r = handed_off();
+    wrote_to_one_connection(&r, "app", &[("MOVING", 7)]).unwrap();
+    let e = wrote_to_one_connection(&r, "app", &[("MOVING", 8)])
+        .unwrap_err()
+        .0;
+    assert!(
+        e.contains("no connection of \"app\" written MOVING 8"),
+        "{e}"
+    );
+    assert!(e.contains("MOVING 7 (connection 1)"), "{e}");
+    let mut pair = handed_off();
+    pair.connections[0].pushes.push(PushSent {
+        at: t(1100),
+        kind: "FAILED_OVER".into(),
+        seq: Some(8),
+        endpoint: None,
+    });
+    wrote_to_one_connection(&pair, "app", &[("MOVING", 7), ("FAILED_OVER", 8)]).unwrap();
+    // Both written, but to two connections: not a pair.
+    pair.connections[0].pushes.remove(0);
+    let e = wrote_to_one_connection(&pair, "app", &[("MOVING", 7), ("FAILED_OVER", 8)])
+        .unwrap_err()
+        .0;
+    assert!(e.contains("written MOVING 7 and FAILED_OVER 8"), "{e}");
+    let e = wrote_to_one_connection(&r, "other", &[("MOVING", 7)])
+        .unwrap_err()
+        .0;
+    assert!(e.ends_with("it wrote: nothing"), "{e}");
+}
