@@ -74,15 +74,13 @@ Feature: OSS Cluster API: hash slots that move between nodes
     Then every connection of "app" that received SMIGRATING stayed relaxed until SMIGRATED, then came back
     And the traffic saw no errors
 
-  @emulator
   Scenario: CL9 every primary fails over under traffic: each shard's slots move to its replica's node, and the client follows
     A cluster's failover promotes each primary's replica (CLUSTER FAILOVER)
     on another node: every node gives its slots to one node and takes
     another's, announced as any slot move. The old primaries stop claiming
     their slots before the move is announced done, so no two nodes answer
-    for a slot at once. It needs every shard to have a replica: it runs on a
-    database of its own (the emulator's), since on a shared one the nodes
-    CL2 and CL4 add hold shards without one.
+    for a slot at once. Every shard has a replica, those of the nodes CL2
+    and CL4 add too.
 
     When the database fails over
     Then "app" needed no MOVED once SMIGRATED said where the slots went
@@ -106,7 +104,6 @@ Feature: OSS Cluster API: hash slots that move between nodes
     Then "app" needed no MOVED once SMIGRATED said where the slots went
     And the claim fails that "naive" needed no MOVED once SMIGRATED said where the slots went, saying "with MOVED after"
 
-  @emulator
   Scenario: CL11 negative control: a cluster client that ignores SMIGRATED keeps being redirected after every primary fails over
     CL9's failover, for a client with notifications disabled that learns
     each slot's new node only from its own MOVED: the server redirects its
@@ -119,7 +116,6 @@ Feature: OSS Cluster API: hash slots that move between nodes
     Then "app" needed no MOVED once SMIGRATED said where the slots went
     And the claim fails that "naive" needed no MOVED once SMIGRATED said where the slots went, saying "with MOVED after"
 
-  @emulator
   Scenario: CL12 a sharded channel's subscriber keeps receiving when every primary fails over
     Each shard's replica, on another node, takes over its slots, and a node
     may leave the slot map. The subscription goes where its slot went: the

@@ -476,3 +476,55 @@ async fn a_sharded_subscription_of_several_slots_survives_a_failover() {
     assert!(sub.closed_at().is_none());
     emu.shutdown().await;
 }
+
+/// A replicated cluster database stays one after its topology changes: the
+/// shard a new node brings has a replica on another node, and a failover of
+/// the database fails over every shard that serves slots, leaving one that
+/// gave them all away (a failover of it alone is refused, and says why).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_shard_has_a_replica_and_a_failover_leaves_an_empty_shard_be() {
+    let (emu, db) = two_shard_cluster(true).await;
+    // A node hands all its slots to a new node and leaves.
+    let moved = spawn_action(
+        &emu,
+        json!({"type": "slot_migrate", "parameters": {
+            "bdb_id": db.id(), "effect": "remove-add", "trigger": "migrate"}}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let sets = db.shard_sets().await;
+    assert_eq!(sets.len(), 3, "{moved}");
+    let joined = &sets[2];
+    let replica_node = joined.replica_node.expect("the new shard has a replica");
+    assert_ne!(replica_node, joined.primary_node, "{sets:?}");
+    let map = db.slot_map().await.unwrap();
+    let serving = map.serving_sets();
+    let empty: Vec<usize> = (0..sets.len()).filter(|i| !serving.contains(i)).collect();
+    assert_eq!(empty.len(), 1, "one shard gave every slot away: {sets:?}");
+    let empty_shard = sets[empty[0]].primary_id;
+
+    let refused = spawn_action(
+        &emu,
+        json!({"type": "failover", "parameters": {"bdb_id": db.id(), "shard_id": empty_shard}}),
+    )
+    .await
+    .unwrap()
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("holds no hash slot"), "{refused}");
+
+    let out = spawn_action(
+        &emu,
+        json!({"type": "failover", "parameters": {"bdb_id": db.id()}}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let failed_over = out["shards"].as_array().unwrap();
+    assert_eq!(failed_over.len(), 2, "{out}");
+    let after = db.shard_sets().await;
+    // The joined shard's replica took over, on its own node.
+    assert_eq!(after[2].primary_node, replica_node, "{after:?}");
+    emu.shutdown().await;
+}

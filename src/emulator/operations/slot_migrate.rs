@@ -105,7 +105,22 @@ pub async fn fail_over_shards(
     shard_id: Option<u32>,
 ) -> Result<Value, ActionError> {
     let mut shards = db.shards.lock().await;
-    let sets = super::selected(&shards, shard_id, db)?;
+    let mut sets = super::selected(&shards, shard_id, db)?;
+    let map = db.slot_map().await.expect("an OSS Cluster API route");
+    // A shard that gave every slot away (its node left, or handed them to
+    // another) serves nothing: a failover of the database leaves it be, and
+    // one of it alone has nothing to move.
+    let serving = map.serving_sets();
+    match shard_id {
+        None => sets.retain(|i| serving.contains(i)),
+        Some(id) if !sets.iter().all(|i| serving.contains(i)) => {
+            return Err(ActionError::Invalid(format!(
+                "shard {id} of database {} holds no hash slot (it gave them away): a failover of it would move nothing",
+                db.shared.id
+            )))
+        }
+        Some(_) => {}
+    }
     let no_replica: Vec<u32> = sets
         .iter()
         .filter(|&&i| shards.sets[i].replica.is_none())
@@ -117,7 +132,6 @@ pub async fn fail_over_shards(
             db.shared.id
         )));
     }
-    let map = db.slot_map().await.expect("an OSS Cluster API route");
     let plan = crate::emulator::slot_plan::Plan {
         moves: Vec::new(),
         failovers: sets,
@@ -177,6 +191,20 @@ async fn run_plan(
             return Err(failed(e));
         }
         db.shared.set_shard_node(new.addr, node);
+        // A replicated database's new shard gets its replica, on another
+        // node, as every other shard has one: a later failover finds it.
+        let replicated = shards.sets.iter().any(|s| s.replica.is_some());
+        let elsewhere = db.shared.serving_nodes().into_iter().find(|n| *n != node);
+        let replica = match (replicated, elsewhere) {
+            (true, Some(at)) => match super::takeover::new_replica(emu, db, at, &new).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    new.stop().await;
+                    return Err(failed(e.context("a replica for the new node's shard")));
+                }
+            },
+            _ => None,
+        };
         {
             let mut route = db.shared.route.write().await;
             route.upstreams.push(new.addr);
@@ -184,7 +212,7 @@ async fn run_plan(
         }
         shards.sets.push(ShardSet {
             primary: new,
-            replica: None,
+            replica,
             slots: (0, 0),
         });
         db.listen_on(node).await.map_err(failed)?;
