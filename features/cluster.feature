@@ -37,6 +37,7 @@ Feature: OSS Cluster API: hash slots that move between nodes
     And every acknowledged write is readable
     And the shards hold every moved slot's keys on the node it moved to, and none on the node it left
     And the slot map of "app" matches the cluster's
+    And "app" let go of its connections to the node that left, before the node stopped
 
   Scenario: CL4 a node hands its slots to a new node and leaves
     When a node hands all its slots to a new node and leaves the cluster
@@ -45,6 +46,7 @@ Feature: OSS Cluster API: hash slots that move between nodes
     And every acknowledged write is readable
     And the shards hold every moved slot's keys on the node it moved to, and none on the node it left
     And the slot map of "app" matches the cluster's
+    And "app" let go of its connections to the node that left, before the node stopped
 
   Scenario: CL5 a move announced by both nodes updates the slot map once
     When half of one node's slots move to another node

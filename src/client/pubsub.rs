@@ -237,6 +237,24 @@ mod tests {
         s.add(ChannelKind::Channel, "a");
         s.add(ChannelKind::Channel, "a");
         s.add(ChannelKind::Sharded, "a");
-        assert_eq!(s.held().len(), 2);
+        s.add(ChannelKind::Channel, "b");
+        let mut held = s.held();
+        held.sort_by_key(|(k, c)| (k.as_str(), c.clone()));
+        assert_eq!(
+            held,
+            [
+                (ChannelKind::Channel, "a".to_string()),
+                (ChannelKind::Channel, "b".to_string()),
+                (ChannelKind::Sharded, "a".to_string())
+            ]
+        );
+        // Let go of once: held no more, and a second time is not held.
+        assert!(s.remove(ChannelKind::Channel, "a"));
+        assert!(!s.remove(ChannelKind::Channel, "a"));
+        assert!(s.remove(ChannelKind::Sharded, "a"));
+        assert_eq!(s.held(), [(ChannelKind::Channel, "b".to_string())]);
+        assert!(s.any());
+        assert!(s.remove(ChannelKind::Channel, "b"));
+        assert!(!s.any());
     }
 }

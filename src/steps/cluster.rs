@@ -252,6 +252,36 @@ async fn then_no_moved_after(w: &mut MaintWorld, client: String) -> StepResult {
     Ok(())
 }
 
+/// The server decides: the client closed every connection it had to the
+/// node the last slot migration took out of the cluster (its `left_node`),
+/// before that node stopped (waits until none is open there).
+#[then(expr = "{string} let go of its connections to the node that left, before the node stopped")]
+async fn then_let_go_of_left_node(w: &mut MaintWorld, client: String) -> StepResult {
+    let left = w
+        .last_action("slot_migrate")?
+        .status
+        .as_ref()
+        .and_then(|s| s.output.as_ref())
+        .and_then(|o| o["left_node"].as_u64())
+        .ok_or_else(|| {
+            anyhow!("the last slot migration took no node out of the cluster (no left_node); use it after a node leaves")
+        })? as usize;
+    let name = w.server_name(&client)?;
+    let Some(r) = w
+        .settled_record(&client, |r, _| {
+            timeline::server::none_open_on(r, &name, left)
+        })
+        .await?
+    else {
+        w.not_checked(&format!(
+            "who closed the connections of {client:?} to node {left}, which left the cluster"
+        ));
+        return Ok(());
+    };
+    timeline::server::let_go_of_node(&r, &name, left).map_err(|e| w.unmet(&client, e))?;
+    Ok(())
+}
+
 /// The shards themselves decide: for each move of the last slot migration,
 /// `CLUSTER COUNTKEYSINSLOT` on the primaries of both nodes, slot by slot.
 #[then(

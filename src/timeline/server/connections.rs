@@ -126,3 +126,40 @@ pub fn cut_and_reconnected(record: &DatabaseRecord, name: &str) -> Claim {
     }
     Ok(())
 }
+
+/// No connection of `name` is open on `node` any more.
+pub fn none_open_on(record: &DatabaseRecord, name: &str, node: usize) -> bool {
+    !record.named(name).any(|c| c.node == node && c.is_open())
+}
+
+/// `name` let go of every connection it had on `node` (a node that left
+/// the cluster) itself: each one is closed, by the client, none left for
+/// the node to close when it stopped.
+pub fn let_go_of_node(record: &DatabaseRecord, name: &str, node: usize) -> Claim {
+    let on_node: Vec<_> = record.named(name).filter(|c| c.node == node).collect();
+    let open: Vec<String> = on_node
+        .iter()
+        .filter(|c| c.is_open())
+        .map(|c| c.describe())
+        .collect();
+    if !open.is_empty() {
+        unmet!(
+            "{} connection(s) of {name:?} still open on node {node}, which left the cluster:\n  {}",
+            open.len(),
+            open.join("\n  ")
+        );
+    }
+    let cut: Vec<String> = on_node
+        .iter()
+        .filter(|c| c.closed_by != Some(CloseCause::Client))
+        .map(|c| c.describe())
+        .collect();
+    if !cut.is_empty() {
+        unmet!(
+            "{name:?} left {} connection(s) on node {node}, which left the cluster, for the server to close:\n  {}",
+            cut.len(),
+            cut.join("\n  ")
+        );
+    }
+    Ok(())
+}

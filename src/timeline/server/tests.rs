@@ -378,3 +378,23 @@ fn a_push_the_client_read_is_one_the_server_wrote() {
         .0;
     assert!(e.ends_with("it wrote: nothing"), "{e}");
 }
+
+/// A client lets go of its connections to a node that left; one the node
+/// closed as it stopped, or one still open, is a connection left behind.
+#[test]
+fn a_client_lets_go_of_a_node_that_left() {
+    let gone = |id, by| conn(id, 1, 0, Some((2000 + id, by)));
+    let r = record(vec![gone(1, CloseCause::Client), conn(2, 2, 0, None)]);
+    assert!(none_open_on(&r, "app", 1));
+    let_go_of_node(&r, "app", 1).unwrap();
+    let r = record(vec![
+        gone(1, CloseCause::Client),
+        gone(2, CloseCause::NodeLeft),
+    ]);
+    let e = let_go_of_node(&r, "app", 1).unwrap_err().0;
+    assert!(e.contains("left 1 connection(s) on node 1"), "{e}");
+    let r = record(vec![conn(1, 1, 0, None)]);
+    assert!(!none_open_on(&r, "app", 1));
+    let e = let_go_of_node(&r, "app", 1).unwrap_err().0;
+    assert!(e.contains("still open on node 1"), "{e}");
+}
