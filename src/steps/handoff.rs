@@ -173,13 +173,22 @@ async fn then_dropped(w: &mut MaintWorld, client: String) -> StepResult {
 /// grace end, a proxy restart, a node leaving, on an error).
 #[then(expr = "the server cut off no connection of {string}")]
 async fn then_none_cut_off(w: &mut MaintWorld, client: String) -> StepResult {
-    let Some(r) = w.server_record(&client).await? else {
+    let name = w.server_name(&client)?;
+    // Every move of the endpoint that found connections of the client has
+    // had its say: those it left on the old node are closed (by the client,
+    // or by the node at the grace end, recorded a moment after the action
+    // ended), and no more will come.
+    let Some(r) = w
+        .settled_record(&client, |r, now| {
+            server::moves_seen(r, &name).iter().all(|s| s.settled(now))
+        })
+        .await?
+    else {
         w.not_checked(&format!(
             "whether the server cut off a connection of {client:?}"
         ));
         return Ok(());
     };
-    let name = w.server_name(&client)?;
     server::none_cut_off(&r, &name).map_err(|e| w.unmet(&client, e))?;
     Ok(())
 }
