@@ -149,3 +149,22 @@ Feature: OSS Cluster API: hash slots that move between nodes
     And "app" publishes steadily to the channel "listener" subscribed to
     When the database fails over
     Then the claim fails that "listener" received every message "app" published while subscribed, and kept receiving after the move, saying "did not resume"
+
+  @emulator
+  Scenario: CL14 one node's SMIGRATED ends the relaxation of those slots on every node's connection, and no other
+    The nodes announce a move each on their own connections, and a node may
+    say SMIGRATED to its connections alone. The client ends every window an
+    SMIGRATING of the slots SMIGRATED names opened, whichever node's
+    connection it opened on, and keeps open the windows of slots still on
+    the move. Decided by requests: with every reply delayed beyond the
+    configured timeout, a request on each connection is answered while a
+    window is open, and times out once none is (the traffic stops first,
+    so that only the probes are delayed).
+
+    When the emulator sends SMIGRATING of slots 0-99 from every node
+    And the emulator sends SMIGRATING of slots 200-299 from every node
+    And the emulator sends SMIGRATED of slots 0-99 from the node that holds them, to that node's connections only
+    Then the traffic saw no errors
+    And "app" is still relaxed 1 s later
+    When the emulator sends SMIGRATED of slots 200-299 from the node that holds them, to that node's connections only
+    Then the timeouts of "app" are back to their configured values

@@ -528,3 +528,63 @@ async fn a_joined_shard_has_a_replica_and_a_failover_leaves_an_empty_shard_be() 
     assert_eq!(after[2].primary_node, replica_node, "{after:?}");
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_sent_to_one_node_reaches_only_that_nodes_connections() {
+    let (emu, db) = two_shard_cluster(false).await;
+    let port = db.port();
+    let map = db.slot_map().await.unwrap();
+    let (first, second) = (map.node_of(0).index, map.node_of(16383).index);
+    let node = |i: usize| format!("127.0.{i}.1:{port}");
+    let on_first = RawConnection::connect(&node(first), true, Some(None))
+        .await
+        .unwrap();
+    let on_second = RawConnection::connect(&node(second), true, Some(None))
+        .await
+        .unwrap();
+    let send = |push: serde_json::Value, node: Option<usize>| {
+        let mut parameters = json!({"bdb_id": db.id(), "push": push});
+        if let Some(n) = node {
+            parameters["node_id"] = json!(n);
+        }
+        let action =
+            maint_e2e::Action::parse(&json!({"type": "send_push", "parameters": parameters}));
+        let emu = emu.clone();
+        async move { emu.run(&action.unwrap()).await }
+    };
+    let out = send(json!(["SMIGRATING", 41, "0-99"]), Some(first))
+        .await
+        .unwrap();
+    assert_eq!(out["node_id"], json!(first), "{out}");
+    send(json!(["SMIGRATING", 42, "200-299"]), None)
+        .await
+        .unwrap();
+    let within = Duration::from_secs(5);
+    on_first
+        .wait_until_count(within, Kind::SMigrating, 2)
+        .await
+        .unwrap();
+    on_second
+        .wait_until_count(within, Kind::SMigrating, 1)
+        .await
+        .unwrap();
+    let seqs = |c: &RawConnection| -> Vec<i64> {
+        c.pushes()
+            .into_iter()
+            .filter_map(|(_, n)| n.ok().flatten().map(|n| n.seq()))
+            .collect()
+    };
+    // The other node's connection heard only the push sent to every node.
+    assert_eq!(
+        (seqs(&on_first), seqs(&on_second)),
+        (vec![41, 42], vec![42])
+    );
+    // A node that does not exist is refused, saying which do.
+    let bad = send(json!(["SMIGRATING", 43, "0"]), Some(9))
+        .await
+        .unwrap_err();
+    assert!(
+        bad.to_string().contains("node_id 9 does not exist"),
+        "{bad}"
+    );
+}

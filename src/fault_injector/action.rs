@@ -264,6 +264,9 @@ pub enum Action {
         bdb_id: BdbId,
         /// The elements, such as `["MOVING", 7, 15, null]`.
         push: Vec<Value>,
+        /// Only to the connections on this node (default: every node's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_id: Option<NodeRef>,
     },
     /// Several actions in order.
     SequenceOfActions {

@@ -349,3 +349,90 @@ async fn keys_in_slots(addrs: &[String], slots: &[u16]) -> Result<u64> {
     }
     Ok(total)
 }
+
+/// The nodes that serve slots now, as the cluster names them: each node's
+/// address in `CLUSTER SLOTS`, with the emulator's node index (its
+/// internal address is `127.0.<index>.1`).
+async fn serving_nodes(w: &MaintWorld) -> Result<Vec<(usize, String)>> {
+    let mut nodes: Vec<(usize, String)> = Vec::new();
+    for (_, _, addr) in w.cluster_slot_map().await? {
+        let index = addr
+            .strip_prefix("127.0.")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(n, _)| n.parse().ok())
+            .ok_or_else(|| {
+                anyhow!("the cluster names node {addr}, not an emulator node's internal address (127.0.<n>.1:port); this step needs the emulator's internal-ip form")
+            })?;
+        if !nodes.iter().any(|(i, _)| *i == index) {
+            nodes.push((index, addr));
+        }
+    }
+    Ok(nodes)
+}
+
+/// The sequence number of the SMIGRATING of `slots` a node sends (its
+/// SMIGRATED: one more, as servers number them): each node its own.
+fn smigrating_seq(slots: &[(u16, u16)], node: usize) -> i64 {
+    let first = slots.first().map_or(0, |r| r.0);
+    20_000 + i64::from(first) * 10 + node as i64 * 2
+}
+
+fn slots_param(slots: &str) -> Result<Vec<(u16, u16)>> {
+    let parsed = crate::notification::parse_slots(slots).map_err(|e| anyhow!("{e:?}"))?;
+    if parsed.is_empty() {
+        anyhow::bail!("name the slots, such as 0-99");
+    }
+    Ok(parsed)
+}
+
+/// SMIGRATING of `slots` from every node that serves slots, each its own
+/// push and sequence number, as a slot migration announces it (emulator
+/// only); nothing moves.
+#[when(expr = "the emulator sends SMIGRATING of slots {word} from every node")]
+async fn when_smigrating_everywhere(w: &mut MaintWorld, slots: String) -> StepResult {
+    w.emulator()?;
+    let ranges = slots_param(&slots)?;
+    for (node, _) in serving_nodes(w).await? {
+        let n = crate::notification::Notification::SMigrating {
+            seq: smigrating_seq(&ranges, node),
+            slots: slots.clone(),
+        };
+        w.send_push_to(&n, Some(node)).await?;
+    }
+    Ok(())
+}
+
+/// SMIGRATED of `slots` (they stay on the node that holds them) from that
+/// node alone, to its own connections only (emulator only): the other
+/// nodes' connections never hear of it.
+#[when(
+    expr = "the emulator sends SMIGRATED of slots {word} from the node that holds them, to that node's connections only"
+)]
+async fn when_smigrated_from_one(w: &mut MaintWorld, slots: String) -> StepResult {
+    w.emulator()?;
+    let ranges = slots_param(&slots)?;
+    let map = w.cluster_slot_map().await?;
+    let holder = map
+        .iter()
+        .find(|(a, b, _)| *a <= ranges[0].0 && ranges[0].0 <= *b)
+        .map(|(_, _, addr)| addr.clone())
+        .ok_or_else(|| anyhow!("no node holds slot {}", ranges[0].0))?;
+    let (node, addr) = serving_nodes(w)
+        .await?
+        .into_iter()
+        .find(|(_, a)| *a == holder)
+        .ok_or_else(|| anyhow!("node {holder} is not in the slot map"))?;
+    let here = crate::notification::Endpoint::parse(&addr)?
+        .ok_or_else(|| anyhow!("the cluster names node {addr:?}, not an address"))?;
+    let n = crate::notification::Notification::SMigrated {
+        seq: smigrating_seq(&ranges, node) + 1,
+        moves: vec![crate::notification::SlotMove {
+            source: here.clone(),
+            target: here,
+            slots,
+        }],
+        rejected: Vec::new(),
+    };
+    w.send_push_to(&n, Some(node)).await?;
+    Ok(())
+}

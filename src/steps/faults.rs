@@ -234,6 +234,7 @@ async fn when_send_raw_push(w: &mut MaintWorld, json: String) -> StepResult {
     w.run_action(|bdb| Action::SendPush {
         bdb_id: BdbId(bdb),
         push,
+        node_id: None,
     })
     .await?;
     Ok(())

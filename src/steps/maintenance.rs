@@ -313,12 +313,20 @@ impl MaintWorld {
     /// Sends `n` through the emulator and waits until every client of the
     /// scenario received it.
     pub async fn send_push(&mut self, n: &Notification) -> Result<()> {
+        self.send_push_to(n, None).await
+    }
+
+    /// Sends `n` through the emulator to the connections on `node` (every
+    /// node's, when `None`) and waits until every client of the scenario
+    /// received it.
+    pub async fn send_push_to(&mut self, n: &Notification, node: Option<usize>) -> Result<()> {
         let Value::Array(push) = n.to_json() else {
             fail!("{n} does not make a push");
         };
         self.run_action(|bdb| Action::SendPush {
             bdb_id: BdbId(bdb),
             push,
+            node_id: node.map(crate::fault_injector::NodeRef),
         })
         .await?;
         let names: Vec<String> = self.clients.keys().cloned().collect();

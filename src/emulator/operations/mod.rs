@@ -186,9 +186,13 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
         Action::SendPush {
             bdb_id,
             push: elements,
+            node_id,
         } => {
             let db = emu.existing_database(bdb_id.0)?;
-            push::send(&db, elements)
+            let node = node_id
+                .map(|n| check_node(emu, n.0, "node_id"))
+                .transpose()?;
+            push::send(&db, elements, node)
         }
         Action::CreateDatabase { database_config } => databases::create(emu, database_config).await,
         Action::DeleteDatabase {

@@ -1,17 +1,18 @@
 //! `send_push`: one push frame, built from JSON, to every opted-in
-//! connection of a database (to test how clients take malformed or unknown
-//! notifications).
+//! connection of a database, or of one of its nodes (to test how clients
+//! take malformed or unknown notifications, or one node's word alone).
 
 use serde_json::{json, Value};
 
 use crate::emulator::database::Announcement;
-use crate::emulator::{ActionError, Database};
+use crate::emulator::{ActionError, Database, Node};
 
-/// Sends the push `elements` make to every opted-in connection of `db`.
-pub fn send(db: &Database, elements: &[Value]) -> Result<Value, ActionError> {
+/// Sends the push `elements` make to every opted-in connection of `db` (on
+/// `node` only, when given).
+pub fn send(db: &Database, elements: &[Value], node: Option<Node>) -> Result<Value, ActionError> {
     let frame = push_frame(elements)?;
-    db.shared.announce(Announcement::Raw(frame.clone()), None);
-    Ok(json!({ "bytes": String::from_utf8_lossy(&frame) }))
+    db.shared.announce(Announcement::Raw(frame.clone()), node);
+    Ok(json!({ "bytes": String::from_utf8_lossy(&frame), "node_id": node.map(|n| n.index) }))
 }
 
 /// Encodes JSON elements as one RESP3 push frame.
