@@ -46,6 +46,7 @@ pub use tracker::Tracker;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod driver;
 pub mod duration_text;
 pub mod emulator;
 pub mod fault_injector;

@@ -138,6 +138,13 @@ pub enum EventKind {
         /// `host:port`.
         endpoint: String,
     },
+    /// What a client under test in another process let its driver see (a
+    /// relaxation it reported, a notification it handled), in the driver's
+    /// words: it explains a failure, it never decides a claim.
+    Observed {
+        /// What the driver saw.
+        what: String,
+    },
 }
 
 /// One event.

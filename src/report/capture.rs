@@ -467,6 +467,7 @@ fn connection_story(
                 "redirected",
                 format!("{kind} slot {slot}: followed to {endpoint}"),
             ),
+            EventKind::Observed { what } => mark("observed", format!("the driver saw: {what}")),
         }
     }
     if let Some((from, during)) = relaxed {
