@@ -99,34 +99,127 @@ impl Suite {
         } else {
             cucumber.with_cli(cli::Opts::default())
         };
+        // A client under test through a driver runs the scenarios it can
+        // express; the others are listed as not applicable, with why.
+        let driven = match crate::driver::selected() {
+            Some(name) => Some(driver_greeting(&name).await?),
+            None => None,
+        };
+        let not_applicable =
+            std::sync::Arc::new(std::sync::Mutex::new(Vec::<NotApplicable>::new()));
+        let na = not_applicable.clone();
         let writer = cucumber
-            .filter_run(&self.features, move |_, _, sc| {
-                !(external && sc.tags.iter().any(|t| t == "emulator"))
+            .filter_run(&self.features, move |feature, rule, sc| {
+                if external && sc.tags.iter().any(|t| t == "emulator") {
+                    return false;
+                }
+                let Some((client, settings)) = &driven else {
+                    return true;
+                };
+                let steps = feature
+                    .background
+                    .iter()
+                    .chain(rule.and_then(|r| r.background.as_ref()))
+                    .flat_map(|b| b.steps.iter())
+                    .chain(sc.steps.iter());
+                match crate::driver::applicable::not_applicable(steps, client, settings) {
+                    None => true,
+                    Some(reason) => {
+                        na.lock().unwrap().push(NotApplicable {
+                            feature: feature.path.clone().unwrap_or_default(),
+                            line: sc.position.line,
+                            scenario: sc.name.clone(),
+                            client: client.clone(),
+                            reason,
+                        });
+                        false
+                    }
+                }
             })
             .await;
         let passed = !writer.execution_has_failed();
         drop(writer);
-        self.complete_junit()?;
+        let not_applicable = std::mem::take(&mut *not_applicable.lock().unwrap());
+        report_not_applicable(&not_applicable);
+        self.complete_junit(&not_applicable)?;
         Ok(passed)
     }
 
     /// Adds to the JUnit file what cucumber's writer cannot know: the claims
     /// each scenario could not check against its target (read back from the
     /// living document's `report.json`).
-    fn complete_junit(&self) -> Result<()> {
-        let json = self.report_dir.join("report.json");
-        let Ok(text) = std::fs::read_to_string(&json) else {
-            return Ok(());
-        };
-        let run: crate::report::Run = serde_json::from_str(&text)
-            .with_context(|| format!("reading back {}", json.display()))?;
-        let xml = std::fs::read_to_string(&self.junit)
+    fn complete_junit(&self, not_applicable: &[NotApplicable]) -> Result<()> {
+        let mut xml = std::fs::read_to_string(&self.junit)
             .with_context(|| format!("reading back {}", self.junit.display()))?;
-        std::fs::write(
-            &self.junit,
-            crate::report::junit::mark_not_checked(&xml, &run),
-        )
-        .with_context(|| format!("completing {}", self.junit.display()))
+        let json = self.report_dir.join("report.json");
+        if let Ok(text) = std::fs::read_to_string(&json) {
+            let run: crate::report::Run = serde_json::from_str(&text)
+                .with_context(|| format!("reading back {}", json.display()))?;
+            xml = crate::report::junit::mark_not_checked(&xml, &run);
+        }
+        let cases: Vec<(String, String, String)> = not_applicable
+            .iter()
+            .map(|n| {
+                (
+                    format!("{}:{}", n.feature.display(), n.line),
+                    n.scenario.clone(),
+                    format!("not applicable to {}: {}", n.client, n.reason),
+                )
+            })
+            .collect();
+        xml = crate::report::junit::add_not_applicable(&xml, &cases);
+        std::fs::write(&self.junit, xml)
+            .with_context(|| format!("completing {}", self.junit.display()))
+    }
+}
+
+/// A scenario a client under test through a driver cannot run.
+#[derive(Clone, Debug)]
+pub struct NotApplicable {
+    /// Its feature file.
+    pub feature: PathBuf,
+    /// Its line there.
+    pub line: usize,
+    /// Its name.
+    pub scenario: String,
+    /// The client (`redis-py`).
+    pub client: String,
+    /// Why, naming the first step or setting that makes it so.
+    pub reason: String,
+}
+
+/// Starts driver `name` once to read what it is and which settings it maps.
+async fn driver_greeting(name: &str) -> Result<(String, Vec<String>)> {
+    let process = crate::driver::start(name, std::sync::Arc::new(crate::client::NoEvents))
+        .await
+        .with_context(|| format!("starting the {name} driver ({})", crate::driver::CLIENT_ENV))?;
+    let greeting = (
+        format!("{} {}", process.client, process.version),
+        process.settings.clone(),
+    );
+    process.stop().await;
+    println!("Client under test: {} (through its driver)", greeting.0);
+    Ok(greeting)
+}
+
+/// Lists the scenarios not applicable to the client under test, counted.
+fn report_not_applicable(list: &[NotApplicable]) {
+    let Some(first) = list.first() else {
+        return;
+    };
+    println!(
+        "\n{} scenario(s) not applicable to {} (not run, not passed):",
+        list.len(),
+        first.client
+    );
+    for n in list {
+        println!(
+            "  {}:{} {}\n    {}",
+            n.feature.display(),
+            n.line,
+            n.scenario,
+            n.reason
+        );
     }
 }
 

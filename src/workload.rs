@@ -10,7 +10,47 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+
 use crate::client::{Client, ClientError};
+
+/// What the traffic sends its requests through: the suite's own client, or
+/// a client under test in another process, through its driver.
+pub trait Requests: Send + Sync + 'static {
+    /// Sends `cmd`; its reply, or how it failed.
+    fn request<'a>(
+        &'a self,
+        cmd: &'a redis::Cmd,
+    ) -> BoxFuture<'a, Result<redis::Value, ClientError>>;
+}
+
+impl Requests for Client {
+    fn request<'a>(
+        &'a self,
+        cmd: &'a redis::Cmd,
+    ) -> BoxFuture<'a, Result<redis::Value, ClientError>> {
+        self.query::<redis::Value>(cmd).boxed()
+    }
+}
+
+impl Requests for crate::driver::DriverClient {
+    fn request<'a>(
+        &'a self,
+        cmd: &'a redis::Cmd,
+    ) -> BoxFuture<'a, Result<redis::Value, ClientError>> {
+        self.query(cmd).boxed()
+    }
+}
+
+/// `cmd` through `client`, its reply read as a `T`.
+async fn typed<T: redis::FromRedisValue>(
+    client: &dyn Requests,
+    cmd: &redis::Cmd,
+) -> Result<T, ClientError> {
+    let v = client.request(cmd).await?;
+    T::from_redis_value(v).map_err(|e| ClientError::Server(e.to_string()))
+}
 
 /// One failed operation.
 #[derive(Clone, Debug)]
@@ -131,7 +171,12 @@ pub struct Workload {
 impl Workload {
     /// Starts `tasks` loops writing `prefix:*` keys through `client`, pausing
     /// `pace` between operations.
-    pub fn start(client: Arc<Client>, prefix: &str, tasks: usize, pace: Duration) -> Workload {
+    pub fn start(
+        client: Arc<dyn Requests>,
+        prefix: &str,
+        tasks: usize,
+        pace: Duration,
+    ) -> Workload {
         let shared = Arc::new(Shared::default());
         let stop = CancellationToken::new();
         let handles = (0..tasks)
@@ -146,8 +191,8 @@ impl Workload {
                         let value = format!("v{i}");
                         let set = redis::cmd("SET").arg(&key).arg(&value).clone();
                         let sent = Instant::now();
-                        match client.query::<()>(&set).await {
-                            Ok(()) => {
+                        match client.request(&set).await {
+                            Ok(_) => {
                                 shared.ledger.lock().unwrap().insert(key.clone(), value.clone());
                                 shared.succeeded(sent);
                                 shared.ok.fetch_add(1, Ordering::Relaxed);
@@ -162,7 +207,7 @@ impl Workload {
                         }
                         let get = redis::cmd("GET").arg(&key).clone();
                         let sent = Instant::now();
-                        match client.query::<Option<String>>(&get).await {
+                        match typed::<Option<String>>(&*client, &get).await {
                             Ok(v) => {
                                 shared.succeeded(sent);
                                 shared.ok.fetch_add(1, Ordering::Relaxed);
@@ -203,7 +248,13 @@ impl Workload {
     /// (failover, migration), the server may end one early with `UNBLOCKED`:
     /// the server's answer, counted as answered; any other failure is an
     /// error of the traffic.
-    pub fn hold_requests(&mut self, client: Arc<Client>, prefix: &str, n: usize, hold: Duration) {
+    pub fn hold_requests(
+        &mut self,
+        client: Arc<dyn Requests>,
+        prefix: &str,
+        n: usize,
+        hold: Duration,
+    ) {
         self.concurrency += n;
         for t in 0..n {
             let (client, shared, stop) = (client.clone(), self.shared.clone(), self.stop.clone());
@@ -215,7 +266,7 @@ impl Workload {
                     .clone();
                 while !stop.is_cancelled() {
                     let sent = Instant::now();
-                    match client.query::<Option<Vec<String>>>(&blpop).await {
+                    match typed::<Option<Vec<String>>>(&*client, &blpop).await {
                         Ok(_) => {}
                         Err(ClientError::Server(e)) if e.starts_with("UNBLOCKED") => {}
                         Err(error) => {

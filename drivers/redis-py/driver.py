@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
+from redis.backoff import NoBackoff
 from redis.event import (
     EventDispatcher,
     EventListenerInterface,
@@ -23,6 +24,7 @@ from redis.event import (
     MaintenanceStartedEvent,
 )
 from redis.maint_notifications import EndpointType, MaintNotificationsConfig
+from redis.retry import Retry
 
 PROTOCOL = 1
 
@@ -43,6 +45,7 @@ SETTINGS = {
     "username",
     "password",
     "tls",
+    "retries",
 }
 
 # redis-py's notification classes, by the name the wire gives them.
@@ -149,8 +152,8 @@ class Driver:
             kwargs["socket_timeout"] = seconds(s["response_timeout"])
         if "connect_timeout" in s:
             kwargs["socket_connect_timeout"] = seconds(s["connect_timeout"])
-        if "pool_size" in s:
-            kwargs["max_connections"] = s["pool_size"]
+        if "retries" in s:
+            kwargs["retry"] = Retry(NoBackoff(), s["retries"])
         if "username" in s:
             kwargs["username"] = s["username"]
         if "password" in s:
@@ -158,12 +161,17 @@ class Driver:
         tls = s.get("tls")
         if tls:
             kwargs.update(
-                ssl=True,
+                connection_class=redis.SSLConnection,
                 ssl_ca_certs=tls.get("ca_file"),
                 ssl_certfile=tls.get("cert_file"),
                 ssl_keyfile=tls.get("key_file"),
             )
-        client = redis.Redis(**kwargs)
+        # At most pool_size connections; a request waits for a free one, as
+        # an application's threads share a pool.
+        pool = redis.BlockingConnectionPool(
+            max_connections=s.get("pool_size", 1), timeout=None, **kwargs
+        )
+        client = redis.Redis(connection_pool=pool)
         # Connected before the answer, as the suite's own clients are.
         client.ping()
         with self.lock:

@@ -5,9 +5,11 @@
 //! request of the traffic through it and times it, and records what the
 //! driver lets it see of the client as explanation ([`events`]).
 
+pub mod applicable;
 pub mod events;
 pub mod install;
 pub mod process;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,17 @@ use tokio::time::Instant;
 use crate::client::{ClientError, EventSink};
 pub use install::{prepare, Launch, DRIVERS};
 pub use process::{DriverError, DriverProcess, PROTOCOL};
+
+/// Names the client under test: unset, the suite's own; `redis-py`, the
+/// client of that driver.
+pub const CLIENT_ENV: &str = "MAINT_E2E_CLIENT";
+
+/// The driver `MAINT_E2E_CLIENT` selects, if any.
+pub fn selected() -> Option<String> {
+    std::env::var(CLIENT_ENV)
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+}
 
 /// Settings of a client made through a driver, as `create` sends them
 /// (protocol 1): only those set are sent; a driver refuses one its client

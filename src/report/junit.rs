@@ -74,6 +74,32 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Adds a test suite of the scenarios not applicable to the client under
+/// test (`(classname, name, reason)` each), every one skipped with its
+/// reason: counted, never passed.
+pub fn add_not_applicable(xml: &str, cases: &[(String, String, String)]) -> String {
+    if cases.is_empty() {
+        return xml.to_string();
+    }
+    let mut suite = format!(
+        r#"<testsuite name="not applicable" tests="{n}" skipped="{n}" failures="0" errors="0">"#,
+        n = cases.len()
+    );
+    for (class, name, reason) in cases {
+        suite += &format!(
+            r#"<testcase classname="{}" name="{}"><skipped message="{}"/></testcase>"#,
+            escape(class),
+            escape(name),
+            escape(reason)
+        );
+    }
+    suite += "</testsuite>";
+    match xml.rfind("</testsuites>") {
+        Some(at) => format!("{}{suite}{}", &xml[..at], &xml[at..]),
+        None => format!("{xml}{suite}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +151,20 @@ NOT CHECKED on this target: two
             r#"<testcase name="Scenario: CH3 c: features/a.feature:31:3" time="1"></testcase>"#
         ));
         assert_eq!(mark_not_checked(XML, &Run::default()), XML);
+    }
+
+    #[test]
+    fn scenarios_not_applicable_are_skipped_with_their_reason() {
+        let xml = "<testsuites><testsuite name=\"f\"></testsuite></testsuites>";
+        assert_eq!(add_not_applicable(xml, &[]), xml);
+        let out = add_not_applicable(
+            xml,
+            &[(
+                "features/a.feature:3".into(),
+                "CH1 <a>".into(),
+                "not applicable to redis-py: `Then x` is not expressible".into(),
+            )],
+        );
+        assert!(out.ends_with(r#"<testsuite name="not applicable" tests="1" skipped="1" failures="0" errors="0"><testcase classname="features/a.feature:3" name="CH1 &lt;a&gt;"><skipped message="not applicable to redis-py: `Then x` is not expressible"/></testcase></testsuite></testsuites>"#), "{out}");
     }
 }

@@ -154,6 +154,9 @@ impl MaintWorld {
         let mut options = self.suite_options();
         tweak(&mut options);
         self.resolve_settings(&mut options)?;
+        if let Some(driver) = crate::driver::selected() {
+            return self.create_driven(&driver, name, options).await;
+        }
         let client = self
             .env()?
             .factory
@@ -161,6 +164,41 @@ impl MaintWorld {
             .await
             .map_err(|e| anyhow!("creating client {name:?}: {}", e.chain()))?;
         self.add_client(name, Ok(client))
+    }
+
+    /// Creates client `name` through `driver`, its own process: what the
+    /// client lets the driver see goes on the timeline.
+    async fn create_driven(
+        &mut self,
+        driver: &str,
+        name: &str,
+        options: ClientOptions,
+    ) -> anyhow::Result<()> {
+        if self.clients.contains_key(name) {
+            fail!("a client named {name:?} exists already in this scenario");
+        }
+        let env = self.env()?;
+        let settings = crate::driver::settings::settings_for(
+            &options,
+            &self.suite_options(),
+            env.factory.database(),
+            env.factory.server_name(name),
+        )
+        .map_err(|reason| anyhow!("not applicable to {driver}: {reason}"))?;
+        let process =
+            std::sync::Arc::new(crate::driver::start(driver, self.tracker.clone()).await?);
+        let client = crate::driver::DriverClient::create(process.clone(), name, settings)
+            .await
+            .map_err(|e| anyhow!("creating client {name:?}: {e}"))?;
+        self.clients.insert(
+            name.to_string(),
+            super::ClientUnderTest {
+                driven: Some((std::sync::Arc::new(client), process)),
+                options: Some(options),
+                ..super::ClientUnderTest::default()
+            },
+        );
+        Ok(())
     }
 }
 

@@ -119,6 +119,14 @@ pub struct Traffic {
 pub struct ClientUnderTest {
     /// The client, once it connected.
     pub client: Option<Arc<Client>>,
+    /// The client under test through a driver (`MAINT_E2E_CLIENT`), once it
+    /// connected, with its driver's process (one per client).
+    pub driven: Option<(
+        Arc<crate::driver::DriverClient>,
+        Arc<crate::driver::DriverProcess>,
+    )>,
+    /// The options it was made with.
+    pub options: Option<ClientOptions>,
     /// Why connecting failed, when it did.
     pub refusal: Option<Refusal>,
     /// Connections steps opened, in order.
@@ -159,6 +167,12 @@ impl ClientUnderTest {
         }
         if let Some(c) = &self.client {
             c.close().await;
+        }
+        if let Some((c, process)) = &self.driven {
+            if let Err(e) = c.close().await {
+                tracing::warn!("closing {}: {e}", c.name);
+            }
+            process.stop().await;
         }
     }
 }
@@ -270,6 +284,13 @@ impl MaintWorld {
     /// A connected client by name.
     pub fn client(&self, name: &str) -> Result<Arc<Client>> {
         let r = self.record(name)?;
+        if let Some((_, process)) = &r.driven {
+            fail!(
+                "{name:?} is {} {}, through its driver: this step reads the suite's own client from inside",
+                process.client,
+                process.version
+            );
+        }
         r.client.clone().ok_or_else(|| {
             anyhow!(
                 "client {name:?} did not connect: {}",
@@ -278,6 +299,22 @@ impl MaintWorld {
                     .map_or("no attempt made", |r| r.error.as_str())
             )
         })
+    }
+
+    /// What the traffic of a connected client sends its requests through.
+    pub fn requests(&self, name: &str) -> Result<Arc<dyn crate::workload::Requests>> {
+        match &self.record(name)?.driven {
+            Some((c, _)) => Ok(c.clone()),
+            None => Ok(self.client(name)?),
+        }
+    }
+
+    /// The options a client was made with.
+    pub fn options_of(&self, name: &str) -> Result<ClientOptions> {
+        match &self.record(name)?.options {
+            Some(o) => Ok(o.clone()),
+            None => Ok(self.client(name)?.options().clone()),
+        }
     }
 
     /// The ids of the connections of a connected client.
@@ -376,9 +413,13 @@ impl MaintWorld {
                         .collect(),
                 });
             }
-            let settings = match (&r.client, &r.refusal) {
-                (Some(c), _) => c
-                    .options()
+            let options = r
+                .client
+                .as_ref()
+                .map(|c| c.options().clone())
+                .or(r.options.clone());
+            let settings = match (&options, &r.refusal) {
+                (Some(o), _) => o
                     .describe()
                     .into_iter()
                     .filter(|s| !defaults.contains(s))
@@ -389,6 +430,16 @@ impl MaintWorld {
                 }
                 (None, None) => Vec::new(),
             };
+            let mut settings = settings;
+            if let Some((_, p)) = &r.driven {
+                settings.insert(
+                    0,
+                    report::Setting::new(
+                        "client under test",
+                        format!("{} {} (driver)", p.client, p.version),
+                    ),
+                );
+            }
             clients.push((name.clone(), settings));
         }
         // Clients the steps make for themselves (the reader of acknowledged

@@ -110,6 +110,29 @@ impl MaintWorld {
         Ok(())
     }
 
+    /// For a client through a driver, whose reading of pushes nobody sees:
+    /// the server wrote `first` (and `second` with the next sequence
+    /// number, when given) to one of its connections, waiting until it has.
+    pub async fn server_wrote_kinds(
+        &self,
+        client: &str,
+        first: crate::notification::Kind,
+        second: Option<crate::notification::Kind>,
+    ) -> Result<()> {
+        let name = self.server_name(client)?;
+        let (a, b) = (first.as_str(), second.map(|k| k.as_str()));
+        let Some(r) = self
+            .settled_record(client, |r, _| server::wrote_pair(r, &name, a, b).is_ok())
+            .await?
+        else {
+            anyhow::bail!(
+                "a client through a driver is judged by the server's record, and this target keeps none"
+            );
+        };
+        server::wrote_pair(&r, &name, a, b).map_err(|e| self.unmet(client, e))?;
+        Ok(())
+    }
+
     /// The server wrote no push of `kind` (none at all, when `None`) to any
     /// connection of `client`, decodable or not, set-up replays included.
     pub async fn server_sent_none(&self, client: &str, kind: Option<Kind>) -> Result<()> {

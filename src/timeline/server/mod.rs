@@ -330,7 +330,7 @@ pub fn at_moving_endpoint(c: &ConnectionRecord, to: usize, named: Option<&str>) 
 
 /// Every connection of `name` open now is one of `expected` on the node the
 /// endpoint moved to, at the address MOVING named ([`at_moving_endpoint`]).
-pub fn uses_moving_endpoint(record: &DatabaseRecord, name: &str, expected: usize) -> Claim {
+pub fn uses_moving_endpoint(record: &DatabaseRecord, name: &str, expected: Option<usize>) -> Claim {
     let (_, to, named) = moving_named(record, name)?;
     let open: Vec<&ConnectionRecord> = record.named(name).filter(|c| c.is_open()).collect();
     for c in &open {
@@ -340,10 +340,15 @@ pub fn uses_moving_endpoint(record: &DatabaseRecord, name: &str, expected: usize
             ))
         })?;
     }
-    if open.len() != expected {
+    let counted = match expected {
+        Some(n) => open.len() == n,
+        None => !open.is_empty(),
+    };
+    if !counted {
         unmet!(
-            "the server holds {} open connection(s) of {name:?}, {expected} expected:\n  {}",
+            "the server holds {} open connection(s) of {name:?}, {} expected:\n  {}",
             open.len(),
+            expected.map_or("at least one".to_string(), |n| n.to_string()),
             open.iter()
                 .map(|c| c.describe())
                 .collect::<Vec<_>>()
@@ -405,6 +410,35 @@ pub fn wrote_to_one_connection(
             true => "nothing".to_string(),
             false => written.join(", "),
         }
+    );
+}
+
+/// The server wrote `first` and then `second`, with the next sequence
+/// number, to one connection of `name` (a pair of each, `second` absent:
+/// `first` alone); returns the sequence numbers written.
+pub fn wrote_pair(
+    record: &DatabaseRecord,
+    name: &str,
+    first: &str,
+    second: Option<&str>,
+) -> Claim<(i64, Option<i64>)> {
+    for c in record.named(name) {
+        for a in c.pushes_of(first).filter_map(|p| p.seq) {
+            let Some(second) = second else {
+                return Ok((a, None));
+            };
+            if c.pushes_of(second).any(|p| p.seq == Some(a + 1)) {
+                return Ok((a, Some(a + 1)));
+            }
+        }
+    }
+    let what = match second {
+        Some(s) => format!("{first} then {s} with the next sequence number"),
+        None => first.to_string(),
+    };
+    unmet!(
+        "the server's record shows no connection of {name:?} written {what}; it wrote {} push(es) to its connections",
+        pushes_sent(record, name, None)
     );
 }
 

@@ -79,7 +79,7 @@ fn handed_off() -> DatabaseRecord {
 fn connections_that_moved_before_the_grace_ended_handed_off() {
     let r = handed_off();
     handed_off_by_server(&r, "app").unwrap();
-    uses_moving_endpoint(&r, "app", 2).unwrap();
+    uses_moving_endpoint(&r, "app", Some(2)).unwrap();
     newest_at_moving_endpoint(&r, "app").unwrap();
     assert!(handoffs_settled(&r, "app", t(1400)));
     assert_eq!(pushes_sent(&r, "app", Some("moving")), 2);
@@ -114,7 +114,7 @@ fn a_client_that_stays_until_the_server_cuts_it_off_did_not_hand_off() {
     ]);
     let e = handed_off_by_server(&r, "app").unwrap_err().0;
     assert!(e.contains("closed 2 of the 2 connection(s)"), "{e}");
-    let e = uses_moving_endpoint(&r, "app", 2).unwrap_err().0;
+    let e = uses_moving_endpoint(&r, "app", Some(2)).unwrap_err().0;
     assert!(e.contains("sent no MOVING"), "{e}");
     cut_at_grace_end(&r, "app").unwrap();
     let e = none_cut_off(&r, "app").unwrap_err().0;
@@ -140,7 +140,7 @@ fn a_connection_at_another_address_than_moving_named_is_refused() {
     // Reconnected to the public address instead of the IP MOVING named.
     r.connections[3].public = true;
     r.connections[3].local = "127.0.0.1:12000".into();
-    let e = uses_moving_endpoint(&r, "app", 2).unwrap_err().0;
+    let e = uses_moving_endpoint(&r, "app", Some(2)).unwrap_err().0;
     assert!(e.contains("MOVING named 127.0.2.1:12000"), "{e}");
     let e = newest_at_moving_endpoint(&r, "app").unwrap_err().0;
     assert!(e.contains("the new connection"), "{e}");
@@ -150,9 +150,21 @@ fn a_connection_at_another_address_than_moving_named_is_refused() {
             p.endpoint = None;
         }
     }
-    assert!(uses_moving_endpoint(&r, "app", 2).is_err());
+    assert!(uses_moving_endpoint(&r, "app", Some(2)).is_err());
     r.connections[2].public = true;
-    uses_moving_endpoint(&r, "app", 2).unwrap();
+    uses_moving_endpoint(&r, "app", Some(2)).unwrap();
+    // A client whose pool opens connections as it needs them: however
+    // many, each where MOVING sent it, and one at least.
+    uses_moving_endpoint(&r, "app", None).unwrap();
+    for c in &mut r.connections[2..] {
+        c.closed_at = Some(t(9000));
+        c.closed_by = Some(CloseCause::Client);
+    }
+    let e = uses_moving_endpoint(&r, "app", None).unwrap_err().0;
+    assert!(
+        e.contains("0 open connection(s) of \"app\", at least one expected"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -397,4 +409,32 @@ fn a_client_lets_go_of_a_node_that_left() {
     assert!(!none_open_on(&r, "app", 1));
     let e = let_go_of_node(&r, "app", 1).unwrap_err().0;
     assert!(e.contains("still open on node 1"), "{e}");
+}
+
+#[test]
+fn a_pair_is_written_to_one_connection_with_consecutive_sequence_numbers() {
+    let push = |c: &mut ConnectionRecord, kind: &str, seq: i64| {
+        c.pushes.push(crate::server_record::PushSent {
+            at: t(100),
+            kind: kind.into(),
+            seq: Some(seq),
+            endpoint: None,
+        });
+    };
+    let mut a = conn(1, 1, 0, None);
+    let mut b = conn(2, 1, 0, None);
+    push(&mut a, "MIGRATING", 7);
+    push(&mut b, "MIGRATED", 8);
+    let mut r = record(vec![a, b]);
+    assert!(wrote_pair(&r, "app", "MIGRATING", Some("MIGRATED")).is_err());
+    assert_eq!(wrote_pair(&r, "app", "MIGRATING", None).unwrap(), (7, None));
+    assert!(wrote_pair(&r, "app", "FAILING_OVER", None).is_err());
+    push(&mut r.connections[0], "MIGRATED", 9);
+    assert!(wrote_pair(&r, "app", "MIGRATING", Some("MIGRATED")).is_err());
+    push(&mut r.connections[0], "MIGRATED", 8);
+    assert_eq!(
+        wrote_pair(&r, "app", "MIGRATING", Some("MIGRATED")).unwrap(),
+        (7, Some(8))
+    );
+    assert!(wrote_pair(&r, "other", "MIGRATING", None).is_err());
 }
