@@ -34,10 +34,14 @@ pub struct Suite {
 
 impl Suite {
     /// `features/` of this crate, reports under its `target/` (`-external`
-    /// in their names against an external target).
+    /// in their names against an external target, the driver's name, such
+    /// as `-redis-py`, for a client under test through a driver).
     pub fn of_crate(external: bool) -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let suffix = if external { "-external" } else { "" };
+        let mut suffix = if external { "-external" } else { "" }.to_string();
+        if let Some(driver) = crate::driver::selected() {
+            suffix += &format!("-{driver}");
+        }
         Suite {
             features: root.join("features"),
             junit: root.join(format!("target/acceptance-junit{suffix}.xml")),
