@@ -12,7 +12,7 @@ use cucumber::{cli, writer, World as _, WriterExt as _};
 use futures::FutureExt as _;
 
 use crate::config::Target;
-use crate::report::{Captures, LivingDoc, Setting};
+use crate::report::{Captures, LivingDoc, NotApplicable, Setting};
 use crate::steps::MaintWorld;
 
 /// Scenarios run at once against the embedded emulator (`-- --concurrency N`
@@ -129,8 +129,15 @@ impl Suite {
                 match crate::driver::applicable::not_applicable(steps, client, settings) {
                     None => true,
                     Some(reason) => {
+                        let root = env!("CARGO_MANIFEST_DIR");
+                        let path = feature.path.clone().unwrap_or_default();
+                        let path = path
+                            .strip_prefix(root)
+                            .unwrap_or(&path)
+                            .display()
+                            .to_string();
                         na.lock().unwrap().push(NotApplicable {
-                            feature: feature.path.clone().unwrap_or_default(),
+                            feature: path.trim_start_matches('/').to_string(),
                             line: sc.position.line,
                             scenario: sc.name.clone(),
                             client: client.clone(),
@@ -145,27 +152,34 @@ impl Suite {
         drop(writer);
         let not_applicable = std::mem::take(&mut *not_applicable.lock().unwrap());
         report_not_applicable(&not_applicable);
-        self.complete_junit(&not_applicable)?;
+        self.complete_reports(&not_applicable)?;
         Ok(passed)
     }
 
-    /// Adds to the JUnit file what cucumber's writer cannot know: the claims
-    /// each scenario could not check against its target (read back from the
-    /// living document's `report.json`).
-    fn complete_junit(&self, not_applicable: &[NotApplicable]) -> Result<()> {
+    /// Adds what cucumber's writers cannot know: to the JUnit file, the
+    /// claims each scenario could not check against its target (read back
+    /// from the living document's `report.json`); to the JUnit file, the
+    /// living document and cucumber JSON, the scenarios not applicable to
+    /// the client under test.
+    fn complete_reports(&self, not_applicable: &[NotApplicable]) -> Result<()> {
         let mut xml = std::fs::read_to_string(&self.junit)
             .with_context(|| format!("reading back {}", self.junit.display()))?;
         let json = self.report_dir.join("report.json");
         if let Ok(text) = std::fs::read_to_string(&json) {
-            let run: crate::report::Run = serde_json::from_str(&text)
+            let mut run: crate::report::Run = serde_json::from_str(&text)
                 .with_context(|| format!("reading back {}", json.display()))?;
             xml = crate::report::junit::mark_not_checked(&xml, &run);
+            if !not_applicable.is_empty() {
+                // The living document and cucumber JSON list them too.
+                run.not_applicable = not_applicable.to_vec();
+                run.write(&self.report_dir)?;
+            }
         }
         let cases: Vec<(String, String, String)> = not_applicable
             .iter()
             .map(|n| {
                 (
-                    format!("{}:{}", n.feature.display(), n.line),
+                    format!("{}:{}", n.feature, n.line),
                     n.scenario.clone(),
                     format!("not applicable to {}: {}", n.client, n.reason),
                 )
@@ -175,21 +189,6 @@ impl Suite {
         std::fs::write(&self.junit, xml)
             .with_context(|| format!("completing {}", self.junit.display()))
     }
-}
-
-/// A scenario a client under test through a driver cannot run.
-#[derive(Clone, Debug)]
-pub struct NotApplicable {
-    /// Its feature file.
-    pub feature: PathBuf,
-    /// Its line there.
-    pub line: usize,
-    /// Its name.
-    pub scenario: String,
-    /// The client (`redis-py`).
-    pub client: String,
-    /// Why, naming the first step or setting that makes it so.
-    pub reason: String,
 }
 
 /// Starts driver `name` once to read what it is and which settings it maps.
@@ -219,10 +218,7 @@ fn report_not_applicable(list: &[NotApplicable]) {
     for n in list {
         println!(
             "  {}:{} {}\n    {}",
-            n.feature.display(),
-            n.line,
-            n.scenario,
-            n.reason
+            n.feature, n.line, n.scenario, n.reason
         );
     }
 }

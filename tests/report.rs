@@ -529,3 +529,50 @@ fn a_claim_not_checked_is_its_own_state_in_every_output() {
         "{recap}"
     );
 }
+
+/// A scenario not applicable to the client under test is listed, with its
+/// reason, in the page (counted in the header), its JSON and cucumber JSON
+/// (a skipped step saying why); without one, none mentions it.
+#[test]
+fn a_scenario_not_applicable_is_listed_in_every_output() {
+    let mut run = known_run();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = std::fs::read_to_string(run.write(dir.path()).unwrap().html).unwrap();
+    assert!(!plain.contains("not applicable"));
+    let why = "`Then \"app\" received exactly:` is not expressible through a driver yet";
+    run.not_applicable = vec![maint_e2e::report::NotApplicable {
+        feature: "features/other.feature".into(),
+        line: 9,
+        scenario: "OT1 <something>".into(),
+        client: "redis-py 8.2.0".into(),
+        reason: why.into(),
+    }];
+    let w = run.write(dir.path()).unwrap();
+    let html = std::fs::read_to_string(&w.html).unwrap();
+    assert!(
+        html.contains("1 not applicable to the client under test"),
+        "header"
+    );
+    assert!(
+        html.contains("features/other.feature:9 OT1 &#60;something&#62;")
+            && html.contains("redis-py 8.2.0"),
+        "the list: {}",
+        &html[html.find("id=\"not-applicable\"").unwrap_or(0)..][..600.min(html.len())]
+    );
+    let back: Run = serde_json::from_slice(&std::fs::read(&w.json).unwrap()).unwrap();
+    assert_eq!(back.not_applicable, run.not_applicable);
+    let cucumber: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&w.cucumber).unwrap()).unwrap();
+    let feature = cucumber
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["uri"] == "features/other.feature")
+        .expect("a feature for the file");
+    let step = &feature["elements"][0]["steps"][0];
+    assert_eq!(step["result"]["status"], "skipped");
+    assert!(step["result"]["error_message"]
+        .as_str()
+        .unwrap()
+        .contains(why));
+}

@@ -160,6 +160,50 @@ fn embed(mime_type: &str, name: &str, bytes: &[u8]) -> JsonEmbedding {
 
 /// The run as cucumber JSON.
 pub fn from_run(run: &Run) -> Vec<JsonFeature> {
+    let mut features = ran(run);
+    // Scenarios the client under test cannot run: each one skipped step
+    // saying why, under its feature file.
+    for n in &run.not_applicable {
+        let element = JsonElement {
+            id: format!("{};{}", slug(&n.feature), slug(&n.scenario)),
+            keyword: "Scenario".into(),
+            kind: "scenario".into(),
+            name: n.scenario.clone(),
+            description: String::new(),
+            line: n.line,
+            tags: Vec::new(),
+            steps: vec![JsonStep {
+                keyword: "Given ".into(),
+                name: format!("a client under test that can run it ({})", n.client),
+                line: n.line,
+                result: JsonResult {
+                    status: "skipped".into(),
+                    duration: None,
+                    error_message: Some(format!("not applicable to {}: {}", n.client, n.reason)),
+                },
+                rows: Vec::new(),
+            }],
+            after: Vec::new(),
+        };
+        match features.iter_mut().find(|f| f.uri == n.feature) {
+            Some(f) => f.elements.push(element),
+            None => features.push(JsonFeature {
+                uri: n.feature.clone(),
+                id: slug(&n.feature),
+                keyword: "Feature".into(),
+                name: n.feature.clone(),
+                description: String::new(),
+                line: 1,
+                tags: Vec::new(),
+                elements: vec![element],
+            }),
+        }
+    }
+    features
+}
+
+/// The features that ran.
+fn ran(run: &Run) -> Vec<JsonFeature> {
     run.features
         .iter()
         .map(|f| {

@@ -38,6 +38,8 @@ struct Totals {
     skipped: usize,
     /// Scenarios with a claim left unchecked on this target.
     not_checked: usize,
+    /// Scenarios the client under test cannot run.
+    not_applicable: usize,
     duration: String,
 }
 
@@ -314,6 +316,7 @@ pub fn render(run: &Run, data: &str) -> Result<String> {
                 .scenarios()
                 .filter(|(_, s)| !s.not_checked.is_empty())
                 .count(),
+            not_applicable: run.not_applicable.len(),
             duration: format!("{:.1} s", run.duration_ms / 1e3),
         },
         tags,

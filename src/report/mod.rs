@@ -51,6 +51,25 @@ pub struct Run {
     pub settings: Vec<Setting>,
     /// The features, in the order they ran.
     pub features: Vec<Feature>,
+    /// The scenarios the client under test (through a driver) cannot run:
+    /// not run, not passed.
+    #[serde(default)]
+    pub not_applicable: Vec<NotApplicable>,
+}
+
+/// A scenario a client under test through a driver cannot run, and why.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NotApplicable {
+    /// Its feature file.
+    pub feature: String,
+    /// Its line there.
+    pub line: usize,
+    /// Its name.
+    pub scenario: String,
+    /// The client (`redis-py 8.2.0`).
+    pub client: String,
+    /// Why, naming the first step or setting that makes it so.
+    pub reason: String,
 }
 
 /// A named value, as the report shows it.
