@@ -476,6 +476,46 @@ async fn moving_reaches_late_public_connections_that_dialled_an_address_and_is_r
     emu.shutdown().await;
 }
 
+/// A connection that names itself in its HELLO (`SETNAME`, after `AUTH` or
+/// not) is in the server's record under that name, as one named with
+/// `CLIENT SETNAME` is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_given_in_hello_is_in_the_record() {
+    let emu = emulator(Duration::from_millis(100));
+    let db = emu.create_database(DatabaseSpec::default()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", db.port());
+    let plain = RawConnection::connect(&addr, true, None).await.unwrap();
+    plain
+        .command(&["HELLO", "3", "SETNAME", "hello-named"])
+        .await
+        .unwrap();
+    let authed = RawConnection::connect(&addr, true, None).await.unwrap();
+    authed
+        .command(&[
+            "HELLO",
+            "3",
+            "AUTH",
+            "default",
+            "any",
+            "SETNAME",
+            "after-auth",
+        ])
+        .await
+        .unwrap();
+    let record = db.record(None, &emu.nodes()).await;
+    let names: Vec<Option<&str>> = record
+        .connections
+        .iter()
+        .map(|c| c.name.as_deref())
+        .collect();
+    assert_eq!(
+        names,
+        [Some("hello-named"), Some("after-auth")],
+        "{record:?}"
+    );
+    emu.shutdown().await;
+}
+
 /// Past its `max_connections`, a database tells a new connection why and
 /// closes it, as Redis does past `maxclients`; the server's record keeps it;
 /// once a connection closes, there is room again.
@@ -491,7 +531,11 @@ async fn a_database_past_its_connection_limit_says_so_and_closes() {
         .unwrap();
     let addr = format!("127.0.0.1:{}", db.port());
     let first = RawConnection::connect(&addr, false, None).await.unwrap();
-    let _second = RawConnection::connect(&addr, false, None).await.unwrap();
+    let second = RawConnection::connect(&addr, false, None).await.unwrap();
+    // Answered: both are registered (each connection registers in its own
+    // task, in whatever order the tasks run) before the third arrives.
+    first.ping().await.unwrap();
+    second.ping().await.unwrap();
     let mut third = TcpStream::connect(&addr).await.unwrap();
     let mut said = String::new();
     tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut said))

@@ -216,6 +216,20 @@ impl Conn {
         match c.name() {
             "HELLO" => {
                 self.session.hello = Some(c.raw.clone());
+                // HELLO [protover [AUTH username password] [SETNAME name]]:
+                // a client may name itself here rather than with CLIENT
+                // SETNAME (node-redis does), and the record keeps it alike.
+                let mut i = 2;
+                while i < c.args.len() {
+                    match c.arg(i).to_ascii_uppercase().as_str() {
+                        "AUTH" => i += 3,
+                        "SETNAME" => {
+                            self.db.ledger.named(self.id, &c.arg(i + 1));
+                            i += 2;
+                        }
+                        _ => i += 1,
+                    }
+                }
                 let v = c.arg(1).parse().ok();
                 self.session.proto = v.or(self.session.proto);
                 return v.map(After::Hello).unwrap_or(After::Nothing);
