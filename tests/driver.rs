@@ -112,7 +112,13 @@ async fn speaks_protocol_1(client: &str, version: &str, set_ok: redis::Value, ob
         .iter()
         .find(|(_, w)| w.starts_with(observed))
         .unwrap_or_else(|| panic!("no {observed:?} seen: {seen:?}"));
-    assert!(relaxed.0 > before && relaxed.0 < tokio::time::Instant::now());
+    let after = tokio::time::Instant::now();
+    assert!(
+        relaxed.0 > before && relaxed.0 < after,
+        "{observed:?} at {:?} after the migration began and {:?} before the check: {seen:?}",
+        relaxed.0.checked_duration_since(before),
+        after.checked_duration_since(relaxed.0)
+    );
     assert!(
         seen.iter().any(|(_, w)| w.contains("on MIGRATED")),
         "{seen:?}"
