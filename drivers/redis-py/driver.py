@@ -191,17 +191,8 @@ class Driver:
         try:
             reply = c.execute_command(*req["args"])
             return {"outcome": "ok", "reply": plain(reply), "started": started, "ended": time.monotonic()}
-        except redis.exceptions.TimeoutError as e:
-            outcome = "timeout"
-            error = e
-        except redis.exceptions.ConnectionError as e:
-            outcome = "connection"
-            error = e
-        except redis.exceptions.ResponseError as e:
-            outcome = "server"
-            error = e
         except redis.exceptions.RedisError as e:
-            outcome = "other"
+            outcome = outcome_of(e)
             error = e
         return {
             "outcome": outcome,
@@ -219,6 +210,18 @@ class Driver:
             c.close()
             c.connection_pool.disconnect()
         return {}
+
+
+def outcome_of(error):
+    """How a request ended, by the class of redis-py's error."""
+    for cls, outcome in (
+        (redis.exceptions.TimeoutError, "timeout"),
+        (redis.exceptions.ConnectionError, "connection"),
+        (redis.exceptions.ResponseError, "server"),
+    ):
+        if isinstance(error, cls):
+            return outcome
+    return "other"
 
 
 def plain(reply):

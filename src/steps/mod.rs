@@ -8,7 +8,8 @@
 //! record, as steps read it) and [`controls`] (a claim that must fail, and why).
 //!
 //! The World holds the target, the event tracker, one [`ClientUnderTest`] per
-//! client name, and what the scenario must clean up. Steps stay thin: they
+//! client name ([`record`]: the suite's own client, or one through its
+//! driver), and what the scenario must clean up. Steps stay thin: they
 //! parse their line, wait on the tracker, call a claim of
 //! [`crate::timeline`], and report what was expected and what happened, with
 //! the client's timeline.
@@ -35,6 +36,7 @@ pub mod notifications;
 pub mod params;
 pub mod pubsub;
 pub mod raw;
+pub mod record;
 pub mod security;
 pub mod server;
 pub mod stress;
@@ -49,7 +51,6 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use tokio::time::Instant;
 
-use crate::client::connection::ManagedConnection;
 use crate::client::{Client, ClientError, ClientOptions};
 use crate::config::Target;
 use crate::fault_injector::ActionStatus;
@@ -61,9 +62,9 @@ use crate::timing::{
     SUITE_RELAXED_TIMEOUT, SUITE_RELAXED_WINDOW_MAX, SUITE_RESPONSE_TIMEOUT,
 };
 use crate::tracker::Tracker;
-use crate::workload::{Report, Workload};
 
 pub use database::{Env, DATABASE_ENV, GRACE_ENV, SHARDED_DATABASE_ENV, TLS_DATABASE_ENV};
+pub use record::{ClientUnderTest, InFlight, Refusal, Traffic};
 
 /// A step failure: prints the whole error chain.
 pub struct Failure(anyhow::Error);
@@ -96,85 +97,6 @@ pub struct ActionRun {
     pub ended: Option<Instant>,
     /// Terminal status, once known.
     pub status: Option<ActionStatus>,
-}
-
-/// A request a step started in the background.
-pub struct InFlight {
-    /// The request's outcome and when it came.
-    pub handle: tokio::task::JoinHandle<(std::result::Result<redis::Value, ClientError>, Instant)>,
-    /// Endpoint of the connection it was sent on.
-    pub endpoint: Option<String>,
-}
-
-/// Background traffic of a client and, once stopped, what it did.
-pub struct Traffic {
-    /// The traffic, running or stopped (its ledger outlives it).
-    pub workload: Workload,
-    /// What it did, once stopped.
-    pub report: Option<Report>,
-}
-
-/// Everything that belongs to one client under test.
-#[derive(Default)]
-pub struct ClientUnderTest {
-    /// The client, once it connected.
-    pub client: Option<Arc<Client>>,
-    /// The client under test through a driver (`MAINT_E2E_CLIENT`), once it
-    /// connected, with its driver's process (one per client).
-    pub driven: Option<(
-        Arc<crate::driver::DriverClient>,
-        Arc<crate::driver::DriverProcess>,
-    )>,
-    /// The options it was made with.
-    pub options: Option<ClientOptions>,
-    /// Why connecting failed, when it did.
-    pub refusal: Option<Refusal>,
-    /// Connections steps opened, in order.
-    pub opened: Vec<Arc<ManagedConnection>>,
-    /// Its background traffic.
-    pub traffic: Option<Traffic>,
-    /// A request it has in flight.
-    pub in_flight: Option<InFlight>,
-    /// Acknowledged writes of its traffic read back intact.
-    pub writes_checked: usize,
-    /// The pub/sub channel it subscribed to, on which connection.
-    pub subscription: Option<pubsub::Subscribed>,
-    /// Its background publisher.
-    pub publisher: Option<pubsub::Publisher>,
-}
-
-/// Why a client could not connect, and what it took to find out.
-pub struct Refusal {
-    /// The error and its causes.
-    pub error: String,
-    /// How long the connect step took (steps that time it).
-    pub took: Option<std::time::Duration>,
-    /// Connections the emulated database accepted meanwhile (none counted
-    /// against a cluster).
-    pub accepted: Option<u64>,
-}
-
-impl ClientUnderTest {
-    async fn close(&mut self) {
-        if let Some(t) = &mut self.traffic {
-            t.workload.stop().await;
-        }
-        if let Some(f) = self.in_flight.take() {
-            f.handle.abort();
-        }
-        if let Some(p) = &mut self.publisher {
-            p.stop().await;
-        }
-        if let Some(c) = &self.client {
-            c.close().await;
-        }
-        if let Some((c, process)) = &self.driven {
-            if let Err(e) = c.close().await {
-                tracing::warn!("closing {}: {e}", c.name);
-            }
-            process.stop().await;
-        }
-    }
 }
 
 /// What a scenario started that must be stopped when it ends.
