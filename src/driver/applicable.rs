@@ -16,7 +16,7 @@ use super::settings::TABLE_SETTINGS;
 /// The steps expressible through a driver, as patterns of their text.
 /// A step joins once it is decided without reading the suite's own client
 /// from inside.
-const EXPRESSIBLE: [&str; 28] = [
+const EXPRESSIBLE: [&str; 29] = [
     r"^a standalone database$",
     r#"^a client "[^"]*" with (?:\d+ connections and )?maintenance notifications (?:enabled|disabled|auto)(?: and endpoint type (?:internal-ip|internal-fqdn|external-ip|external-fqdn|none|auto))?(?: and these settings:)?$"#,
     r#"^steady traffic from "[^"]*"$"#,
@@ -30,6 +30,7 @@ const EXPRESSIBLE: [&str; 28] = [
     r"^every connection of every client hands off exactly once$",
     r#"^the server cut off no connection of "[^"]*"$"#,
     r"^the traffic saw timeouts during the maintenance, and no other error$",
+    r#"^the timeouts of "[^"]*" are back to their configured values$"#,
     r#"^every connection of "[^"]*" now uses the endpoint MOVING named$"#,
     r#"^"[^"]*" received no notification$"#,
     r#"^"[^"]*" received no (?:MOVING|MIGRATING|MIGRATED|FAILING_OVER|FAILED_OVER|SMIGRATING|SMIGRATED)$"#,

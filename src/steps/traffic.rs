@@ -256,6 +256,10 @@ impl MaintWorld {
 /// requests, not only in the client's own record.
 #[then(expr = "the timeouts of {string} are back to their configured values")]
 async fn then_timeouts_restored(w: &mut MaintWorld, client: String) -> StepResult {
+    if w.record(&client)?.driven.is_some() {
+        w.prove_timeout_through_driver(&client).await?;
+        return Ok(());
+    }
     let c = w.client(&client)?;
     let configured = c.options().response_timeout;
     let within = c.options().post_relaxed() + GRACE_MARGIN;
@@ -304,6 +308,59 @@ impl MaintWorld {
             }
         }
         Ok(())
+    }
+
+    /// Proves the configured timeout of a client under test through its
+    /// driver on real requests: with every reply of the database delayed
+    /// beyond it, GETs (as many at once as it has connections) time out
+    /// after it. Its pool, not the suite, picks their connections; a client
+    /// still relaxed is given until `GRACE_MARGIN` to come back.
+    async fn prove_timeout_through_driver(&mut self, client: &str) -> anyhow::Result<()> {
+        let o = self.options_of(client)?;
+        let Some(timeout) = o.response_timeout.filter(|t| *t <= PROVED_TIMEOUT_MAX) else {
+            self.not_checked(&format!(
+                "the configured timeout of {client:?} (too long, or none, for a request to prove)"
+            ));
+            return Ok(());
+        };
+        if !self.emulator_target().await? {
+            self.not_checked(&format!(
+                "the configured timeout of {client:?} on a real request (no reply can be delayed here)"
+            ));
+            return Ok(());
+        }
+        let requests = self.requests(client)?;
+        let delay = timeout + BAND_SLACK;
+        let key = format!("{}:{client}:late", self.prefix);
+        let deadline = Instant::now() + GRACE_MARGIN;
+        loop {
+            let action = self.delay_replies(delay).await?;
+            let get = redis::cmd("GET").arg(&key).clone();
+            let ended =
+                futures::future::join_all((0..o.pool_size.min(HELD_REQUESTS_MAX)).map(|_| {
+                    let (requests, get) = (requests.clone(), get.clone());
+                    async move {
+                        let started = Instant::now();
+                        let r = requests.request(&get).await;
+                        (r, started.elapsed())
+                    }
+                }))
+                .await;
+            self.finish_action(action).await?;
+            let wrong = ended.into_iter().find(|(r, took)| {
+                !matches!(r, Err(ClientError::Timeout { .. }))
+                    || !timeline::in_band(*took, timeout, timeout + BAND_SLACK)
+            });
+            let Some((r, took)) = wrong else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "a GET of {client:?} whose reply came {delay:?} late ended {r:?} after {took:?}; expected a timeout after {timeout:?} (tried until {GRACE_MARGIN:?} after the step began):\n{}",
+                    self.tracker.describe(client)
+                );
+            }
+        }
     }
 
     /// Proves a timeout longer than `configured` on real requests: with
