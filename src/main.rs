@@ -40,6 +40,32 @@ enum Command {
     /// without a script error and draws every timeline its data holds;
     /// optionally save one scenario's timeline as a PNG.
     Report(ReportArgs),
+    /// Build the conformance matrix from the acceptance suite's runs (one
+    /// per client under test: scenario by client, passed / failed / not
+    /// applicable, linked to each run's timelines), check it in headless
+    /// Chromium, and judge it against the cells that passed before.
+    Matrix(MatrixArgs),
+}
+
+#[derive(clap::Args)]
+struct MatrixArgs {
+    /// A run's living-document folder, one per client, left to right
+    /// (default: those of target/living-doc, target/living-doc-redis-py and
+    /// target/living-doc-node-redis that exist).
+    #[arg(long = "run")]
+    runs: Vec<PathBuf>,
+    /// Where the page goes.
+    #[arg(long, default_value = "target/conformance")]
+    out: PathBuf,
+    /// Fail when a cell this file lists as passed did not pass.
+    #[arg(long)]
+    expect: Option<PathBuf>,
+    /// Write the cells that passed to this file (the next --expect).
+    #[arg(long)]
+    write_expect: Option<PathBuf>,
+    /// Save a picture of the whole page.
+    #[arg(long)]
+    screenshot: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -193,11 +219,24 @@ async fn main() {
         Command::Emulator(args) => run_emulator(args).await,
         Command::Bench(args) => run_bench(args).await,
         Command::Report(args) => run_report(args).await,
+        Command::Matrix(args) => run_matrix(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+async fn run_matrix(a: MatrixArgs) -> Result<()> {
+    maint_e2e::report::matrix::publish(&maint_e2e::report::matrix::Options {
+        runs: a.runs,
+        out: a.out,
+        expect: a.expect,
+        write_expect: a.write_expect,
+        screenshot: a.screenshot,
+    })
+    .await
+    .map(drop)
 }
 
 async fn run_report(a: ReportArgs) -> Result<()> {

@@ -19,6 +19,13 @@ use crate::steps::MaintWorld;
 /// overrides it).
 pub const EMBEDDED_CONCURRENCY: usize = 6;
 
+/// The client under test when no driver is selected: this crate's own.
+pub const OWN_CLIENT: &str = concat!(
+    "maint-e2e handoffs ",
+    env!("CARGO_PKG_VERSION"),
+    " (redis crate)"
+);
+
 /// What to run and where its reports go.
 pub struct Suite {
     /// The features: a folder or one file.
@@ -57,6 +64,15 @@ impl Suite {
         let external = !matches!(target, Ok(Target::Emulator));
         let junit = File::create(&self.junit)
             .with_context(|| format!("creating {}", self.junit.display()))?;
+        // A client under test through a driver runs the scenarios it can
+        // express; the others are listed as not applicable, with why.
+        let driven = match crate::driver::selected() {
+            Some(name) => Some(driver_greeting(&name).await?),
+            None => None,
+        };
+        let client = driven
+            .as_ref()
+            .map_or_else(|| OWN_CLIENT.to_string(), |(c, _)| c.clone());
         let captures = Captures::default();
         let living_doc = LivingDoc::new(
             &self.report_dir,
@@ -68,7 +84,8 @@ impl Suite {
                 .into_iter()
                 .map(|(k, v)| Setting::new(k, v))
                 .collect(),
-        );
+        )
+        .with_client(&client);
         let cucumber = MaintWorld::cucumber()
             // One shared external database: scenarios must not see each
             // other's events. Embedded, each scenario has its own emulator and
@@ -98,23 +115,36 @@ impl Suite {
                 }
                 .boxed_local()
             });
-        let cucumber = if self.command_line {
-            cucumber
+        // cucumber's `--name` and `--tags` would replace the filter below
+        // (and run scenarios a driver cannot express): they are applied in
+        // it instead.
+        let mut opts: cli::Opts<_, _, _, cli::Empty> = if self.command_line {
+            cli::Opts::parsed()
         } else {
-            cucumber.with_cli(cli::Opts::default())
+            cli::Opts::default()
         };
-        // A client under test through a driver runs the scenarios it can
-        // express; the others are listed as not applicable, with why.
-        let driven = match crate::driver::selected() {
-            Some(name) => Some(driver_greeting(&name).await?),
-            None => None,
-        };
+        let (by_name, by_tags) = (opts.re_filter.take(), opts.tags_filter.take());
+        let cucumber = cucumber.with_cli(opts);
         let not_applicable =
             std::sync::Arc::new(std::sync::Mutex::new(Vec::<NotApplicable>::new()));
         let na = not_applicable.clone();
         let writer = cucumber
             .filter_run(&self.features, move |feature, rule, sc| {
                 if external && sc.tags.iter().any(|t| t == "emulator") {
+                    return false;
+                }
+                if by_name.as_ref().is_some_and(|re| !re.is_match(&sc.name)) {
+                    return false;
+                }
+                let tags = feature
+                    .tags
+                    .iter()
+                    .chain(rule.iter().flat_map(|r| &r.tags))
+                    .chain(sc.tags.iter());
+                if by_tags
+                    .as_ref()
+                    .is_some_and(|t| !cucumber::tag::Ext::eval(t, tags))
+                {
                     return false;
                 }
                 let Some((client, settings)) = &driven else {

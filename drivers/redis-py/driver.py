@@ -198,7 +198,7 @@ class Driver:
             "outcome": outcome,
             # A server's error reply in its own words; the client's errors
             # with their class.
-            "error": str(error) if outcome == "server" else f"{type(error).__name__}: {error}",
+            "error": server_words(error) if outcome == "server" else f"{type(error).__name__}: {error}",
             "started": started,
             "ended": time.monotonic(),
         }
@@ -210,6 +210,18 @@ class Driver:
             c.close()
             c.connection_pool.disconnect()
         return {}
+
+
+def server_words(error):
+    """A server's error reply as the server wrote it. redis-py takes the
+    error code off the message (`NOPERM this user has no permissions ...`
+    becomes `this user has no permissions ...`) and keeps it as the
+    exception's `status_code`: it is put back."""
+    text = str(error)
+    code = getattr(error, "status_code", None)
+    if code and not text.startswith(code):
+        return f"{code} {text}"
+    return text
 
 
 def outcome_of(error):

@@ -16,7 +16,7 @@ use super::settings::TABLE_SETTINGS;
 /// The steps expressible through a driver, as patterns of their text.
 /// A step joins once it is decided without reading the suite's own client
 /// from inside.
-const EXPRESSIBLE: [&str; 29] = [
+const EXPRESSIBLE: [&str; 43] = [
     r"^a standalone database$",
     r#"^a client "[^"]*" with (?:\d+ connections and )?maintenance notifications (?:enabled|disabled|auto)(?: and endpoint type (?:internal-ip|internal-fqdn|external-ip|external-fqdn|none|auto))?(?: and these settings:)?$"#,
     r#"^steady traffic from "[^"]*"$"#,
@@ -46,6 +46,20 @@ const EXPRESSIBLE: [&str; 29] = [
     r#"^"[^"]*" receives (?:MOVING|MIGRATING|MIGRATED|FAILING_OVER|FAILED_OVER|SMIGRATING|SMIGRATED)$"#,
     r#"^"[^"]*" receives [A-Z_]+ then [A-Z_]+ with consecutive sequence numbers on the same connection$"#,
     r#"^"[^"]*" was relaxed between [A-Z_]+ and [A-Z_]+$"#,
+    r#"^"[^"]*" was relaxed to .+ between [A-Z_]+ and [A-Z_]+$"#,
+    r#"^the timeout of "[^"]*" was .+ throughout$"#,
+    r"^the database's shard migrates to another node, holding requests for .+$",
+    r#"^"[^"]*" can still write and read$"#,
+    r"^the database's user is an ACL user limited to the suite's keys and a command set$",
+    r#"^the command "[^"]*" from "[^"]*" is refused with an error that says "[^"]*"$"#,
+    r#"^the server has maintenance notifications on for every connection of "[^"]*", with endpoint type (?:internal-ip|internal-fqdn|external-ip|external-fqdn|none)$"#,
+    r#"^"[^"]*" receives MOVING in the form (?:internal-ip|internal-fqdn|external-ip|external-fqdn|none) asks for$"#,
+    r#"^the server sent no MOVING to a connection of "[^"]*" that arrived on the node the endpoint moved to$"#,
+    r#"^every connection of "[^"]*" handed off promptly after its MOVING$"#,
+    r"^the database endpoint is rebound to another node with MOVING sent twice$",
+    r#"^"[^"]*" ignored every repeated MOVING$"#,
+    r#"^"[^"]*" receives MOVING with (?:an IP address|a host name|no address)$"#,
+    r#"^"[^"]*" reconnects to its configured address half the grace period after MOVING$"#,
 ];
 
 fn patterns() -> &'static [Regex] {

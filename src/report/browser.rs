@@ -145,12 +145,17 @@ impl Chromium {
         png: &Path,
     ) -> Result<()> {
         let url = format!("{}#focus={anchor}", file_url(page)?);
+        self.screenshot_url(&url, height, png).await
+    }
+
+    /// Saves a PNG of the page at `url`, 1280 by `height` CSS pixels.
+    async fn screenshot_url(&self, url: &str, height: u32, png: &Path) -> Result<()> {
         if let Some(dir) = png.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let png = std::path::absolute(png)?;
         self.run(
-            &url,
+            url,
             &[
                 format!("--screenshot={}", png.display()),
                 format!("--window-size=1280,{height}"),
@@ -209,6 +214,37 @@ pub async fn verify_page(page: &Path, screenshot: Option<(&str, &Path)>) -> Resu
         let height = super::html::focus_height(&run, &s.anchor)
             .ok_or_else(|| anyhow!("scenario {wanted:?} has no timeline (it got no World)"))?;
         chromium.screenshot(page, &s.anchor, height, png).await?;
+    }
+    Ok(check)
+}
+
+/// Opens the conformance matrix `page` in headless Chromium and fails unless
+/// it loaded without a script error and drew its `cells` cells, each with a
+/// known state; with `screenshot` (a PNG path and a height), saves the page.
+pub async fn verify_matrix(
+    page: &Path,
+    cells: usize,
+    screenshot: Option<(&Path, u32)>,
+) -> Result<Check> {
+    let chromium = Chromium::find()?;
+    let check = chromium.check(page).await?;
+    if !check.errors.is_empty() {
+        bail!("{} has script errors: {:?}", page.display(), check.errors);
+    }
+    if !check.problems.is_empty() || check.drawn != cells || check.timelines != cells {
+        bail!(
+            "{} drew {} of {} cells (the page expected {}): {:?}",
+            page.display(),
+            check.drawn,
+            cells,
+            check.timelines,
+            check.problems
+        );
+    }
+    if let Some((png, height)) = screenshot {
+        chromium
+            .screenshot_url(&file_url(page)?, height, png)
+            .await?;
     }
     Ok(check)
 }

@@ -59,6 +59,12 @@ impl LivingDoc {
         }
     }
 
+    /// Names the client under test.
+    pub fn with_client(mut self, client: &str) -> Self {
+        self.run.client = client.to_string();
+        self
+    }
+
     /// For `tee`: statistics and arbitrary output go to the other writers.
     pub fn for_tee(self) -> writer::discard::Arbitrary<writer::discard::Stats<Self>> {
         use cucumber::WriterExt as _;

@@ -22,6 +22,7 @@ pub mod collect;
 pub mod cucumber_json;
 pub mod html;
 pub mod junit;
+pub mod matrix;
 
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,9 @@ pub struct Run {
     pub duration_ms: f64,
     /// The version of this suite.
     pub version: String,
+    /// The client under test (`redis-py 8.2.0`, or this suite's own).
+    #[serde(default)]
+    pub client: String,
     /// The client settings every scenario starts from.
     pub settings: Vec<Setting>,
     /// The features, in the order they ran.

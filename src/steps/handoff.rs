@@ -449,6 +449,13 @@ async fn then_in_flight_failed(w: &mut MaintWorld, client: String, text: String)
 /// MOVING null: the connection reconnected to the configured address at time_s/2.
 #[then(expr = "{string} reconnects to its configured address half the grace period after MOVING")]
 async fn then_reconnect_half_grace(w: &mut MaintWorld, client: String) -> StepResult {
+    if w.record(&client)?.driven.is_some() {
+        w.judge_handoffs(&client, |r, name| {
+            server::reconnected_at_half_grace(r, name, TIGHT_SLACK).map(drop)
+        })
+        .await?;
+        return Ok(());
+    }
     let moving = w.wait_moving(&client).await?;
     let Notification::Moving {
         time_s,
@@ -485,6 +492,23 @@ async fn then_reconnect_half_grace(w: &mut MaintWorld, client: String) -> StepRe
 /// Repeated MOVINGs of one event were ignored.
 #[then(expr = "{string} ignored every repeated MOVING")]
 async fn then_ignored_repeats(w: &mut MaintWorld, client: String) -> StepResult {
+    if w.record(&client)?.driven.is_some() {
+        // The server decides: it wrote a connection of the client the same
+        // MOVING more than once, and each connection moved once.
+        w.judge_handoffs(&client, |r, name| {
+            if !r
+                .named(name)
+                .any(|c| c.pushes_of("MOVING").count() > 1)
+            {
+                return Err(timeline::Unmet(format!(
+                    "the server's record shows no connection of {name:?} written MOVING more than once: nothing was repeated"
+                )));
+            }
+            server::handed_off_by_server(r, name)
+        })
+        .await?;
+        return Ok(());
+    }
     let conns = w.client(&client)?.connections().len();
     timeline::repeats_ignored(&w.tracker.timeline(&client), conns)
         .map_err(|e| w.unmet(&client, e))?;

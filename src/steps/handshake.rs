@@ -204,6 +204,17 @@ async fn then_off(w: &mut MaintWorld, client: String) -> StepResult {
     expr = "the server has maintenance notifications on for every connection of {string}, with endpoint type {endpoint_type}"
 )]
 async fn then_server_on(w: &mut MaintWorld, client: String, ty: EndpointTypeParam) -> StepResult {
+    if w.record(&client)?.driven.is_some() {
+        // Its connections are the pool's: the server's record of each
+        // one's opt-in decides.
+        let name = w.server_name(&client)?;
+        let Some(r) = w.server_record(&client).await? else {
+            fail!("a client through a driver is judged by the server's record of its opt-ins, and there is none here");
+        };
+        crate::timeline::server::opted_in_as(&r, &name, ty.0.as_str())
+            .map_err(|e| w.unmet(&client, e))?;
+        return Ok(());
+    }
     let Some(infos) = w.server_opt_ins(&client).await? else {
         w.not_checked_because(
             &format!("the server's record of {client:?}'s opt-in"),

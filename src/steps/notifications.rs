@@ -8,8 +8,11 @@ use cucumber::then;
 
 use super::params::{EndpointForm, EndpointTypeParam, KindParam};
 use super::{MaintWorld, StepResult};
+use crate::notification::EndpointType;
 use crate::notification::{Kind, Notification};
 use crate::timeline::{self, server, Received};
+use crate::timing::SERVER_POLL;
+use crate::wait::{poll, Look};
 
 impl MaintWorld {
     /// Waits until some connection of `client` received `first` (seq N) and then
@@ -75,6 +78,13 @@ async fn then_relaxed_between(
 /// A MOVING of the given form arrived, as the server wrote it.
 #[then(expr = "{string} receives MOVING with {endpoint_form}")]
 async fn then_moving_form(w: &mut MaintWorld, client: String, form: EndpointForm) -> StepResult {
+    if w.record(&client)?.driven.is_some() {
+        let (_, (seq, _, named)) = w.server_moving(&client).await?;
+        if !form.matches_text(named.as_deref()) {
+            fail!("the server's MOVING (seq {seq}) to {client:?} named {named:?}, not {form:?}");
+        }
+        return Ok(());
+    }
     let moving = w.wait_moving(&client).await?;
     let Notification::Moving { endpoint, .. } = &moving.notification else {
         unreachable!()
@@ -94,6 +104,9 @@ async fn then_moving_form(w: &mut MaintWorld, client: String, form: EndpointForm
 /// addresses and names; against a cluster, only the form (IP, name, none).
 #[then(expr = "{string} receives MOVING in the form {endpoint_type} asks for")]
 async fn then_moving_type(w: &mut MaintWorld, client: String, ty: EndpointTypeParam) -> StepResult {
+    if w.record(&client)?.driven.is_some() {
+        return w.moving_written_in_form(&client, ty.0).await;
+    }
     let moving = w.wait_moving(&client).await?;
     let Notification::Moving { endpoint, .. } = &moving.notification else {
         unreachable!("wait_moving returns a MOVING")
@@ -134,6 +147,52 @@ async fn then_moving_type(w: &mut MaintWorld, client: String, ty: EndpointTypePa
         );
     }
     Ok(())
+}
+
+impl MaintWorld {
+    /// The server's record decides, for a client whose reads nobody sees:
+    /// it wrote `client` a MOVING naming, in form `ty`, the node the
+    /// endpoint moved to.
+    async fn moving_written_in_form(&self, client: &str, ty: EndpointType) -> StepResult {
+        let (record, (seq, to, named)) = self.server_moving(client).await?;
+        let node = record
+            .node(to)
+            .ok_or_else(|| anyhow!("the server's record lists no node {to}"))?;
+        let expected = node.in_form(ty.as_str()).map(str::to_string);
+        if named != expected {
+            fail!(
+                "{client:?} asked for {ty}; the server's MOVING (seq {seq}) named {named:?}, but the endpoint moved to node {to}, which is {expected:?} in that form"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl MaintWorld {
+    /// The server's record once it wrote `client`'s connections a MOVING,
+    /// with that MOVING's sequence number, target node and endpoint.
+    pub(super) async fn server_moving(
+        &self,
+        client: &str,
+    ) -> Result<(
+        crate::server_record::DatabaseRecord,
+        (i64, usize, Option<String>),
+    )> {
+        let name = self.server_name(client)?;
+        let record = poll(SERVER_POLL, self.patience(), || async {
+            let Some(r) = self.server_record(client).await? else {
+                anyhow::bail!("a client through a driver is judged by the server's record of what it wrote, and there is none here");
+            };
+            anyhow::Ok(match server::moving_named(&r, &name) {
+                Ok(_) => Look::Ready(r),
+                Err(e) => Look::NotYet(e),
+            })
+        })
+        .await?
+        .map_err(|e| self.unmet(client, e))?;
+        let moving = server::moving_named(&record, &name).map_err(|e| self.unmet(client, e))?;
+        Ok((record, moving))
+    }
 }
 
 /// Exact counts per connection, then nothing else.

@@ -87,6 +87,24 @@ impl EndpointForm {
         }
     }
 
+    /// True when `e`, as the server's record writes it (`host:port`, or
+    /// none), has this form.
+    pub fn matches_text(self, e: Option<&str>) -> bool {
+        let ip = |e: &str| {
+            e.rsplit_once(':').is_some_and(|(h, _)| {
+                h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok()
+            })
+        };
+        match (self, e) {
+            (EndpointForm::Null, None) => true,
+            (EndpointForm::Ip, Some(e)) => ip(e),
+            (EndpointForm::HostName, Some(e)) => !ip(e),
+            _ => false,
+        }
+    }
+
     /// True when `e` has this form.
     pub fn matches(self, e: Option<&Endpoint>) -> bool {
         match (self, e) {

@@ -200,7 +200,7 @@ async fn then_command_refused(
     for a in words {
         cmd.arg(a);
     }
-    match w.client(&client)?.query::<redis::Value>(&cmd).await {
+    match w.requests(&client)?.request(&cmd).await {
         Ok(v) => fail!("{command} succeeded ({v:?}); expected a refusal that says {text:?}"),
         Err(e) if e.to_string().contains(&text) => Ok(()),
         Err(e) => fail!(

@@ -168,6 +168,15 @@ async fn then_relaxed_to(
     first: KindParam,
     second: KindParam,
 ) -> StepResult {
+    if w.record(&client)?.driven.is_some() {
+        if !w
+            .window_judged(&client, first.0, second.0, Some(timeout.0))
+            .await?
+        {
+            fail!("a client through a driver is judged by its requests inside the server's windows, and none could be judged here");
+        }
+        return Ok(());
+    }
     let (a, b) = w.wait_pair(&client, first.0, second.0).await?;
     if w.window_judged(&client, first.0, second.0, Some(timeout.0))
         .await?
@@ -290,7 +299,7 @@ async fn then_timeout_throughout(
     // relaxed timeout was answered (it was not shortened), none timed out
     // before the configured one.
     let expect = Relaxed {
-        beyond: w.client(&client)?.options().relaxed_timeout,
+        beyond: w.options_of(&client)?.relaxed_timeout,
         to: Some(timeout.0),
     };
     let windows = [
@@ -299,6 +308,9 @@ async fn then_timeout_throughout(
     ];
     if w.judge_relaxation(&client, &windows, expect).await? {
         return Ok(());
+    }
+    if w.record(&client)?.driven.is_some() {
+        fail!("a client through a driver is judged by its requests inside the server's windows, and there is no server record here");
     }
     w.not_checked(&format!(
         "the timeout of requests {client:?} sent inside a window (the client's account decides)"

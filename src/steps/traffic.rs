@@ -73,6 +73,13 @@ impl MaintWorld {
     pub async fn start_traffic(&mut self, client: &str, loops: usize) -> anyhow::Result<()> {
         let requests = self.requests(client)?;
         let prefix = format!("{}:{client}", self.prefix);
+        // A driver's client hands each request a connection of its own, and
+        // one waits for a free connection: its wait would be timed as if the
+        // server held it. It is given at most as many requests at once as
+        // its pool holds (the held ones only in what the loops leave free).
+        let pool = self.options_of(client)?.pool_size.max(1);
+        let driven = self.record(client)?.driven.is_some();
+        let loops = if driven { loops.min(pool) } else { loops };
         let mut workload = Workload::start(requests.clone(), &prefix, loops, TRAFFIC_PACE);
         // Requests held by the server, one per connection (up to a bound),
         // one after another: whatever moment a node closes what is left on
@@ -84,7 +91,8 @@ impl MaintWorld {
             .as_ref()
             .is_some_and(|c| c.is_cluster());
         if !cluster {
-            let held = self.options_of(client)?.pool_size.min(HELD_REQUESTS_MAX);
+            let free = if driven { pool - loops } else { pool };
+            let held = free.min(HELD_REQUESTS_MAX);
             workload.hold_requests(requests, &prefix, held, HELD_REQUEST);
         }
         // Traffic is flowing once the first writes are acknowledged.
@@ -430,6 +438,28 @@ impl MaintWorld {
 /// One write and one read through every connection of the client.
 #[then(expr = "{string} can still write and read")]
 async fn then_still_works(w: &mut MaintWorld, client: String) -> StepResult {
+    if w.record(&client)?.driven.is_some() {
+        // Its pool picks the connection: as many rounds as it holds.
+        let requests = w.requests(&client)?;
+        for round in 0..w.options_of(&client)?.pool_size.max(1) {
+            let key = format!("{}:{client}:check:{round}", w.prefix);
+            let failed = |what: &str, e: ClientError| {
+                anyhow!("{what} {round} of {client:?} failed: {}", e.chain())
+            };
+            requests
+                .request(redis::cmd("SET").arg(&key).arg("ok"))
+                .await
+                .map_err(|e| failed("SET", e))?;
+            let v = requests
+                .request(redis::cmd("GET").arg(&key))
+                .await
+                .map_err(|e| failed("GET", e))?;
+            if v != redis::Value::BulkString(b"ok".to_vec()) {
+                fail!("GET {round} of {client:?} read {v:?} back, expected \"ok\"");
+            }
+        }
+        return Ok(());
+    }
     let c = w.client(&client)?;
     for conn in c.connections() {
         let key = format!("{}:{client}:check:{}", w.prefix, conn.id);

@@ -163,3 +163,28 @@ pub fn let_go_of_node(record: &DatabaseRecord, name: &str, node: usize) -> Claim
     }
     Ok(())
 }
+
+/// Every connection of `name` the server holds open opted in for MOVING in
+/// form `ty` (`internal-ip`, ...), and there is at least one: the server's
+/// record of the handshake, for a client whose connections the suite cannot
+/// address one by one.
+pub fn opted_in_as(record: &DatabaseRecord, name: &str, ty: &str) -> Claim<usize> {
+    let open: Vec<_> = record.named(name).filter(|c| c.is_open()).collect();
+    let wrong: Vec<String> = open
+        .iter()
+        .filter(|c| c.maint.as_deref() != Some(ty))
+        .map(|c| match &c.maint {
+            Some(t) => format!("{} opted in for {t}", c.describe()),
+            None => format!("{} never opted in", c.describe()),
+        })
+        .collect();
+    if open.is_empty() || !wrong.is_empty() {
+        unmet!(
+            "the server holds {} of the {} open connection(s) of {name:?} otherwise than opted in for {ty}:\n  {}",
+            wrong.len(),
+            open.len(),
+            wrong.join("\n  ")
+        );
+    }
+    Ok(open.len())
+}

@@ -438,3 +438,67 @@ fn a_pair_is_written_to_one_connection_with_consecutive_sequence_numbers() {
     );
     assert!(wrote_pair(&r, "other", "MIGRATING", None).is_err());
 }
+
+#[test]
+fn the_server_says_which_form_each_open_connection_opted_in_for() {
+    let mut never = conn(3, 1, 0, None);
+    never.maint = None;
+    let closed = {
+        let mut c = conn(4, 1, 0, Some((500, CloseCause::Client)));
+        c.maint = Some("none".into());
+        c
+    };
+    let r = record(vec![
+        conn(1, 1, 0, None),
+        conn(2, 1, 0, None),
+        closed.clone(),
+    ]);
+    assert_eq!(opted_in_as(&r, "app", "internal-ip"), Ok(2));
+    let err = opted_in_as(&r, "app", "external-ip").unwrap_err().0;
+    assert!(err.starts_with("the server holds 2 of the 2 open connection(s) of \"app\" otherwise than opted in for external-ip"), "{err}");
+    let r = record(vec![conn(1, 1, 0, None), never]);
+    let err = opted_in_as(&r, "app", "internal-ip").unwrap_err().0;
+    assert!(err.contains("never opted in"), "{err}");
+    let r = record(vec![closed]);
+    assert!(
+        opted_in_as(&r, "app", "none").is_err(),
+        "no open connection"
+    );
+}
+
+#[test]
+fn moving_without_an_address_is_followed_by_a_connection_to_the_configured_address_at_half_the_grace(
+) {
+    // MOVING null at 1 s, the grace ends at 3 s: the reconnect is due at 2 s.
+    let arrival = |at: u64| {
+        let mut c = conn(2, 2, at, None);
+        c.public = true;
+        c
+    };
+    let old = || {
+        let mut c = conn(1, 1, 0, Some((3000, CloseCause::Client)));
+        moving(&mut c, 1000, None);
+        c
+    };
+    let slack = Duration::from_millis(150);
+    assert_eq!(
+        reconnected_at_half_grace(&record(vec![old(), arrival(2050)]), "app", slack),
+        Ok(1)
+    );
+    let err = reconnected_at_half_grace(&record(vec![old(), arrival(1100)]), "app", slack)
+        .unwrap_err()
+        .0;
+    assert!(
+        err.contains("no connection of \"app\" reached the configured address 1s after it"),
+        "{err}"
+    );
+    assert!(err.contains("2 (100ms after)"), "{err}");
+    let mut named = old();
+    named.pushes[0].endpoint = Some("127.0.2.1:12000".into());
+    assert!(
+        reconnected_at_half_grace(&record(vec![named, arrival(2000)]), "app", slack)
+            .unwrap_err()
+            .0
+            .contains("not a MOVING without an address")
+    );
+}
