@@ -75,6 +75,9 @@ pub struct ConnectionRecord {
     /// The MOVING form it opted in for (`internal-ip`, ...), `None` when it
     /// never opted in (or opted out).
     pub maint: Option<String>,
+    /// The TLS version it negotiated (`1.2`, `1.3`), `None` unencrypted.
+    #[serde(default)]
+    pub tls: Option<String>,
     /// When it closed, `None` while open.
     pub closed_at: Option<Timestamp>,
     /// Who closed it.

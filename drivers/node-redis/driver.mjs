@@ -9,6 +9,7 @@
 // client under test, so every event of the channel is that client's.
 
 import diagnostics from "node:diagnostics_channel";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { performance } from "node:perf_hooks";
 import readline from "node:readline";
@@ -24,7 +25,7 @@ const PROTOCOL = 1;
 const SETTINGS = [
   "host", "port", "name", "maint", "endpoint_type", "response_timeout",
   "connect_timeout", "relaxed_timeout", "pool_size", "protocol", "username",
-  "password", "retries",
+  "password", "retries", "tls",
 ];
 
 // The driver's monotonic clock, in seconds.
@@ -69,6 +70,14 @@ async function create(req) {
     username: s.username,
     password: s.password,
   };
+  if (s.tls) {
+    // No CA file: Node's own roots.
+    options.socket.tls = true;
+    if (s.tls.ca_file) options.socket.ca = readFileSync(s.tls.ca_file);
+    if (s.tls.cert_file) options.socket.cert = readFileSync(s.tls.cert_file);
+    if (s.tls.key_file) options.socket.key = readFileSync(s.tls.key_file);
+    options.socket.rejectUnauthorized = s.tls.verify !== false;
+  }
   if (s.endpoint_type) options.maintEndpointType = s.endpoint_type;
   if (s.relaxed_timeout !== undefined) {
     options.maintRelaxedCommandTimeout = ms(s.relaxed_timeout);

@@ -160,11 +160,15 @@ class Driver:
             kwargs["password"] = s["password"]
         tls = s.get("tls")
         if tls:
+            verify = tls.get("verify", True)
             kwargs.update(
                 connection_class=redis.SSLConnection,
+                # No CA file: the system's roots.
                 ssl_ca_certs=tls.get("ca_file"),
                 ssl_certfile=tls.get("cert_file"),
                 ssl_keyfile=tls.get("key_file"),
+                ssl_cert_reqs="required" if verify else "none",
+                ssl_check_hostname=verify,
             )
         # At most pool_size connections; a request waits for a free one, as
         # an application's threads share a pool.

@@ -69,6 +69,28 @@ impl Default for TlsOptions {
 }
 
 impl TlsOptions {
+    /// The CA file the client trusts for `db`; `None`: the system's roots.
+    pub fn ca_file(&self, db: &DatabaseConfig) -> Option<PathBuf> {
+        match (&self.ca, db.certificates_location.as_ref()) {
+            (TrustedCa::File(f), _) => Some(f.clone()),
+            (TrustedCa::Database, Some(d)) if d.is_dir() => Some(d.join("ca.crt")),
+            (TrustedCa::Database, Some(f)) => Some(f.clone()),
+            _ => None,
+        }
+    }
+
+    /// The certificate and key the client shows `db`, when it shows one.
+    pub fn client_files(&self, db: &DatabaseConfig) -> Option<(PathBuf, PathBuf)> {
+        match (&self.client_certificate, db.certificates_location.as_ref()) {
+            (ClientCertificate::Files(c, k), _) => Some((c.clone(), k.clone())),
+            (ClientCertificate::Database, Some(d)) if d.is_dir() => {
+                let (c, k) = (d.join("client.crt"), d.join("client.key"));
+                (c.exists() && k.exists()).then_some((c, k))
+            }
+            _ => None,
+        }
+    }
+
     /// `"1.2"`, `"1.3"` or `"1.2 to 1.3"`.
     pub fn versions(&self) -> String {
         if self.min_version == self.max_version {
@@ -143,13 +165,7 @@ impl ClientTls {
             .with_protocol_versions(&versions)
             .map_err(|e| ClientError::Options(format!("TLS versions: {e}")))?;
 
-        let dir = db.certificates_location.as_ref();
-        let ca_file = match (&options.ca, dir) {
-            (TrustedCa::File(f), _) => Some(f.clone()),
-            (TrustedCa::Database, Some(d)) if d.is_dir() => Some(d.join("ca.crt")),
-            (TrustedCa::Database, Some(f)) => Some(f.clone()),
-            _ => None,
-        };
+        let ca_file = options.ca_file(db);
         let mut roots = rustls::RootCertStore::empty();
         let trusted = match &ca_file {
             Some(f) => {
@@ -178,14 +194,7 @@ impl ClientTls {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
         };
-        let files = match (&options.client_certificate, dir) {
-            (ClientCertificate::Files(c, k), _) => Some((c.clone(), k.clone())),
-            (ClientCertificate::Database, Some(d)) if d.is_dir() => {
-                let (c, k) = (d.join("client.crt"), d.join("client.key"));
-                (c.exists() && k.exists()).then_some((c, k))
-            }
-            _ => None,
-        };
+        let files = options.client_files(db);
         let config = match &files {
             Some((c, k)) => {
                 use rustls::pki_types::pem::PemObject;

@@ -16,7 +16,7 @@ use super::settings::TABLE_SETTINGS;
 /// The steps expressible through a driver, as patterns of their text.
 /// A step joins once it is decided without reading the suite's own client
 /// from inside.
-const EXPRESSIBLE: [&str; 43] = [
+const EXPRESSIBLE: [&str; 48] = [
     r"^a standalone database$",
     r#"^a client "[^"]*" with (?:\d+ connections and )?maintenance notifications (?:enabled|disabled|auto)(?: and endpoint type (?:internal-ip|internal-fqdn|external-ip|external-fqdn|none|auto))?(?: and these settings:)?$"#,
     r#"^steady traffic from "[^"]*"$"#,
@@ -60,6 +60,27 @@ const EXPRESSIBLE: [&str; 43] = [
     r#"^"[^"]*" ignored every repeated MOVING$"#,
     r#"^"[^"]*" receives MOVING with (?:an IP address|a host name|no address)$"#,
     r#"^"[^"]*" reconnects to its configured address half the grace period after MOVING$"#,
+    r#"^every connection of "[^"]*" (?:uses TLS 1\.[23]|is unencrypted)$"#,
+    r"^the database uses TLS with certificates from the cluster's CA$",
+    r"^the database requires a password$",
+    r"^the database requires client certificates$",
+    r#"^every connection of "[^"]*" is authenticated as the database's user$"#,
+];
+
+/// Steps whose database a driver's client reaches only with these
+/// `create` settings.
+const NEEDS: [(&str, &[&str]); 5] = [
+    (
+        "the database uses TLS with certificates from the cluster's CA",
+        &["tls"],
+    ),
+    ("the database requires a password", &["tls", "password"]),
+    ("the database requires client certificates", &["tls"]),
+    ("the database accepts TLS 1.3 only", &["tls"]),
+    (
+        "the database's user is an ACL user limited to the suite's keys and a command set",
+        &["username", "password"],
+    ),
 ];
 
 fn patterns() -> &'static [Regex] {
@@ -90,6 +111,19 @@ pub fn not_applicable<'a>(
         if waits_on_the_client || !patterns().iter().any(|p| p.is_match(text)) {
             return Some(format!(
                 "`{}{text}` is not expressible through a driver yet",
+                step.keyword
+            ));
+        }
+        let needs = NEEDS
+            .iter()
+            .filter(|(t, _)| *t == text)
+            .flat_map(|(_, n)| n.iter());
+        if let Some(missing) = needs
+            .into_iter()
+            .find(|n| !settings.iter().any(|s| s == *n))
+        {
+            return Some(format!(
+                "{client}'s driver has no setting {missing} (`{}{text}`)",
                 step.keyword
             ));
         }
@@ -141,8 +175,8 @@ mod tests {
             None
         );
         assert_eq!(
-            all("    Given a standalone database\n    Then \"app\" receives MOVING with a host name\n").unwrap(),
-            "`Then \"app\" receives MOVING with a host name` is not expressible through a driver yet"
+            all("    Given a standalone database\n    Then every connection of \"app\" was relaxed from its MOVING until its handoff\n").unwrap(),
+            "`Then every connection of \"app\" was relaxed from its MOVING until its handoff` is not expressible through a driver yet"
         );
         assert_eq!(
             all("    Given a client \"app\" with maintenance notifications enabled and these settings:\n      | response timeout | 1 s |\n"),
@@ -154,6 +188,10 @@ mod tests {
         );
         assert!(all("    When \"app\" receives MIGRATING\n").is_some());
         assert_eq!(all("    Then \"app\" receives MIGRATING\n"), None);
+        assert_eq!(
+            all("    Given the database uses TLS with certificates from the cluster's CA\n").unwrap(),
+            "redis-py's driver has no setting tls (`Given the database uses TLS with certificates from the cluster's CA`)"
+        );
         assert!(all("    Given a client \"app\" with maintenance notifications enabled and these settings:\n      | handoff workers | 4 |\n")
             .unwrap()
             .contains("\"handoff workers\" has no counterpart"));

@@ -10,12 +10,15 @@ use super::DriverSettings;
 
 /// The `| setting | value |` rows of a client step a driver can be given,
 /// and the `create` setting each one is.
-pub const TABLE_SETTINGS: [(&str, &str); 5] = [
+pub const TABLE_SETTINGS: [(&str, &str); 8] = [
     ("response timeout", "response_timeout"),
     ("relaxed timeout", "relaxed_timeout"),
     ("connect timeout", "connect_timeout"),
     ("handoffs", "hand_off"),
     ("password", "password"),
+    ("trusted CA", "tls"),
+    ("TLS verification", "tls"),
+    ("client certificate", "tls"),
 ];
 
 /// `o` as settings of `create` for `db` (the server sees the client as
@@ -31,9 +34,6 @@ pub fn settings_for(
         .endpoints
         .first()
         .ok_or_else(|| format!("database {} lists no endpoint", db.name))?;
-    if db.tls || endpoint.tls {
-        return Err("a TLS database (the driver's TLS settings are not wired yet)".into());
-    }
     let unsupported = [
         (
             "post-handoff tail",
@@ -68,6 +68,11 @@ pub fn settings_for(
             o.follow_switch_master != defaults.follow_switch_master,
         ),
         ("a user name", o.username.is_some()),
+        (
+            "TLS versions",
+            (o.tls.min_version, o.tls.max_version)
+                != (defaults.tls.min_version, defaults.tls.max_version),
+        ),
     ];
     if let Some((setting, _)) = unsupported.iter().find(|(_, changed)| *changed) {
         return Err(format!(
@@ -112,6 +117,18 @@ pub fn settings_for(
     }
     if let Some(u) = db.username.clone() {
         s = s.set("username", u);
+    }
+    if db.tls || endpoint.tls {
+        let mut tls = serde_json::Map::new();
+        if let Some(ca) = o.tls.ca_file(db) {
+            tls.insert("ca_file".into(), ca.display().to_string().into());
+        }
+        if let Some((cert, key)) = o.tls.client_files(db) {
+            tls.insert("cert_file".into(), cert.display().to_string().into());
+            tls.insert("key_file".into(), key.display().to_string().into());
+        }
+        tls.insert("verify".into(), o.tls.verify.into());
+        s = s.set("tls", serde_json::Value::Object(tls));
     }
     Ok(s)
 }

@@ -59,6 +59,7 @@ impl Ledger {
                 name: None,
                 accepted_at: Timestamp::now(),
                 maint: None,
+                tls: None,
                 closed_at: None,
                 closed_by: None,
                 close_detail: None,
@@ -74,6 +75,11 @@ impl Ledger {
         if let Some(c) = self.inner.lock().unwrap().open.get_mut(&id) {
             f(c);
         }
+    }
+
+    /// Connection `id` negotiated TLS `version` (`1.2`, `1.3`).
+    pub fn encrypted(&self, id: u64, version: &str) {
+        self.with(id, |c| c.tls = Some(version.to_string()));
     }
 
     /// Connection `id` named itself `name` (`CLIENT SETNAME`).

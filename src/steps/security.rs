@@ -214,6 +214,23 @@ async fn then_command_refused(
 #[then(regex = r#"^every connection of "([^"]*)" (?:uses TLS (1\.2|1\.3)|is unencrypted)$"#)]
 async fn then_tls_version(w: &mut MaintWorld, client: String, version: String) -> StepResult {
     let want = (!version.is_empty()).then_some(version.as_str());
+    // The server decides: the version each open connection negotiated.
+    let name = w.server_name(&client)?;
+    match w.server_record(&client).await? {
+        Some(r) => {
+            crate::timeline::server::encrypted_as(&r, &name, want)
+                .map_err(|e| w.unmet(&client, e))?;
+        }
+        None if w.record(&client)?.driven.is_some() => {
+            fail!("a client through a driver is judged by the server's record of its connections, and there is none here")
+        }
+        None => w.not_checked(&format!(
+            "the TLS version of {client:?}'s connections as the server negotiated it (the client's account decides)"
+        )),
+    }
+    if w.record(&client)?.driven.is_some() {
+        return Ok(());
+    }
     for c in w.client(&client)?.connections() {
         let got = c.tls_version();
         if got != want {
@@ -235,6 +252,21 @@ async fn then_tls_version(w: &mut MaintWorld, client: String, version: String) -
 async fn then_whoami(w: &mut MaintWorld, client: String) -> StepResult {
     let env = w.env()?;
     let want = env.db.username.clone().unwrap_or_else(|| "default".into());
+    if w.record(&client)?.driven.is_some() {
+        // The server answers whom each request came from; the pool picks
+        // the connection: as many as it holds.
+        let requests = w.requests(&client)?;
+        for round in 0..w.options_of(&client)?.pool_size.max(1) {
+            let v = requests
+                .request(redis::cmd("ACL").arg("WHOAMI"))
+                .await
+                .map_err(|e| anyhow!("ACL WHOAMI {round} of {client:?}: {}", e.chain()))?;
+            if v != redis::Value::BulkString(want.clone().into_bytes()) {
+                fail!("ACL WHOAMI {round} of {client:?} answered {v:?}, expected {want:?}");
+            }
+        }
+        return Ok(());
+    }
     for c in w.client(&client)?.connections() {
         let v = tokio::time::timeout(
             Duration::from_secs(2),

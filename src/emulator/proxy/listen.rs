@@ -178,12 +178,13 @@ async fn accept(
     let local = stream.local_addr()?;
     let peer = stream.peer_addr()?;
     let local_external = matches!(local.ip(), std::net::IpAddr::V4(ip) if ip == node.external_ip());
-    let at = Accepted {
+    let mut at = Accepted {
         node,
         public,
         local_external,
         local,
         peer,
+        tls: None,
     };
     match tls {
         None => serve(db, at, stream, cancel).await,
@@ -192,6 +193,11 @@ async fn accept(
                 .await
                 .context("the TLS handshake did not finish within 5 s")?
                 .context("TLS handshake")?;
+            at.tls = match tls.get_ref().1.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => Some("1.3"),
+                Some(rustls::ProtocolVersion::TLSv1_2) => Some("1.2"),
+                _ => Some("other"),
+            };
             serve(db, at, tls, cancel).await
         }
     }

@@ -145,6 +145,8 @@ pub(super) struct Accepted {
     pub(super) local_external: bool,
     pub(super) local: SocketAddr,
     pub(super) peer: SocketAddr,
+    /// The TLS version negotiated, when the database speaks TLS.
+    pub(super) tls: Option<&'static str>,
 }
 
 /// Serves one accepted connection until it closes.
@@ -163,6 +165,7 @@ where
         local_external,
         local,
         peer,
+        tls,
     } = at;
     let (tx, mut control) = mpsc::unbounded_channel();
     let id = match db.register(node, tx) {
@@ -170,6 +173,9 @@ where
         Err(id) => return refuse_over_limit(&db, id, node, public, local, peer, stream).await,
     };
     db.ledger.accepted(id, node.index, public, local, peer);
+    if let Some(version) = tls {
+        db.ledger.encrypted(id, version);
+    }
     let guard = Deregister(db.clone(), id);
     let (mut cr, mut cw) = tokio::io::split(stream);
     let mut conn = Conn {

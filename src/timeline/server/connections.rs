@@ -188,3 +188,25 @@ pub fn opted_in_as(record: &DatabaseRecord, name: &str, ty: &str) -> Claim<usize
     }
     Ok(open.len())
 }
+
+/// Every connection of `name` the server holds open negotiated TLS `want`
+/// (`1.2`, `1.3`; `None`: unencrypted), and there is at least one.
+pub fn encrypted_as(record: &DatabaseRecord, name: &str, want: Option<&str>) -> Claim<usize> {
+    let say = |v: Option<&str>| v.map_or("no TLS".to_string(), |v| format!("TLS {v}"));
+    let open: Vec<_> = record.named(name).filter(|c| c.is_open()).collect();
+    let wrong: Vec<String> = open
+        .iter()
+        .filter(|c| c.tls.as_deref() != want)
+        .map(|c| format!("{} uses {}", c.describe(), say(c.tls.as_deref())))
+        .collect();
+    if open.is_empty() || !wrong.is_empty() {
+        unmet!(
+            "the server holds {} of the {} open connection(s) of {name:?} with other than {}:\n  {}",
+            wrong.len(),
+            open.len(),
+            say(want),
+            wrong.join("\n  ")
+        );
+    }
+    Ok(open.len())
+}

@@ -23,6 +23,7 @@ fn conn(
         name: Some("app".into()),
         accepted_at: t(accepted),
         maint: Some("internal-ip".into()),
+        tls: None,
         closed_at: closed.map(|(at, _)| t(at)),
         closed_by: closed.map(|(_, by)| by),
         close_detail: None,
@@ -500,5 +501,34 @@ fn moving_without_an_address_is_followed_by_a_connection_to_the_configured_addre
             .unwrap_err()
             .0
             .contains("not a MOVING without an address")
+    );
+}
+
+#[test]
+fn the_server_says_which_tls_version_each_open_connection_negotiated() {
+    let tls13 = |id| {
+        let mut c = conn(id, 1, 0, None);
+        c.tls = Some("1.3".into());
+        c
+    };
+    let r = record(vec![tls13(1), tls13(2)]);
+    assert_eq!(encrypted_as(&r, "app", Some("1.3")), Ok(2));
+    let err = encrypted_as(&r, "app", None).unwrap_err().0;
+    assert!(
+        err.starts_with(
+            "the server holds 2 of the 2 open connection(s) of \"app\" with other than no TLS"
+        ),
+        "{err}"
+    );
+    let r = record(vec![tls13(1), conn(2, 1, 0, None)]);
+    let err = encrypted_as(&r, "app", Some("1.3")).unwrap_err().0;
+    assert!(err.contains("uses no TLS"), "{err}");
+    assert_eq!(
+        encrypted_as(&record(vec![conn(1, 1, 0, None)]), "app", None),
+        Ok(1)
+    );
+    assert!(
+        encrypted_as(&record(vec![]), "app", None).is_err(),
+        "no open connection"
     );
 }
