@@ -295,6 +295,15 @@ async fn tls_versions_mutual_tls_and_verification_are_each_enforced_with_a_clear
     let c = tls_client(&strict, TlsOptions::default()).await.unwrap();
     let v: String = c.query(&redis::cmd("PING")).await.unwrap();
     assert_eq!(v, "PONG");
+    // The server's record says which version each connection negotiated.
+    let record = db.record(None, &emu.nodes()).await;
+    let versions: Vec<_> = record
+        .connections
+        .iter()
+        .filter(|c| c.is_open())
+        .map(|c| c.tls.clone())
+        .collect();
+    assert_eq!(versions, [Some("1.3".to_string())]);
     c.close().await;
 
     let refused = |o: TlsOptions| {

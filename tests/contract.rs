@@ -963,9 +963,12 @@ async fn the_server_record_has_every_connection_and_move_field_by_field() {
             "pushes",
             "pushes_total",
             "redirects",
-            "redirects_total"
+            "redirects_total",
+            "tls"
         ]
     );
+    // A plain database: the connection negotiated no TLS.
+    assert!(c["tls"].is_null(), "{c}");
     // A standalone database redirects nothing.
     assert_eq!(
         (&c["redirects"], &c["redirects_total"]),
