@@ -263,6 +263,27 @@ fn a_window_runs_from_the_start_the_server_wrote_to_the_completion_after_it_on_e
 }
 
 #[test]
+fn a_window_on_a_connection_the_client_closed_before_the_completion_ends_at_the_close() {
+    // redis-py drops a connection on a timeout: its window ended there, and
+    // the requests it held are judged inside it.
+    let mut dropped = conn(1, 1, 0, Some((3_400, CloseCause::Client)));
+    dropped.pushes.push(PushSent {
+        at: t(300),
+        kind: "MIGRATING".into(),
+        seq: Some(1),
+        endpoint: None,
+    });
+    let r = record(vec![dropped]);
+    assert_eq!(
+        windows(&r, "app", "MIGRATING", "MIGRATED"),
+        vec![Window {
+            from: t(300).0,
+            to: t(3_400).0
+        }]
+    );
+}
+
+#[test]
 fn connections_move_from_the_move_to_their_last_arrival_or_close() {
     // Arrivals at 1.1 s and 1.15 s, closes at 1.2 s and 1.3 s.
     assert_eq!(moving_span(&handed_off(), "app"), Some((t(1000), t(1300))));
