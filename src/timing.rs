@@ -170,3 +170,8 @@ pub const SUBSCRIPTIONS_MOVE_WITHIN: Duration = Duration::from_secs(2);
 pub const TLS_ACCEPT_WITHIN: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (out of file descriptors, say).
 pub const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// A driver's client is connected, or has given up, within this of
+/// `create`: one that does neither (it retries a refusal without end) is
+/// told as a refusal that never came.
+pub const DRIVER_CREATE_WITHIN: Duration = Duration::from_secs(10);

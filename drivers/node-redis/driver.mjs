@@ -94,7 +94,13 @@ async function create(req) {
   // Errors reach the requests that meet them; the client's own stream of
   // them is only logged.
   client.on("error", (e) => process.stderr.write(`${name}: ${e?.name}: ${e?.message}\n`));
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (e) {
+    // Refused: nothing of it may go on trying in the background.
+    client.destroy();
+    throw e;
+  }
   clients.set(name, client);
   return {};
 }

@@ -264,7 +264,7 @@ def serve(driver, req, workers):
     except NotApplicable as e:
         emit({"id": rid, "ok": False, "not_applicable": True, "error": str(e)})
     except Exception as e:  # every failure is answered, with its cause
-        emit({"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}"})
+        emit({"id": rid, "ok": False, "error": f"{type(e).__name__}: {server_words(e)}"})
 
 
 OPS = {"hello", "clock", "create", "command", "close"}

@@ -16,7 +16,7 @@ use super::settings::TABLE_SETTINGS;
 /// The steps expressible through a driver, as patterns of their text.
 /// A step joins once it is decided without reading the suite's own client
 /// from inside.
-const EXPRESSIBLE: [&str; 49] = [
+const EXPRESSIBLE: [&str; 52] = [
     r"^a standalone database$",
     r#"^a client "[^"]*" with (?:\d+ connections and )?maintenance notifications (?:enabled|disabled|auto)(?: and endpoint type (?:internal-ip|internal-fqdn|external-ip|external-fqdn|none|auto))?(?: and these settings:)?$"#,
     r#"^steady traffic from "[^"]*"$"#,
@@ -66,6 +66,10 @@ const EXPRESSIBLE: [&str; 49] = [
     r"^the database requires client certificates$",
     r#"^every connection of "[^"]*" is authenticated as the database's user$"#,
     r#"^"[^"]*" asked for the endpoint type its TLS setting and address class call for, by this table:$"#,
+    r#"^a client "[^"]*" with maintenance notifications (?:enabled|disabled|auto) connects with these settings:$"#,
+    // Redis's own words only: the others are this suite's client's.
+    r#"^connecting "[^"]*" fails with an error that says "(?:WRONGPASS|NOAUTH|NOPERM)[^"]*"$"#,
+    r#"^connecting "[^"]*" failed within .+ after a single connection attempt$"#,
 ];
 
 /// Steps whose database a driver's client reaches only with these

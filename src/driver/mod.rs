@@ -69,7 +69,16 @@ impl DriverClient {
         let mut fields = Map::new();
         fields.insert("client".into(), json!(name));
         fields.insert("settings".into(), Value::Object(settings.0));
-        process.request("create", fields).await?;
+        let within = crate::timing::DRIVER_CREATE_WITHIN;
+        tokio::time::timeout(within, process.request("create", fields))
+            .await
+            .map_err(|_| DriverError::Failed {
+                client: process.client.clone(),
+                op: "create".into(),
+                message: format!(
+                    "the client neither connected nor gave up within {within:?} (does it retry a refused connection without end?)"
+                ),
+            })??;
         Ok(DriverClient {
             process,
             name: name.to_string(),

@@ -155,7 +155,7 @@ impl MaintWorld {
         tweak(&mut options);
         self.resolve_settings(&mut options)?;
         if let Some(driver) = crate::driver::selected() {
-            return self.create_driven(&driver, name, options).await;
+            return self.create_driven(&driver, name, options, false).await;
         }
         let client = self
             .env()?
@@ -168,11 +168,15 @@ impl MaintWorld {
 
     /// Creates client `name` through `driver`, its own process: what the
     /// client lets the driver see goes on the timeline.
-    async fn create_driven(
+    /// With `refusal_allowed`, a client the driver could not connect is
+    /// recorded as refused (its error in the driver's words), as `a client
+    /// ... connects with these settings:` records one of ours.
+    pub(super) async fn create_driven(
         &mut self,
         driver: &str,
         name: &str,
         options: ClientOptions,
+        refusal_allowed: bool,
     ) -> anyhow::Result<()> {
         if self.clients.contains_key(name) {
             fail!("a client named {name:?} exists already in this scenario");
@@ -187,9 +191,27 @@ impl MaintWorld {
         .map_err(|reason| anyhow!("not applicable to {driver}: {reason}"))?;
         let process =
             std::sync::Arc::new(crate::driver::start(driver, self.tracker.clone()).await?);
-        let client = crate::driver::DriverClient::create(process.clone(), name, settings)
-            .await
-            .map_err(|e| anyhow!("creating client {name:?}: {e}"))?;
+        let client =
+            match crate::driver::DriverClient::create(process.clone(), name, settings).await {
+                Ok(c) => c,
+                Err(crate::driver::DriverError::Failed { message, .. }) if refusal_allowed => {
+                    process.stop().await;
+                    self.clients.insert(
+                        name.to_string(),
+                        super::ClientUnderTest {
+                            options: Some(options),
+                            refusal: Some(super::record::Refusal {
+                                error: message,
+                                took: None,
+                                accepted: None,
+                            }),
+                            ..super::ClientUnderTest::default()
+                        },
+                    );
+                    return Ok(());
+                }
+                Err(e) => fail!("creating client {name:?}: {e}"),
+            };
         self.clients.insert(
             name.to_string(),
             super::ClientUnderTest {

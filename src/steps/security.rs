@@ -137,13 +137,23 @@ async fn when_connects_with(
     w.resolve_settings(&mut o)?;
     let accepted = w.accepted_now().await?;
     let t = Instant::now();
-    let made = w.env()?.factory.create(&name, o).await;
+    match crate::driver::selected() {
+        Some(driver) => w.create_driven(&driver, &name, o, true).await?,
+        None => {
+            let made = w.env()?.factory.create(&name, o).await;
+            w.add_client(&name, made)?;
+        }
+    }
     let took = t.elapsed();
     let attempts = match (accepted, w.accepted_now().await?) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
-    w.add_client(&name, made)?;
+    if let Some(n) = attempts {
+        eprintln!(
+            "{name:?}: the database accepted {n} connection(s) in the {took:?} it took to connect"
+        );
+    }
     if let Some(r) = &mut w.record_mut(&name)?.refusal {
         (r.took, r.accepted) = (Some(took), attempts);
     }
