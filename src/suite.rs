@@ -133,18 +133,7 @@ impl Suite {
                 if external && sc.tags.iter().any(|t| t == "emulator") {
                     return false;
                 }
-                if by_name.as_ref().is_some_and(|re| !re.is_match(&sc.name)) {
-                    return false;
-                }
-                let tags = feature
-                    .tags
-                    .iter()
-                    .chain(rule.iter().flat_map(|r| &r.tags))
-                    .chain(sc.tags.iter());
-                if by_tags
-                    .as_ref()
-                    .is_some_and(|t| !cucumber::tag::Ext::eval(t, tags))
-                {
+                if !chosen(by_name.as_ref(), by_tags.as_ref(), feature, rule, sc) {
                     return false;
                 }
                 let Some((client, settings)) = &driven else {
@@ -221,6 +210,28 @@ impl Suite {
     }
 }
 
+/// Whether cucumber's `--name` (`by_name`) and `--tags` (`by_tags`) choose
+/// scenario `sc` (its tags, its rule's and its feature's), as cucumber would:
+/// applied inside the suite's own filter, which they would otherwise
+/// replace.
+fn chosen(
+    by_name: Option<&regex::Regex>,
+    by_tags: Option<&cucumber::gherkin::tagexpr::TagOperation>,
+    feature: &cucumber::gherkin::Feature,
+    rule: Option<&cucumber::gherkin::Rule>,
+    sc: &cucumber::gherkin::Scenario,
+) -> bool {
+    if by_name.is_some_and(|re| !re.is_match(&sc.name)) {
+        return false;
+    }
+    let tags = feature
+        .tags
+        .iter()
+        .chain(rule.iter().flat_map(|r| &r.tags))
+        .chain(sc.tags.iter());
+    by_tags.is_none_or(|t| cucumber::tag::Ext::eval(t, tags))
+}
+
 /// Starts driver `name` once to read what it is and which settings it maps.
 async fn driver_greeting(name: &str) -> Result<(String, Vec<String>)> {
     let process = crate::driver::start(name, std::sync::Arc::new(crate::client::NoEvents))
@@ -265,5 +276,32 @@ fn describe(target: &Result<Target, crate::config::ConfigError>) -> String {
             endpoints.display()
         ),
         Err(e) => format!("none: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chosen;
+
+    #[test]
+    fn the_command_lines_name_and_tags_choose_scenarios_as_cucumber_would() {
+        let f = cucumber::gherkin::Feature::parse(
+            "@slow\nFeature: f\n  @emulator\n  Scenario: TO3 one\n    Given x\n  Scenario: PN1 two\n    Given x\n",
+            cucumber::gherkin::GherkinEnv::default(),
+        )
+        .unwrap();
+        let (to3, pn1) = (&f.scenarios[0], &f.scenarios[1]);
+        let name = regex::Regex::new("^TO3").unwrap();
+        let tags = |t: &str| {
+            t.parse::<cucumber::gherkin::tagexpr::TagOperation>()
+                .unwrap()
+        };
+        assert!(chosen(None, None, &f, None, to3));
+        assert!(chosen(Some(&name), None, &f, None, to3));
+        assert!(!chosen(Some(&name), None, &f, None, pn1));
+        assert!(!chosen(None, Some(&tags("not @emulator")), &f, None, to3));
+        assert!(chosen(None, Some(&tags("not @emulator")), &f, None, pn1));
+        // The feature's tags count.
+        assert!(chosen(None, Some(&tags("@slow")), &f, None, pn1));
     }
 }

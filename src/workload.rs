@@ -43,6 +43,35 @@ impl Requests for crate::driver::DriverClient {
     }
 }
 
+/// How many loops of writes and reads a client's traffic runs, and how many
+/// requests the server holds beside them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Loops of writes and reads.
+    pub loops: usize,
+    /// Loops that keep one request held by the server, one per connection
+    /// (up to a bound): whatever moment a node closes what is left on it,
+    /// some are in flight there.
+    pub held: usize,
+}
+
+impl Shape {
+    /// The traffic of `loops` loops for a client whose pool holds `pool`
+    /// connections, at most `held_max` held requests. A client through a
+    /// driver hands each request a connection of its own, and one waits for
+    /// a free connection: that wait would be timed as if the server held the
+    /// request, so it is given at most as many requests at once as its pool
+    /// holds (held ones only where the loops leave room). A cluster client's
+    /// node connections carry only the loops.
+    pub fn of(loops: usize, pool: usize, driven: bool, cluster: bool, held_max: usize) -> Shape {
+        let pool = pool.max(1);
+        let loops = if driven { loops.min(pool) } else { loops };
+        let free = if driven { pool - loops } else { pool };
+        let held = if cluster { 0 } else { free.min(held_max) };
+        Shape { loops, held }
+    }
+}
+
 /// `cmd` through `client`, its reply read as a `T`.
 async fn typed<T: redis::FromRedisValue>(
     client: &dyn Requests,
@@ -401,5 +430,23 @@ impl Workload {
 impl Drop for Workload {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shape;
+
+    #[test]
+    fn a_drivers_client_is_never_given_more_requests_at_once_than_its_pool_holds() {
+        let shape = |loops, pool, driven, cluster| Shape::of(loops, pool, driven, cluster, 8);
+        // Ours multiplexes: two loops and a held request per connection.
+        assert_eq!(shape(2, 1, false, false), Shape { loops: 2, held: 1 });
+        assert_eq!(shape(2, 20, false, false), Shape { loops: 2, held: 8 });
+        assert_eq!(shape(2, 4, false, true), Shape { loops: 2, held: 0 });
+        // A driver's: as many at once as its pool holds.
+        assert_eq!(shape(2, 1, true, false), Shape { loops: 1, held: 0 });
+        assert_eq!(shape(2, 2, true, false), Shape { loops: 2, held: 0 });
+        assert_eq!(shape(2, 5, true, false), Shape { loops: 2, held: 3 });
     }
 }

@@ -64,12 +64,11 @@ fn run(client: &str, pn1: Outcome, pn2_applies: bool) -> Run {
     }
 }
 
-#[tokio::test]
-async fn the_matrix_page_draws_every_cell_in_a_browser_and_a_lost_pass_fails_it() {
-    let root = kept("two-clients");
-    let _ = std::fs::remove_dir_all(&root);
+/// A fresh folder `root` holding our own client's run, every scenario
+/// passed; its living-document folder.
+fn own_run(root: &Path) -> PathBuf {
+    let _ = std::fs::remove_dir_all(root);
     let own = root.join("living-doc");
-    let py = root.join("living-doc-redis-py");
     run(
         "maint-e2e handoffs 1.0 (redis crate)",
         Outcome::Passed,
@@ -77,6 +76,14 @@ async fn the_matrix_page_draws_every_cell_in_a_browser_and_a_lost_pass_fails_it(
     )
     .write(&own)
     .unwrap();
+    own
+}
+
+#[tokio::test]
+async fn the_matrix_page_draws_every_cell_in_a_browser_and_a_lost_pass_fails_it() {
+    let root = kept("two-clients");
+    let own = own_run(&root);
+    let py = root.join("living-doc-redis-py");
     run("redis-py 8.2.0", Outcome::Failed, false)
         .write(&py)
         .unwrap();
@@ -133,15 +140,7 @@ async fn the_matrix_page_draws_every_cell_in_a_browser_and_a_lost_pass_fails_it(
 #[tokio::test]
 async fn a_page_that_draws_fewer_cells_than_the_matrix_has_fails_the_browser_check() {
     let root = kept("tampered");
-    let _ = std::fs::remove_dir_all(&root);
-    let own = root.join("living-doc");
-    run(
-        "maint-e2e handoffs 1.0 (redis crate)",
-        Outcome::Passed,
-        true,
-    )
-    .write(&own)
-    .unwrap();
+    let own = own_run(&root);
     let out = root.join("conformance");
     publish(&Options {
         runs: vec![own],

@@ -73,28 +73,17 @@ impl MaintWorld {
     pub async fn start_traffic(&mut self, client: &str, loops: usize) -> anyhow::Result<()> {
         let requests = self.requests(client)?;
         let prefix = format!("{}:{client}", self.prefix);
-        // A driver's client hands each request a connection of its own, and
-        // one waits for a free connection: its wait would be timed as if the
-        // server held it. It is given at most as many requests at once as
-        // its pool holds (the held ones only in what the loops leave free).
-        let pool = self.options_of(client)?.pool_size.max(1);
+        let pool = self.options_of(client)?.pool_size;
         let driven = self.record(client)?.driven.is_some();
-        let loops = if driven { loops.min(pool) } else { loops };
-        let mut workload = Workload::start(requests.clone(), &prefix, loops, TRAFFIC_PACE);
-        // Requests held by the server, one per connection (up to a bound),
-        // one after another: whatever moment a node closes what is left on
-        // it, some are in flight there (a cluster client's node connections
-        // carry only the loops).
+        // A cluster client's node connections carry only the loops.
         let cluster = self
             .record(client)?
             .client
             .as_ref()
             .is_some_and(|c| c.is_cluster());
-        if !cluster {
-            let free = if driven { pool - loops } else { pool };
-            let held = free.min(HELD_REQUESTS_MAX);
-            workload.hold_requests(requests, &prefix, held, HELD_REQUEST);
-        }
+        let shape = crate::workload::Shape::of(loops, pool, driven, cluster, HELD_REQUESTS_MAX);
+        let mut workload = Workload::start(requests.clone(), &prefix, shape.loops, TRAFFIC_PACE);
+        workload.hold_requests(requests, &prefix, shape.held, HELD_REQUEST);
         // Traffic is flowing once the first writes are acknowledged.
         workload
             .wait_ok(10, TRAFFIC_WARM_UP)

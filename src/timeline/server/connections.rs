@@ -2,8 +2,9 @@
 //! them off, how many were open at once.
 
 use super::super::{Claim, Unmet};
+use super::{moves_seen, no_move_found};
 use crate::fault_injector::Timestamp;
-use crate::server_record::{CloseCause, DatabaseRecord};
+use crate::server_record::{CloseCause, ConnectionRecord, DatabaseRecord};
 
 /// The server cut off no connection of `name`: none ended at a grace end,
 /// an address change, a proxy restart or failure, a node leaving or failing, or an error (the client closed each it
@@ -209,4 +210,75 @@ pub fn encrypted_as(record: &DatabaseRecord, name: &str, want: Option<&str>) -> 
         );
     }
     Ok(open.len())
+}
+
+/// MOVING without an address, by the server's record: each connection of
+/// `name` it was written to was followed by a connection of `name` on the
+/// public address (the one every client is configured with), accepted half
+/// of what was left of the grace after that MOVING, within `slack`.
+pub fn reconnected_at_half_grace(
+    record: &DatabaseRecord,
+    name: &str,
+    slack: std::time::Duration,
+) -> Claim<usize> {
+    let seen = moves_seen(record, name);
+    let Some(last) = seen.last() else {
+        return Err(no_move_found(record, name));
+    };
+    let m = last.at;
+    let mut checked = 0;
+    for c in &last.left_behind {
+        let Some(p) = c.pushes_of("MOVING").find(|p| p.seq == Some(m.seq)) else {
+            continue;
+        };
+        if p.endpoint.is_some() {
+            unmet!(
+                "the server's MOVING (seq {}) to {} named {:?}: not a MOVING without an address",
+                m.seq,
+                c.describe(),
+                p.endpoint
+            );
+        }
+        let left = m.grace_end.0.duration_since(p.at.0).unwrap_or_default();
+        let due = p.at.0 + left / 2;
+        let near = |t: Timestamp| {
+            let d =
+                t.0.duration_since(due)
+                    .or_else(|e| Ok::<_, ()>(e.duration()))
+                    .unwrap_or_default();
+            d <= slack
+        };
+        let public: Vec<&ConnectionRecord> = record
+            .named(name)
+            .filter(|n| n.public && n.accepted_at > p.at)
+            .collect();
+        if !public.iter().any(|n| near(n.accepted_at)) {
+            unmet!(
+                "{} was sent MOVING without an address {left:?} before the grace ended; no connection of {name:?} reached the configured address {:?} after it (within {slack:?}); after it the server accepted on that address: {}",
+                c.describe(),
+                left / 2,
+                if public.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    public.iter().map(|n| format!("{} ({})", n.id, offset_of(p.at, n.accepted_at))).collect::<Vec<_>>().join(", ")
+                }
+            );
+        }
+        checked += 1;
+    }
+    if checked == 0 {
+        unmet!(
+            "the server sent no MOVING (seq {}) to the connections of {name:?} on node {}",
+            m.seq,
+            m.from
+        );
+    }
+    Ok(checked)
+}
+
+fn offset_of(from: Timestamp, t: Timestamp) -> String {
+    match t.0.duration_since(from.0) {
+        Ok(d) => format!("{d:?} after"),
+        Err(e) => format!("{:?} before", e.duration()),
+    }
 }

@@ -1,5 +1,7 @@
+use super::publish::relative;
 use super::*;
 use crate::report::{Feature, NotApplicable, Scenario, Step};
+use std::path::Path;
 
 fn scenario(name: &str, line: usize, outcome: Outcome, failed: Option<(&str, &str)>) -> Scenario {
     Scenario {

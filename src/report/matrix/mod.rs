@@ -5,11 +5,15 @@
 //! (a pure function), rendered by askama from `templates/matrix.html`, and
 //! held to a list of the cells that passed before ([`Expected`]): a cell
 //! that passed and no longer does is a regression.
+//!
+//! * this module: the model, and the matrix of several runs (pure);
+//! * [`expected`]: the cells that passed before, and the judgement;
+//! * [`publish`]: `maint-e2e matrix`: the runs read, the page written and
+//!   checked in headless Chromium, the cells judged.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use askama::Template;
 
 use super::{Outcome, Run};
@@ -267,114 +271,6 @@ fn cell(run: &Run, page: &str, feature: &str, line: usize) -> Cell {
     }
 }
 
-/// The cells that passed before, one per line: `<client>\t<key>`, where
-/// the client is its name without its version (`redis-py`). Lines starting
-/// with `#` are comments.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Expected {
-    cells: BTreeSet<(String, String)>,
-}
-
-/// A client's name without its version: `redis-py 8.2.0` → `redis-py`.
-pub fn client_name(client: &str) -> &str {
-    client.split_whitespace().next().unwrap_or(client)
-}
-
-impl Expected {
-    /// Reads the file's text.
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut cells = BTreeSet::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim_end();
-            if line.trim().is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((client, key)) = line.split_once('\t') else {
-                bail!(
-                    "line {}: {line:?} is not `<client><TAB><feature file>: <scenario>`",
-                    i + 1
-                );
-            };
-            cells.insert((client.to_string(), key.to_string()));
-        }
-        Ok(Expected { cells })
-    }
-
-    /// Every cell of `m` that passed.
-    pub fn of(m: &Matrix) -> Self {
-        let mut cells = BTreeSet::new();
-        for r in &m.rows {
-            for (c, cell) in m.columns.iter().zip(&r.cells) {
-                if cell.state == State::Passed {
-                    cells.insert((client_name(&c.client).to_string(), r.key.clone()));
-                }
-            }
-        }
-        Expected { cells }
-    }
-
-    /// The file's text.
-    pub fn render(&self) -> String {
-        let mut out = String::from(
-            "# The conformance matrix's cells that passed: `maint-e2e matrix --expect` fails\n\
-             # when one of them no longer passes. Written by `maint-e2e matrix --write-expect`.\n",
-        );
-        for (client, key) in &self.cells {
-            out.push_str(&format!("{client}\t{key}\n"));
-        }
-        out
-    }
-
-    /// The cells expected to pass that did not in `m`, each saying how it
-    /// ended instead; a client `m` has no column for is one regression.
-    pub fn regressions(&self, m: &Matrix) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut missing: BTreeMap<&str, usize> = BTreeMap::new();
-        for (client, key) in &self.cells {
-            let Some(c) = m
-                .columns
-                .iter()
-                .position(|col| client_name(&col.client) == client)
-            else {
-                *missing.entry(client).or_default() += 1;
-                continue;
-            };
-            match m.rows.iter().find(|r| &r.key == key) {
-                None => out.push(format!(
-                    "{client}: \"{key}\" passed before and is no longer in the run \
-                     (renamed? rewrite the expectations with --write-expect)"
-                )),
-                Some(r) if r.cells[c].state != State::Passed => out.push(format!(
-                    "{client}: \"{key}\" passed before and is now {}{}",
-                    r.cells[c].state.as_str(),
-                    if r.cells[c].detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", r.cells[c].detail)
-                    }
-                )),
-                Some(_) => {}
-            }
-        }
-        for (client, n) in missing {
-            out.push(format!(
-                "{client}: no run of it in the matrix, and {n} cell(s) of it passed before \
-                 (did its driver start? run `MAINT_E2E_CLIENT={client} cargo test --test acceptance`)"
-            ));
-        }
-        out
-    }
-
-    /// Cells of `m` that pass and are not expected to: candidates to add.
-    pub fn newly_passing(&self, m: &Matrix) -> Vec<String> {
-        Expected::of(m)
-            .cells
-            .difference(&self.cells)
-            .map(|(c, k)| format!("{c}: \"{k}\""))
-            .collect()
-    }
-}
-
 #[derive(Template)]
 #[template(path = "matrix.html")]
 struct Page<'a> {
@@ -423,129 +319,11 @@ pub fn page_height(m: &Matrix, others_ran: bool) -> u32 {
     (330 + 36 * rows.len() + 34 * failed + 34 * features) as u32
 }
 
-/// What `maint-e2e matrix` was asked.
-pub struct Options {
-    /// The runs' living-document folders, left to right; empty, those of
-    /// [`DEFAULT_RUNS`] that exist.
-    pub runs: Vec<PathBuf>,
-    /// Where the page goes.
-    pub out: PathBuf,
-    /// Fail when a cell this file lists as passed did not pass.
-    pub expect: Option<PathBuf>,
-    /// Write the cells that passed here.
-    pub write_expect: Option<PathBuf>,
-    /// Save a picture of the whole page here.
-    pub screenshot: Option<PathBuf>,
-}
+mod expected;
+mod publish;
 
-/// The runs the matrix takes when none are named: our own client's, then
-/// each shipped driver's.
-pub const DEFAULT_RUNS: [&str; 3] = [
-    "target/living-doc",
-    "target/living-doc-redis-py",
-    "target/living-doc-node-redis",
-];
-
-/// Builds the page from the runs, checks it in headless Chromium, prints
-/// each client's counts, and judges it against the cells that passed
-/// before.
-pub async fn publish(o: &Options) -> Result<Matrix> {
-    let runs: Vec<PathBuf> = if o.runs.is_empty() {
-        DEFAULT_RUNS
-            .into_iter()
-            .map(PathBuf::from)
-            .filter(|d| d.join("report.json").is_file())
-            .collect()
-    } else {
-        o.runs.clone()
-    };
-    if runs.is_empty() {
-        bail!(
-            "no run to put in the matrix: run the acceptance suite first \
-             (`cargo test --test acceptance`, then with MAINT_E2E_CLIENT=redis-py or node-redis), \
-             or name runs with --run"
-        );
-    }
-    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
-    let out = std::path::absolute(&o.out)?;
-    let mut inputs = Vec::new();
-    for dir in &runs {
-        let json = dir.join("report.json");
-        let bytes = std::fs::read(&json).with_context(|| {
-            format!(
-                "reading {} ({} should be a run's living-document folder)",
-                json.display(),
-                dir.display()
-            )
-        })?;
-        let run: Run = serde_json::from_slice(&bytes)
-            .with_context(|| format!("reading {}", json.display()))?;
-        let page = relative(&out, &std::path::absolute(dir.join("index.html"))?);
-        inputs.push(Input { run, page });
-    }
-    let m = build(&inputs);
-    let page = o.out.join("index.html");
-    std::fs::write(&page, render(&m)?).with_context(|| format!("writing {}", page.display()))?;
-    // The picture shows the rows another client ran (every row of our own
-    // client's passes would make it five pages long).
-    let shot = o
-        .screenshot
-        .as_deref()
-        .map(|p| (p, page_height(&m, m.columns.len() > 1)));
-    super::browser::verify_matrix(&page, m.rows.len() * m.columns.len(), shot).await?;
-    for c in &m.columns {
-        println!(
-            "{}: {} passed, {} failed, {} not applicable, {} not run",
-            c.client, c.counts[0], c.counts[1], c.counts[2], c.counts[3]
-        );
-    }
-    println!(
-        "conformance matrix: {} (checked in headless Chromium)",
-        page.display()
-    );
-    if let Some(png) = &o.screenshot {
-        println!("its picture: {}", png.display());
-    }
-    if let Some(file) = &o.write_expect {
-        std::fs::write(file, Expected::of(&m).render())
-            .with_context(|| format!("writing {}", file.display()))?;
-        println!("the cells that passed, written to {}", file.display());
-    }
-    if let Some(file) = &o.expect {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let expected =
-            Expected::parse(&text).with_context(|| format!("reading {}", file.display()))?;
-        for n in expected.newly_passing(&m) {
-            println!("passes now, not yet in {}: {n}", file.display());
-        }
-        let regressions = expected.regressions(&m);
-        if !regressions.is_empty() {
-            bail!(
-                "{} cell(s) of the conformance matrix passed before and no longer do:\n  {}",
-                regressions.len(),
-                regressions.join("\n  ")
-            );
-        }
-        println!("every cell {} lists passed", file.display());
-    }
-    Ok(m)
-}
-
-/// `to` as a path relative to the folder `from` (both absolute).
-fn relative(from: &Path, to: &Path) -> String {
-    let f: Vec<_> = from.components().collect();
-    let t: Vec<_> = to.components().collect();
-    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
-    let mut parts = vec!["..".to_string(); f.len() - common];
-    parts.extend(
-        t[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    parts.join("/")
-}
+pub use expected::{client_name, Expected};
+pub use publish::{publish, Options, DEFAULT_RUNS};
 
 #[cfg(test)]
-#[path = "matrix_tests.rs"]
 mod tests;
