@@ -29,9 +29,11 @@
 //! * [`raw`]: raw RESP connections, to check what a server sends byte for byte;
 //! * [`wait`]: the one way to wait, with a bound (on a notified change, or by polling);
 //! * [`timing`]: every fixed duration of the harness, with why it has its value;
+//! * [`driver`]: other clients under test, each through a driver process (docs/DRIVERS.md);
 //! * [`steps`]: the cucumber World and step definitions;
 //! * [`suite`]: the acceptance suite as one call (features, target, reports);
 //! * [`report`]: the living documentation: each scenario with its timeline, as a page, JSON and cucumber JSON;
+//!   and the conformance matrix of several clients' runs (`report::matrix`);
 //! * [`bench`]: benchmarks of the emulator (proxy overhead, fan-out, handoff at scale).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
