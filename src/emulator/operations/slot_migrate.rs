@@ -3,15 +3,17 @@
 //! SMIGRATING (every node of the database does); each slot is marked importing on its
 //! new shard and migrating on its old one, its keys go over with `MIGRATE`
 //! (a write meanwhile is answered `ASK`, which the proxies point at the new
-//! node), the slot is given to its new shard on every shard and in the
-//! proxies' slot map, and then every node announces SMIGRATED. Which slots
+//! node); then, the traffic held, every slot is given to its new shard on
+//! every shard and in the proxies' slot map, and every node announces
+//! SMIGRATED before a request is answered again. Which slots
 //! move where, for each effect and trigger, is [`crate::emulator::slot_plan`].
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::slot_moves::move_slots;
-use super::{check_node, switch_over};
+use super::slot_moves::prepare_move;
+use super::switch::Held;
+use super::{check_node, hold_traffic};
 use crate::emulator::database::{Announcement, Node};
 use crate::emulator::error::{failed, failed_because};
 use crate::emulator::oss_cluster;
@@ -243,24 +245,58 @@ async fn run_plan(
         windows.push(seq);
     }
     tokio::time::sleep_until(started + t.notice_lead).await;
-    let moved = async {
+    // The migration takes its time (the settle time) before the slots
+    // change hands.
+    tokio::time::sleep(t.settle).await;
+    // The keys go over with the traffic flowing; then, the traffic held,
+    // every slot changes hands at once and SMIGRATED is sent before any
+    // request is answered again: a request the switch turns into a MOVED
+    // finds SMIGRATED ahead of it on the connection. (A client that a MOVED
+    // sends elsewhere first no longer uses the node the slots left, and
+    // would never read an SMIGRATED sent there later: go-redis reads a
+    // connection's pushes when it next uses the connection.)
+    let mut promoted = Vec::new();
+    let switched = async {
+        let mut prepared = Vec::new();
         for m in &plan.moves {
-            move_slots(db, &shards.sets, m, t).await?;
+            prepared.push(prepare_move(db, &shards.sets, m, t).await?);
+        }
+        let mut held = hold_traffic(
+            &Timings {
+                hold: std::time::Duration::ZERO,
+                ..t.clone()
+            },
+            db,
+        )
+        .await?;
+        for p in &mut prepared {
+            p.switch(&mut held.route).await?;
         }
         for &set in &plan.failovers {
-            fail_over(db, &mut shards.sets[set], set, t).await?;
+            promote(db, &mut held, &shards.sets[set], set, t).await?;
+            promoted.push(set);
         }
-        tokio::time::sleep(t.settle).await;
-        Ok::<_, ActionError>(())
+        Ok::<_, ActionError>((held, prepared))
     }
     .await;
     for seq in &windows {
         db.shared.close_window(*seq);
     }
-    moved?;
+    let (held, prepared) = match switched {
+        Ok(done) => done,
+        Err(e) => {
+            keep_promotions(&mut shards.sets, &promoted, t).await;
+            return Err(e);
+        }
+    };
     // SMIGRATED from every node of the database, each its own frame and
     // seq: every move, once per node.
-    let after = map_nodes(db).await;
+    let after = held
+        .route
+        .cluster
+        .as_ref()
+        .map(|m| m.nodes.clone())
+        .unwrap_or_default();
     let triplets: Vec<(Node, Node, String)> = plan
         .moves
         .iter()
@@ -292,6 +328,16 @@ async fn run_plan(
         });
         db.shared.deliver(&a, Some(n));
     }
+    let gave: Vec<usize> = prepared
+        .iter()
+        .map(|p| p.from())
+        .chain(promoted.iter().copied())
+        .collect();
+    held.release(db, &gave);
+    for p in &prepared {
+        p.tell_the_others(&shards.sets).await?;
+    }
+    keep_promotions(&mut shards.sets, &promoted, t).await;
     if let Some(node) = plan.leaves {
         if db.shared.active_node() == node {
             let stays = serving_nodes(db).await.first().copied();
@@ -351,50 +397,41 @@ async fn map_nodes(db: &Database) -> Vec<Node> {
 }
 
 /// Fails shard set `index` over to its replica (a coordinated `CLUSTER
-/// FAILOVER`), traffic held meanwhile; its slots are served from the
-/// replica's node from then on.
-async fn fail_over(
+/// FAILOVER`) while the traffic is `held`; its slots are served from the
+/// replica's node from then on. The set's shards trade places in
+/// [`keep_promotions`].
+async fn promote(
     db: &Database,
-    set: &mut ShardSet,
+    held: &mut Held,
+    set: &ShardSet,
     index: usize,
     t: &Timings,
 ) -> Result<(), ActionError> {
-    let Some(replica) = set.replica.take() else {
+    let Some(replica) = &set.replica else {
         return Err(failed_because(format!(
             "shard {} has no replica to fail over to",
             set.primary.id
         )));
     };
-    // Only this shard's slots would wait for a real failover; the gate holds
-    // every request of the database, so it is held no longer than the
-    // promotion takes.
-    let t = &Timings {
-        hold: std::time::Duration::ZERO,
-        ..t.clone()
-    };
-    let promoted = switch_over(t, db, index, || async {
-        oss_cluster::promote(&replica, &set.primary, t.sync_timeout)
-            .await
-            .map_err(failed)?;
-        Ok(replica.addr)
-    })
-    .await;
-    match promoted {
-        Ok(()) => {
-            // The old primary learns by gossip that it follows now, and the
-            // promoted shard keeps its slots meanwhile.
-            if let Err(e) =
-                oss_cluster::keep_promotion(&replica, &set.primary, t.sync_timeout).await
-            {
-                tracing::warn!("after the failover of shard {}: {e:#}", set.primary.id);
-            }
-            let old = std::mem::replace(&mut set.primary, replica);
-            set.replica = Some(old);
-            Ok(())
+    oss_cluster::promote(replica, &set.primary, t.sync_timeout)
+        .await
+        .map_err(failed)?;
+    held.point(db, index, replica.addr).await;
+    Ok(())
+}
+
+/// After the traffic is let go: each promoted set's old primary follows
+/// its replica (which keeps its slots meanwhile), and the two trade places.
+async fn keep_promotions(sets: &mut [ShardSet], promoted: &[usize], t: &Timings) {
+    for &i in promoted {
+        let set = &mut sets[i];
+        let Some(replica) = set.replica.take() else {
+            continue;
+        };
+        if let Err(e) = oss_cluster::keep_promotion(&replica, &set.primary, t.sync_timeout).await {
+            tracing::warn!("after the failover of shard {}: {e:#}", set.primary.id);
         }
-        Err(e) => {
-            set.replica = Some(replica);
-            Err(e)
-        }
+        let old = std::mem::replace(&mut set.primary, replica);
+        set.replica = Some(old);
     }
 }
