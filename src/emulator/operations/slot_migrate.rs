@@ -220,18 +220,21 @@ async fn run_plan(
         db.listen_on(node).await.map_err(failed)?;
     }
     let nodes = map_nodes(db).await;
-    // SMIGRATING from every node of the database (each its own frame and
-    // seq, every slot about to move), before anything moves: clients'
-    // suites wait for it on a connection to each node.
+    // SMIGRATING from every node of the database (every slot about to
+    // move), before anything moves: clients' suites wait for it on a
+    // connection to each node. One seq names the event on every node, as
+    // real clusters broadcast it: clients apply it once by its seq (node-redis
+    // handled the same move twice at once when each node gave it a seq of
+    // its own, and lost track of the node it was creating).
     let started = Instant::now();
     let mut moving: Vec<(u16, u16)> = plan.moves.iter().flat_map(|m| m.slots.clone()).collect();
     for &set in &plan.failovers {
         moving.extend(map.slots_of(set));
     }
     moving.sort_unstable();
-    let mut windows = Vec::new();
+    let seq = db.shared.take_seq();
+    let windows = vec![seq];
     for n in db.shared.serving_nodes() {
-        let seq = db.shared.take_seq();
         db.shared.announce(
             Announcement::Start {
                 notification: Notification::SMigrating {
@@ -242,7 +245,6 @@ async fn run_plan(
             },
             Some(n),
         );
-        windows.push(seq);
     }
     tokio::time::sleep_until(started + t.notice_lead).await;
     // The migration takes its time (the settle time) before the slots
@@ -289,8 +291,8 @@ async fn run_plan(
             return Err(e);
         }
     };
-    // SMIGRATED from every node of the database, each its own frame and
-    // seq: every move, once per node.
+    // SMIGRATED from every node of the database, one seq for all: every
+    // move, once per node.
     let after = held
         .route
         .cluster
@@ -317,15 +319,14 @@ async fn run_plan(
             })
             .collect(),
     );
-    let mut seqs = Vec::new();
+    let done = db.shared.take_seq();
+    let seqs = vec![done];
+    let a = std::sync::Arc::new(Announcement::SlotsMoved {
+        seq: done,
+        moves: triplets.clone(),
+        form: db.shared.cluster_form(),
+    });
     for n in db.shared.serving_nodes() {
-        let seq = db.shared.take_seq();
-        seqs.push(seq);
-        let a = std::sync::Arc::new(Announcement::SlotsMoved {
-            seq,
-            moves: triplets.clone(),
-            form: db.shared.cluster_form(),
-        });
         db.shared.deliver(&a, Some(n));
     }
     let gave: Vec<usize> = prepared
