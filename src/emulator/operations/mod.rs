@@ -24,11 +24,8 @@ pub mod rladmin;
 pub mod shard_failure;
 pub mod slot_migrate;
 mod slot_moves;
-mod switch;
 mod takeover;
 pub mod topology;
-
-pub(crate) use switch::{hold_traffic, switch_over};
 
 use std::sync::Arc;
 
@@ -216,6 +213,63 @@ pub async fn run(emu: &Arc<Emulator>, action: &Action) -> Result<Value, ActionEr
             bdb_id,
         } => rladmin::run(emu, bdb_id.map(|b| b.0), rladmin_command).await,
     }
+}
+
+/// Holds traffic of `db`, waits for in-flight replies, runs `switch`, then points
+/// the proxies' route for shard set `index` at what it returns.
+pub(crate) async fn switch_over<F, Fut>(
+    t: &Timings,
+    db: &Database,
+    index: usize,
+    switch: F,
+) -> Result<(), ActionError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<std::net::SocketAddr, ActionError>>,
+{
+    let timeout = t.drain_timeout;
+    let asked = Instant::now();
+    let from = crate::fault_injector::Timestamp::now();
+    let mut gate = tokio::time::timeout(timeout, db.shared.route.clone().write_owned())
+        .await
+        .map_err(|_| {
+            failed_because(format!(
+                "requests on database {} did not finish within {timeout:?} (a blocking command?); nothing was switched",
+                db.shared.id
+            ))
+        })?;
+    let held = Instant::now();
+    // A real switch-over takes a while: requests wait for it.
+    tokio::time::sleep(t.hold).await;
+    let upstream = switch().await?;
+    gate.upstreams[index] = upstream;
+
+    // An OSS Cluster API database: the set's slots are served from the
+    // new primary's node now.
+    if let (Some(map), Some(node)) = (gate.cluster.as_mut(), db.shared.shard_node(upstream)) {
+        map.nodes[index] = node;
+    }
+    // Subscribers move before the traffic does: a message published on the
+    // new primary finds them there.
+    db.shared
+        .move_subscriptions(index, upstream, crate::timing::SUBSCRIPTIONS_MOVE_WITHIN)
+        .await;
+    drop(gate);
+    db.shared
+        .ledger
+        .switched_over(crate::server_record::SwitchOver {
+            shard_set: index,
+            from,
+            to: crate::fault_injector::Timestamp::now(),
+        });
+    tracing::debug!(
+        bdb_id = db.shared.id,
+        shard_set = index,
+        drained_in = ?(held - asked),
+        switched_in = ?held.elapsed(),
+        "traffic switched to {upstream}"
+    );
+    Ok(())
 }
 
 /// Closes the window of `seq` and sends its completion, unless the caller asked

@@ -3,17 +3,15 @@
 //! SMIGRATING (every node of the database does); each slot is marked importing on its
 //! new shard and migrating on its old one, its keys go over with `MIGRATE`
 //! (a write meanwhile is answered `ASK`, which the proxies point at the new
-//! node); then, the traffic held, every slot is given to its new shard on
-//! every shard and in the proxies' slot map, and every node announces
-//! SMIGRATED before a request is answered again. Which slots
+//! node), the slot is given to its new shard on every shard and in the
+//! proxies' slot map, and then every node announces SMIGRATED. Which slots
 //! move where, for each effect and trigger, is [`crate::emulator::slot_plan`].
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::slot_moves::prepare_move;
-use super::switch::Held;
-use super::{check_node, hold_traffic};
+use super::slot_moves::move_slots;
+use super::{check_node, switch_over};
 use crate::emulator::database::{Announcement, Node};
 use crate::emulator::error::{failed, failed_because};
 use crate::emulator::oss_cluster;
@@ -223,9 +221,7 @@ async fn run_plan(
     // SMIGRATING from every node of the database (every slot about to
     // move), before anything moves: clients' suites wait for it on a
     // connection to each node. One seq names the event on every node, as
-    // real clusters broadcast it: clients apply it once by its seq (node-redis
-    // handled the same move twice at once when each node gave it a seq of
-    // its own, and lost track of the node it was creating).
+    // real clusters broadcast it and clients deduplicate it by seq.
     let started = Instant::now();
     let mut moving: Vec<(u16, u16)> = plan.moves.iter().flat_map(|m| m.slots.clone()).collect();
     for &set in &plan.failovers {
@@ -247,58 +243,24 @@ async fn run_plan(
         );
     }
     tokio::time::sleep_until(started + t.notice_lead).await;
-    // The migration takes its time (the settle time) before the slots
-    // change hands.
-    tokio::time::sleep(t.settle).await;
-    // The keys go over with the traffic flowing; then, the traffic held,
-    // every slot changes hands at once and SMIGRATED is sent before any
-    // request is answered again: a request the switch turns into a MOVED
-    // finds SMIGRATED ahead of it on the connection. (A client that a MOVED
-    // sends elsewhere first no longer uses the node the slots left, and
-    // would never read an SMIGRATED sent there later: go-redis reads a
-    // connection's pushes when it next uses the connection.)
-    let mut promoted = Vec::new();
-    let switched = async {
-        let mut prepared = Vec::new();
+    let moved = async {
         for m in &plan.moves {
-            prepared.push(prepare_move(db, &shards.sets, m, t).await?);
-        }
-        let mut held = hold_traffic(
-            &Timings {
-                hold: std::time::Duration::ZERO,
-                ..t.clone()
-            },
-            db,
-        )
-        .await?;
-        for p in &mut prepared {
-            p.switch(&mut held.route).await?;
+            move_slots(db, &shards.sets, m, t).await?;
         }
         for &set in &plan.failovers {
-            promote(db, &mut held, &shards.sets[set], set, t).await?;
-            promoted.push(set);
+            fail_over(db, &mut shards.sets[set], set, t).await?;
         }
-        Ok::<_, ActionError>((held, prepared))
+        tokio::time::sleep(t.settle).await;
+        Ok::<_, ActionError>(())
     }
     .await;
     for seq in &windows {
         db.shared.close_window(*seq);
     }
-    let (held, prepared) = match switched {
-        Ok(done) => done,
-        Err(e) => {
-            keep_promotions(&mut shards.sets, &promoted, t).await;
-            return Err(e);
-        }
-    };
+    moved?;
     // SMIGRATED from every node of the database, one seq for all: every
     // move, once per node.
-    let after = held
-        .route
-        .cluster
-        .as_ref()
-        .map(|m| m.nodes.clone())
-        .unwrap_or_default();
+    let after = map_nodes(db).await;
     let triplets: Vec<(Node, Node, String)> = plan
         .moves
         .iter()
@@ -329,16 +291,6 @@ async fn run_plan(
     for n in db.shared.serving_nodes() {
         db.shared.deliver(&a, Some(n));
     }
-    let gave: Vec<usize> = prepared
-        .iter()
-        .map(|p| p.from())
-        .chain(promoted.iter().copied())
-        .collect();
-    held.release(db, &gave);
-    for p in &prepared {
-        p.tell_the_others(&shards.sets).await?;
-    }
-    keep_promotions(&mut shards.sets, &promoted, t).await;
     if let Some(node) = plan.leaves {
         if db.shared.active_node() == node {
             let stays = serving_nodes(db).await.first().copied();
@@ -398,41 +350,50 @@ async fn map_nodes(db: &Database) -> Vec<Node> {
 }
 
 /// Fails shard set `index` over to its replica (a coordinated `CLUSTER
-/// FAILOVER`) while the traffic is `held`; its slots are served from the
-/// replica's node from then on. The set's shards trade places in
-/// [`keep_promotions`].
-async fn promote(
+/// FAILOVER`), traffic held meanwhile; its slots are served from the
+/// replica's node from then on.
+async fn fail_over(
     db: &Database,
-    held: &mut Held,
-    set: &ShardSet,
+    set: &mut ShardSet,
     index: usize,
     t: &Timings,
 ) -> Result<(), ActionError> {
-    let Some(replica) = &set.replica else {
+    let Some(replica) = set.replica.take() else {
         return Err(failed_because(format!(
             "shard {} has no replica to fail over to",
             set.primary.id
         )));
     };
-    oss_cluster::promote(replica, &set.primary, t.sync_timeout)
-        .await
-        .map_err(failed)?;
-    held.point(db, index, replica.addr).await;
-    Ok(())
-}
-
-/// After the traffic is let go: each promoted set's old primary follows
-/// its replica (which keeps its slots meanwhile), and the two trade places.
-async fn keep_promotions(sets: &mut [ShardSet], promoted: &[usize], t: &Timings) {
-    for &i in promoted {
-        let set = &mut sets[i];
-        let Some(replica) = set.replica.take() else {
-            continue;
-        };
-        if let Err(e) = oss_cluster::keep_promotion(&replica, &set.primary, t.sync_timeout).await {
-            tracing::warn!("after the failover of shard {}: {e:#}", set.primary.id);
+    // Only this shard's slots would wait for a real failover; the gate holds
+    // every request of the database, so it is held no longer than the
+    // promotion takes.
+    let t = &Timings {
+        hold: std::time::Duration::ZERO,
+        ..t.clone()
+    };
+    let promoted = switch_over(t, db, index, || async {
+        oss_cluster::promote(&replica, &set.primary, t.sync_timeout)
+            .await
+            .map_err(failed)?;
+        Ok(replica.addr)
+    })
+    .await;
+    match promoted {
+        Ok(()) => {
+            // The old primary learns by gossip that it follows now, and the
+            // promoted shard keeps its slots meanwhile.
+            if let Err(e) =
+                oss_cluster::keep_promotion(&replica, &set.primary, t.sync_timeout).await
+            {
+                tracing::warn!("after the failover of shard {}: {e:#}", set.primary.id);
+            }
+            let old = std::mem::replace(&mut set.primary, replica);
+            set.replica = Some(old);
+            Ok(())
         }
-        let old = std::mem::replace(&mut set.primary, replica);
-        set.replica = Some(old);
+        Err(e) => {
+            set.replica = Some(replica);
+            Err(e)
+        }
     }
 }

@@ -2,14 +2,12 @@
 //! importing on the new shard (known to the proxies first, so that an `ASK`
 //! always finds it), migrating on the old one, the keys over with `MIGRATE`,
 //! then the slot given to the new shard on every shard and in the proxies'
-//! map at once, traffic held meanwhile (by the caller, who announces the
-//! move before it lets the traffic go).
+//! map at once, traffic held meanwhile.
 
 use std::collections::BTreeMap;
 
 use redis::aio::MultiplexedConnection;
 
-use crate::emulator::database::Route;
 use crate::emulator::error::{failed, failed_because};
 use crate::emulator::oss_cluster;
 use crate::emulator::shard::ShardSet;
@@ -26,26 +24,18 @@ const MIGRATE_BATCH: usize = 100;
 /// Keys per `SCAN` step.
 const SCAN_COUNT: usize = 1000;
 
-/// A move whose keys are over: what its final switch needs.
-pub(crate) struct Prepared {
-    src: MultiplexedConnection,
-    dst: MultiplexedConnection,
-    to_id: String,
-    slots: Vec<u16>,
-    to: usize,
-    from: usize,
-}
+/// Slots given to their new shard per hold of the traffic.
+const FINALIZE_BATCH: usize = 256;
 
-/// Prepares the slots of `m` as Redis Cluster moves them: importing and
-/// migrating states, then the keys with `MIGRATE`, traffic flowing (a
-/// write of a key already gone is asked to the new shard). The slots
-/// change hands in [`Prepared::switch`].
-pub(crate) async fn prepare_move(
+/// Moves the slots of `m` as Redis Cluster does: importing and migrating
+/// states, the keys with `MIGRATE`, then the slots given to the new shard on
+/// every shard and in the proxies' map at once (traffic held meanwhile).
+pub(crate) async fn move_slots(
     db: &Database,
     sets: &[ShardSet],
     m: &Move,
     t: &Timings,
-) -> Result<Prepared, ActionError> {
+) -> Result<(), ActionError> {
     let (from, to) = (&sets[m.from].primary, &sets[m.to].primary);
     let from_id = oss_cluster::node_id(from).await.map_err(failed)?;
     let to_id = oss_cluster::node_id(to).await.map_err(failed)?;
@@ -120,52 +110,35 @@ pub(crate) async fn prepare_move(
             migrate_keys(db, &mut src, to, s, &keys, t).await?;
         }
     }
-    Ok(Prepared {
-        src,
-        dst,
-        to_id,
-        slots,
-        to: m.to,
-        from: m.from,
-    })
-}
-
-impl Prepared {
-    /// The shard set the slots leave.
-    pub(crate) fn from(&self) -> usize {
-        self.from
-    }
-
-    /// The slots change hands on both shards and in the proxies' map
-    /// `route`, whose write lock the caller holds: the traffic is held, and
-    /// no request sees the two disagree.
-    pub(crate) async fn switch(&mut self, route: &mut Route) -> Result<(), ActionError> {
-        for chunk in self.slots.chunks(SETSLOT_BATCH) {
-            setslot(&mut self.dst, chunk, "NODE", &self.to_id).await?;
-            setslot(&mut self.src, chunk, "NODE", &self.to_id).await?;
-        }
+    // The slots change hands on both shards and in the proxies' map while
+    // the traffic is held, a batch at a time (each SETSLOT NODE saves the
+    // shard's cluster config): no request sees the two disagree, and none
+    // waits long.
+    let drain = t.drain_timeout;
+    for chunk in slots.chunks(FINALIZE_BATCH) {
+        let mut route = tokio::time::timeout(drain, db.shared.route.write())
+            .await
+            .map_err(|_| failed_because(format!("requests on database {} did not finish within {drain:?}; the slots stay where they are", db.shared.id)))?;
+        setslot(&mut dst, chunk, "NODE", &to_id).await?;
+        setslot(&mut src, chunk, "NODE", &to_id).await?;
         let map = route.cluster.as_mut().expect("cluster");
-        map.assign(&runs(&self.slots), self.to);
-        for s in &self.slots {
+        map.assign(&runs(chunk), m.to);
+        for s in chunk {
             map.importing.remove(s);
         }
-        Ok(())
     }
-
-    /// The other primaries learn of the move by gossip; told, they redirect
-    /// right away.
-    pub(crate) async fn tell_the_others(&self, sets: &[ShardSet]) -> Result<(), ActionError> {
-        for (i, other) in sets.iter().enumerate() {
-            if i == self.from || i == self.to {
-                continue;
-            }
-            let mut c = other.primary.connect().await.map_err(failed)?;
-            for chunk in self.slots.chunks(SETSLOT_BATCH) {
-                setslot(&mut c, chunk, "NODE", &self.to_id).await?;
-            }
+    // The other primaries learn of it by gossip; told, they redirect
+    // right away.
+    for (i, other) in sets.iter().enumerate() {
+        if i == m.from || i == m.to {
+            continue;
         }
-        Ok(())
+        let mut c = other.primary.connect().await.map_err(failed)?;
+        for chunk in slots.chunks(SETSLOT_BATCH) {
+            setslot(&mut c, chunk, "NODE", &to_id).await?;
+        }
     }
+    Ok(())
 }
 
 /// `MIGRATE`s `keys` of `slot` from the connection `src` to `to`.
