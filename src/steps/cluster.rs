@@ -386,8 +386,9 @@ fn slots_param(slots: &str) -> Result<Vec<(u16, u16)>> {
 }
 
 /// SMIGRATING of `slots` from every node that serves slots, each its own
-/// push and sequence number, as a slot migration announces it (emulator
-/// only); nothing moves.
+/// push and sequence number (emulator only); nothing moves. Stricter than a
+/// slot migration, which names its SMIGRATING by one seq on every node: a
+/// client must end each connection's window by its slots, not by its seq.
 #[when(expr = "the emulator sends SMIGRATING of slots {word} from every node")]
 async fn when_smigrating_everywhere(w: &mut MaintWorld, slots: String) -> StepResult {
     w.emulator()?;
