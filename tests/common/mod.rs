@@ -111,3 +111,21 @@ pub async fn wait_status(url: &str, id: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An emulator with an OSS Cluster API database of two primaries (each
+/// with a replica, with `replicas`).
+pub async fn two_shard_cluster(
+    replicas: bool,
+) -> (Arc<Emulator>, Arc<maint_e2e::emulator::Database>) {
+    let emu = emulator(Duration::from_millis(100));
+    let db = emu
+        .create_database(DatabaseSpec {
+            oss_cluster: Some(true),
+            shards_count: Some(2),
+            replication: Some(replicas),
+            ..DatabaseSpec::default()
+        })
+        .await
+        .unwrap();
+    (emu, db)
+}
