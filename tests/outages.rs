@@ -98,8 +98,11 @@ async fn a_stopped_proxy_drops_its_connections_and_refuses_until_it_starts() {
     .unwrap_err();
     assert!(bad.0.contains("restart"), "{}", bad.0);
 
-    // A restart is a stop and a start in one action.
+    // A restart is a stop and a start in one action. The connection is
+    // served (a PING answered) before it: a connection the proxy has not
+    // taken in yet is not one the stop can drop.
     let c = RawConnection::connect(&public, false, None).await.unwrap();
+    c.ping().await.unwrap();
     let out = emu
         .run(&action(
             json!({"type": "proxy_failure", "parameters": {"bdb_id": id, "action": "restart"}}),
